@@ -1,0 +1,1 @@
+"""What runs policies: the training pipeline, SB3 PPO wiring, baselines, evaluation, inference."""

@@ -1,0 +1,140 @@
+"""SB3 callbacks: listener feedback statistics, periodic ground-truth evaluation, atomic checkpoints.
+
+Logged scalars (TensorBoard, next to SB3's own ``rollout/``, ``train/`` and ``time/``):
+
+- ``rollout/like_rate``, ``rollout/mean_pct_listened``, ``rollout/skip_rate`` (pct < 0.5): the listener's
+  answers to the tracks PPO chose while collecting the last rollout;
+- ``rollout/mean_expected_reward``, ``rollout/oracle_gap``: true expected reward of the choices, and how far
+  below the best candidate they were;
+- ``eval/mean_reward``, ``eval/like_rate``, ``eval/normalized_score``: deterministic PPO on fresh sessions of the
+  evaluation listeners, scored against random and oracle figures measured once on the same sessions.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+
+from envs.atomic import atomic_path
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_RE = re.compile(r"^ppo_(\d+)_steps\.zip$")
+
+
+class FeedbackStatsCallback(BaseCallback):
+    """Average the listener's answers over each rollout and log them under ``rollout/``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sums = np.zeros(5)
+        self._n = 0
+
+    def _on_step(self) -> bool:
+        for info in self.locals["infos"]:
+            pct = info["percentage_listened"]
+            self._sums += (info["liked"], pct, pct < 0.5, info["expected_reward"],
+                           info["oracle_expected_reward"] - info["expected_reward"])
+            self._n += 1
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self._n:
+            means = self._sums / self._n
+            for name, value in zip(("like_rate", "mean_pct_listened", "skip_rate", "mean_expected_reward",
+                                    "oracle_gap"), means, strict=True):
+                self.logger.record(f"rollout/{name}", float(value))
+        self._sums[:] = 0
+        self._n = 0
+
+
+class PeriodicEvalCallback(BaseCallback):
+    """Every ``eval_freq`` steps, score the deterministic policy with ``evaluate`` and log ``eval/*``.
+
+    :param evaluate: maps the model to a metrics dict with ``mean_reward``, ``like_rate`` and
+        ``normalized_score`` (the caller closes over the eval env, sessions and baseline figures).
+    """
+
+    def __init__(self, evaluate: Callable[[PPO], dict[str, float]], eval_freq: int) -> None:
+        super().__init__()
+        self.evaluate, self.eval_freq = evaluate, eval_freq
+        self._next = eval_freq
+
+    def _on_step(self) -> bool:
+        if self.eval_freq and self.num_timesteps >= self._next:
+            self._next += self.eval_freq
+            for key, value in self.evaluate(self.model).items():
+                self.logger.record(f"eval/{key}", value)
+            self.logger.dump(self.num_timesteps)
+        return True
+
+
+def save_model_atomic(model: PPO, path: Path) -> None:
+    """Save an SB3 model to ``path`` atomically (a crash never leaves a torn zip under that name)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            model.save(fh)
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint with the most timesteps in ``folder`` (``ppo_<n>_steps.zip``), or None."""
+    found = [(int(m.group(1)), p) for p in folder.glob("ppo_*_steps.zip") if (m := CHECKPOINT_RE.match(p.name))]
+    return max(found)[1] if found else None
+
+
+class CheckpointCallback(BaseCallback):
+    """Save ``checkpoints/ppo_<n>_steps.zip`` atomically every ``save_freq`` steps, and on SIGTERM/SIGINT.
+
+    On a signal the current step finishes, a checkpoint is written and training stops; ``interrupted``
+    tells the caller, which exits without evaluating. ``resume=true`` continues from the newest checkpoint.
+    """
+
+    def __init__(self, folder: Path, save_freq: int, keep: int = 3) -> None:
+        super().__init__()
+        self.folder, self.save_freq, self.keep = folder, save_freq, keep
+        self.interrupted: int | None = None
+        self._next = 0
+        self._previous: dict[int, Any] = {}
+
+    def _on_training_start(self) -> None:
+        self._next = (self.num_timesteps // self.save_freq + 1) * self.save_freq
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.interrupted = signum
+
+    def _on_training_end(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def save(self) -> Path:
+        """Write a checkpoint now and prune all but the newest ``keep``."""
+        path = self.folder / f"ppo_{self.num_timesteps}_steps.zip"
+        save_model_atomic(self.model, path)
+        ordered = sorted((int(m.group(1)), p) for p in self.folder.glob("ppo_*_steps.zip")
+                         if (m := CHECKPOINT_RE.match(p.name)))
+        for _, old in ordered[: -self.keep]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def _on_step(self) -> bool:
+        if self.interrupted is not None:
+            path = self.save()
+            log.warning("signal %d: checkpoint saved to %s; training stopped (resume with resume=true)",
+                        self.interrupted, path)
+            return False
+        if self.num_timesteps >= self._next:
+            self._next += self.save_freq
+            self.save()
+        return True

@@ -1,0 +1,124 @@
+"""The run's configuration: one structured dataclass per Hydra group, composed and validated at start-up.
+
+Hydra composes the YAML tree under ``conf/``; :func:`load_config` merges it onto the dataclass schema
+(type errors become one-line :class:`ConfigError`s naming the key) and checks every value before any work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from agents.evaluate import EvalConfig
+from agents.ppo import PPOConfig
+from envs.catalog import DataConfig
+from envs.errors import ConfigError
+from envs.listeners import ListenerConfig
+from envs.music_env import EnvConfig
+from envs.rewards import RewardConfig
+from vae.config import VAEConfig
+
+
+@dataclass
+class TrainConfig:
+    """The whole run (``conf/train.yaml``)."""
+
+    seed: int = 0
+    resume: bool = False
+    data: DataConfig = field(default_factory=DataConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    listeners: ListenerConfig = field(default_factory=ListenerConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def _require(key: str, value: Any, ok: bool, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r}: {allowed}")
+
+
+def _choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    _require(key, value, value in choices, f"must be one of {', '.join(choices)}")
+
+
+def validate_data(cfg: DataConfig) -> None:
+    """Check the ``data`` group."""
+    _choice("data.source", cfg.source, ("synthetic", "csv"))
+    _choice("data.normalisation", cfg.normalisation, ("physical", "minmax"))
+    if cfg.source == "csv":
+        _require("data.path", cfg.path, bool(cfg.path), "a CSV path is required when data.source=csv")
+    _require("data.n_tracks", cfg.n_tracks, cfg.n_tracks >= 10, "must be an integer >= 10")
+
+
+def validate_vae(cfg: VAEConfig) -> None:
+    """Check the ``vae`` group."""
+    _require("vae.latent_dim", cfg.latent_dim, 1 <= cfg.latent_dim <= 11, "must be an integer in 1..11 (2, 4, 5 are the design's)")
+    _require("vae.hidden", list(cfg.hidden), len(cfg.hidden) > 0 and all(h >= 1 for h in cfg.hidden),
+             "must be a non-empty list of positive layer widths")
+    _require("vae.epochs", cfg.epochs, cfg.epochs >= 1, "must be an integer >= 1")
+    _require("vae.batch_size", cfg.batch_size, cfg.batch_size >= 1, "must be an integer >= 1")
+    _require("vae.lr", cfg.lr, cfg.lr > 0, "must be > 0")
+    _require("vae.beta", cfg.beta, cfg.beta >= 0, "must be >= 0")
+    _require("vae.val_fraction", cfg.val_fraction, 0 <= cfg.val_fraction < 1, "must be in [0, 1)")
+    _require("vae.patience", cfg.patience, cfg.patience >= 1, "must be an integer >= 1")
+
+
+def validate_ppo(cfg: PPOConfig, observation: str) -> None:
+    """Check the ``ppo`` group (and that the policy can read the env's observation)."""
+    _choice("ppo.policy", cfg.policy, ("candidate_scorer", "mlp"))
+    _require("ppo.policy", cfg.policy, not (cfg.policy == "candidate_scorer" and observation == "seed"),
+             "candidate_scorer needs env.observation=candidates or history (use ppo.policy=mlp with seed)")
+    _choice("ppo.vec_env", cfg.vec_env, ("dummy", "subproc"))
+    for key in ("total_timesteps", "n_envs", "n_steps", "batch_size", "n_epochs"):
+        _require(f"ppo.{key}", getattr(cfg, key), getattr(cfg, key) >= 1, "must be an integer >= 1")
+    _require("ppo.batch_size", cfg.batch_size, cfg.batch_size <= cfg.n_steps * cfg.n_envs,
+             f"must be <= ppo.n_steps * ppo.n_envs = {cfg.n_steps * cfg.n_envs}")
+    _require("ppo.learning_rate", cfg.learning_rate, cfg.learning_rate > 0, "must be > 0")
+    for key in ("gamma", "gae_lambda"):
+        _require(f"ppo.{key}", getattr(cfg, key), 0 <= getattr(cfg, key) <= 1, "must be in [0, 1]")
+    _require("ppo.clip_range", cfg.clip_range, cfg.clip_range > 0, "must be > 0")
+    _require("ppo.ent_coef", cfg.ent_coef, cfg.ent_coef >= 0, "must be >= 0")
+    for key in ("net_arch", "scorer_arch"):
+        arch = list(getattr(cfg, key))
+        _require(f"ppo.{key}", arch, all(w >= 1 for w in arch), "must be a list of positive layer widths")
+    _require("ppo.checkpoint_freq", cfg.checkpoint_freq, cfg.checkpoint_freq >= 1, "must be an integer >= 1")
+
+
+def validate_eval(cfg: EvalConfig) -> None:
+    """Check the ``eval`` group."""
+    _choice("eval.protocol", cfg.protocol, ("personal", "population"))
+    _require("eval.n_episodes", cfg.n_episodes, cfg.n_episodes >= 2, "must be an integer >= 2 (a CI needs two)")
+    _require("eval.periodic_episodes", cfg.periodic_episodes, cfg.periodic_episodes >= 2, "must be an integer >= 2")
+    _require("eval.eval_freq", cfg.eval_freq, cfg.eval_freq >= 0, "must be an integer >= 0 (0: off)")
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Check every group; raise :class:`ConfigError` naming the first bad key."""
+    validate_data(cfg.data)
+    validate_vae(cfg.vae)
+    cfg.reward.validate()
+    cfg.listeners.validate()
+    cfg.env.validate(cfg.data.n_tracks if cfg.data.source == "synthetic" else None)
+    validate_ppo(cfg.ppo, cfg.env.observation)
+    validate_eval(cfg.eval)
+    if cfg.data.source == "synthetic":
+        _require("reward.n_clusters", cfg.reward.n_clusters, cfg.reward.n_clusters <= cfg.data.n_tracks,
+                 f"must be <= the catalog size ({cfg.data.n_tracks} tracks)")
+
+
+def load_config(cfg: DictConfig | dict) -> TrainConfig:
+    """Merge a composed Hydra config onto the schema, validate it, and return the typed object."""
+    raw = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), raw)
+        typed: TrainConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    except OmegaConfBaseException as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"{err.full_key}: {first}") from None
+    validate(typed)
+    return typed

@@ -1,0 +1,174 @@
+"""Evaluation against ground-truth simulated listeners, with 95% confidence intervals.
+
+Every policy plays the same fresh sessions (same listeners, start tracks and env seeds: common random
+numbers), which training never saw. The env always answers with the simulated listener here, whatever
+reward source the policy was trained on: the propagated table is never used to score.
+
+Metrics per policy (DESIGN.md §5), each with ``<name>_ci95`` (the half-width of a 95% interval, clustered by
+session since steps of one session are correlated):
+``mean_reward`` (per step, pct + like_weight·liked − penalty), ``mean_expected_reward`` (the listener's true
+expected reward of the chosen tracks: the same quantity without response noise), ``mean_return``, ``like_rate``,
+``mean_pct_listened``, ``skip_rate`` (pct < 0.5), ``early_skip_rate`` (pct < 0.1), ``coverage`` (distinct tracks
+/ catalog size), ``diversity`` (mean pairwise latent distance within a session), ``mean_length``.
+``normalized_score`` = (ppo − random) / (oracle − random) on ``mean_reward``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from agents.baselines import Policy
+from envs.music_env import EnvConfig, MusicRecEnv
+from envs.world import World
+
+Z95 = 1.959963984540054
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation protocol and budget (config group ``eval``)."""
+
+    protocol: str = "personal"
+    n_episodes: int = 200
+    eval_freq: int = 50_000
+    periodic_episodes: int = 40
+
+
+@dataclass
+class Episode:
+    """What one evaluation session produced, step by step."""
+
+    rewards: np.ndarray
+    expected: np.ndarray
+    oracle_expected: np.ndarray
+    pct: np.ndarray
+    liked: np.ndarray
+    tracks: np.ndarray
+
+
+def eval_listeners(world: World, protocol: str) -> list[int] | None:
+    """The listeners a protocol evaluates on: None (the run's own listener) or the held-out ids."""
+    if protocol == "personal":
+        return None
+    return [int(i) for i in world.meta["heldout_listeners"]]
+
+
+def train_listeners(world: World, protocol: str) -> list[int] | None:
+    """The listeners a protocol trains on: None (the run's own listener) or the training ids."""
+    if protocol == "personal":
+        return None
+    return [int(i) for i in world.meta["train_listeners"]]
+
+
+def make_eval_env(world: World, env_cfg: EnvConfig, listener_ids: Sequence[int] | None) -> MusicRecEnv:
+    """An env that scores with the simulated listener (ground truth), in the run's observation mode."""
+    return MusicRecEnv(world, dataclasses.replace(env_cfg, reward_source="simulator"), listener_ids=listener_ids)
+
+
+def rollout(env: MusicRecEnv, policy: Policy, n_episodes: int, seed: int) -> list[Episode]:
+    """Play ``n_episodes`` sessions; episode i is reset with seed ``seed + i`` for every policy alike."""
+    episodes = []
+    for i in range(n_episodes):
+        obs, _ = env.reset(seed=seed + i)
+        cols: dict[str, list[Any]] = {k: [] for k in ("reward", "expected_reward", "oracle_expected_reward",
+                                                      "percentage_listened", "liked", "track")}
+        done = False
+        while not done:
+            obs, _, terminated, truncated, info = env.step(policy(obs, env))
+            for key, values in cols.items():
+                values.append(info[key])
+            done = terminated or truncated
+        episodes.append(Episode(
+            rewards=np.asarray(cols["reward"], dtype=np.float64),
+            expected=np.asarray(cols["expected_reward"], dtype=np.float64),
+            oracle_expected=np.asarray(cols["oracle_expected_reward"], dtype=np.float64),
+            pct=np.asarray(cols["percentage_listened"], dtype=np.float64),
+            liked=np.asarray(cols["liked"], dtype=np.float64),
+            tracks=np.asarray(cols["track"], dtype=np.int64),
+        ))
+    return episodes
+
+
+def ratio_mean_ci(sums: np.ndarray, counts: np.ndarray) -> tuple[float, float]:
+    """Per-step mean of a quantity summed per session, and its 95% half-width (cluster-robust ratio estimator)."""
+    total = counts.sum()
+    mean = float(sums.sum() / total)
+    n = len(sums)
+    if n < 2:
+        return mean, float("nan")
+    resid = sums - mean * counts
+    se = np.sqrt(np.sum(resid**2) / (n * (n - 1))) / counts.mean()
+    return mean, float(Z95 * se)
+
+
+def mean_ci(values: np.ndarray) -> tuple[float, float]:
+    """Mean of per-session values and its 95% half-width."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 2:
+        return float(values.mean()), float("nan")
+    return float(values.mean()), float(Z95 * values.std(ddof=1) / np.sqrt(len(values)))
+
+
+def _diversity(latents: np.ndarray, tracks: np.ndarray) -> float:
+    z = latents[tracks]
+    if len(z) < 2:
+        return 0.0
+    diff = z[:, None, :] - z[None, :, :]
+    dist = np.sqrt((diff**2).sum(-1))
+    return float(dist[np.triu_indices(len(z), 1)].mean())
+
+
+def summarise(episodes: Sequence[Episode], latents: np.ndarray) -> dict[str, float]:
+    """Every DESIGN.md §5 metric (with ``_ci95``) of a list of sessions."""
+    counts = np.array([len(e.rewards) for e in episodes], dtype=np.float64)
+    out: dict[str, float] = {}
+
+    def put(name: str, mean_and_ci: tuple[float, float]) -> None:
+        out[name], out[f"{name}_ci95"] = mean_and_ci
+
+    per_step = {
+        "mean_reward": [e.rewards for e in episodes],
+        "mean_expected_reward": [e.expected for e in episodes],
+        "mean_oracle_expected_reward": [e.oracle_expected for e in episodes],
+        "like_rate": [e.liked for e in episodes],
+        "mean_pct_listened": [e.pct for e in episodes],
+        "skip_rate": [(e.pct < 0.5).astype(float) for e in episodes],
+        "early_skip_rate": [(e.pct < 0.1).astype(float) for e in episodes],
+    }
+    for name, arrays in per_step.items():
+        put(name, ratio_mean_ci(np.array([a.sum() for a in arrays]), counts))
+    put("mean_return", mean_ci(np.array([e.rewards.sum() for e in episodes])))
+    put("mean_length", mean_ci(counts))
+    put("diversity", mean_ci(np.array([_diversity(latents, e.tracks) for e in episodes])))
+    all_tracks = np.concatenate([e.tracks for e in episodes])
+    out["coverage"] = float(len(np.unique(all_tracks)) / latents.shape[0])
+    out["n_episodes"] = len(episodes)
+    out["n_steps"] = int(counts.sum())
+    return out
+
+
+def normalized_score(metrics: Mapping[str, Mapping[str, float]], policy: str = "ppo",
+                     key: str = "mean_reward") -> float:
+    """(policy − random) / (oracle − random) on ``key``: 0 is random among the candidates, 1 the myopic oracle."""
+    lo, hi = metrics["random"][key], metrics["oracle"][key]
+    if not np.isfinite(hi - lo) or abs(hi - lo) < 1e-12:
+        return float("nan")
+    return float((metrics[policy][key] - lo) / (hi - lo))
+
+
+def evaluate_policies(world: World, env_cfg: EnvConfig, policies: Mapping[str, Policy], protocol: str,
+                      n_episodes: int, seed: int) -> dict[str, Any]:
+    """Roll out every policy on the same fresh sessions; return the ``metrics.json`` structure."""
+    env = make_eval_env(world, env_cfg, eval_listeners(world, protocol))
+    results = {name: summarise(rollout(env, policy, n_episodes, seed), world.latents)
+               for name, policy in policies.items()}
+    out: dict[str, Any] = {"protocol": protocol, "n_episodes": n_episodes, "eval_seed": seed, "policies": results}
+    if "ppo" in results and "random" in results and "oracle" in results:
+        out["normalized_score"] = normalized_score(results)
+        out["normalized_score_expected"] = normalized_score(results, key="mean_expected_reward")
+    return out

@@ -1,0 +1,221 @@
+"""The main job: catalog → normalised features → VAE latents → world → PPO → evaluation → run folder.
+
+Every artifact of DESIGN.md §4 is written into the run folder, each atomically. With ``resume=true`` on a
+run folder that already holds a world, a VAE and PPO checkpoints, the first stages are loaded instead of
+rebuilt and PPO continues from its newest checkpoint to ``ppo.total_timesteps``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.logger import configure
+
+from agents.baselines import baseline_policies
+from agents.callbacks import (CheckpointCallback, FeedbackStatsCallback, PeriodicEvalCallback, latest_checkpoint,
+                              save_model_atomic)
+from agents.config import TrainConfig
+from agents.evaluate import (eval_listeners, evaluate_policies, make_eval_env, normalized_score, rollout,
+                             summarise, train_listeners)
+from agents.ppo import build_model, make_vec_env, ppo_policy
+from agents.run_info import RunInfo
+from agents.seeding import derive_seed
+from agents.tensorboard import latent_figure, log_hparams, open_writer, policies_figure
+from envs.atomic import atomic_path, write_text_atomic
+from envs.catalog import Normaliser, load_catalog
+from envs.errors import RunFolderError
+from envs.feedback import write_feedback
+from envs.rewards import propagation_quality
+from envs.world import World, build_world
+from vae.encoder import LatentEncoder
+
+log = logging.getLogger(__name__)
+
+CODE_DIR = Path(__file__).resolve().parent.parent
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on SIGTERM/SIGINT after saving a checkpoint."""
+
+    def __init__(self, signum: int, checkpoint_dir: Path) -> None:
+        super().__init__(f"interrupted by signal {signum}; checkpoint saved in {checkpoint_dir}; "
+                         "continue with resume=true")
+        self.signum = signum
+
+
+def listener_seed(cfg: TrainConfig) -> int:
+    """``listeners.seed`` or, when unset, a seed derived from the run seed."""
+    return cfg.listeners.seed if cfg.listeners.seed is not None else derive_seed(cfg.seed, "listeners")
+
+
+def hparams(cfg: TrainConfig) -> dict[str, Any]:
+    """The flat HParams key set, identical in every run so a sweep lines up in TensorBoard."""
+    return {
+        "latent_dim": cfg.vae.latent_dim, "like_weight": cfg.reward.like_weight, "decay": cfg.reward.decay,
+        "observation": cfg.env.observation, "reward_source": cfg.env.reward_source,
+        "n_clusters": cfg.reward.n_clusters, "seed": cfg.seed, "total_timesteps": cfg.ppo.total_timesteps,
+        "policy": cfg.ppo.policy, "protocol": cfg.eval.protocol, "listener_seed": listener_seed(cfg),
+        "data_source": cfg.data.source, "n_tracks": cfg.data.n_tracks, "ent_coef": cfg.ppo.ent_coef,
+        "learning_rate": cfg.ppo.learning_rate, "gamma": cfg.ppo.gamma,
+    }
+
+
+def build_representation(cfg: TrainConfig, run_dir: Path, writer: Any, info: RunInfo) -> tuple[Any, np.ndarray,
+                                                                                                np.ndarray]:
+    """Catalog → normalised features → fitted VAE → latents; saves ``vae.pt``. Returns (catalog, X, Z)."""
+    with info.stage("catalog"):
+        catalog = load_catalog(cfg.data, seed=cfg.data.seed, min_tracks=cfg.env.k + 1)
+        normaliser = Normaliser(cfg.data.normalisation).fit(catalog.raw)
+        features = normaliser.transform(catalog.raw)
+        info.data["catalog"] = {"schema": catalog.schema, "n_tracks": len(catalog.tracks),
+                                "problems": catalog.problems}
+        log.info("catalog: %d tracks (schema %s)", len(catalog.tracks), catalog.schema)
+    with info.stage("vae"):
+        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+            for key, value in metrics.items():
+                writer.add_scalar(f"vae/{key}", value, epoch)
+
+        encoder = LatentEncoder(cfg.vae, seed=derive_seed(cfg.seed, "vae")).fit(features, on_epoch=on_epoch)
+        latents = encoder.transform(features)
+        ckpt = encoder.checkpoint()
+        ckpt["normaliser"] = normaliser.to_dict()
+        with atomic_path(run_dir / "vae.pt") as tmp:
+            torch.save(ckpt, tmp)
+        labels = catalog.tracks["genre"].to_numpy() if "genre" in catalog.tracks else None
+        writer.add_figure("vae/latent_map", latent_figure(latents, labels, "VAE latents (z0, z1) by genre"))
+        log.info("VAE: %d epochs, latent_dim %d", encoder.epochs_run, cfg.vae.latent_dim)
+    return catalog, features, latents
+
+
+def build_run_world(cfg: TrainConfig, run_dir: Path, writer: Any, info: RunInfo) -> World:
+    """The whole world of a fresh run, saved under ``world/`` with ``feedback.csv``."""
+    catalog, features, latents = build_representation(cfg, run_dir, writer, info)
+    with info.stage("world"):
+        world, feedback = build_world(catalog.tracks, features, latents, cfg.reward, cfg.listeners, cfg.env,
+                                      seed=derive_seed(cfg.seed, "world"), listener_seed=listener_seed(cfg))
+        world.save(run_dir / "world")
+        write_feedback(feedback, run_dir / "feedback.csv")
+        truth = world.listeners().expected_reward_all(world.meta["served_listener"], cfg.reward.like_weight)
+        quality = propagation_quality(world.reward_table, truth)
+        for key, value in quality.items():
+            writer.add_scalar(f"propagation/{key}", value)
+        info.data["propagation_quality"] = quality
+        log.info("world: %d feedback rows; propagation vs truth: %s", len(feedback),
+                 ", ".join(f"{k}={v:.3f}" for k, v in quality.items()))
+    return world
+
+
+def load_run_world(run_dir: Path) -> World:
+    """The saved world of a run folder (for resume and re-evaluation)."""
+    return World.load(run_dir / "world")
+
+
+def train_ppo(cfg: TrainConfig, run_dir: Path, world: World, writer: Any, info: RunInfo) -> PPO:
+    """Train (or resume) PPO on the world; saves ``ppo.zip``."""
+    ckpt_dir = run_dir / "checkpoints"
+    ppo_seed = derive_seed(cfg.seed, "ppo")
+    venv = make_vec_env(world, cfg.env, train_listeners(world, cfg.eval.protocol), cfg.ppo.n_envs,
+                        cfg.ppo.vec_env, ppo_seed)
+    resume_from = latest_checkpoint(ckpt_dir) if cfg.resume else None
+    if resume_from is not None:
+        model = PPO.load(resume_from, env=venv, device="cpu")
+        log.info("resuming from %s at %d timesteps", resume_from.name, model.num_timesteps)
+    else:
+        model = build_model(cfg.ppo, cfg.env, venv, world.latents.shape[1], ppo_seed)
+    model.set_logger(configure(str(run_dir / "tb"), ["tensorboard"]))
+
+    eval_env = make_eval_env(world, cfg.env, eval_listeners(world, cfg.eval.protocol))
+    eval_seed = derive_seed(cfg.seed, "periodic-eval")
+    reference = {name: summarise(rollout(eval_env, pol, cfg.eval.periodic_episodes, eval_seed), world.latents)
+                 for name, pol in baseline_policies(eval_seed).items() if name in ("random", "oracle")}
+
+    def periodic(m: PPO) -> dict[str, float]:
+        res = dict(reference, ppo=summarise(rollout(eval_env, ppo_policy(m), cfg.eval.periodic_episodes, eval_seed),
+                                            world.latents))
+        return {"mean_reward": res["ppo"]["mean_reward"], "like_rate": res["ppo"]["like_rate"],
+                "mean_expected_reward": res["ppo"]["mean_expected_reward"],
+                "normalized_score": normalized_score(res, key="mean_expected_reward")}
+
+    checkpoints = CheckpointCallback(ckpt_dir, cfg.ppo.checkpoint_freq)
+    callbacks = CallbackList([FeedbackStatsCallback(), PeriodicEvalCallback(periodic, cfg.eval.eval_freq), checkpoints])
+    remaining = cfg.ppo.total_timesteps - model.num_timesteps
+    with info.stage("ppo"):
+        if remaining > 0:
+            model.learn(remaining, callback=callbacks, progress_bar=cfg.ppo.progress_bar,
+                        reset_num_timesteps=resume_from is None, tb_log_name="ppo")
+    venv.close()
+    if checkpoints.interrupted is not None:
+        raise TrainingInterrupted(checkpoints.interrupted, ckpt_dir)
+    save_model_atomic(model, run_dir / "ppo.zip")
+    return model
+
+
+def evaluate_run(cfg: TrainConfig, world: World, model: PPO) -> dict[str, Any]:
+    """Final evaluation: PPO and the baselines on the same fresh sessions (``metrics.json`` structure)."""
+    eval_seed = derive_seed(cfg.seed, "eval")
+    policies = {"ppo": ppo_policy(model), **baseline_policies(eval_seed)}
+    return evaluate_policies(world, cfg.env, policies, cfg.eval.protocol, cfg.eval.n_episodes, eval_seed)
+
+
+def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
+    """``metrics.json``, atomically, keys sorted (byte-identical for identical numbers)."""
+    write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+
+
+def log_results(cfg: TrainConfig, writer: Any, metrics: dict[str, Any], step: int) -> None:
+    """Final metrics, the baseline comparison figure and the HParams entry."""
+    for policy, values in metrics["policies"].items():
+        for key in ("mean_reward", "like_rate", "mean_pct_listened", "skip_rate", "coverage", "diversity"):
+            writer.add_scalar(f"final/{policy}/{key}", values[key], step)
+    writer.add_scalar("final/normalized_score", metrics["normalized_score"], step)
+    writer.add_figure("final/policies", policies_figure(metrics["policies"]), step)
+    ppo = metrics["policies"]["ppo"]
+    log_hparams(writer, hparams(cfg), {"hparams/normalized_score": metrics["normalized_score"],
+                                       "hparams/mean_reward": ppo["mean_reward"],
+                                       "hparams/like_rate": ppo["like_rate"]})
+
+
+def run(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
+    """Run the whole pipeline into ``run_dir``; return the metrics."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)
+    info = RunInfo(cfg.seed, cfg.data.path if cfg.data.source == "csv" else None, CODE_DIR)
+    writer = open_writer(run_dir)
+    try:
+        writer.add_text("config", "```yaml\n" + OmegaConf.to_yaml(OmegaConf.structured(cfg)) + "\n```")
+        resuming = cfg.resume and (run_dir / "world").is_dir() and latest_checkpoint(run_dir / "checkpoints")
+        if cfg.resume and not resuming:
+            log.warning("resume=true but %s holds no world and checkpoint: starting a fresh run", run_dir)
+        world = load_run_world(run_dir) if resuming else build_run_world(cfg, run_dir, writer, info)
+        if world.latents.shape[1] != cfg.vae.latent_dim:
+            raise RunFolderError(f"{run_dir / 'world'}: latents have d={world.latents.shape[1]} but "
+                                 f"vae.latent_dim={cfg.vae.latent_dim}")
+        model = train_ppo(cfg, run_dir, world, writer, info)
+        with info.stage("evaluation"):
+            metrics = evaluate_run(cfg, world, model)
+        write_metrics(run_dir, metrics)
+        log_results(cfg, writer, metrics, model.num_timesteps)
+        info.data["normalized_score"] = metrics["normalized_score"]
+        info.write(run_dir / "run_info.json")
+        return metrics
+    finally:
+        writer.close()
+
+
+def reevaluate(run_dir: Path, cfg: TrainConfig) -> dict[str, Any]:
+    """Evaluate a saved run folder again (``scripts/evaluate.py``)."""
+    world = load_run_world(run_dir)
+    model_path = run_dir / "ppo.zip"
+    if not model_path.is_file():
+        raise RunFolderError(f"{model_path}: missing (the run did not finish training)")
+    model = PPO.load(model_path, device="cpu")
+    return evaluate_run(cfg, world, model)
+

@@ -1,0 +1,137 @@
+"""The candidate-scoring actor-critic: one shared network scores every candidate.
+
+The env's observation (``candidates`` and ``history`` modes) is a flat vector::
+
+    [z_current (d), z_cand_1 .. z_cand_k (k*d), history rows H*(d+1)]
+
+The actor applies the same small MLP to every candidate, with input ``[z_cand, z_cand - z_current, history]``,
+and the k scores are the logits of ``Discrete(k)``. The policy is therefore permutation-equivariant: it
+scores a track by what it is, not by the slot it sits in. (A stock MLP over the concatenated observation
+has to learn the same function k times, once per slot, and in practice learns only a preference for a
+rank.) The critic is an ordinary MLP over the whole observation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.policies import ActorCriticPolicy
+from torch import nn
+
+
+def _mlp(in_dim: int, arch: Sequence[int], activation: type[nn.Module]) -> tuple[nn.Sequential, int]:
+    """An MLP of ``arch`` hidden layers; returns it and its output width."""
+    layers: list[nn.Module] = []
+    for width in arch:
+        layers += [nn.Linear(in_dim, width), activation()]
+        in_dim = width
+    return nn.Sequential(*layers), in_dim
+
+
+class CandidateScorerExtractor(nn.Module):
+    """SB3 ``mlp_extractor`` whose actor latent is the k candidate scores (the logits)."""
+
+    def __init__(
+        self,
+        latent_dim: int,
+        k: int,
+        history: int,
+        scorer_arch: Sequence[int],
+        critic_arch: Sequence[int],
+        activation: type[nn.Module],
+    ) -> None:
+        super().__init__()
+        self.d, self.k, self.history_width = latent_dim, k, history * (latent_dim + 1)
+        body, width = _mlp(2 * latent_dim + self.history_width, scorer_arch, activation)
+        self.score_head = nn.Linear(width, 1)
+        self.scorer = nn.Sequential(body, self.score_head)
+        obs_dim = (1 + k) * latent_dim + self.history_width
+        self.critic, self.latent_dim_vf = _mlp(obs_dim, critic_arch, activation)
+        self.latent_dim_pi = k
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (candidate logits, critic latent)."""
+        return self.forward_actor(features), self.forward_critic(features)
+
+    def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
+        """Score every candidate with the shared scorer: (B, obs) -> (B, k) logits."""
+        d, k = self.d, self.k
+        current = features[:, :d].unsqueeze(1)                          # (B, 1, d)
+        cands = features[:, d : (1 + k) * d].reshape(-1, k, d)           # (B, k, d)
+        parts = [cands, cands - current]
+        if self.history_width:
+            hist = features[:, (1 + k) * d :].unsqueeze(1).expand(-1, k, -1)
+            parts.append(hist)
+        return self.scorer(torch.cat(parts, dim=-1)).squeeze(-1)
+
+    def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
+        """The critic's latent over the whole observation."""
+        return self.critic(features)
+
+
+class CandidateScorerPolicy(ActorCriticPolicy):
+    """Actor-critic whose actor is a shared per-candidate scorer (see the module docstring).
+
+    :param latent_dim: d, the width of one track's latent in the observation.
+    :param k: the number of candidates (the action space size).
+    :param history: the number of history rows in the observation (0 in ``candidates`` mode).
+    :param scorer_arch: hidden layers of the shared scorer.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Any,
+        *,
+        latent_dim: int,
+        k: int,
+        history: int = 0,
+        scorer_arch: Sequence[int] = (64, 64),
+        **kwargs: Any,
+    ) -> None:
+        expected = (1 + k) * latent_dim + history * (latent_dim + 1)
+        if not isinstance(action_space, spaces.Discrete) or int(action_space.n) != k:
+            raise ValueError(f"CandidateScorerPolicy needs Discrete({k}), got {action_space}")
+        if observation_space.shape != (expected,):
+            raise ValueError(
+                f"CandidateScorerPolicy needs a flat observation of {expected} values "
+                f"(d={latent_dim}, k={k}, history={history}), got shape {observation_space.shape}"
+            )
+        self.latent_dim, self.k, self.history = latent_dim, k, history
+        self.scorer_arch = list(scorer_arch)
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+
+    def _build_mlp_extractor(self) -> None:
+        critic_arch = self.net_arch["vf"] if isinstance(self.net_arch, dict) else list(self.net_arch or [])
+        self.mlp_extractor = CandidateScorerExtractor(
+            self.latent_dim, self.k, self.history, self.scorer_arch, critic_arch, self.activation_fn
+        )
+
+    def _build(self, lr_schedule: Any) -> None:
+        super()._build(lr_schedule)
+        # The scores are the logits: no extra linear layer that would mix the candidate slots.
+        self.action_net = nn.Identity()
+        if self.ortho_init:  # near-uniform initial policy, as SB3 does for its action head
+            nn.init.orthogonal_(self.mlp_extractor.score_head.weight, gain=0.01)
+            nn.init.zeros_(self.mlp_extractor.score_head.bias)
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(latent_dim=self.latent_dim, k=self.k, history=self.history, scorer_arch=self.scorer_arch)
+        return data
+
+
+def candidate_probabilities(policy: ActorCriticPolicy, obs: np.ndarray) -> tuple[np.ndarray, float]:
+    """Action probabilities and value estimate of one observation (used for recommendation)."""
+    with torch.no_grad():
+        obs_t, _ = policy.obs_to_tensor(obs)
+        dist = policy.get_distribution(obs_t)
+        probs = dist.distribution.probs[0].cpu().numpy()
+        value = float(policy.predict_values(obs_t)[0, 0])
+    return probs, value

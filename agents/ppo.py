@@ -1,0 +1,90 @@
+"""SB3 PPO wiring: the PPO config group, vectorised envs, the model, checkpoints and resume."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3 import PPO
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+
+from agents.baselines import Policy
+from agents.policies import CandidateScorerPolicy
+from envs.music_env import EnvConfig, MusicRecEnv
+from envs.world import World
+
+
+@dataclass
+class PPOConfig:
+    """Every PPO hyperparameter (config group ``ppo``)."""
+
+    policy: str = "candidate_scorer"
+    total_timesteps: int = 300_000
+    n_envs: int = 8
+    vec_env: str = "dummy"
+    n_steps: int = 256
+    batch_size: int = 256
+    n_epochs: int = 10
+    learning_rate: float = 3e-4
+    gamma: float = 0.9
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    net_arch: list[int] = field(default_factory=lambda: [64, 64])
+    scorer_arch: list[int] = field(default_factory=lambda: [64, 64])
+    checkpoint_freq: int = 50_000
+    progress_bar: bool = True
+
+
+POLICIES = ("candidate_scorer", "mlp")
+
+
+def make_vec_env(world: World, env_cfg: EnvConfig, listener_ids: Sequence[int] | None, n_envs: int,
+                 vec_env: str, seed: int) -> VecEnv:
+    """``n_envs`` copies of MusicRec-v0 over one world, each wrapped in SB3's Monitor, seeded from ``seed``."""
+
+    def factory() -> gym.Env:
+        return Monitor(MusicRecEnv(world, env_cfg, listener_ids=listener_ids))
+
+    cls = SubprocVecEnv if vec_env == "subproc" else DummyVecEnv
+    venv = cls([factory] * n_envs)
+    venv.seed(seed)
+    return venv
+
+
+def policy_spec(cfg: PPOConfig, env_cfg: EnvConfig, latent_dim: int) -> tuple[type | str, dict[str, Any]]:
+    """The SB3 policy class and its kwargs for ``ppo.policy``."""
+    if cfg.policy == "mlp":
+        return "MlpPolicy", {"net_arch": list(cfg.net_arch)}
+    history = env_cfg.history if env_cfg.observation == "history" else 0
+    return CandidateScorerPolicy, {
+        "latent_dim": latent_dim, "k": env_cfg.k, "history": history,
+        "scorer_arch": list(cfg.scorer_arch), "net_arch": list(cfg.net_arch),
+    }
+
+
+def build_model(cfg: PPOConfig, env_cfg: EnvConfig, venv: VecEnv, latent_dim: int, seed: int) -> PPO:
+    """A fresh SB3 PPO with every hyperparameter from ``cfg``."""
+    policy, policy_kwargs = policy_spec(cfg, env_cfg, latent_dim)
+    return PPO(
+        policy, venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
+        learning_rate=cfg.learning_rate, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, clip_range=cfg.clip_range,
+        ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm,
+        policy_kwargs=policy_kwargs, seed=seed, device="cpu", verbose=0,
+    )
+
+
+def ppo_policy(model: PPO) -> Policy:
+    """Wrap a PPO model as an evaluation policy (deterministic: the most probable candidate)."""
+
+    def act(obs: np.ndarray, env: MusicRecEnv) -> int:
+        action, _ = model.predict(obs, deterministic=True)
+        return int(action)
+
+    return act

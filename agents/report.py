@@ -1,0 +1,129 @@
+"""Tables of results: one run's policies, and a whole sweep's configurations (``scripts/compare.py``)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from scipy import stats
+
+from envs.errors import RunFolderError
+
+POLICY_COLUMNS = ("mean_reward", "mean_expected_reward", "like_rate", "mean_pct_listened", "skip_rate",
+                  "early_skip_rate", "coverage", "diversity", "mean_return")
+
+
+def metrics_table(metrics: Mapping[str, Any]) -> str:
+    """Markdown table of every policy of a ``metrics.json`` (value ± 95% half-width)."""
+    cols = [c for c in POLICY_COLUMNS if c in next(iter(metrics["policies"].values()))]
+    lines = ["| policy | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, values in metrics["policies"].items():
+        cells = []
+        for col in cols:
+            ci = values.get(f"{col}_ci95")
+            cells.append(f"{values[col]:.3f}" + (f" ± {ci:.3f}" if ci is not None and math.isfinite(ci) else ""))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if "normalized_score" in metrics:
+        lines.append(f"\nnormalized_score (ppo): {metrics['normalized_score']:.3f}   "
+                     f"(on expected reward: {metrics.get('normalized_score_expected', float('nan')):.3f})")
+    return "\n".join(lines)
+
+
+def _overrides(job_dir: Path) -> dict[str, str]:
+    path = job_dir / ".hydra" / "overrides.yaml"
+    items = yaml.safe_load(path.read_text()) if path.is_file() else []
+    out = {}
+    for item in items or []:
+        key, _, value = str(item).partition("=")
+        out[key.lstrip("+~")] = value
+    return out
+
+
+def collect_sweep(sweep_dir: Path) -> pd.DataFrame:
+    """One row per finished job of a sweep folder: its overrides and final metrics."""
+    rows = []
+    for metrics_path in sorted(sweep_dir.glob("*/metrics.json")):
+        job = metrics_path.parent
+        metrics = json.loads(metrics_path.read_text())
+        row: dict[str, Any] = {"job": job.name, **_overrides(job)}
+        row["normalized_score"] = metrics.get("normalized_score")
+        policies = metrics["policies"]
+        for key in ("mean_reward", "like_rate", "skip_rate", "coverage"):
+            row[f"ppo_{key}"] = policies["ppo"][key]
+        lo, hi = policies["random"]["mean_reward"], policies["oracle"]["mean_reward"]
+        row["greedy_normalized_score"] = (policies["greedy"]["mean_reward"] - lo) / (hi - lo) if hi != lo else np.nan
+        rows.append(row)
+    if not rows:
+        raise RunFolderError(f"{sweep_dir}: no job folder with a metrics.json (is it a finished sweep folder?)")
+    return pd.DataFrame(rows)
+
+
+def _mean_ci(values: pd.Series) -> tuple[float, float]:
+    v = values.astype(float).to_numpy()
+    if len(v) < 2:
+        return float(v.mean()), float("nan")
+    return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+
+
+def aggregate(jobs: pd.DataFrame, metrics: tuple[str, ...] = ("normalized_score", "greedy_normalized_score",
+                                                              "ppo_mean_reward", "ppo_like_rate")) -> pd.DataFrame:
+    """Group jobs by their swept values (all overrides but ``seed``); mean and 95% CI over seeds."""
+    swept = [c for c in jobs.columns if c not in ("job", "seed", "greedy_normalized_score", "normalized_score")
+             and not c.startswith("ppo_")]
+    groups = jobs.groupby(swept, dropna=False, sort=False) if swept else [((), jobs)]
+    rows = []
+    for key, group in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        row: dict[str, Any] = dict(zip(swept, key, strict=True))
+        row["n_seeds"] = len(group)
+        for metric in metrics:
+            row[metric], row[f"{metric}_ci95"] = _mean_ci(group[metric])
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values("normalized_score", ascending=False, ignore_index=True)
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """The aggregated table as Markdown, metrics as ``mean ± ci``."""
+    metric_cols = [c for c in table.columns if f"{c}_ci95" in table.columns]
+    plain = [c for c in table.columns if c not in metric_cols and not c.endswith("_ci95")]
+    header = plain + metric_cols
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for _, row in table.iterrows():
+        cells = [str(row[c]) for c in plain]
+        for c in metric_cols:
+            ci = row[f"{c}_ci95"]
+            cells.append(f"{row[c]:.3f}" + (f" ± {ci:.3f}" if math.isfinite(ci) else ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def score_chart(table: pd.DataFrame, path: Path) -> None:
+    """PNG bar chart of normalized_score (± 95% CI) per configuration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    swept = [c for c in table.columns if not c.endswith("_ci95") and c not in (
+        "n_seeds", "normalized_score", "greedy_normalized_score", "ppo_mean_reward", "ppo_like_rate")]
+    labels = [", ".join(f"{c.split('.')[-1]}={row[c]}" for c in swept) or "default" for _, row in table.iterrows()]
+    errs = np.nan_to_num(table["normalized_score_ci95"].to_numpy(dtype=float))
+    fig, ax = plt.subplots(figsize=(8, max(3, 0.35 * len(table) + 1)))
+    y = np.arange(len(table))
+    ax.barh(y, table["normalized_score"], xerr=errs, capsize=3, color="C0", label="ppo")
+    ax.scatter(table["greedy_normalized_score"], y, color="C3", marker="|", s=200, label="greedy", zorder=3)
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.axvline(0, color="k", lw=0.8)
+    ax.axvline(1, color="k", lw=0.8, ls="--")
+    ax.set_xlabel("normalized_score (0 = random, 1 = oracle)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, format="png")
+    plt.close(fig)

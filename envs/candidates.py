@@ -1,0 +1,130 @@
+"""The candidate index: the k nearest unplayed tracks of the current track, in latent space.
+
+The heavy work happens once per run: :func:`build_neighbour_table` stores the ``K`` nearest other
+tracks of every track (a kd-tree query). Every env step then only scans one row of that table
+(microseconds); when a session has played most of a row, :class:`CandidateIndex` falls back to an
+exact search over all unplayed tracks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from envs.errors import ConfigError
+
+_QUERY_CHUNK = 65536  # rows per kd-tree query: caps the (chunk, K + 1) float64/int64 buffers at ~35 MB
+
+
+def build_neighbour_table(Z: np.ndarray, n_neighbours: int) -> np.ndarray:
+    """Return the ``n_neighbours`` nearest other tracks of every track, nearest first.
+
+    Euclidean distance in latent space, computed with a kd-tree (``scipy.spatial.cKDTree``, all cores),
+    queried in chunks to cap memory. A track is never its own neighbour, even when other tracks share
+    its latent exactly (self is removed by index, not by dropping the first column). Equal distances
+    within a row are ordered by track index. ``n_neighbours`` is clipped to ``N - 1``.
+
+    Args:
+        Z: latents, shape (N, d), N >= 2.
+        n_neighbours: K, the number of neighbours kept per track (>= 1).
+
+    Returns:
+        int32 array of shape (N, min(K, N - 1)); row i lists the neighbours of track i.
+    """
+    Z = np.asarray(Z)
+    if Z.ndim != 2 or Z.shape[0] < 2:
+        raise ValueError(f"Z must have shape (N, d) with N >= 2, got {Z.shape}")
+    if n_neighbours < 1:
+        raise ValueError(f"n_neighbours must be >= 1, got {n_neighbours}")
+    n = Z.shape[0]
+    k = min(int(n_neighbours), n - 1)
+    data = np.ascontiguousarray(Z, dtype=np.float64)
+    tree = cKDTree(data, balanced_tree=False, compact_nodes=False)
+    table = np.empty((n, k), dtype=np.int32)
+    for start in range(0, n, _QUERY_CHUNK):
+        stop = min(start + _QUERY_CHUNK, n)
+        dist, idx = tree.query(data[start:stop], k=k + 1, workers=-1)
+        table[start:stop] = _drop_self_and_order_ties(dist, idx, np.arange(start, stop))
+    return table
+
+
+def _drop_self_and_order_ties(dist: np.ndarray, idx: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Remove each row's own index from a (n, K + 1) kNN result (the last column when absent).
+
+    Rows with equal distances are re-sorted by (distance, index) so the table does not depend on the
+    kd-tree's internal tie order.
+    """
+    drop = idx == rows[:, None]
+    drop[:, -1] |= ~drop.any(axis=1)  # self beyond the K + 1 results (many exact duplicates)
+    keep = ~drop
+    n, k = idx.shape[0], idx.shape[1] - 1
+    idx = idx[keep].reshape(n, k)
+    dist = dist[keep].reshape(n, k)
+    tied = np.flatnonzero((dist[:, 1:] == dist[:, :-1]).any(axis=1))
+    if tied.size:
+        order = np.lexsort((idx[tied], dist[tied]), axis=-1)
+        idx[tied] = np.take_along_axis(idx[tied], order, axis=1)
+    return idx
+
+
+class CandidateIndex:
+    """The ``k`` nearest unplayed tracks of a track: a neighbour-table scan with an exact fallback.
+
+    Args:
+        Z: latents, shape (N, d); used by the exact fallback.
+        table: neighbour table from :func:`build_neighbour_table`, shape (N, K).
+        k: number of candidates per step (config key ``env.k``), 1 <= k <= N - 1.
+    """
+
+    def __init__(self, Z: np.ndarray, table: np.ndarray, k: int = 4) -> None:
+        Z = np.asarray(Z)
+        table = np.asarray(table)
+        if Z.ndim != 2 or table.ndim != 2 or table.shape[0] != Z.shape[0]:
+            raise ValueError(f"Z (N, d) and table (N, K) must share N, got {Z.shape} and {table.shape}")
+        n = Z.shape[0]
+        if not 1 <= k <= n - 1:
+            raise ConfigError(f"env.k={k}: must be between 1 and the number of tracks - 1 ({n - 1})")
+        self.k = int(k)
+        self.n_tracks = n
+        self._Z = np.ascontiguousarray(Z, dtype=np.float64)
+        self._table = np.ascontiguousarray(table, dtype=np.int64)
+
+    def candidates(self, current: int, played: np.ndarray) -> np.ndarray:
+        """Return the ``k`` nearest tracks to ``current`` that are neither ``current`` nor played.
+
+        Args:
+            current: index of the current track.
+            played: boolean mask (N,), True for tracks the caller excludes (owned by the caller).
+
+        Returns:
+            int64 array (k,), nearest first (equal distances: lower index first).
+
+        Raises:
+            ValueError: fewer than ``k`` tracks of the catalog are unplayed (the env prevents it with
+                ``session_length + k <= N``).
+        """
+        current = int(current)
+        found: list[int] = []
+        for j in self._table[current].tolist():  # a plain loop beats a vectorised mask for K ~ 32
+            if j != current and not played[j]:
+                found.append(j)
+                if len(found) == self.k:
+                    return np.array(found, dtype=np.int64)
+        return self._exact(current, played)
+
+    def _exact(self, current: int, played: np.ndarray) -> np.ndarray:
+        """Exact search over every unplayed track: the k nearest, ties by index."""
+        unplayed = ~played
+        unplayed[current] = False
+        pool = np.flatnonzero(unplayed)
+        if pool.size < self.k:
+            raise ValueError(
+                f"only {pool.size} unplayed tracks left, {self.k} candidates needed "
+                f"(keep session_length + k <= {self.n_tracks})"
+            )
+        diff = self._Z[pool] - self._Z[current]
+        dist = np.einsum("ij,ij->i", diff, diff)
+        kth = np.partition(dist, self.k - 1)[self.k - 1]
+        near = np.flatnonzero(dist <= kth)
+        order = np.lexsort((pool[near], dist[near]))[: self.k]
+        return pool[near[order]]
