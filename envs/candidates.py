@@ -39,12 +39,14 @@ def build_neighbour_table(Z: np.ndarray, n_neighbours: int) -> np.ndarray:
     n = Z.shape[0]
     k = min(int(n_neighbours), n - 1)
     data = np.ascontiguousarray(Z, dtype=np.float64)
-    tree = cKDTree(data, balanced_tree=False, compact_nodes=False)
+    tree = cKDTree(data, leafsize=32, balanced_tree=False, compact_nodes=False)
+    # Query in the tree's leaf order: each chunk is spatially compact, which is ~3x faster than row order.
+    order = tree.indices
     table = np.empty((n, k), dtype=np.int32)
     for start in range(0, n, _QUERY_CHUNK):
-        stop = min(start + _QUERY_CHUNK, n)
-        dist, idx = tree.query(data[start:stop], k=k + 1, workers=-1)
-        table[start:stop] = _drop_self_and_order_ties(dist, idx, np.arange(start, stop))
+        rows = order[start : start + _QUERY_CHUNK]
+        dist, idx = tree.query(data[rows], k=k + 1, workers=-1)
+        table[rows] = _drop_self_and_order_ties(dist, idx, rows)
     return table
 
 
@@ -87,7 +89,7 @@ class CandidateIndex:
         self.k = int(k)
         self.n_tracks = n
         self._Z = np.ascontiguousarray(Z, dtype=np.float64)
-        self._table = np.ascontiguousarray(table, dtype=np.int64)
+        self._table = np.ascontiguousarray(table, dtype=np.int32)  # no copy of a contiguous table
 
     def candidates(self, current: int, played: np.ndarray) -> np.ndarray:
         """Return the ``k`` nearest tracks to ``current`` that are neither ``current`` nor played.

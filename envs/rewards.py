@@ -1,16 +1,47 @@
 """Rewards from feedback and their propagation to every track (K-Means + decay).
 
-(Stub: the reward config; the implementation follows docs/ARCHITECTURE.md.)
+A feedback row becomes a reward ``pct + like_weight * liked`` (minus an optional early-skip penalty).
+Propagation turns the sparse rewards of a few probe tracks into a reward table ``r_hat`` over the whole
+catalog: K-Means on the latents; in each cluster the observed tracks keep their (averaged) reward, every
+other track gets the cluster's probe mean times ``decay(distance to centroid / max distance in the
+cluster)``; clusters without any feedback get a flat prior.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+from sklearn.cluster import KMeans
+
+from envs.errors import ConfigError
+
+DECAYS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
+    "linear": lambda u, s: np.maximum(0.0, 1.0 - u / s),
+    "exponential": lambda u, s: np.exp(-u / s),
+    "gaussian": lambda u, s: np.exp(-(u**2) / (2.0 * s**2)),
+    "inverse": lambda u, s: 1.0 / (1.0 + u / s),
+    "none": lambda u, s: np.ones_like(u),
+}
+"""Decay of a cluster's probe mean with normalised distance ``u`` in [0, 1] and scale ``s`` > 0.
+
+Each is 1 at ``u = 0``, non-negative and non-increasing in ``u``. ``linear`` reaches 0 at ``u = s``.
+"""
+
+PROBE_SELECTIONS: tuple[str, ...] = ("nearest", "random")
+PRIORS: tuple[str, ...] = ("global_mean", "zero")
 
 
 @dataclass
 class RewardConfig:
-    """Reward definition and propagation settings (config group ``reward``)."""
+    """Reward definition and propagation settings (config group ``reward``).
+
+    ``prior`` is the reward of every track of a cluster without feedback: ``global_mean`` (mean of all
+    observed rewards), ``zero``, or a number written as a string (e.g. ``"0.5"``).
+    """
 
     like_weight: float = 10.0
     early_skip_penalty: float = 0.0
@@ -21,3 +52,208 @@ class RewardConfig:
     probes_per_cluster: int = 4
     probe_selection: str = "nearest"
     prior: str = "global_mean"
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first bad ``reward.*`` key, its value and what is allowed."""
+        checks = [
+            ("like_weight", self.like_weight >= 0, "must be >= 0"),
+            ("early_skip_penalty", self.early_skip_penalty >= 0, "must be >= 0"),
+            ("early_skip_threshold", 0 <= self.early_skip_threshold <= 1, "must be in [0, 1]"),
+            ("decay", self.decay in DECAYS, f"must be one of {', '.join(DECAYS)}"),
+            ("decay_scale", self.decay_scale > 0, "must be > 0"),
+            ("n_clusters", self.n_clusters >= 1, "must be an integer >= 1"),
+            ("probes_per_cluster", self.probes_per_cluster >= 1, "must be an integer >= 1"),
+            ("probe_selection", self.probe_selection in PROBE_SELECTIONS,
+             f"must be one of {', '.join(PROBE_SELECTIONS)}"),
+            ("prior", _parse_prior(self.prior) is not None,
+             f"must be one of {', '.join(PRIORS)} or a finite number"),
+        ]
+        for key, ok, allowed in checks:
+            if not ok:
+                raise ConfigError(f"reward.{key}={getattr(self, key)!r}: {allowed}")
+
+
+def _parse_prior(prior: str) -> str | float | None:
+    """``prior`` as a keyword of :data:`PRIORS` or a finite float; None when it is neither."""
+    if prior in PRIORS:
+        return prior
+    try:
+        value = float(prior)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def reward(pct: np.ndarray | float, liked: np.ndarray | float, cfg: RewardConfig) -> np.ndarray | float:
+    """Reward of feedback: ``pct + like_weight * liked - early_skip_penalty * [pct < early_skip_threshold]``.
+
+    Args:
+        pct: percentage listened in [0, 1] (scalar or array).
+        liked: 0/1 (scalar or array, broadcast with ``pct``).
+        cfg: the reward config.
+
+    Returns:
+        A float for scalar inputs, else a float64 array of the broadcast shape.
+    """
+    pct_a = np.asarray(pct, dtype=np.float64)
+    liked_a = np.asarray(liked, dtype=np.float64)
+    r = pct_a + cfg.like_weight * liked_a - cfg.early_skip_penalty * (pct_a < cfg.early_skip_threshold)
+    return float(r) if r.ndim == 0 else r
+
+
+def fit_clusters(Z: np.ndarray, n_clusters: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """K-Means on the latents (Lloyd, k-means++ init, one init), deterministic for a given seed.
+
+    Args:
+        Z: latents (N, d).
+        n_clusters: C, config key ``reward.n_clusters``, 1 <= C <= N.
+        seed: random state of the initialisation.
+
+    Returns:
+        ``labels`` int32 (N,) in [0, C) and ``centroids`` float32 (C, d). A cluster may end up empty when
+        the catalog has fewer distinct latents than C.
+    """
+    Z = np.asarray(Z, dtype=np.float32)
+    n = Z.shape[0]
+    if not 1 <= n_clusters <= n:
+        raise ConfigError(f"reward.n_clusters={n_clusters}: must be between 1 and the number of tracks ({n})")
+    km = KMeans(n_clusters=n_clusters, n_init=1, algorithm="lloyd", random_state=seed).fit(Z)
+    return km.labels_.astype(np.int32), km.cluster_centers_.astype(np.float32)
+
+
+def _centroid_distances(Z: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Euclidean distance (float64) of every track to its own cluster's centroid."""
+    diff = np.asarray(Z, dtype=np.float64) - np.asarray(centroids, dtype=np.float64)[labels]
+    return np.sqrt(np.einsum("ij,ij->i", diff, diff))
+
+
+def select_probes(
+    Z: np.ndarray,
+    labels: np.ndarray,
+    centroids: np.ndarray,
+    per_cluster: int,
+    selection: str = "nearest",
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Pick the probe tracks of every cluster: the ones whose feedback is collected.
+
+    Args:
+        Z: latents (N, d).
+        labels: cluster of every track (N,).
+        centroids: (C, d).
+        per_cluster: probes per cluster (all members when a cluster is smaller).
+        selection: ``nearest`` (the tracks nearest the centroid, ties by index) or ``random`` (members
+            drawn without replacement with ``rng``).
+        rng: required for ``random``.
+
+    Returns:
+        int64 track indices, grouped by cluster (cluster 0 first), nearest first within a cluster for
+        ``nearest``.
+    """
+    if selection not in PROBE_SELECTIONS:
+        allowed = ", ".join(PROBE_SELECTIONS)
+        raise ConfigError(f"reward.probe_selection={selection!r}: must be one of {allowed}")
+    labels = np.asarray(labels)
+    n = labels.shape[0]
+    if selection == "nearest":
+        order = np.lexsort((np.arange(n), _centroid_distances(Z, labels, centroids), labels))
+    else:
+        if rng is None:
+            raise ValueError("select_probes(selection='random') needs an np.random.Generator")
+        order = np.lexsort((rng.random(n), labels))  # a random permutation within each cluster
+    sorted_labels = labels[order]
+    starts = np.searchsorted(sorted_labels, sorted_labels, side="left")
+    rank = np.arange(n) - starts  # position of each track within its cluster's block
+    return order[rank < per_cluster].astype(np.int64)
+
+
+def _prior_value(prior: str, rewards: np.ndarray) -> float:
+    """The reward of tracks in clusters without feedback."""
+    parsed = _parse_prior(prior)
+    if parsed is None:
+        raise ConfigError(f"reward.prior={prior!r}: must be one of {', '.join(PRIORS)} or a finite number")
+    if parsed == "global_mean":
+        return float(rewards.mean())
+    if parsed == "zero":
+        return 0.0
+    return float(parsed)
+
+
+def propagate(
+    Z: np.ndarray,
+    labels: np.ndarray,
+    centroids: np.ndarray,
+    track_idx: np.ndarray,
+    rewards: np.ndarray,
+    cfg: RewardConfig,
+) -> np.ndarray:
+    """Propagate observed rewards to every track (vectorised; O(N + C)).
+
+    - An observed track keeps its reward (the mean of its observations when repeated).
+    - In a cluster with at least one observed track, every other track gets the cluster's probe mean
+      (the mean over its observed tracks, each counted once) times ``DECAYS[cfg.decay](u, cfg.decay_scale)``,
+      ``u`` = distance to the centroid / the largest such distance in the cluster (0 when all coincide).
+    - In a cluster without feedback, every track gets the flat prior ``cfg.prior``.
+
+    Args:
+        Z: latents (N, d).
+        labels: cluster of every track (N,), from :func:`fit_clusters`.
+        centroids: (C, d).
+        track_idx: observed track indices (M,), repeats allowed.
+        rewards: the observed rewards (M,), see :func:`reward`.
+        cfg: decay, decay_scale and prior are used.
+
+    Returns:
+        ``r_hat`` float32 (N,).
+    """
+    labels = np.asarray(labels)
+    track_idx = np.asarray(track_idx, dtype=np.int64)
+    rewards = np.asarray(rewards, dtype=np.float64)
+    n, n_clusters = labels.shape[0], len(centroids)
+    if track_idx.shape != rewards.shape or track_idx.ndim != 1 or track_idx.size == 0:
+        raise ValueError(f"track_idx and rewards must be equal, non-empty 1-D arrays, got {track_idx.shape} "
+                         f"and {rewards.shape}")
+    if track_idx.min() < 0 or track_idx.max() >= n:
+        raise ValueError(f"track_idx must lie in [0, {n}), got [{track_idx.min()}, {track_idx.max()}]")
+    if cfg.decay not in DECAYS:
+        raise ConfigError(f"reward.decay={cfg.decay!r}: must be one of {', '.join(DECAYS)}")
+
+    counts = np.bincount(track_idx, minlength=n)
+    observed = counts > 0
+    track_mean = np.bincount(track_idx, weights=rewards, minlength=n)[observed] / counts[observed]
+    probe_labels = labels[observed]
+    n_probes = np.bincount(probe_labels, minlength=n_clusters)
+    probe_sum = np.bincount(probe_labels, weights=track_mean, minlength=n_clusters)
+    has_feedback = n_probes > 0
+    cluster_mean = np.divide(probe_sum, n_probes, out=np.zeros(n_clusters), where=has_feedback)
+
+    dist = _centroid_distances(Z, labels, centroids)
+    max_dist = np.zeros(n_clusters)
+    np.maximum.at(max_dist, labels, dist)
+    scale = max_dist[labels]
+    u = np.divide(dist, scale, out=np.zeros(n), where=scale > 0)
+
+    r_hat = cluster_mean[labels] * DECAYS[cfg.decay](u, cfg.decay_scale)
+    r_hat[~has_feedback[labels]] = _prior_value(cfg.prior, rewards)
+    r_hat[observed] = track_mean
+    return r_hat.astype(np.float32)
+
+
+def propagation_quality(r_hat: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """How well a reward table matches the true expected rewards.
+
+    Returns:
+        ``pearson`` and ``spearman`` correlations (nan when either input is constant) and ``rmse``.
+    """
+    r_hat = np.asarray(r_hat, dtype=np.float64)
+    truth = np.asarray(truth, dtype=np.float64)
+    if r_hat.shape != truth.shape or r_hat.ndim != 1 or r_hat.size == 0:
+        raise ValueError(f"r_hat and truth must be equal 1-D arrays, got {r_hat.shape}, {truth.shape}")
+    rmse = float(np.sqrt(np.mean((r_hat - truth) ** 2)))
+    if r_hat.size < 2 or np.ptp(r_hat) == 0 or np.ptp(truth) == 0:
+        return {"pearson": math.nan, "spearman": math.nan, "rmse": rmse}
+    return {
+        "pearson": float(stats.pearsonr(r_hat, truth).statistic),
+        "spearman": float(stats.spearmanr(r_hat, truth).statistic),
+        "rmse": rmse,
+    }
