@@ -13,6 +13,7 @@ import pandas as pd
 import yaml
 from scipy import stats
 
+from agents.evaluate import normalized_score
 from envs.errors import RunFolderError
 
 POLICY_COLUMNS = ("mean_reward", "mean_expected_reward", "like_rate", "mean_pct_listened", "skip_rate",
@@ -31,7 +32,7 @@ def metrics_table(metrics: Mapping[str, Any]) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if "normalized_score" in metrics:
         lines.append(f"\nnormalized_score (ppo): {metrics['normalized_score']:.3f}   "
-                     f"(on expected reward: {metrics.get('normalized_score_expected', float('nan')):.3f})")
+                     f"(on realised reward: {metrics.get('normalized_score_realised', float('nan')):.3f})")
     return "\n".join(lines)
 
 
@@ -56,8 +57,7 @@ def collect_sweep(sweep_dir: Path) -> pd.DataFrame:
         policies = metrics["policies"]
         for key in ("mean_reward", "like_rate", "skip_rate", "coverage"):
             row[f"ppo_{key}"] = policies["ppo"][key]
-        lo, hi = policies["random"]["mean_reward"], policies["oracle"]["mean_reward"]
-        row["greedy_normalized_score"] = (policies["greedy"]["mean_reward"] - lo) / (hi - lo) if hi != lo else np.nan
+        row["greedy_normalized_score"] = normalized_score(policies, "greedy", key="mean_expected_reward")
         rows.append(row)
     if not rows:
         raise RunFolderError(f"{sweep_dir}: no job folder with a metrics.json (is it a finished sweep folder?)")

@@ -43,7 +43,7 @@ def main(raw: DictConfig) -> float:
              ppo["mean_reward"], ppo["mean_reward_ci95"], ppo["like_rate"])
     if HydraConfig.get().mode.name == "RUN":
         print(f"\nrun folder: {run_dir}\nmetrics:    {run_dir / 'metrics.json'}\n"
-              f"TensorBoard: make tensorboard   (or: .venv/bin/tensorboard --logdir {run_dir.parent.parent})")
+              f"TensorBoard: .venv/bin/tensorboard --logdir {run_dir}   (every run: make tensorboard)")
     return score
 
 

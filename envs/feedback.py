@@ -1,0 +1,300 @@
+"""Feedback logs: reading and writing them (validated), generating them from simulated listeners, and
+importing the Spotify Music Streaming Sessions Dataset.
+
+A feedback log has one row per track played::
+
+    user_id, session_id, position, track_id, percentage_listened, liked [, action_prob]
+
+``position`` is the 1-based place of the track in its session, ``percentage_listened`` a number in
+[0, 1], ``liked`` 0 or 1 and ``action_prob`` (optional) the probability with which the logging policy
+chose the track (for off-policy use). After :func:`read_feedback` the id columns are ``str``,
+``position`` and ``liked`` int64, the numbers float64; columns beyond the schema are kept after it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from envs.atomic import atomic_path
+from envs.candidates import CandidateIndex
+from envs.errors import ConfigError, FeedbackError
+from envs.listeners import ListenerPopulation
+
+COLUMNS: tuple[str, ...] = ("user_id", "session_id", "position", "track_id", "percentage_listened", "liked")
+OPTIONAL: tuple[str, ...] = ("action_prob",)
+SUFFIXES: tuple[str, ...] = (".csv", ".parquet", ".pq")
+
+DEFAULT_SKIP_MAP: dict[str, float] = {"skip_1": 0.05, "skip_2": 0.2, "skip_3": 0.6, "not_skipped": 1.0}
+"""MSSD skip flag → ``percentage_listened``, checked in this order: the first true flag wins.
+
+The dataset's wording: ``skip_1`` "only played very briefly", ``skip_2`` "only played briefly", ``skip_3``
+"most of the track was played" (then skipped), ``not_skipped`` "played in its entirety". The flags are
+nested in the data (``skip_1`` true implies ``skip_2`` and ``skip_3`` true), hence first-true-wins. The values
+are the typical share heard at each level; pass another mapping to change them.
+"""
+MSSD_COLUMNS: tuple[str, ...] = ("session_id", "session_position", "track_id_clean")
+_TRUE = frozenset({"true", "1", "1.0", "t", "yes"})
+_FALSE = frozenset({"false", "0", "0.0", "f", "no"})
+_SHOWN_ROWS = 5  # row numbers quoted in an error message before "+n more"
+
+
+def write_feedback(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """Validate ``df`` and write it atomically as CSV or Parquet, chosen by the suffix of ``path``.
+
+    Raises:
+        FeedbackError: the suffix is not one of :data:`SUFFIXES` or the frame fails validation.
+    """
+    target = Path(path)
+    _check_suffix(target)
+    frame = validate_feedback(df, source=f"{target} (frame being written)")
+    with atomic_path(target) as tmp:
+        if target.suffix.lower() == ".csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
+
+
+def read_feedback(path: str | os.PathLike[str], known_track_ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """Read and validate a feedback log (CSV or Parquet by suffix).
+
+    Args:
+        path: the log.
+        known_track_ids: when given, every ``track_id`` must be one of these (the catalog's ids).
+
+    Raises:
+        FeedbackError: one line naming the file, the column, the first few (1-based data) rows and what
+            is allowed: unreadable or empty file, missing columns, a percentage that is not a number in
+            [0, 1], ``liked`` not 0/1, a position that is not an integer >= 0, unknown track ids.
+    """
+    src = Path(path)
+    _check_suffix(src)
+    if not src.is_file():
+        raise FeedbackError(f"{src}: no such file")
+    try:
+        if src.suffix.lower() == ".csv":
+            df = pd.read_csv(src, dtype=str, keep_default_na=False, na_filter=False)
+        else:
+            df = pd.read_parquet(src)
+    except pd.errors.EmptyDataError:
+        raise FeedbackError(f"{src}: empty file (a feedback log needs a header: {', '.join(COLUMNS)})") from None
+    except (OSError, ValueError, pd.errors.ParserError) as err:
+        raise FeedbackError(f"{src}: unreadable ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+                            ) from None
+    return validate_feedback(df, source=str(src), known_track_ids=known_track_ids)
+
+
+def validate_feedback(df: pd.DataFrame, source: str = "feedback",
+                      known_track_ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """Check a feedback frame and return it typed (schema columns first, then ``action_prob``, then extras).
+
+    Args:
+        df: the frame, with values of any type (strings as read from CSV included).
+        source: what to name in error messages (a file name).
+        known_track_ids: when given, the allowed track ids.
+
+    Raises:
+        FeedbackError: see :func:`read_feedback`.
+    """
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise FeedbackError(f"{source}: missing column(s) {', '.join(missing)} "
+                            f"(a feedback log has {', '.join(COLUMNS)}, optionally {', '.join(OPTIONAL)})")
+    if len(df) == 0:
+        raise FeedbackError(f"{source}: no data rows (empty feedback log)")
+    out = pd.DataFrame(index=pd.RangeIndex(len(df)))
+    for col in ("user_id", "session_id", "track_id"):
+        values = df[col].reset_index(drop=True)
+        text = values.astype(str)
+        _fail(source, col, values.isna().to_numpy() | (text.str.strip() == "").to_numpy(), values,
+              "must not be empty")
+        out[col] = text
+    position = _numbers(df["position"])
+    _fail(source, "position", ~(np.isfinite(position) & (position >= 0) & (position == np.round(position))),
+          df["position"], "must be an integer >= 0")
+    out.insert(2, "position", position.astype(np.int64))
+    pct = _numbers(df["percentage_listened"])
+    _fail(source, "percentage_listened", ~((pct >= 0) & (pct <= 1)), df["percentage_listened"],
+          "must be a number in [0, 1]")
+    out["percentage_listened"] = pct
+    liked = _flags(df["liked"])
+    _fail(source, "liked", np.isnan(liked), df["liked"], "must be 0 or 1")
+    out["liked"] = liked.astype(np.int64)
+    if "action_prob" in df.columns:
+        prob = _numbers(df["action_prob"])
+        _fail(source, "action_prob", ~((prob > 0) & (prob <= 1)), df["action_prob"], "must be a number in (0, 1]")
+        out["action_prob"] = prob
+    for col in df.columns:
+        if col not in out.columns:
+            out[col] = df[col].to_numpy()
+    if known_track_ids is not None:
+        known = pd.Index(pd.Series(list(known_track_ids), dtype=str))
+        _fail(source, "track_id", known.get_indexer(out["track_id"]) < 0, out["track_id"],
+              f"unknown track id (not one of the catalog's {len(known)} tracks)")
+    return out
+
+
+def _check_suffix(path: Path) -> None:
+    """FeedbackError unless ``path`` ends in one of :data:`SUFFIXES`."""
+    if path.suffix.lower() not in SUFFIXES:
+        raise FeedbackError(f"{path}: suffix {path.suffix!r} not supported (use one of {', '.join(SUFFIXES)})")
+
+
+def _numbers(values: pd.Series) -> np.ndarray:
+    """float64 values; NaN where a value is missing or not a number."""
+    return pd.to_numeric(values.reset_index(drop=True), errors="coerce").to_numpy(dtype=np.float64,
+                                                                                    na_value=np.nan)
+
+
+def _flags(values: pd.Series) -> np.ndarray:
+    """1.0 / 0.0 for true/false written as booleans, 1/0 or true/false text; NaN for anything else."""
+    text = values.reset_index(drop=True).astype(str).str.strip().str.lower().to_numpy()
+    out = np.full(len(text), np.nan)
+    out[np.isin(text, list(_TRUE))] = 1.0
+    out[np.isin(text, list(_FALSE))] = 0.0
+    return out
+
+
+def _fail(source: str, column: str, bad: np.ndarray, values: pd.Series, allowed: str) -> None:
+    """FeedbackError naming the first few bad (1-based data) rows of ``column``, when there are any."""
+    rows = np.flatnonzero(bad)
+    if rows.size == 0:
+        return
+    shown = ", ".join(str(r + 1) for r in rows[:_SHOWN_ROWS])
+    more = f" (+{rows.size - _SHOWN_ROWS} more, {rows.size} in all)" if rows.size > _SHOWN_ROWS else ""
+    example = values.iloc[int(rows[0])]
+    raise FeedbackError(f"{source}: column {column}, row{'s' if rows.size > 1 else ''} {shown}{more}: "
+                        f"{allowed} (got {example!r})")
+
+
+# ------------------------------------------------------------------------------------------- generation
+
+def probe_log(population: ListenerPopulation, listener_ids: Sequence[int], probe_tracks: Sequence[int],
+              track_ids: Sequence[str], rng: np.random.Generator) -> pd.DataFrame:
+    """Cold-start probing: every probe track is played once to every listener, each from a fresh state.
+
+    Each probe is answered in a fresh session, so the answers measure taste, not boredom, drift or
+    the order of the probes (nobody leaves). The probes of a listener share the session id
+    ``probe-<listener>``, with ``position`` the 1-based probe number.
+
+    Args:
+        population: the listeners.
+        listener_ids: which listeners are probed.
+        probe_tracks: track indices (the caller picks them, e.g. the tracks nearest each cluster centroid).
+        track_ids: track id of each track index (row i = track i).
+        rng: draws every response.
+
+    Returns:
+        A typed feedback frame (no ``action_prob``: the probes are not a policy's choices).
+    """
+    rows = []
+    probes = [int(t) for t in probe_tracks]
+    for listener in listener_ids:
+        listener = int(listener)
+        for pos, track in enumerate(probes, start=1):
+            pct, liked = population.session(listener, rng).respond(track)
+            rows.append((f"listener-{listener}", f"probe-{listener}", pos, str(track_ids[track]), pct, liked))
+    return _frame(rows, with_prob=False)
+
+
+def random_walk_log(population: ListenerPopulation, listener_ids: Sequence[int], index: CandidateIndex,
+                    n_sessions: int, session_length: int, track_ids: Sequence[str], rng: np.random.Generator,
+                    k: int = 4) -> pd.DataFrame:
+    """Sessions of a uniformly random policy over the kNN candidates, as a logging policy would play them.
+
+    Every session starts on a random track (the seed track: not played to the listener, not logged); each
+    step offers ``index.candidates(current, played)`` (the first ``k``), picks one uniformly
+    (``action_prob = 1 / k``) and records the listener's answer; the picked track becomes current. A
+    session ends after ``session_length`` tracks or when the listener leaves. Session ids are
+    ``walk-<listener>-<n>``.
+
+    Args:
+        population: the listeners.
+        listener_ids: each listener plays ``n_sessions`` sessions.
+        index: the candidate index (``index.k >= k``).
+        n_sessions: sessions per listener.
+        session_length: most tracks per session (``session_length + k`` must not exceed the catalog).
+        track_ids: track id of each track index.
+        rng: start tracks, choices and responses.
+        k: candidates per step.
+    """
+    if k < 1 or index.k < k:
+        raise ConfigError(f"k={k}: must be between 1 and the candidate index's k ({index.k})")
+    played = np.zeros(index.n_tracks, dtype=bool)
+    rows = []
+    for listener in listener_ids:
+        listener = int(listener)
+        for s in range(n_sessions):
+            session = population.session(listener, rng)
+            current = int(rng.integers(index.n_tracks))
+            touched = [current]
+            played[current] = True
+            for pos in range(1, session_length + 1):
+                cands = index.candidates(current, played)[:k]
+                current = int(cands[int(rng.integers(k))])
+                played[current] = True
+                touched.append(current)
+                pct, liked = session.respond(current)
+                rows.append((f"listener-{listener}", f"walk-{listener}-{s}", pos, str(track_ids[current]), pct,
+                             liked, 1.0 / k))
+                if session.left:
+                    break
+            played[touched] = False
+    return _frame(rows, with_prob=True)
+
+
+def _frame(rows: list[tuple], with_prob: bool) -> pd.DataFrame:
+    """A typed feedback frame from row tuples (the dtypes :func:`read_feedback` returns)."""
+    columns = list(COLUMNS) + (["action_prob"] if with_prob else [])
+    df = pd.DataFrame(rows, columns=columns)
+    return df.astype({"user_id": str, "session_id": str, "position": np.int64, "track_id": str,
+                      "percentage_listened": np.float64, "liked": np.int64})
+
+
+# ------------------------------------------------------------------------------------------- MSSD import
+
+def import_streaming_sessions(path: str | os.PathLike[str],
+                              skip_map: Mapping[str, float] = DEFAULT_SKIP_MAP) -> pd.DataFrame:
+    """A Spotify Music Streaming Sessions Dataset log (``log_*.csv``) as a feedback log.
+
+    The dataset records skips, not percentages: the first true flag of ``skip_map`` (in its order; default
+    :data:`DEFAULT_SKIP_MAP`) gives ``percentage_listened``. Flags may be written true/false or 1/0. The
+    dataset has no user ids, so ``user_id`` is the session id; it has no likes, so ``liked`` is 0.
+    ``position`` is ``session_position``, ``track_id`` is ``track_id_clean``; other columns are dropped.
+
+    Raises:
+        ConfigError: a ``skip_map`` value is not a number in [0, 1].
+        FeedbackError: the file is unreadable or empty, misses a column, a flag is not a boolean, or a
+            row has no true flag (named with their 1-based data rows).
+    """
+    for flag, value in skip_map.items():
+        if not isinstance(value, int | float) or not 0.0 <= float(value) <= 1.0:
+            raise ConfigError(f"skip_map[{flag!r}]={value!r}: must be a number in [0, 1]")
+    src = Path(path)
+    if not src.is_file():
+        raise FeedbackError(f"{src}: no such file")
+    try:
+        df = pd.read_csv(src, dtype=str, keep_default_na=False, na_filter=False)
+    except pd.errors.EmptyDataError:
+        raise FeedbackError(f"{src}: empty file (an MSSD log has a header: {', '.join(MSSD_COLUMNS)}, ...)") from None
+    except (OSError, ValueError, pd.errors.ParserError) as err:
+        raise FeedbackError(f"{src}: unreadable ({str(err).splitlines()[0]})") from None
+    missing = [c for c in (*MSSD_COLUMNS, *skip_map) if c not in df.columns]
+    if missing:
+        raise FeedbackError(f"{src}: missing MSSD column(s) {', '.join(missing)}")
+    if len(df) == 0:
+        raise FeedbackError(f"{src}: no data rows (empty MSSD log)")
+    pct = np.full(len(df), np.nan)
+    for flag, value in skip_map.items():
+        on = _flags(df[flag])
+        _fail(str(src), flag, np.isnan(on), df[flag], "must be true/false or 1/0")
+        pct[np.isnan(pct) & (on == 1.0)] = float(value)
+    _fail(str(src), "/".join(skip_map), np.isnan(pct), df[list(skip_map)[-1]], "at least one flag must be true")
+    log = pd.DataFrame({"user_id": df["session_id"], "session_id": df["session_id"],
+                        "position": df["session_position"], "track_id": df["track_id_clean"],
+                        "percentage_listened": pct, "liked": 0})
+    return validate_feedback(log, source=str(src))

@@ -1,0 +1,216 @@
+"""The durable feedback log of a run folder (``feedback.csv``): crash-safe appends, tolerant reads.
+
+The file is a CSV with the header :data:`COLUMNS`: the feedback schema of :mod:`envs.feedback`, then
+``action_prob``, ``served_at`` (ISO-8601 UTC) and ``policy_version`` (empty for rows of the original
+training log). At inference every recommendation served, with its answer, is appended as one CSV record.
+
+Durability and concurrency:
+- a batch is written by ONE ``os.write`` on a descriptor opened with ``O_APPEND``, then ``os.fsync``-ed;
+- writers (and readers) serialise on an exclusive :class:`filelock.FileLock` on ``<path>.lock``, a
+  separate file rather than ``flock`` on the log itself, because :meth:`FeedbackStore.create` and the
+  header upgrade replace the log by an atomic rename, which a lock held on the old inode would not see;
+  the kernel drops the lock when a holder dies, even by SIGKILL;
+- a crash can leave only the last record torn. The next append closes it first: a closing quote when the
+  file holds an odd number of quotes, then ``len(COLUMNS)`` empty fields and a newline, so the torn
+  record can never parse as a row of the right width, and the new rows start on a line of their own;
+- :meth:`FeedbackStore.read` skips torn records (a wrong number of fields, unparseable numbers or
+  timestamps, a last record without its newline) with one warning naming the file and line numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from filelock import FileLock
+
+from envs.atomic import atomic_path
+from envs.errors import FeedbackError
+from envs.feedback import COLUMNS as FEEDBACK_COLUMNS
+from envs.feedback import OPTIONAL, validate_feedback
+
+log = logging.getLogger(__name__)
+
+COLUMNS: tuple[str, ...] = (*FEEDBACK_COLUMNS, *OPTIONAL, "served_at", "policy_version")
+_STRINGS = ("user_id", "session_id", "track_id", "served_at", "policy_version")
+_HEADER = ",".join(COLUMNS) + "\n"
+_TORN_CLOSE = "," * len(COLUMNS) + "\n"
+
+
+def utc_now() -> str:
+    """The current time as an ISO-8601 UTC string with milliseconds (the ``served_at`` format)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class FeedbackStore:
+    """An append-only feedback log at ``path`` that survives crashes and concurrent writers."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        """Open the log at ``path`` (the file need not exist yet: the first append creates it)."""
+        self.path = Path(path)
+        self._lock = FileLock(f"{self.path}.lock")
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], df: pd.DataFrame) -> FeedbackStore:
+        """Write ``df`` as the whole initial log at ``path``, atomically, replacing any file there.
+
+        Missing optional columns (``action_prob``, ``served_at``, ``policy_version``) are written empty.
+        Raises :class:`FeedbackError` for unknown or missing columns and invalid values.
+        """
+        store = cls(path)
+        frame = _conform(df, store.path, stamp=False)
+        store.path.parent.mkdir(parents=True, exist_ok=True)
+        with store._lock, atomic_path(store.path) as tmp:
+            tmp.write_text(_HEADER + _to_csv(frame), encoding="utf-8")
+        return store
+
+    def append(self, rows: pd.DataFrame | Iterable[dict]) -> None:
+        """Append ``rows`` durably: one CSV record per row, the whole batch in one ``os.write``.
+
+        Rows need the feedback columns; ``served_at`` defaults to now and the other optional columns to
+        empty. A file written by another tool with fewer columns is first rewritten with the full header.
+        Raises :class:`FeedbackError` for unknown or missing columns and invalid values.
+        """
+        df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+        if df.empty:
+            return
+        body = _to_csv(_conform(df, self.path, stamp=True))
+        with self._lock:
+            self._upgrade_header()
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                data = (_prefix(fd) + body).encode("utf-8")
+                while data:  # one write; a short write (only under signals or a full disk) is completed
+                    data = data[os.write(fd, data):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def read(self, known_track_ids: Iterable[str] | None = None) -> pd.DataFrame:
+        """Read the whole log as a DataFrame with :data:`COLUMNS`, skipping torn records with a warning.
+
+        ``position`` and ``liked`` are int64, ``percentage_listened`` and ``action_prob`` float64 (NaN
+        when empty), the others strings (empty when unset). It takes the writers' lock, so an append in
+        progress is never mistaken for a torn line. Raises :class:`FeedbackError` when the file
+        is missing or a whole record holds an invalid value (the message names its line), and when
+        ``known_track_ids`` is given and a track id is not among them.
+        """
+        with self._lock:
+            try:
+                data = self.path.read_bytes()
+            except FileNotFoundError:
+                raise FeedbackError(f"{self.path}: no such feedback log") from None
+        return _parse(data.decode("utf-8", errors="replace"), self.path, known_track_ids)
+
+    def _upgrade_header(self) -> None:
+        """Rewrite a non-empty log whose header is not :data:`COLUMNS` with the full header (lock held)."""
+        try:
+            with open(self.path, encoding="utf-8", newline="") as fh:
+                first = fh.readline()
+        except FileNotFoundError:
+            return
+        if first and first != _HEADER:
+            frame = _parse(self.path.read_text(encoding="utf-8", errors="replace"), self.path, None)
+            with atomic_path(self.path) as tmp:
+                tmp.write_text(_HEADER + _to_csv(frame), encoding="utf-8")
+
+
+def _prefix(fd: int) -> str:
+    """What must precede new records in the open log: its header when empty, or the close of a torn tail."""
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return _HEADER
+    if os.pread(fd, 1, size - 1) == b"\n":
+        return ""
+    open_quote = os.pread(fd, size, 0).count(b'"') % 2 == 1
+    return ('"' if open_quote else "") + _TORN_CLOSE
+
+
+def _conform(df: pd.DataFrame, path: Path, stamp: bool) -> pd.DataFrame:
+    """``df`` with exactly :data:`COLUMNS`, optional ones filled, validated; ``stamp`` fills served_at."""
+    _check_columns(list(df.columns), path, where="")
+    frame = df.reindex(columns=list(COLUMNS)).reset_index(drop=True)
+    for col in ("served_at", "policy_version"):
+        frame[col] = frame[col].astype(object).where(frame[col].notna(), "").astype(str)
+    if stamp:
+        frame.loc[frame["served_at"] == "", "served_at"] = utc_now()
+    return _validated(frame, f"{path} (rows being written)")
+
+
+def _check_columns(columns: list[str], path: Path, where: str) -> None:
+    """Raise :class:`FeedbackError` unless ``columns`` hold every feedback column and only known ones."""
+    unknown = [c for c in columns if c not in COLUMNS]
+    missing = [c for c in FEEDBACK_COLUMNS if c not in columns]
+    if unknown or missing:
+        bad = f"unknown column {unknown[0]!r}" if unknown else f"missing column {missing[0]!r}"
+        raise FeedbackError(f"{path}:{where} {bad}; the columns are {', '.join(COLUMNS)} "
+                            f"(the last {len(COLUMNS) - len(FEEDBACK_COLUMNS)} optional)")
+
+
+def _to_csv(frame: pd.DataFrame) -> str:
+    """The records of a conformed frame as CSV text, one quoted-as-needed record per row, no header."""
+    return frame.to_csv(header=False, index=False, lineterminator="\n")
+
+
+def _parse(text: str, path: Path, known_track_ids: Iterable[str] | None) -> pd.DataFrame:
+    """Parse the text of a log: drop torn records (one warning), validate and type the rest."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, list(COLUMNS))
+    _check_columns(header, path, where=" line 1:")
+    records: list[list[str]] = []
+    lines: list[int] = []
+    torn: list[int] = []
+    start = last = 2
+    for record in reader:
+        if len(record) == len(header):
+            records.append(record)
+            lines.append(start)
+        elif record:
+            torn.append(start)
+        last, start = (start if record else last), reader.line_num + 1
+    if records and (not text.endswith("\n") or text.count('"') % 2 == 1) and lines[-1] == last:
+        records.pop()
+        torn.append(lines.pop())
+    frame = pd.DataFrame(records, columns=header, dtype=object).reindex(columns=list(COLUMNS), fill_value="")
+    garbled = np.zeros(len(frame), dtype=bool)
+    for col in ("position", "percentage_listened", "action_prob"):
+        given = frame[col].str.strip() != ""
+        garbled |= (given & pd.to_numeric(frame[col], errors="coerce").isna()).to_numpy()
+    served = pd.to_datetime(frame["served_at"].where(frame["served_at"] != ""), format="ISO8601", utc=True,
+                            errors="coerce")
+    garbled |= (served.isna() & (frame["served_at"] != "")).to_numpy()
+    skipped = sorted([*torn, *np.asarray(lines, dtype=np.int64)[garbled].tolist()])
+    if skipped:
+        log.warning("%s: skipped %d torn line(s) at line(s) %s (an append cut short by a crash)",
+                    path, len(skipped), ", ".join(map(str, skipped)))
+    source = f"{path} (data rows counted without the skipped torn lines)" if skipped else str(path)
+    return _validated(frame.loc[~garbled], source, known_track_ids)
+
+
+def _validated(frame: pd.DataFrame, source: str,
+               known_track_ids: Iterable[str] | None = None) -> pd.DataFrame:
+    """Validate a frame holding :data:`COLUMNS` by :func:`envs.feedback.validate_feedback`; type it.
+
+    ``action_prob`` may be empty (NaN or "") row by row; given, it must be in (0, 1] as in the schema.
+    """
+    frame = frame.reset_index(drop=True)
+    raw = frame["action_prob"]
+    prob = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    given = ~(raw.isna() | (raw.astype(str).str.strip() == "")).to_numpy()
+    bad = np.flatnonzero(given & ~((prob > 0) & (prob <= 1)))
+    if bad.size:
+        raise FeedbackError(f"{source}: column action_prob, row {bad[0] + 1} ({bad.size} bad in all): "
+                            f"must be empty or a number in (0, 1] (got {raw.iloc[bad[0]]!r})")
+    if len(frame):  # validate_feedback refuses an empty log; an empty store is merely empty
+        known = None if known_track_ids is None else list(known_track_ids)
+        frame = validate_feedback(frame.drop(columns="action_prob"), source, known).assign(action_prob=prob)
+    return frame[list(COLUMNS)].astype({**dict.fromkeys(_STRINGS, str), "position": np.int64,
+                                        "liked": np.int64, "percentage_listened": np.float64,
+                                        "action_prob": np.float64})

@@ -1,0 +1,324 @@
+"""The Gymnasium env ``MusicRec-v0``: recommend one of the k nearest unplayed tracks, step by step.
+
+State: the current track. Action: ``Discrete(k)``, an index into the current candidates (the k nearest
+tracks in latent space not played in the session, nearest first). The chosen track becomes the next state.
+
+Observation (a flat float32 ``Box``, so any SB3 policy can read it):
+
+- ``seed``: ``z_current`` (d,);
+- ``candidates``: ``[z_current, z_cand_1 .. z_cand_k]`` ((1 + k) * d,);
+- ``history``: the candidates layout followed by ``history`` rows of ``[z_played, scaled reward]``, most
+  recent first, zero padded ((1 + k) * d + history * (d + 1),).
+
+Reward (multiplied by the reward scale; ``info["reward"]`` keeps the raw value):
+
+- ``simulator``: the listener hears the track and answers (pct, liked); reward = pct + like_weight * liked
+  - early_skip_penalty * [pct < early_skip_threshold];
+- ``propagated``: the world's propagated table r̂[track] (offline, learnt from the feedback log). The
+  listener still answers, for ``info`` only, and never ends the episode.
+
+An episode is one session of ``session_length`` recommendations: truncated at its end, terminated earlier
+when the listener leaves (simulator only). A step costs a few microseconds: the neighbour table is looked
+up, the observation buffer is preallocated and the played mask is reset only where it was set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from envs.errors import ConfigError, UnknownTrackError
+
+if TYPE_CHECKING:
+    from envs.world import World
+
+OBSERVATIONS = ("seed", "candidates", "history")
+REWARD_SOURCES = ("simulator", "propagated")
+
+
+def _is_int(value: Any) -> bool:
+    """True for integers (Python or numpy), False for bools."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def _is_number(value: Any) -> bool:
+    """True for real numbers (Python or numpy), False for bools."""
+    real = isinstance(value, int | float | np.integer | np.floating)
+    return real and not isinstance(value, bool | np.bool_)
+
+
+@dataclass
+class EnvConfig:
+    """The env's observation, reward source and session shape (config group ``env``)."""
+
+    observation: str = "candidates"
+    reward_source: str = "simulator"
+    k: int = 4
+    n_neighbours: int = 32
+    session_length: int = 20
+    history: int = 4
+    no_repeat: Any = "session"
+    reward_scale: Any = "auto"
+    start_track: int | None = None
+
+    def validate(self, n_tracks: int | None = None) -> None:
+        """Raise :class:`ConfigError` naming the first bad key, its value and what is allowed.
+
+        Args:
+            n_tracks: catalog size N, when known: checks ``start_track`` and that ``k`` unplayed
+                candidates always remain.
+        """
+
+        def require(key: str, ok: bool, allowed: str) -> None:
+            if not ok:
+                raise ConfigError(f"env.{key}={getattr(self, key)!r}: {allowed}")
+
+        require("observation", self.observation in OBSERVATIONS, f"must be one of {', '.join(OBSERVATIONS)}")
+        require("reward_source", self.reward_source in REWARD_SOURCES,
+                f"must be one of {', '.join(REWARD_SOURCES)}")
+        require("k", _is_int(self.k) and self.k >= 1, "must be an integer >= 1")
+        require("n_neighbours", _is_int(self.n_neighbours) and self.n_neighbours >= self.k,
+                f"must be an integer >= env.k ({self.k})")
+        require("session_length", _is_int(self.session_length) and self.session_length >= 1,
+                "must be an integer >= 1")
+        require("history", _is_int(self.history) and self.history >= 1, "must be an integer >= 1")
+        require("no_repeat", self.no_repeat == "session" or (_is_int(self.no_repeat) and self.no_repeat >= 1),
+                "must be 'session' or an integer window >= 1")
+        require("reward_scale", self.reward_scale == "auto" or (_is_number(self.reward_scale)
+                                                               and np.isfinite(self.reward_scale)
+                                                               and self.reward_scale > 0),
+                "must be 'auto' (1 / (1 + like_weight)) or a number > 0")
+        require("start_track",
+                self.start_track is None or (_is_int(self.start_track) and self.start_track >= 0),
+                "must be null (random) or a track index >= 0")
+        if n_tracks is None:
+            return
+        require("start_track", self.start_track is None or self.start_track < n_tracks,
+                f"must be < the catalog size ({n_tracks} tracks)")
+        excluded = self.excluded_tracks()
+        require("session_length", excluded + self.k <= n_tracks,
+                f"{excluded} tracks excluded at the session's end + env.k={self.k} candidates must be <= "
+                f"the catalog size ({n_tracks} tracks): shorten the session or use a no_repeat window")
+
+    def excluded_tracks(self) -> int:
+        """Most tracks the played mask excludes at once: the session (start track included) or the window."""
+        played = self.session_length + 1
+        return played if self.no_repeat == "session" else min(played, int(self.no_repeat))
+
+
+ENV_FIELDS = frozenset(f.name for f in fields(EnvConfig))
+
+
+class MusicRecEnv(gym.Env):
+    """Sequential music recommendation over a :class:`envs.world.World` (see the module docstring).
+
+    Args:
+        world: tracks, latents, neighbour table, reward table and listener population.
+        cfg: the ``env`` config group (default :class:`EnvConfig`).
+        listener_ids: None: every session is the world's served listener (``personal`` protocol);
+            otherwise each reset draws one of these listeners (``population`` protocol).
+
+    Attributes used by baseline policies and evaluation: ``world``, ``cfg``, ``session`` (the
+    :class:`envs.listeners.ListenerSession` of the episode), ``listener`` (its id), ``track`` (the
+    current track), ``current_candidates`` ((k,) track indices, nearest first), ``reward_scale`` and
+    :meth:`candidate_expected_rewards`.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, world: World, cfg: EnvConfig | None = None,
+                 listener_ids: Sequence[int] | None = None) -> None:
+        super().__init__()
+        cfg = EnvConfig() if cfg is None else cfg
+        n, d = world.latents.shape
+        cfg.validate(n)
+        width = world.neighbours.shape[1]
+        if cfg.k > width:
+            raise ConfigError(f"env.k={cfg.k}: must be <= the world's neighbour table width ({width})")
+        self.world, self.cfg = world, cfg
+        self.like_weight = float(world.meta["like_weight"])
+        self.early_skip_penalty = float(world.meta["early_skip_penalty"])
+        self.early_skip_threshold = float(world.meta["early_skip_threshold"])
+        self.reward_scale = (1.0 / (1.0 + self.like_weight) if cfg.reward_scale == "auto"
+                             else float(cfg.reward_scale))
+        self._population = world.listeners()
+        self._listener_ids = None if listener_ids is None else self._check_listeners(listener_ids)
+        self._served = int(world.meta["served_listener"])
+        self._simulator = cfg.reward_source == "simulator"
+        self._window = 0 if cfg.no_repeat == "session" else int(cfg.no_repeat)
+        self._session_length = cfg.session_length
+        self._index = world.candidate_index(cfg.k, min(cfg.n_neighbours, width))
+        self._latents = world.latents
+        self._table = world.reward_table
+        self._track_ids = world.track_ids()
+        self._n, self._d, self._k = n, d, cfg.k
+
+        self.action_space = spaces.Discrete(cfg.k)
+        self.observation_space = self._observation_space()
+        self._obs = np.zeros(self.observation_space.shape, dtype=np.float32)
+        base = (1 + cfg.k) * d
+        self._cand_block = self._obs[d:base].reshape(cfg.k, d) if cfg.observation != "seed" else None
+        if cfg.observation == "history":
+            h = cfg.history
+            self._hist: np.ndarray | None = self._obs[base:].reshape(h, d + 1)
+            self._ring = np.zeros((h, d + 1), dtype=np.float32)  # history rows in write order, cyclic
+            # ring rows in most-recent-first order, for each position p of the latest write
+            self._ring_orders = [np.array([(p - i) % h for i in range(h)]) for p in range(h)]
+        else:
+            self._hist = None
+        self._ring_pos = 0
+
+        self._played = np.zeros(n, dtype=bool)
+        self._order: list[int] = []
+        self._steps = 0
+        self.session: Any = None
+        self.listener = -1
+        self.track = -1
+        self.current_candidates = np.zeros(cfg.k, dtype=np.int64)
+        self._cand_list: list[int] = []
+        self._cand_expected = np.zeros(cfg.k)
+        self._cand_expected_list: list[float] = []
+
+    def _check_listeners(self, listener_ids: Sequence[int]) -> list[int]:
+        """``listener_ids`` as ints, each an id of the world's population."""
+        ids = [int(i) for i in listener_ids]
+        n = self._population.n
+        if not ids or any(not 0 <= i < n for i in ids):
+            raise ConfigError(f"listener_ids={list(listener_ids)!r}: must be a non-empty list of ids "
+                              f"in 0..{n - 1}")
+        return ids
+
+    def _observation_space(self) -> spaces.Box:
+        """The flat float32 Box of the configured mode: [0, 1] except the history's reward column."""
+        d, k, cfg = self._d, self._k, self.cfg
+        base = d if cfg.observation == "seed" else (1 + k) * d
+        if cfg.observation != "history":
+            return spaces.Box(0.0, 1.0, (base,), np.float32)
+        raw_lo = min(-self.early_skip_penalty, float(self._table.min()))
+        raw_hi = max(1.0 + self.like_weight, float(self._table.max()))
+        low = np.zeros((cfg.history, d + 1), dtype=np.float32)
+        high = np.ones((cfg.history, d + 1), dtype=np.float32)
+        low[:, d] = min(0.0, raw_lo * self.reward_scale)
+        high[:, d] = max(1.0, raw_hi * self.reward_scale)
+        low = np.concatenate([np.zeros(base, dtype=np.float32), low.ravel()])
+        high = np.concatenate([np.ones(base, dtype=np.float32), high.ravel()])
+        return spaces.Box(low, high, dtype=np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start a new session: a listener, a start track, an empty played mask and history.
+
+        Args:
+            seed: reseeds the env's generator (listener draw, start track, the listener's responses).
+            options: ``{"start_track": i}`` overrides ``env.start_track`` (None: random).
+        """
+        super().reset(seed=seed)
+        rng = self.np_random
+        ids = self._listener_ids
+        self.listener = self._served if ids is None else ids[int(rng.integers(len(ids)))]
+        start = (options or {}).get("start_track", self.cfg.start_track)
+        if start is None:
+            start = int(rng.integers(self._n))
+        elif not (_is_int(start) and 0 <= start < self._n):
+            raise UnknownTrackError(f"start_track={start!r}: must be a track index in 0..{self._n - 1}")
+        start = int(start)
+        self.session = self._population.session(self.listener, rng)
+
+        self._played[self._order] = False  # O(session), not O(N)
+        self._order = [start]
+        self._played[start] = True
+        self._steps = 0
+        if self._hist is not None:
+            self._ring[:] = 0.0
+            self._hist[:] = 0.0
+        self._advance(start)
+        info = {"track": start, "track_id": self._track_ids[start], "listener": self.listener,
+                "candidates": self.current_candidates.copy()}
+        return self._obs.copy(), info
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Recommend candidate ``action``; the listener answers; the chosen track becomes the state."""
+        a = int(action)
+        if not 0 <= a < self._k:
+            raise ValueError(f"action {action!r} outside Discrete({self._k})")
+        track = self._cand_list[a]
+        session = self.session
+        pct, liked = session.respond(track)
+        if self._simulator:
+            raw = pct + self.like_weight * liked
+            if pct < self.early_skip_threshold:
+                raw -= self.early_skip_penalty
+            terminated = session.left
+        else:
+            raw = float(self._table[track])
+            terminated = False
+            if session.left:  # offline rewards: the listener only informs, so a fresh session goes on
+                self.session = self._population.session(self.listener, self.np_random)
+        reward = raw * self.reward_scale
+
+        played, order, window = self._played, self._order, self._window
+        played[track] = True
+        order.append(track)
+        if window and len(order) > window:
+            played[order[-window - 1]] = False
+        self._steps += 1
+        if self._hist is not None:  # a ring buffer, copied out most recent first
+            p = self._ring_pos = (self._ring_pos + 1) % len(self._ring)
+            ring = self._ring
+            ring[p, :-1] = self._latents[track]
+            ring[p, -1] = reward
+            ring.take(self._ring_orders[p], axis=0, out=self._hist, mode="wrap")
+        expected = self._cand_expected_list
+        info = {"track": track, "track_id": self._track_ids[track], "percentage_listened": pct,
+                "liked": liked, "reward": raw, "expected_reward": expected[a],
+                "oracle_expected_reward": max(expected), "candidates": self.current_candidates,
+                "listener": self.listener}
+        self._advance(track)
+        truncated = not terminated and self._steps >= self._session_length
+        return self._obs.copy(), reward, terminated, truncated, info
+
+    def _advance(self, track: int) -> None:
+        """Make ``track`` current: its candidates, their expected rewards and the observation."""
+        self.track = track
+        cands = self._index.candidates(track, self._played)
+        self.current_candidates = cands
+        self._cand_list = cands.tolist()
+        self._cand_expected = self.session.expected_reward(cands, self.like_weight, self.early_skip_penalty,
+                                                           self.early_skip_threshold)
+        self._cand_expected_list = self._cand_expected.tolist()
+        self._obs[:self._d] = self._latents[track]
+        if self._cand_block is not None:
+            self._latents.take(cands, axis=0, out=self._cand_block, mode="wrap")  # unbuffered; indices valid
+
+    def candidate_expected_rewards(self) -> np.ndarray:
+        """True expected rewards (raw units) of the current candidates in the listener's current state."""
+        return self._cand_expected.copy()
+
+
+def make_env(world_dir: str | None = None, **kwargs: Any) -> MusicRecEnv:
+    """The ``MusicRec-v0`` entry point: an env over a saved world or a fresh synthetic one.
+
+    Args:
+        world_dir: a run's ``world/`` folder (:meth:`envs.world.World.load`); None builds
+            :func:`envs.world.synthetic_world`.
+        **kwargs: :class:`EnvConfig` fields (``observation=``, ``reward_source=``, ``k=`` ...),
+            ``listener_ids`` and, without ``world_dir``, the options of :func:`envs.world.synthetic_world`
+            (``n_tracks``, ``latent_dim``, ``seed``, ``listener_seed``, reward and listener config fields).
+    """
+    from envs.world import World, synthetic_world  # here: envs.world imports EnvConfig from this module
+
+    listener_ids = kwargs.pop("listener_ids", None)
+    cfg = EnvConfig(**{key: kwargs.pop(key) for key in list(kwargs) if key in ENV_FIELDS})
+    if world_dir is None:
+        world = synthetic_world(env_cfg=cfg, **kwargs)
+    elif kwargs:
+        raise ConfigError(f"MusicRec-v0 options {sorted(kwargs)}: with world_dir= only EnvConfig fields and "
+                          "listener_ids are allowed")
+    else:
+        world = World.load(world_dir)
+    return MusicRecEnv(world, cfg, listener_ids=listener_ids)

@@ -1,0 +1,336 @@
+"""The world of a run: tracks, features, latents, neighbour table, clusters, propagated rewards, listeners.
+
+:func:`build_world` assembles a world from latents (VAE latents from the main pipeline; this module knows
+no torch) and returns the feedback log its rewards were learnt from. :func:`synthetic_world` builds a
+small standalone world (PCA latents standing in for the VAE) so the env can be tried and tested alone.
+:meth:`World.save` / :meth:`World.load` keep it in a run's ``world/`` folder; the listener population is
+not stored but rebuilt, deterministically, from the features and ``meta``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.decomposition import PCA
+
+from envs.atomic import atomic_path, write_text_atomic
+from envs.candidates import CandidateIndex, build_neighbour_table
+from envs.catalog import FEATURES, Normaliser, synthetic_catalog
+from envs.errors import ConfigError, RunFolderError
+from envs.feedback import probe_log
+from envs.listeners import ListenerConfig, ListenerPopulation
+from envs.music_env import EnvConfig
+from envs.rewards import RewardConfig, fit_clusters, propagate, reward, select_probes
+
+FORMAT_VERSION = 1
+_DTYPES = {"features": np.float32, "latents": np.float32, "neighbours": np.int32, "clusters": np.int32,
+           "centroids": np.float32, "reward_table": np.float32}
+ARRAYS = tuple(_DTYPES)
+META_KEYS = ("format_version", "like_weight", "early_skip_penalty", "early_skip_threshold", "listener_config",
+             "listeners_seed", "served_listener", "train_listeners", "heldout_listeners", "latent_source")
+
+# Independent random streams of one world seed.
+_STREAM_LISTENER_SEED, _STREAM_SPLIT, _STREAM_PROBES, _STREAM_FEEDBACK = 1, 2, 3, 4
+
+
+@dataclass(eq=False)
+class World:
+    """Everything an env needs, as arrays whose row i is track i.
+
+    Attributes:
+        tracks: metadata, ``track_id`` (str, unique) first.
+        features: (N, 11) float32 normalised features in [0, 1].
+        latents: (N, d) float32 latents in [0, 1].
+        neighbours: (N, K) int32 neighbour table, nearest first.
+        clusters: (N,) int32 K-Means labels; centroids: (C, d) float32.
+        reward_table: (N,) float32 propagated reward r̂ (raw reward units).
+        meta: JSON-able settings: reward definition, listener config and seed, served / train / held-out
+            listener ids, latent source, format version.
+    """
+
+    tracks: pd.DataFrame
+    features: np.ndarray
+    latents: np.ndarray
+    neighbours: np.ndarray
+    clusters: np.ndarray
+    centroids: np.ndarray
+    reward_table: np.ndarray
+    meta: dict[str, Any]
+    _population: ListenerPopulation | None = field(default=None, init=False, repr=False)
+    _track_ids: list[str] | None = field(default=None, init=False, repr=False)
+    _indexes: dict[tuple[int, int], CandidateIndex] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ARRAYS:
+            setattr(self, name, np.asarray(getattr(self, name)))
+        problem = _mismatch(self)
+        if problem is not None:
+            raise _WorldMismatch(*problem)
+        for name in ARRAYS:
+            setattr(self, name, np.ascontiguousarray(getattr(self, name), dtype=_DTYPES[name]))
+
+    def listeners(self) -> ListenerPopulation:
+        """The simulated listener population, rebuilt from features and ``meta`` (deterministic, cached)."""
+        if self._population is None:
+            self._population = _sample_population(self.features, self.meta["listener_config"],
+                                                  self.meta["listeners_seed"])
+        return self._population
+
+    def track_ids(self) -> list[str]:
+        """Track ids as a list of str, row i = track i (cached: an O(1) lookup per env step)."""
+        if self._track_ids is None:
+            self._track_ids = self.tracks["track_id"].astype(str).tolist()
+        return self._track_ids
+
+    def candidate_index(self, k: int, n_neighbours: int) -> CandidateIndex:
+        """The candidate index over the first ``n_neighbours`` table columns (cached, shared by envs)."""
+        key = (int(k), int(n_neighbours))
+        if key not in self._indexes:
+            self._indexes[key] = CandidateIndex(self.latents, self.neighbours[:, :n_neighbours], k)
+        return self._indexes[key]
+
+    def save(self, world_dir: str | Path) -> None:
+        """Write tracks.csv, one .npy per array and meta.json into ``world_dir``, each atomically."""
+        out = Path(world_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / "tracks.csv") as tmp:
+            self.tracks.to_csv(tmp, index=False)
+        for name in ARRAYS:
+            with atomic_path(out / f"{name}.npy") as tmp, open(tmp, "wb") as fh:
+                np.save(fh, getattr(self, name))
+        write_text_atomic(out / "meta.json", json.dumps(self.meta, indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, world_dir: str | Path) -> World:
+        """Read a world written by :meth:`save`.
+
+        Raises:
+            RunFolderError: a file is missing or unreadable, an array has the wrong shape or dtype, rows do
+                not line up with tracks.csv, or meta.json is from another format version.
+        """
+        src = Path(world_dir)
+        if not src.is_dir():
+            raise RunFolderError(f"{src}: no world folder here (a run's world/ holds tracks.csv, "
+                                 f"{', '.join(f'{a}.npy' for a in ARRAYS)}, meta.json)")
+        tracks = _read_tracks(src / "tracks.csv")
+        arrays = {name: _read_array(src / f"{name}.npy") for name in ARRAYS}
+        meta = _read_meta(src / "meta.json")
+        try:
+            return cls(tracks=tracks, meta=meta, **arrays)
+        except _WorldMismatch as err:
+            raise RunFolderError(f"{src / err.file}: {err.what}") from None
+
+
+class _WorldMismatch(ValueError):
+    """A world's parts do not line up: ``file`` (as saved) and ``what`` differs."""
+
+    def __init__(self, file: str, what: str) -> None:
+        super().__init__(f"{file}: {what}")
+        self.file, self.what = file, what
+
+def _mismatch(world: World) -> tuple[str, str] | None:
+    """The first file whose content does not line up with tracks.csv and the other arrays, and how."""
+    tracks = world.tracks
+    if len(tracks.columns) == 0 or tracks.columns[0] != "track_id":
+        first = tracks.columns[0] if len(tracks.columns) else None
+        return "tracks.csv", f"first column is {first!r}, not 'track_id'"
+    n = len(tracks)
+    if n < 2:
+        return "tracks.csv", f"{n} tracks, at least 2 needed"
+    if not tracks["track_id"].is_unique:
+        dup = tracks["track_id"][tracks["track_id"].duplicated()].iloc[0]
+        return "tracks.csv", f"track_id {dup!r} appears more than once"
+    d = world.latents.shape[1] if world.latents.ndim == 2 else -1
+    c = world.centroids.shape[0] if world.centroids.ndim == 2 else -1
+    expected = {
+        "features": ((n, len(FEATURES)), "f"), "latents": ((n, d), "f"), "neighbours": ((n, None), "i"),
+        "clusters": ((n,), "i"), "centroids": ((c, d), "f"), "reward_table": ((n,), "f"),
+    }
+    for name, (shape, kind) in expected.items():
+        arr = getattr(world, name)
+        want = tuple("K" if s is None else s for s in shape)
+        if arr.ndim != len(shape) or any(s not in (None, a) for a, s in zip(arr.shape, shape, strict=True)):
+            return f"{name}.npy", f"shape {arr.shape}, expected {want} (tracks.csv has {n} rows)"
+        if arr.dtype.kind not in {"f": "f", "i": "iu"}[kind]:
+            return f"{name}.npy", f"dtype {arr.dtype}, expected {'integers' if kind == 'i' else 'floats'}"
+    if d < 1 or c < 1 or world.neighbours.shape[1] < 1:
+        return "latents.npy", (f"latent width {d}, {c} centroids, {world.neighbours.shape[1]} neighbours: "
+                               "all must be >= 1")
+    if world.neighbours.min() < 0 or world.neighbours.max() >= n:
+        return "neighbours.npy", f"track indices outside 0..{n - 1}"
+    if world.clusters.min() < 0 or world.clusters.max() >= c:
+        return "clusters.npy", f"cluster labels outside 0..{c - 1} ({c} centroids)"
+    for name in ("features", "latents", "reward_table"):
+        if not np.isfinite(getattr(world, name)).all():
+            return f"{name}.npy", "holds NaN or infinite values"
+    return None
+
+
+def _read_tracks(path: Path) -> pd.DataFrame:
+    """tracks.csv with track_id as str and every 'NA' kept as a string."""
+    if not path.is_file():
+        raise RunFolderError(f"{path}: missing")
+    try:
+        return pd.read_csv(path, dtype={"track_id": str}, keep_default_na=False)
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise RunFolderError(f"{path}: unreadable CSV ({str(err).splitlines()[0]})") from None
+
+
+def _read_array(path: Path) -> np.ndarray:
+    """One .npy array, without pickles."""
+    if not path.is_file():
+        raise RunFolderError(f"{path}: missing")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise RunFolderError(f"{path}: not a readable .npy array ({str(err).splitlines()[0]})") from None
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    """meta.json, checked for its format version and keys."""
+    if not path.is_file():
+        raise RunFolderError(f"{path}: missing")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise RunFolderError(f"{path}: unreadable JSON ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        version = meta.get("format_version") if isinstance(meta, dict) else None
+        raise RunFolderError(f"{path}: format_version={version!r}, this code reads "
+                             f"format_version={FORMAT_VERSION}")
+    missing = [key for key in META_KEYS if key not in meta]
+    if missing:
+        raise RunFolderError(f"{path}: missing keys {', '.join(missing)}")
+    return meta
+
+
+def _sample_population(features: np.ndarray, listener_config: dict[str, Any],
+                       seed: int) -> ListenerPopulation:
+    """The listener population of a world: a pure function of the features, the config and the seed."""
+    return ListenerPopulation.sample(features, ListenerConfig(**listener_config), np.random.default_rng(seed))
+
+
+def _derived_seed(seed: int, stream: int) -> int:
+    """A 32-bit seed of stream ``stream`` of ``seed``."""
+    return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
+
+
+def build_world(tracks: pd.DataFrame, features: np.ndarray, latents: np.ndarray, reward_cfg: RewardConfig,
+                listener_cfg: ListenerConfig, env_cfg: EnvConfig, seed: int, listener_seed: int | None = None,
+                latent_source: str = "vae") -> tuple[World, pd.DataFrame]:
+    """Latents → neighbour table, clusters, listeners, probe feedback, propagated rewards.
+
+    The served listener (the ``personal`` protocol's listener: the first training listener) answers one
+    probe session over the probe tracks of every cluster; their rewards are propagated to every track.
+
+    Args:
+        tracks: metadata, ``track_id`` first, row i = track i.
+        features: (N, 11) normalised features in [0, 1] (the listeners' taste lives in feature space).
+        latents: (N, d) latents in [0, 1] (VAE or PCA).
+        reward_cfg: reward definition and propagation settings.
+        listener_cfg: listener population settings.
+        env_cfg: env settings (``n_neighbours``: the neighbour table width K).
+        seed: world seed (clusters, probe choice, probe responses).
+        listener_seed: population seed; None: ``listener_cfg.seed`` or, when unset, derived from ``seed``.
+        latent_source: "vae" or "pca", recorded in ``meta``.
+
+    Returns:
+        The world and the feedback log its reward table was learnt from.
+    """
+    n = len(tracks)
+    if features.shape[0] != n or latents.shape[0] != n:
+        raise ValueError(f"rows do not line up: {n} tracks, features {features.shape}, "
+                         f"latents {latents.shape}")
+    if listener_seed is None:
+        listener_seed = (listener_cfg.seed if listener_cfg.seed is not None
+                         else _derived_seed(seed, _STREAM_LISTENER_SEED))
+    latents = np.asarray(latents, dtype=np.float32)
+    neighbours = build_neighbour_table(latents, env_cfg.n_neighbours)
+    clusters, centroids = fit_clusters(latents, reward_cfg.n_clusters, seed)
+
+    listener_config = dataclasses.asdict(listener_cfg)
+    population = _sample_population(features, listener_config, int(listener_seed))
+    train_ids, heldout_ids = population.split(listener_cfg.held_out_fraction,
+                                              np.random.default_rng([int(listener_seed), _STREAM_SPLIT]))
+    served = int(train_ids[0])
+    track_ids = tracks["track_id"].astype(str).to_numpy()
+    probes = select_probes(latents, clusters, centroids, reward_cfg.probes_per_cluster,
+                           reward_cfg.probe_selection, np.random.default_rng([seed, _STREAM_PROBES]))
+    log = probe_log(population, [served], probes, track_ids, np.random.default_rng([seed, _STREAM_FEEDBACK]))
+    rows = pd.Index(track_ids).get_indexer(log["track_id"].astype(str))
+    observed = reward(log["percentage_listened"].to_numpy(), log["liked"].to_numpy(), reward_cfg)
+    r_hat = propagate(latents, clusters, centroids, rows, observed, reward_cfg)
+
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "like_weight": float(reward_cfg.like_weight),
+        "early_skip_penalty": float(reward_cfg.early_skip_penalty),
+        "early_skip_threshold": float(reward_cfg.early_skip_threshold),
+        "listener_config": listener_config,
+        "listeners_seed": int(listener_seed),
+        "served_listener": served,
+        "train_listeners": [int(i) for i in train_ids],
+        "heldout_listeners": [int(i) for i in heldout_ids],
+        "latent_source": latent_source,
+    }
+    world = World(tracks=tracks.reset_index(drop=True), features=features, latents=latents,
+                  neighbours=neighbours, clusters=clusters, centroids=centroids, reward_table=r_hat,
+                  meta=meta)
+    world._population = population
+    return world, log
+
+
+def pca_latents(features: np.ndarray, latent_dim: int) -> np.ndarray:
+    """PCA of the features, each component rescaled to [0, 1]: the VAE's stand-in. float32 (N, latent_dim)."""
+    if not 1 <= latent_dim <= features.shape[1]:
+        raise ConfigError(f"latent_dim={latent_dim}: must be in 1..{features.shape[1]}")
+    z = PCA(n_components=latent_dim, svd_solver="full").fit_transform(np.asarray(features, dtype=np.float64))
+    lo, hi = z.min(axis=0), z.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    return np.clip((z - lo) / span, 0.0, 1.0).astype(np.float32)
+
+
+def _configs(overrides: dict[str, Any]) -> tuple[RewardConfig, ListenerConfig]:
+    """Route ``synthetic_world`` overrides to the reward and listener configs by field name."""
+    owners: dict[type, dict[str, Any]] = {RewardConfig: {}, ListenerConfig: {}}
+    for key, value in overrides.items():
+        hits = [cls for cls in owners if key in {f.name for f in dataclasses.fields(cls)}]
+        if not hits:
+            raise ConfigError(f"synthetic_world option {key}={value!r}: not a field of RewardConfig or "
+                              "ListenerConfig")
+        for cls in hits:
+            owners[cls][key] = value
+    return RewardConfig(**owners[RewardConfig]), ListenerConfig(**owners[ListenerConfig])
+
+
+def synthetic_world(n_tracks: int = 2000, latent_dim: int = 5, seed: int = 0,
+                    listener_seed: int | None = None, env_cfg: EnvConfig | None = None,
+                    **overrides: Any) -> World:
+    """A small standalone world: synthetic catalog → physical normalisation → PCA latents → world.
+
+    Args:
+        n_tracks: catalog size.
+        latent_dim: d, the number of PCA components (rescaled to [0, 1]).
+        seed: catalog and world seed.
+        listener_seed: population seed (None: derived from ``seed``).
+        env_cfg: env settings (``n_neighbours``); default :class:`EnvConfig`.
+        **overrides: :class:`RewardConfig` / :class:`ListenerConfig` fields (``like_weight=100``,
+            ``n_clusters=8``, ``population=10`` ...).
+    """
+    reward_cfg, listener_cfg = _configs(overrides)
+    env_cfg = EnvConfig() if env_cfg is None else env_cfg
+    reward_cfg.validate()
+    listener_cfg.validate()
+    env_cfg.validate(n_tracks)
+    catalog = synthetic_catalog(n_tracks, seed)
+    features = Normaliser("physical").fit(catalog.raw).transform(catalog.raw)
+    latents = pca_latents(features, latent_dim)
+    world, _ = build_world(catalog.tracks, features, latents, reward_cfg, listener_cfg, env_cfg, seed,
+                           listener_seed=listener_seed, latent_source="pca")
+    return world
