@@ -56,16 +56,12 @@ def validate_data(cfg: DataConfig) -> None:
 
 
 def validate_vae(cfg: VAEConfig) -> None:
-    """Check the ``vae`` group."""
-    _require("vae.latent_dim", cfg.latent_dim, 1 <= cfg.latent_dim <= 11, "must be an integer in 1..11 (2, 4, 5 are the design's)")
-    _require("vae.hidden", list(cfg.hidden), len(cfg.hidden) > 0 and all(h >= 1 for h in cfg.hidden),
-             "must be a non-empty list of positive layer widths")
-    _require("vae.epochs", cfg.epochs, cfg.epochs >= 1, "must be an integer >= 1")
-    _require("vae.batch_size", cfg.batch_size, cfg.batch_size >= 1, "must be an integer >= 1")
-    _require("vae.lr", cfg.lr, cfg.lr > 0, "must be > 0")
-    _require("vae.beta", cfg.beta, cfg.beta >= 0, "must be >= 0")
-    _require("vae.val_fraction", cfg.val_fraction, 0 <= cfg.val_fraction < 1, "must be in [0, 1)")
-    _require("vae.patience", cfg.patience, cfg.patience >= 1, "must be an integer >= 1")
+    """Check the ``vae`` group (its own rules, and a latent no wider than the 11 features)."""
+    try:
+        cfg.validate()
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    _require("vae.latent_dim", cfg.latent_dim, cfg.latent_dim <= 11, "must be an integer in 1..11 (2, 4, 5 are the design's)")
 
 
 def validate_ppo(cfg: PPOConfig, observation: str) -> None:

@@ -370,8 +370,9 @@ def _sniff_delimiter(path: Path) -> str:
     return best if counts[best] > 0 else ","
 
 
-def _read_table(path: Path, delimiter: str) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
-    """Every cell as a string (``NA`` stays ``NA``), the file line of each row, and skipped-line problems."""
+def _read_table(path: Path, delimiter: str) -> tuple[pd.DataFrame, np.ndarray, int, list[str]]:
+    """Every cell as a string (``NA`` stays ``NA``), the file line of each row, the number of rows skipped
+    for a wrong number of fields, and the problem line about them."""
     with open(path, "rb") as fh:
         head = fh.read(4096)
     if not head.removeprefix(b"\xef\xbb\xbf").strip():
@@ -401,7 +402,7 @@ def _read_table(path: Path, delimiter: str) -> tuple[pd.DataFrame, np.ndarray, l
     if skipped:
         problems.append(f"{path}: {_rows(len(skipped))} with the wrong number of fields skipped "
                         f"({_at(bad, skipped[0][1])})")
-    return df, lines, problems
+    return df, lines, len(bad), problems
 
 
 _QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'|\"((?:[^\"\\]|\\.)*)\"")
@@ -509,9 +510,9 @@ def _load_csv(cfg: DataConfig, min_tracks: int) -> Catalog:
     if not path.is_file():
         raise CatalogError(f"{path}: no such file (data.path={cfg.path!r})")
     delimiter = cfg.delimiter or _sniff_delimiter(path)
-    df, lines, problems = _read_table(path, delimiter)
+    df, lines, n_skipped, problems = _read_table(path, delimiter)
     schema, mapping = _resolve(path, list(df.columns), dict(cfg.columns))
-    n_read = len(df)
+    n_read = len(df) + n_skipped
     log.info("%s: schema %s, delimiter %r, %d rows; columns used: %s", path, schema, delimiter, n_read,
              ", ".join(f"{ours}={theirs}" if ours != theirs else ours for ours, theirs in mapping.items()))
     raw, drop, feature_problems = _parse_features(df, mapping, lines, path)
@@ -542,9 +543,9 @@ def _load_csv(cfg: DataConfig, min_tracks: int) -> Catalog:
                             f"{len(raw)} kept rows: it carries no information")
     for line in problems:
         log.warning("%s", line)
+    log.info("%s: kept %d of %d rows (%d dropped)", path, len(raw), n_read, n_read - len(raw))
     if cfg.strict and problems:
         raise CatalogError(f"{problems[0]} [data.strict=true: any problem is fatal]")
-    log.info("%s: kept %d of %d rows (%d dropped)", path, len(raw), n_read, n_read - len(raw))
     if len(raw) < min_tracks:
         raise CatalogError(f"{path}: {len(raw)} usable tracks (kept {len(raw)} of {n_read} rows); at least "
                            f"{min_tracks} needed (env.k + 1)")

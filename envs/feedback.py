@@ -81,10 +81,9 @@ def read_feedback(path: str | os.PathLike[str], known_track_ids: Sequence[str] |
         else:
             df = pd.read_parquet(src)
     except pd.errors.EmptyDataError:
-        raise FeedbackError(f"{src}: empty file (a feedback log needs a header: {', '.join(COLUMNS)})") from None
+        raise FeedbackError(f"{src}: empty file (a feedback log starts with {','.join(COLUMNS)})") from None
     except (OSError, ValueError, pd.errors.ParserError) as err:
-        raise FeedbackError(f"{src}: unreadable ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
-                            ) from None
+        raise FeedbackError(f"{src}: unreadable ({_first_line(err)})") from None
     return validate_feedback(df, source=str(src), known_track_ids=known_track_ids)
 
 
@@ -126,7 +125,8 @@ def validate_feedback(df: pd.DataFrame, source: str = "feedback",
     out["liked"] = liked.astype(np.int64)
     if "action_prob" in df.columns:
         prob = _numbers(df["action_prob"])
-        _fail(source, "action_prob", ~((prob > 0) & (prob <= 1)), df["action_prob"], "must be a number in (0, 1]")
+        _fail(source, "action_prob", ~((prob > 0) & (prob <= 1)), df["action_prob"],
+              "must be a number in (0, 1]")
         out["action_prob"] = prob
     for col in df.columns:
         if col not in out.columns:
@@ -141,7 +141,13 @@ def validate_feedback(df: pd.DataFrame, source: str = "feedback",
 def _check_suffix(path: Path) -> None:
     """FeedbackError unless ``path`` ends in one of :data:`SUFFIXES`."""
     if path.suffix.lower() not in SUFFIXES:
-        raise FeedbackError(f"{path}: suffix {path.suffix!r} not supported (use one of {', '.join(SUFFIXES)})")
+        raise FeedbackError(f"{path}: suffix {path.suffix!r} not supported (one of {', '.join(SUFFIXES)})")
+
+
+def _first_line(err: Exception) -> str:
+    """The first line of an exception's message, or its type when it has none."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _numbers(values: pd.Series) -> np.ndarray:
@@ -239,8 +245,8 @@ def random_walk_log(population: ListenerPopulation, listener_ids: Sequence[int],
                 played[current] = True
                 touched.append(current)
                 pct, liked = session.respond(current)
-                rows.append((f"listener-{listener}", f"walk-{listener}-{s}", pos, str(track_ids[current]), pct,
-                             liked, 1.0 / k))
+                rows.append((f"listener-{listener}", f"walk-{listener}-{s}", pos, str(track_ids[current]),
+                             pct, liked, 1.0 / k))
                 if session.left:
                     break
             played[touched] = False
@@ -280,9 +286,10 @@ def import_streaming_sessions(path: str | os.PathLike[str],
     try:
         df = pd.read_csv(src, dtype=str, keep_default_na=False, na_filter=False)
     except pd.errors.EmptyDataError:
-        raise FeedbackError(f"{src}: empty file (an MSSD log has a header: {', '.join(MSSD_COLUMNS)}, ...)") from None
+        raise FeedbackError(f"{src}: empty file (an MSSD log has a header: {', '.join(MSSD_COLUMNS)}, ...)"
+                            ) from None
     except (OSError, ValueError, pd.errors.ParserError) as err:
-        raise FeedbackError(f"{src}: unreadable ({str(err).splitlines()[0]})") from None
+        raise FeedbackError(f"{src}: unreadable ({_first_line(err)})") from None
     missing = [c for c in (*MSSD_COLUMNS, *skip_map) if c not in df.columns]
     if missing:
         raise FeedbackError(f"{src}: missing MSSD column(s) {', '.join(missing)}")
@@ -293,7 +300,8 @@ def import_streaming_sessions(path: str | os.PathLike[str],
         on = _flags(df[flag])
         _fail(str(src), flag, np.isnan(on), df[flag], "must be true/false or 1/0")
         pct[np.isnan(pct) & (on == 1.0)] = float(value)
-    _fail(str(src), "/".join(skip_map), np.isnan(pct), df[list(skip_map)[-1]], "at least one flag must be true")
+    _fail(str(src), "/".join(skip_map), np.isnan(pct), df[list(skip_map)[-1]],
+          "at least one flag must be true")
     log = pd.DataFrame({"user_id": df["session_id"], "session_id": df["session_id"],
                         "position": df["session_position"], "track_id": df["track_id_clean"],
                         "percentage_listened": pct, "liked": 0})

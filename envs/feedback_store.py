@@ -13,8 +13,10 @@ Durability and concurrency:
 - a crash can leave only the last record torn. The next append closes it first: a closing quote when the
   file holds an odd number of quotes, then ``len(COLUMNS)`` empty fields and a newline, so the torn
   record can never parse as a row of the right width, and the new rows start on a line of their own;
-- :meth:`FeedbackStore.read` skips torn records (a wrong number of fields, unparseable numbers or
-  timestamps, a last record without its newline) with one warning naming the file and line numbers.
+- :meth:`FeedbackStore.read` skips torn records (a wrong number of fields, a ``position``,
+  ``percentage_listened``, ``action_prob`` or ``served_at`` that does not parse, a last record without its
+  newline) with one warning naming the file and their line numbers; the other rows are validated by
+  :func:`envs.feedback.validate_feedback` (``action_prob`` may be empty row by row).
 """
 
 from __future__ import annotations
@@ -98,9 +100,10 @@ class FeedbackStore:
 
         ``position`` and ``liked`` are int64, ``percentage_listened`` and ``action_prob`` float64 (NaN
         when empty), the others strings (empty when unset). It takes the writers' lock, so an append in
-        progress is never mistaken for a torn line. Raises :class:`FeedbackError` when the file
-        is missing or a whole record holds an invalid value (the message names its line), and when
-        ``known_track_ids`` is given and a track id is not among them.
+        progress is never mistaken for a torn line. Raises :class:`FeedbackError` when the file is
+        missing or a whole record holds an invalid value (the message names the column and the data
+        row, counted without skipped torn lines), and when ``known_track_ids`` is given and a track id
+        is not among them.
         """
         with self._lock:
             try:
@@ -112,7 +115,7 @@ class FeedbackStore:
     def _upgrade_header(self) -> None:
         """Rewrite a non-empty log whose header is not :data:`COLUMNS` with the full header (lock held)."""
         try:
-            with open(self.path, encoding="utf-8", newline="") as fh:
+            with open(self.path, encoding="utf-8", errors="replace", newline="") as fh:
                 first = fh.readline()
         except FileNotFoundError:
             return
@@ -138,7 +141,8 @@ def _conform(df: pd.DataFrame, path: Path, stamp: bool) -> pd.DataFrame:
     _check_columns(list(df.columns), path, where="")
     frame = df.reindex(columns=list(COLUMNS)).reset_index(drop=True)
     for col in ("served_at", "policy_version"):
-        frame[col] = frame[col].astype(object).where(frame[col].notna(), "").astype(str)
+        values = frame[col].to_numpy(dtype=object)
+        frame[col] = np.where(pd.isna(values), "", values).astype(str)
     if stamp:
         frame.loc[frame["served_at"] == "", "served_at"] = utc_now()
     return _validated(frame, f"{path} (rows being written)")
@@ -208,9 +212,9 @@ def _validated(frame: pd.DataFrame, source: str,
     if bad.size:
         raise FeedbackError(f"{source}: column action_prob, row {bad[0] + 1} ({bad.size} bad in all): "
                             f"must be empty or a number in (0, 1] (got {raw.iloc[bad[0]]!r})")
-    if len(frame):  # validate_feedback refuses an empty log; an empty store is merely empty
-        known = None if known_track_ids is None else list(known_track_ids)
-        frame = validate_feedback(frame.drop(columns="action_prob"), source, known).assign(action_prob=prob)
-    return frame[list(COLUMNS)].astype({**dict.fromkeys(_STRINGS, str), "position": np.int64,
-                                        "liked": np.int64, "percentage_listened": np.float64,
-                                        "action_prob": np.float64})
+    if len(frame) == 0:  # validate_feedback refuses an empty log; an empty store is merely empty
+        return frame.astype({**dict.fromkeys(_STRINGS, str), "position": np.int64, "liked": np.int64,
+                             "percentage_listened": np.float64, "action_prob": np.float64})
+    known = None if known_track_ids is None else list(known_track_ids)
+    return validate_feedback(frame.drop(columns="action_prob"), source, known).assign(action_prob=prob)[
+        list(COLUMNS)]

@@ -100,12 +100,12 @@ class ListenerConfig:
     like_power: float = 3.0
     boredom: float = 0.4
     boredom_window: int = 3
-    boredom_width: float = 1.0
+    boredom_width: float = 0.5
     repeat_penalty: float = 0.9
     drift: float = 0.1
 
     def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the first bad ``listeners.*`` key, its value and what is allowed."""
+        """Raise :class:`ConfigError` naming the first bad ``listeners.*`` key, its value, what is allowed."""
         def unit(v: float) -> bool:
             return 0.0 <= v <= 1.0
 
@@ -240,7 +240,8 @@ class ListenerPopulation:
         """Per-centre affinities ``a_c(x)`` of a listener to every track, (N, C) float64 (cached)."""
         i = self._check(listener)
         if i not in self._tables:
-            self._tables[i] = self._affinity_block(np.arange(self._Xs.shape[0]), self.centres[i], self.weights[i])
+            every = np.arange(self._Xs.shape[0])
+            self._tables[i] = self._affinity_block(every, self.centres[i], self.weights[i])
         return self._tables[i]
 
     def affinity(self, listener: int) -> np.ndarray:
@@ -256,13 +257,13 @@ class ListenerPopulation:
         """
         ids = np.array([self._check(i) for i in np.asarray(listeners).ravel().tolist()], dtype=np.int64)
         n_feat = self._Xs.shape[1]
-        block = self._affinity_block(np.asarray(tracks, dtype=np.int64).ravel(),
-                                     self.centres[ids].reshape(-1, n_feat), self.weights[ids].reshape(-1, n_feat))
+        centres, weights = self.centres[ids].reshape(-1, n_feat), self.weights[ids].reshape(-1, n_feat)
+        block = self._affinity_block(np.asarray(tracks, dtype=np.int64).ravel(), centres, weights)
         block = block.reshape(block.shape[0], ids.size, -1)  # (n, L, C)
         return np.einsum("nlc,lc->ln", block, self.mixture[ids])
 
     def _affinity_block(self, tracks: np.ndarray, centres: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """``exp(-d^2 / (2 taste_width^2))`` of tracks (n,) to centres (M, 11) with weights (M, 11): (n, M)."""
+        """``exp(-d^2 / (2 taste_width^2))`` of tracks (n,) to centres (M, 11), weights (M, 11): (n, M)."""
         xs = self._Xs[tracks]
         ms = centres / self.scale
         d2 = (xs * xs) @ weights.T - 2.0 * xs @ (weights * ms).T + np.einsum("mj,mj->m", weights, ms * ms)
@@ -283,7 +284,7 @@ class ListenerPopulation:
         return ListenerSession(self, self._check(listener), rng)
 
     def session_table(self, listener: int) -> np.ndarray:
-        """``[a_1(x) .. a_C(x), p_1(x), p_2(x), p_3(x)]`` per track, (N, C + 3) float64, C-contiguous (cached).
+        """``[a_1(x) .. a_C(x), p_1(x), p_2(x), p_3(x)]`` per track: (N, C + 3) float64, C-order (cached).
 
         One row is everything a session step reads about a track, in one cache line or two.
         """
@@ -490,7 +491,8 @@ def calibration_report(X: np.ndarray, cfg: ListenerConfig, rng: np.random.Genera
     cands = np.array([row[row != q][:k] for row, q in zip(nn, queries.ravel(), strict=True)])
     cands = cands.reshape(pop.n, n_queries, k)
     a_pairs = np.stack([pop.affinity_matrix([i], queries[i])[0] for i in range(pop.n)])
-    a_cands = np.stack([pop.affinity_matrix([i], cands[i].ravel())[0] for i in range(pop.n)]).reshape(cands.shape)
+    a_cands = np.stack([pop.affinity_matrix([i], cands[i].ravel())[0] for i in range(pop.n)])
+    a_cands = a_cands.reshape(cands.shape)
     e_pct, p_like, p_low = response_moments(a_pairs, cfg)
     c_pct, c_like, _ = response_moments(a_cands, cfg)
     r_cands = c_pct + like_weight * c_like
@@ -499,5 +501,6 @@ def calibration_report(X: np.ndarray, cfg: ListenerConfig, rng: np.random.Genera
         "like_rate": float(p_like.mean()), "mean_pct": float(e_pct.mean()),
         "early_skip_rate": float(p_low.mean()), "mean_affinity": float(a_pairs.mean()),
         "mean_reward": float((e_pct + like_weight * p_like).mean()),
-        "random_reward": random_reward, "oracle_reward": oracle_reward, "oracle_ratio": oracle_reward / random_reward,
+        "random_reward": random_reward, "oracle_reward": oracle_reward,
+        "oracle_ratio": oracle_reward / random_reward,
     }

@@ -368,10 +368,12 @@ def test_quoted_fields_with_commas_and_quotes(tmp_path):
     assert len(cat.tracks) == 8 and cat.problems == []
 
 
-def test_rows_with_the_wrong_number_of_fields_are_skipped_and_counted(tmp_path):
+def test_rows_with_the_wrong_number_of_fields_are_skipped_and_counted(tmp_path, caplog):
     rows = _rows()
     rows[2] = rows[2] + ["extra"]
-    cat = _load(_write(tmp_path, rows))
+    with caplog.at_level(logging.INFO, logger="envs.catalog"):
+        cat = _load(_write(tmp_path, rows))
+    assert "kept 7 of 8 rows (1 dropped)" in caplog.text
     assert len(cat.tracks) == 7 and "id2" not in set(cat.tracks["track_id"])
     assert "1 row with the wrong number of fields skipped (line 4: expected 14 fields, saw 15)" \
         in cat.problems[0]

@@ -27,7 +27,8 @@ def test_the_default_config_tree_matches_the_schema():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("vae.latent_dim=0", "vae.latent_dim=0: must be an integer in 1..11"),
+    ("vae.latent_dim=0", "vae.latent_dim=0: must be an integer >= 1"),
+    ("vae.latent_dim=12", "vae.latent_dim=12: must be an integer in 1..11"),
     ("vae.latent_dim=abc", "vae.latent_dim: Value 'abc' of type 'str' could not be converted to Integer"),
     ("vae.epochs=0", "vae.epochs=0"),
     ("vae.lr=-1", "vae.lr=-1.0: must be > 0"),

@@ -94,6 +94,9 @@ def test_create_append_read_round_trip_with_awkward_values(tmp_path: Path) -> No
     assert df["position"].dtype == np.int64 and df["liked"].dtype == np.int64
     assert df["liked"].tolist() == [0, 1, 0, 1, 0, 0]
 
+    empty = FeedbackStore.create(tmp_path / "empty.csv", _log(0)).read()
+    assert list(empty.columns) == list(COLUMNS) and len(empty) == 0
+
 
 def test_torn_line_in_the_middle_is_skipped_with_one_warning(tmp_path: Path, caplog) -> None:
     path = tmp_path / "feedback.csv"
@@ -160,14 +163,14 @@ def test_append_upgrades_a_log_written_with_the_bare_schema(tmp_path: Path) -> N
 def test_sigkill_mid_burst_leaves_whole_rows_in_order(burst_dir: Path) -> None:
     path = burst_dir / "feedback.csv"
     [proc] = _start_writers(path, ("killed",), limit=0)
-    deadline = time.monotonic() + 10.0
-    while time.monotonic() < deadline and (not path.exists() or path.stat().st_size < 150_000):
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline and (not path.exists() or path.stat().st_size < 40_000):
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
 
     df = FeedbackStore(path).read()
-    assert len(df) > 300  # the writer was well into its burst of small batches
+    assert len(df) > 50  # the writer was well into its burst of small batches
     assert df["position"].tolist() == list(range(len(df)))  # every row before the last intact, in order
     assert df["track_id"].tolist() == [f"t{i}" for i in range(len(df))]
     assert (df["session_id"] == "s,1").all() and (df["policy_version"] == "v2").all()
@@ -183,7 +186,7 @@ def test_sigkill_mid_burst_leaves_whole_rows_in_order(burst_dir: Path) -> None:
 
 
 def test_two_concurrent_writers_never_interleave_within_a_line(burst_dir: Path) -> None:
-    path, n = burst_dir / "feedback.csv", 1000
+    path, n = burst_dir / "feedback.csv", 200
     procs = _start_writers(path, ("w0", "w1"), limit=n)
     assert [p.wait(timeout=60) for p in procs] == [0, 0]
 
