@@ -20,9 +20,12 @@ train: $(STAMP)  ## the main job on the embedded synthetic catalog
 test: $(STAMP)  ## the test suite
 	$(PY) -m pytest $(ARGS)
 
+# The design's offline experiment: PPO learns from the propagated reward table, so the decay matters.
+SWEEP_SOURCE ?= env.reward_source=propagated
+
 sweep: $(STAMP)  ## 18-job sweep: latent_dim x like_weight x decay, joblib launcher
 	$(PY) scripts/train.py -m vae.latent_dim=2,4,5 reward.like_weight=10,100 \
-		reward.decay=linear,exponential,gaussian $(ARGS)
+		reward.decay=linear,exponential,gaussian $(SWEEP_SOURCE) $(ARGS)
 
 tensorboard: $(STAMP)  ## every run and sweep job side by side
 	$(VENV)/bin/tensorboard --logdir outputs $(ARGS)

@@ -6,8 +6,8 @@ Logged scalars (TensorBoard, next to SB3's own ``rollout/``, ``train/`` and ``ti
   answers to the tracks PPO chose while collecting the last rollout;
 - ``rollout/mean_expected_reward``, ``rollout/oracle_gap``: true expected reward of the choices, and how far
   below the best candidate they were;
-- ``eval/mean_reward``, ``eval/like_rate``, ``eval/normalized_score``: deterministic PPO on fresh sessions of the
-  evaluation listeners, scored against random and oracle figures measured once on the same sessions.
+- ``eval/mean_reward``, ``eval/like_rate``, ``eval/normalized_score``: deterministic PPO on fresh sessions of
+  the evaluation listeners, scored against random and oracle figures measured once on the same sessions.
 """
 
 from __future__ import annotations
@@ -87,15 +87,20 @@ def save_model_atomic(model: PPO, path: Path) -> None:
 
 def latest_checkpoint(folder: Path) -> Path | None:
     """The checkpoint with the most timesteps in ``folder`` (``ppo_<n>_steps.zip``), or None."""
-    found = [(int(m.group(1)), p) for p in folder.glob("ppo_*_steps.zip") if (m := CHECKPOINT_RE.match(p.name))]
+    found = [(int(m.group(1)), p) for p in folder.glob("ppo_*_steps.zip")
+             if (m := CHECKPOINT_RE.match(p.name))]
     return max(found)[1] if found else None
 
 
 class CheckpointCallback(BaseCallback):
     """Save ``checkpoints/ppo_<n>_steps.zip`` atomically every ``save_freq`` steps, and on SIGTERM/SIGINT.
 
-    On a signal the current step finishes, a checkpoint is written and training stops; ``interrupted``
-    tells the caller, which exits without evaluating. ``resume=true`` continues from the newest checkpoint.
+    A checkpoint holds the policy trained on exactly ``n`` timesteps: periodic ones are written when a
+    rollout starts (the previous one trained), the one on a signal is numbered with the timesteps trained
+    so far, the interrupted rollout's partial data being discarded. So ``resume=true`` continues from the
+    newest checkpoint and ends at the asked total, as an uninterrupted run does. On a signal the current
+    step finishes, a checkpoint is written and training stops; ``interrupted`` tells the caller, which
+    exits without evaluating.
     """
 
     def __init__(self, folder: Path, save_freq: int, keep: int = 3) -> None:
@@ -103,10 +108,12 @@ class CheckpointCallback(BaseCallback):
         self.folder, self.save_freq, self.keep = folder, save_freq, keep
         self.interrupted: int | None = None
         self._next = 0
+        self._trained = 0
         self._previous: dict[int, Any] = {}
 
     def _on_training_start(self) -> None:
         self._next = (self.num_timesteps // self.save_freq + 1) * self.save_freq
+        self._trained = self.num_timesteps
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._previous[sig] = signal.signal(sig, self._on_signal)
 
@@ -118,23 +125,33 @@ class CheckpointCallback(BaseCallback):
             signal.signal(sig, handler)
         self._previous.clear()
 
-    def save(self) -> Path:
-        """Write a checkpoint now and prune all but the newest ``keep``."""
-        path = self.folder / f"ppo_{self.num_timesteps}_steps.zip"
-        save_model_atomic(self.model, path)
+    def save(self, timesteps: int | None = None) -> Path:
+        """Write a checkpoint now (numbered ``timesteps``, default the model's) and prune all but the newest
+        ``keep``."""
+        timesteps = self.model.num_timesteps if timesteps is None else timesteps
+        path = self.folder / f"ppo_{timesteps}_steps.zip"
+        counted = self.model.num_timesteps
+        self.model.num_timesteps = timesteps  # the saved counter is the one training resumes from
+        try:
+            save_model_atomic(self.model, path)
+        finally:
+            self.model.num_timesteps = counted
         ordered = sorted((int(m.group(1)), p) for p in self.folder.glob("ppo_*_steps.zip")
                          if (m := CHECKPOINT_RE.match(p.name)))
         for _, old in ordered[: -self.keep]:
             old.unlink(missing_ok=True)
         return path
 
+    def _on_rollout_start(self) -> None:
+        self._trained = self.num_timesteps
+        if self.num_timesteps >= self._next:
+            self._next = (self.num_timesteps // self.save_freq + 1) * self.save_freq
+            self.save()
+
     def _on_step(self) -> bool:
         if self.interrupted is not None:
-            path = self.save()
+            path = self.save(self._trained)
             log.warning("signal %d: checkpoint saved to %s; training stopped (resume with resume=true)",
                         self.interrupted, path)
             return False
-        if self.num_timesteps >= self._next:
-            self._next += self.save_freq
-            self.save()
         return True

@@ -1,179 +1,217 @@
-"""Online learning from feedback: re-propagate rewards, continue PPO, write a new model version.
+"""Learning from feedback: re-propagate rewards, continue PPO, write a new model version; cold-start probing;
+the online-learning loop.
 
-:func:`finetune` is what ``scripts/finetune.py`` and cold start call; :func:`simulate_online` is the
-online-learning loop of ``scripts/simulate_online.py`` (recommend → the simulated listener answers → log →
-fine-tune every few rounds), run side by side with the same loop whose policy stays frozen.
+The reward table is personal (DESIGN.md §5, ``personal``): a fine-tune learns from every logged answer of the
+listeners it is for (:func:`listener_rows`), propagated over the run's clusters (:func:`repropagate`).
+:func:`finetune` is what ``scripts/finetune.py`` and cold start call; :func:`simulate_online` is the loop of
+``scripts/simulate_online.py`` (recommend → the simulated listener answers → log → fine-tune every few rounds),
+run side by side with the same loop whose policy stays frozen.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from filelock import FileLock
-from stable_baselines3.common.logger import configure
+from stable_baselines3.common.logger import Logger, configure
 
 from agents.callbacks import FeedbackStatsCallback, save_model_atomic
+from agents.evaluate import Episode, rollout
 from agents.inference import LoadedRun, load_model, model_path, model_versions, reward_table_path
 from agents.ppo import make_vec_env, ppo_policy
-from agents.evaluate import rollout
 from envs.atomic import atomic_path
 from envs.errors import FeedbackError
-from envs.feedback import probe_log
-from envs.listeners import ListenerSession
+from envs.feedback_store import FeedbackStore, utc_now
 from envs.music_env import MusicRecEnv
-from envs.rewards import propagate, reward, select_probes
+from envs.rewards import RewardConfig, propagate, reward, select_probes
 from envs.world import World
 
 log = logging.getLogger(__name__)
 
-
-def now_iso() -> str:
-    """The current UTC time, ISO-8601 (the ``served_at`` column)."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+Answer = Callable[[int], tuple[float, int] | None]
+KEY = ["user_id", "session_id", "position", "track_id"]  # one served track of one session
 
 
-def repropagate(run: LoadedRun, feedback: pd.DataFrame) -> np.ndarray:
-    """The reward table propagated from ``feedback`` over the run's clusters (DESIGN.md §1.6)."""
+def listener_rows(logged: pd.DataFrame, users: Iterable[str]) -> pd.DataFrame:
+    """The rows of a feedback log answered by ``users``: what a personal fine-tune for them learns from."""
+    return logged[logged["user_id"].isin(list(users))].reset_index(drop=True)
+
+
+def unlogged(new: pd.DataFrame, logged: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``new`` not already in ``logged`` (same user, session, position and track)."""
+    seen = pd.MultiIndex.from_frame(logged[KEY].astype(str))
+    return new[~pd.MultiIndex.from_frame(new[KEY].astype(str)).isin(seen)].reset_index(drop=True)
+
+
+def repropagate(world: World, cfg: RewardConfig, feedback: pd.DataFrame) -> np.ndarray:
+    """The reward table propagated from ``feedback`` over the world's clusters (DESIGN.md §1.6)."""
     if feedback.empty:
-        raise FeedbackError("no feedback rows to fine-tune from")
-    rows = pd.Index(run.world.track_ids()).get_indexer(feedback["track_id"].astype(str))
+        raise FeedbackError("no feedback rows to learn from")
+    rows = pd.Index(world.track_ids()).get_indexer(feedback["track_id"].astype(str))
     if (rows < 0).any():
         bad = feedback["track_id"].astype(str)[rows < 0].iloc[0]
         raise FeedbackError(f"track_id {bad!r}: not in the run's catalog")
-    observed = reward(feedback["percentage_listened"].to_numpy(float), feedback["liked"].to_numpy(int), run.cfg.reward)
-    world = run.world
-    return propagate(world.latents, world.clusters, world.centroids, rows, np.asarray(observed, float), run.cfg.reward)
+    observed = reward(feedback["percentage_listened"].to_numpy(float), feedback["liked"].to_numpy(float), cfg)
+    return propagate(world.latents, world.clusters, world.centroids, rows, np.asarray(observed, float), cfg)
 
 
 def continue_training(run: LoadedRun, feedback: pd.DataFrame, timesteps: int, seed: int,
-                      progress_bar: bool = False) -> LoadedRun:
-    """Re-propagate the reward table from ``feedback`` and continue the run's PPO model on it (in memory).
+                      tb_dir: Path | None = None, progress_bar: bool = False) -> LoadedRun:
+    """Re-propagate the reward table from ``feedback`` and continue ``run.model`` on it, in memory.
 
-    TensorBoard scalars continue in the run's ``tb/`` folder. Returns the run with the new reward table and
-    the trained model; nothing is written to the run folder.
+    The model object is trained in place (pass a copy to keep the old one). SB3 is seeded with ``seed``;
+    with ``tb_dir`` PPO's scalars go there, their steps continuing the model's. Returns the run with the
+    new reward table and the trained model; nothing is written to the run folder.
     """
-    world = dataclasses.replace(run.world, reward_table=repropagate(run, feedback))
+    world = dataclasses.replace(run.world, reward_table=repropagate(run.world, run.cfg.reward, feedback))
     env_cfg = dataclasses.replace(run.cfg.env, reward_source="propagated")
-    venv = make_vec_env(world, env_cfg, None, run.cfg.ppo.n_envs, "dummy", seed)
+    venv = make_vec_env(world, env_cfg, None, run.model.n_envs, "dummy", seed)
     model = run.model
     model.set_env(venv)
-    model.set_logger(configure(str(run.run_dir / "tb"), ["tensorboard"]))
+    model.set_random_seed(seed)
+    model.set_logger(configure(str(tb_dir), ["tensorboard"]) if tb_dir else Logger(None, []))
     model.learn(timesteps, reset_num_timesteps=False, callback=FeedbackStatsCallback(), progress_bar=progress_bar)
     venv.close()
-    return LoadedRun(run.run_dir, run.cfg, world, model, run.version)
+    return dataclasses.replace(run, world=world, model=model)
 
 
 def finetune(run: LoadedRun, feedback: pd.DataFrame, timesteps: int, seed: int = 0,
              progress_bar: bool = False) -> LoadedRun:
-    """Fold ``feedback`` into the reward table, continue PPO on it for ``timesteps``, save the next version.
+    """Fold ``feedback`` into a reward table, continue PPO from ``run``'s version, save the next version.
 
-    The previous model files are never touched; the new ``ppo-v<N>.zip`` and ``world/reward_table-v<N>.npy``
-    are written atomically under a lock, so two fine-tunes never claim the same version. Returns the run with
-    the new world and model loaded.
+    Writes ``world/reward_table-v<N>.npy`` then ``ppo-v<N>.zip`` (each atomically; the model last, so a
+    crash leaves no half version), N = the newest version + 1, and logs PPO to ``tb/finetune-v<N>``. The
+    previous model files are never touched; fine-tunes of one run folder take turns on a lock, so two never
+    claim the same version. Returns the run with the new world and model loaded (``run`` is unchanged).
     """
-    # train a fresh copy, so the caller's model object stays the old version
-    base = dataclasses.replace(run, model=load_model(model_path(run.run_dir, run.version)))
-    tuned = continue_training(base, feedback, timesteps, seed, progress_bar)
     with FileLock(str(run.run_dir / ".versions.lock")):
         version = max(model_versions(run.run_dir)) + 1
+        base = dataclasses.replace(run, model=load_model(model_path(run.run_dir, run.version)))
+        tuned = continue_training(base, feedback, timesteps, seed, run.run_dir / "tb" / f"finetune-v{version}",
+                                  progress_bar)
         with atomic_path(reward_table_path(run.run_dir, version)) as tmp, open(tmp, "wb") as fh:
             np.save(fh, tuned.world.reward_table)
         save_model_atomic(tuned.model, model_path(run.run_dir, version))
-    log.info("fine-tuned %s for %d steps on %d feedback rows -> version %d", run.run_dir, timesteps,
+    log.info("fine-tuned version %d for %d steps on %d feedback rows -> version %d", run.version, timesteps,
              len(feedback), version)
     return dataclasses.replace(tuned, version=version)
 
 
 def world_for_listener(world: World, listener_seed: int) -> World:
-    """The same world served to another listener: the population sampled with ``listener_seed``, listener 0."""
-    meta = dict(world.meta, listeners_seed=int(listener_seed), served_listener=0)
-    return dataclasses.replace(world, meta=meta)
+    """The same world served to another simulated listener: listener 0 of the population sampled with
+    ``listener_seed`` (the run trained on its own population's listener unless the seeds coincide)."""
+    return dataclasses.replace(world, meta=dict(world.meta, listeners_seed=int(listener_seed), served_listener=0))
 
 
-def probe_feedback(run: LoadedRun, answer: Callable[[int], tuple[float, int] | None], user_id: str,
-                   seed: int) -> pd.DataFrame:
-    """Cold-start probing: the probe tracks of every cluster, answered by ``answer(track)``.
-
-    ``answer`` returns (percentage_listened, liked) or None to stop early.
-    """
+def probe_tracks(run: LoadedRun, seed: int = 0) -> np.ndarray:
+    """The cold-start probes (``reward.probes_per_cluster`` per cluster), round-robin over the clusters:
+    the best probe of every cluster first, then the second of each... so stopping early still covers many."""
     world, cfg = run.world, run.cfg.reward
     probes = select_probes(world.latents, world.clusters, world.centroids, cfg.probes_per_cluster,
                            cfg.probe_selection, np.random.default_rng(seed))
+    labels = world.clusters[probes]
+    rank = np.arange(len(probes)) - np.searchsorted(labels, labels)  # select_probes groups by cluster
+    return probes[np.lexsort((labels, rank))]
+
+
+def probe_feedback(run: LoadedRun, answer: Answer, user_id: str, seed: int = 0,
+                   on_row: Callable[[dict[str, Any]], None] | None = None) -> pd.DataFrame:
+    """Cold-start probing: play :func:`probe_tracks` and collect ``answer(track)`` for each.
+
+    ``answer`` returns (percentage_listened, liked), or None to stop early. Each answer becomes a feedback
+    row (``served_at`` now, ``policy_version`` the run's), handed to ``on_row`` as soon as it is received.
+    """
+    ids = run.world.track_ids()
     rows = []
-    for position, track in enumerate(probes):
+    for position, track in enumerate(probe_tracks(run, seed), start=1):
+        served_at = utc_now()
         response = answer(int(track))
         if response is None:
             break
         pct, liked = response
-        rows.append({"user_id": user_id, "session_id": f"{user_id}-probe", "position": position,
-                     "track_id": world.track_ids()[int(track)], "percentage_listened": float(pct),
-                     "liked": int(liked), "served_at": now_iso(), "policy_version": f"v{run.version}"})
+        row = {"user_id": user_id, "session_id": f"{user_id}-probe", "position": position, "track_id": ids[track],
+               "percentage_listened": float(pct), "liked": int(liked), "served_at": served_at,
+               "policy_version": f"v{run.version}"}
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
     return pd.DataFrame(rows)
 
 
-def simulated_answers(world: World, listener_seed: int, seed: int) -> Callable[[int], tuple[float, int]]:
-    """Answers of a simulated listener (listener 0 of the population sampled with ``listener_seed``), each
-    probe heard in a fresh session so probes measure taste, not boredom."""
-    target = world_for_listener(world, listener_seed)
-    population = target.listeners()
+def simulated_answers(world: World, listener_seed: int, seed: int) -> Answer:
+    """Answers of the simulated listener of :func:`world_for_listener`, each probe heard in a fresh
+    session so the answers measure taste, not boredom."""
+    population = world_for_listener(world, listener_seed).listeners()
     rng = np.random.default_rng(seed)
 
     def answer(track: int) -> tuple[float, int]:
-        session: ListenerSession = population.session(0, rng)
-        pct, liked = session.respond(track)
+        pct, liked = population.session(0, rng).respond(track)
         return float(pct), int(liked)
 
     return answer
 
 
-def _session_rows(episode: Any, world: World, user_id: str, session_id: str, version: int) -> pd.DataFrame:
+def _session_rows(episode: Episode, world: World, user: str, session: str, version: str) -> pd.DataFrame:
+    """The feedback rows of one simulated session."""
     ids = world.track_ids()
     return pd.DataFrame({
-        "user_id": user_id, "session_id": session_id, "position": np.arange(len(episode.tracks)),
+        "user_id": user, "session_id": session, "position": np.arange(1, len(episode.tracks) + 1),
         "track_id": [ids[t] for t in episode.tracks], "percentage_listened": episode.pct,
-        "liked": episode.liked.astype(int), "served_at": now_iso(), "policy_version": f"v{version}",
+        "liked": episode.liked.astype(int), "served_at": utc_now(), "policy_version": version,
     })
 
 
+def _mean(episodes: list[Episode], field: str) -> float:
+    """Per-step mean of an episode field over sessions."""
+    return float(np.concatenate([getattr(e, field) for e in episodes]).mean())
+
+
 def simulate_online(run: LoadedRun, listener_seed: int, rounds: int, finetune_every: int, timesteps: int,
-                    seed: int = 0, on_round: Callable[[dict[str, Any]], None] | None = None) -> pd.DataFrame:
+                    sessions: int = 4, seed: int = 0, store: FeedbackStore | None = None,
+                    on_round: Callable[[dict[str, Any]], None] | None = None) -> pd.DataFrame:
     """The online-learning loop against the same loop with the policy frozen, for one simulated listener.
 
-    Round 0 probes the listener (cold start); every round both policies play one session with the same
-    seed; the online policy is fine-tuned every ``finetune_every`` rounds on all the listener's feedback so
-    far. Returns one row per round: mean reward and mean expected reward of both policies.
+    Round 0 probes the listener (cold start: :func:`probe_feedback`). In every round r >= 1 the online and
+    the frozen policy each serve ``sessions`` sessions to the listener with the same seeds (same start tracks
+    and listener randomness); the online policy's sessions are answered and logged. After round 0 and every
+    ``finetune_every`` rounds the online policy is fine-tuned (in memory, ``timesteps`` more PPO steps) on all
+    the listener's answers so far. ``store`` receives every answer. Returns one row per round r >= 1: the
+    realised mean reward per step and the listener's expected reward per step (the noise-free measure) of
+    both policies, and the online policy's version (``v<base>+<fine-tunes>``).
     """
     target = world_for_listener(run.world, listener_seed)
     user = f"sim-{listener_seed}"
+    append = store.append if store is not None else (lambda rows: None)
     feedback = probe_feedback(run, simulated_answers(run.world, listener_seed, seed), user, seed)
-    frozen_policy = ppo_policy(run.model)
-    online = dataclasses.replace(run, model=load_model(model_path(run.run_dir, run.version)))
-    rows = []
-    for r in range(1, rounds + 1):
-        session_seed = seed * 100_003 + r
-        env_online = MusicRecEnv(target, dataclasses.replace(online.cfg.env, reward_source="simulator"))
-        env_frozen = MusicRecEnv(target, dataclasses.replace(run.cfg.env, reward_source="simulator"))
-        ep_online = rollout(env_online, ppo_policy(online.model), 1, session_seed)[0]
-        ep_frozen = rollout(env_frozen, frozen_policy, 1, session_seed)[0]
-        feedback = pd.concat([feedback, _session_rows(ep_online, target, user, f"{user}-r{r}", online.version)],
-                             ignore_index=True)
-        row = {"round": r, "online_mean_reward": float(ep_online.rewards.mean()),
-               "frozen_mean_reward": float(ep_frozen.rewards.mean()),
-               "online_expected_reward": float(ep_online.expected.mean()),
-               "frozen_expected_reward": float(ep_frozen.expected.mean()),
-               "online_version": online.version}
+    append(feedback)
+    frozen = ppo_policy(run.model)
+    online = dataclasses.replace(run, world=target, model=load_model(model_path(run.run_dir, run.version)))
+    env_cfg = dataclasses.replace(run.cfg.env, reward_source="simulator")
+    env = MusicRecEnv(target, env_cfg)
+    tunes, rows = 0, []
+    for r in range(rounds + 1):
+        if r:
+            session_seed = seed * 1_000_003 + r * sessions
+            ep_online = rollout(env, ppo_policy(online.model), sessions, session_seed)
+            ep_frozen = rollout(env, frozen, sessions, session_seed)
+            version = f"v{run.version}+{tunes}"
+            new = pd.concat([_session_rows(e, target, user, f"{user}-r{r}s{i}", version)
+                             for i, e in enumerate(ep_online)], ignore_index=True)
+            append(new)
+            feedback = pd.concat([feedback, new], ignore_index=True)
+            row = {"round": r, "online_reward": _mean(ep_online, "rewards"), "frozen_reward": _mean(ep_frozen, "rewards"),
+                   "online_expected": _mean(ep_online, "expected"), "frozen_expected": _mean(ep_frozen, "expected"),
+                   "online_version": version}
+            rows.append(row)
+            if on_round is not None:
+                on_round(row)
         if r % finetune_every == 0 and r < rounds:
             online = continue_training(online, feedback, timesteps, seed=seed + r)
-            online = dataclasses.replace(online, version=online.version + 1)
-        rows.append(row)
-        if on_round is not None:
-            on_round(row)
+            tunes += 1
     return pd.DataFrame(rows)
-

@@ -2,36 +2,56 @@
 
 Every artifact of DESIGN.md §4 is written into the run folder, each atomically. With ``resume=true`` on a
 run folder that already holds a world, a VAE and PPO checkpoints, the first stages are loaded instead of
-rebuilt and PPO continues from its newest checkpoint to ``ppo.total_timesteps``.
+rebuilt and PPO continues from its newest checkpoint to ``ppo.total_timesteps``. Temporary files that a
+killed writer (``kill -9``) left behind are removed when a run starts in the folder again.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import pickle
+import re
+import signal
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from omegaconf import OmegaConf
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.logger import configure
 
 from agents.baselines import baseline_policies
-from agents.callbacks import (CheckpointCallback, FeedbackStatsCallback, PeriodicEvalCallback, latest_checkpoint,
-                              save_model_atomic)
-from agents.config import TrainConfig
-from agents.evaluate import (eval_listeners, evaluate_policies, make_eval_env, normalized_score, rollout,
-                             summarise, train_listeners)
+from agents.callbacks import (
+    CheckpointCallback,
+    FeedbackStatsCallback,
+    PeriodicEvalCallback,
+    latest_checkpoint,
+    save_model_atomic,
+)
+from agents.config import TrainConfig, load_config
+from agents.evaluate import (
+    eval_listeners,
+    evaluate_policies,
+    make_eval_env,
+    normalized_score,
+    rollout,
+    summarise,
+    train_listeners,
+)
+from agents.inference import load_model
 from agents.ppo import build_model, make_vec_env, ppo_policy
-from agents.run_info import RunInfo
+from agents.run_info import RunInfo, versions
 from agents.seeding import derive_seed
 from agents.tensorboard import latent_figure, log_hparams, open_writer, policies_figure
 from envs.atomic import atomic_path, write_text_atomic
 from envs.catalog import Normaliser, load_catalog
-from envs.errors import RunFolderError
+from envs.errors import ConfigError, MusicRLError, RunFolderError
 from envs.feedback import write_feedback
 from envs.rewards import propagation_quality
 from envs.world import World, build_world
@@ -40,13 +60,15 @@ from vae.encoder import LatentEncoder
 log = logging.getLogger(__name__)
 
 CODE_DIR = Path(__file__).resolve().parent.parent
+# envs.atomic.atomic_path's temporary names: ".<target name>.<8 random characters>.tmp"
+TEMPORARY_RE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 
 
 class TrainingInterrupted(Exception):
     """Training stopped on SIGTERM/SIGINT after saving a checkpoint."""
 
     def __init__(self, signum: int, checkpoint_dir: Path) -> None:
-        super().__init__(f"interrupted by signal {signum}; checkpoint saved in {checkpoint_dir}; "
+        super().__init__(f"interrupted by {signal.Signals(signum).name}; checkpoint saved in {checkpoint_dir}; "
                          "continue with resume=true")
         self.signum = signum
 
@@ -68,11 +90,12 @@ def hparams(cfg: TrainConfig) -> dict[str, Any]:
     }
 
 
-def build_representation(cfg: TrainConfig, run_dir: Path, writer: Any, info: RunInfo) -> tuple[Any, np.ndarray,
-                                                                                                np.ndarray]:
+def build_representation(cfg: TrainConfig, run_dir: Path, writer: Any,
+                         info: RunInfo) -> tuple[Any, np.ndarray, np.ndarray]:
     """Catalog → normalised features → fitted VAE → latents; saves ``vae.pt``. Returns (catalog, X, Z)."""
     with info.stage("catalog"):
         catalog = load_catalog(cfg.data, seed=cfg.data.seed, min_tracks=cfg.env.k + 1)
+        check_catalog_size(cfg, len(catalog.tracks))
         normaliser = Normaliser(cfg.data.normalisation).fit(catalog.raw)
         features = normaliser.transform(catalog.raw)
         info.data["catalog"] = {"schema": catalog.schema, "n_tracks": len(catalog.tracks),
@@ -87,12 +110,34 @@ def build_representation(cfg: TrainConfig, run_dir: Path, writer: Any, info: Run
         latents = encoder.transform(features)
         ckpt = encoder.checkpoint()
         ckpt["normaliser"] = normaliser.to_dict()
+        buffer = io.BytesIO()  # serialised in memory: a full disk raises OSError(ENOSPC), not a RuntimeError
+        torch.save(ckpt, buffer)
         with atomic_path(run_dir / "vae.pt") as tmp:
-            torch.save(ckpt, tmp)
+            tmp.write_bytes(buffer.getvalue())
         labels = catalog.tracks["genre"].to_numpy() if "genre" in catalog.tracks else None
         writer.add_figure("vae/latent_map", latent_figure(latents, labels, "VAE latents (z0, z1) by genre"))
         log.info("VAE: %d epochs, latent_dim %d", encoder.epochs_run, cfg.vae.latent_dim)
     return catalog, features, latents
+
+
+def check_catalog_size(cfg: TrainConfig, n_tracks: int) -> None:
+    """The settings bounded by the catalog size, checked before any training (a CSV's size is known only
+    once read)."""
+    cfg.env.validate(n_tracks)
+    if cfg.reward.n_clusters > n_tracks:
+        raise ConfigError(f"reward.n_clusters={cfg.reward.n_clusters}: must be <= the catalog size "
+                          f"({n_tracks} tracks)")
+
+
+def load_encoder(path: Path) -> LatentEncoder:
+    """A run's ``vae.pt`` through ``torch.load(weights_only=True)`` (tensors and plain data only, no code)."""
+    if not path.is_file():
+        raise RunFolderError(f"{path}: missing")
+    try:
+        return LatentEncoder.from_checkpoint(torch.load(path, map_location="cpu", weights_only=True))
+    except (pickle.UnpicklingError, RuntimeError, ValueError, TypeError, KeyError, EOFError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RunFolderError(f"{path}: not a music-rl VAE checkpoint ({first[:200]})") from None
 
 
 def build_run_world(cfg: TrainConfig, run_dir: Path, writer: Any, info: RunInfo) -> World:
@@ -126,10 +171,16 @@ def train_ppo(cfg: TrainConfig, run_dir: Path, world: World, writer: Any, info: 
                         cfg.ppo.vec_env, ppo_seed)
     resume_from = latest_checkpoint(ckpt_dir) if cfg.resume else None
     if resume_from is not None:
-        model = PPO.load(resume_from, env=venv, device="cpu")
+        try:
+            model = PPO.load(resume_from, env=venv, device="cpu")
+        except (zipfile.BadZipFile, EOFError, KeyError, ValueError, RuntimeError, OSError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise RunFolderError(f"{resume_from}: cannot resume from this checkpoint ({first[:200]}); "
+                                 "resume with the run's own settings, or delete the checkpoint to start over"
+                                 ) from None
         log.info("resuming from %s at %d timesteps", resume_from.name, model.num_timesteps)
     else:
-        model = build_model(cfg.ppo, cfg.env, venv, world.latents.shape[1], ppo_seed)
+        model = build_model(cfg.ppo, cfg.env, venv, world, ppo_seed)
     model.set_logger(configure(str(run_dir / "tb"), ["tensorboard"]))
 
     eval_env = make_eval_env(world, cfg.env, eval_listeners(world, cfg.eval.protocol))
@@ -138,14 +189,15 @@ def train_ppo(cfg: TrainConfig, run_dir: Path, world: World, writer: Any, info: 
                  for name, pol in baseline_policies(eval_seed).items() if name in ("random", "oracle")}
 
     def periodic(m: PPO) -> dict[str, float]:
-        res = dict(reference, ppo=summarise(rollout(eval_env, ppo_policy(m), cfg.eval.periodic_episodes, eval_seed),
-                                            world.latents))
+        episodes = rollout(eval_env, ppo_policy(m), cfg.eval.periodic_episodes, eval_seed)
+        res = dict(reference, ppo=summarise(episodes, world.latents))
         return {"mean_reward": res["ppo"]["mean_reward"], "like_rate": res["ppo"]["like_rate"],
                 "mean_expected_reward": res["ppo"]["mean_expected_reward"],
                 "normalized_score": normalized_score(res, key="mean_expected_reward")}
 
     checkpoints = CheckpointCallback(ckpt_dir, cfg.ppo.checkpoint_freq)
-    callbacks = CallbackList([FeedbackStatsCallback(), PeriodicEvalCallback(periodic, cfg.eval.eval_freq), checkpoints])
+    callbacks = CallbackList([FeedbackStatsCallback(), PeriodicEvalCallback(periodic, cfg.eval.eval_freq),
+                              checkpoints])
     remaining = cfg.ppo.total_timesteps - model.num_timesteps
     with info.stage("ppo"):
         if remaining > 0:
@@ -187,6 +239,7 @@ def run(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     """Run the whole pipeline into ``run_dir``; return the metrics."""
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
+    remove_stale_temporaries(run_dir)
     info = RunInfo(cfg.seed, cfg.data.path if cfg.data.source == "csv" else None, CODE_DIR)
     writer = open_writer(run_dir)
     try:
@@ -194,6 +247,9 @@ def run(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
         resuming = cfg.resume and (run_dir / "world").is_dir() and latest_checkpoint(run_dir / "checkpoints")
         if cfg.resume and not resuming:
             log.warning("resume=true but %s holds no world and checkpoint: starting a fresh run", run_dir)
+        if not resuming:  # checkpoints of an earlier run in this folder must never be resumed on a new world
+            for old in (run_dir / "checkpoints").glob("ppo_*_steps.zip"):
+                old.unlink()
         world = load_run_world(run_dir) if resuming else build_run_world(cfg, run_dir, writer, info)
         if world.latents.shape[1] != cfg.vae.latent_dim:
             raise RunFolderError(f"{run_dir / 'world'}: latents have d={world.latents.shape[1]} but "
@@ -210,12 +266,59 @@ def run(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
         writer.close()
 
 
-def reevaluate(run_dir: Path, cfg: TrainConfig) -> dict[str, Any]:
-    """Evaluate a saved run folder again (``scripts/evaluate.py``)."""
-    world = load_run_world(run_dir)
-    model_path = run_dir / "ppo.zip"
-    if not model_path.is_file():
-        raise RunFolderError(f"{model_path}: missing (the run did not finish training)")
-    model = PPO.load(model_path, device="cpu")
-    return evaluate_run(cfg, world, model)
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Delete the temporary files that writers killed mid-write (``kill -9``) left in a run folder.
 
+    Artifacts are written to a temporary name and renamed (``envs.atomic``), so a killed writer leaves a
+    ``.<name>.<random>.tmp`` file but never a torn artifact. Called when a run starts in the folder (the
+    run is then the folder's only writer). Returns the removed paths.
+    """
+    stale = [p for folder in (run_dir, run_dir / "world", run_dir / "checkpoints") if folder.is_dir()
+             for p in folder.iterdir() if TEMPORARY_RE.match(p.name) and p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if stale:
+        log.info("removed %d temporary file(s) left by an interrupted run: %s", len(stale),
+                 ", ".join(p.name for p in stale))
+    return stale
+
+
+def load_run_config(run_dir: Path) -> TrainConfig:
+    """The validated config of a run folder; a config this version cannot read names what differs."""
+    config_path = run_dir / ".hydra" / "config.yaml"
+    if not config_path.is_file():
+        raise RunFolderError(f"{config_path}: missing; is {run_dir} a music-rl run folder?")
+    try:
+        raw = OmegaConf.load(config_path)
+    except (yaml.YAMLError, OSError, UnicodeDecodeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RunFolderError(f"{config_path}: unreadable YAML ({first[:200]})") from None
+    try:
+        return load_config(raw)
+    except MusicRLError as err:
+        raise RunFolderError(f"{config_path}: {err}{version_note(run_dir)}") from None
+
+
+def version_note(run_dir: Path) -> str:
+    """'; the run was made by music-rl X (this is Y)' when run_info.json names another version, else ''."""
+    try:
+        made_by = json.loads((run_dir / "run_info.json").read_text(encoding="utf-8"))["versions"]["music-rl"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    ours = versions()["music-rl"]
+    return f"; the run was made by music-rl {made_by} (this is {ours})" if made_by != ours else ""
+
+
+def reevaluate(run_dir: Path, cfg: TrainConfig) -> dict[str, Any]:
+    """Evaluate a saved run folder again (``scripts/evaluate.py``).
+
+    Every artifact is checked first: the world, ``vae.pt`` (its latents must be the world's) and ``ppo.zip``;
+    a missing, corrupt or foreign one is a :class:`RunFolderError` naming it.
+    """
+    world = load_run_world(run_dir)
+    encoder = load_encoder(run_dir / "vae.pt")
+    if not np.allclose(encoder.transform(world.features), world.latents, atol=1e-4):
+        raise RunFolderError(f"{run_dir / 'vae.pt'}: does not encode world/features.npy to world/latents.npy "
+                             "(the VAE of another run?)")
+    model = load_model(run_dir / "ppo.zip")
+    return evaluate_run(cfg, world, model)

@@ -2,9 +2,10 @@
 
 The env's observation (``candidates`` and ``history`` modes) is a flat vector::
 
-    [z_current (d), z_cand_1 .. z_cand_k (k*d), history rows H*(d+1)]
+    [z_current (d), z_cand_1 .. z_cand_k (k*d), x_cand_1 .. x_cand_k (k*F), history rows H*(d+1)]
 
-The actor applies the same small MLP to every candidate, with input ``[z_cand, z_cand - z_current, history]``,
+(F = 11 candidate features, or 0.) The actor applies the same small MLP to every candidate, with input
+``[z_cand, z_cand - z_current, x_cand, history]``,
 and the k scores are the logits of ``Discrete(k)``. The policy is therefore permutation-equivariant: it
 scores a track by what it is, not by the slot it sits in. (A stock MLP over the concatenated observation
 has to learn the same function k times, once per slot, and in practice learns only a preference for a
@@ -40,16 +41,17 @@ class CandidateScorerExtractor(nn.Module):
         latent_dim: int,
         k: int,
         history: int,
+        n_features: int,
         scorer_arch: Sequence[int],
         critic_arch: Sequence[int],
         activation: type[nn.Module],
     ) -> None:
         super().__init__()
-        self.d, self.k, self.history_width = latent_dim, k, history * (latent_dim + 1)
-        body, width = _mlp(2 * latent_dim + self.history_width, scorer_arch, activation)
+        self.d, self.k, self.f, self.history_width = latent_dim, k, n_features, history * (latent_dim + 1)
+        body, width = _mlp(2 * latent_dim + n_features + self.history_width, scorer_arch, activation)
         self.score_head = nn.Linear(width, 1)
         self.scorer = nn.Sequential(body, self.score_head)
-        obs_dim = (1 + k) * latent_dim + self.history_width
+        obs_dim = (1 + k) * latent_dim + k * n_features + self.history_width
         self.critic, self.latent_dim_vf = _mlp(obs_dim, critic_arch, activation)
         self.latent_dim_pi = k
 
@@ -59,13 +61,15 @@ class CandidateScorerExtractor(nn.Module):
 
     def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
         """Score every candidate with the shared scorer: (B, obs) -> (B, k) logits."""
-        d, k = self.d, self.k
+        d, k, f = self.d, self.k, self.f
         current = features[:, :d].unsqueeze(1)                          # (B, 1, d)
         cands = features[:, d : (1 + k) * d].reshape(-1, k, d)           # (B, k, d)
         parts = [cands, cands - current]
+        end = (1 + k) * d + k * f
+        if f:
+            parts.append(features[:, (1 + k) * d : end].reshape(-1, k, f))
         if self.history_width:
-            hist = features[:, (1 + k) * d :].unsqueeze(1).expand(-1, k, -1)
-            parts.append(hist)
+            parts.append(features[:, end:].unsqueeze(1).expand(-1, k, -1))
         return self.scorer(torch.cat(parts, dim=-1)).squeeze(-1)
 
     def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
@@ -79,6 +83,7 @@ class CandidateScorerPolicy(ActorCriticPolicy):
     :param latent_dim: d, the width of one track's latent in the observation.
     :param k: the number of candidates (the action space size).
     :param history: the number of history rows in the observation (0 in ``candidates`` mode).
+    :param n_features: features per candidate in the observation (11, or 0 without candidate features).
     :param scorer_arch: hidden layers of the shared scorer.
     """
 
@@ -91,25 +96,28 @@ class CandidateScorerPolicy(ActorCriticPolicy):
         latent_dim: int,
         k: int,
         history: int = 0,
+        n_features: int = 0,
         scorer_arch: Sequence[int] = (64, 64),
         **kwargs: Any,
     ) -> None:
-        expected = (1 + k) * latent_dim + history * (latent_dim + 1)
+        expected = (1 + k) * latent_dim + k * n_features + history * (latent_dim + 1)
         if not isinstance(action_space, spaces.Discrete) or int(action_space.n) != k:
             raise ValueError(f"CandidateScorerPolicy needs Discrete({k}), got {action_space}")
         if observation_space.shape != (expected,):
             raise ValueError(
                 f"CandidateScorerPolicy needs a flat observation of {expected} values "
-                f"(d={latent_dim}, k={k}, history={history}), got shape {observation_space.shape}"
+                f"(d={latent_dim}, k={k}, features={n_features}, history={history}), "
+                f"got shape {observation_space.shape}"
             )
-        self.latent_dim, self.k, self.history = latent_dim, k, history
+        self.latent_dim, self.k, self.history, self.n_features = latent_dim, k, history, n_features
         self.scorer_arch = list(scorer_arch)
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
     def _build_mlp_extractor(self) -> None:
         critic_arch = self.net_arch["vf"] if isinstance(self.net_arch, dict) else list(self.net_arch or [])
         self.mlp_extractor = CandidateScorerExtractor(
-            self.latent_dim, self.k, self.history, self.scorer_arch, critic_arch, self.activation_fn
+            self.latent_dim, self.k, self.history, self.n_features, self.scorer_arch, critic_arch,
+            self.activation_fn
         )
 
     def _build(self, lr_schedule: Any) -> None:
@@ -123,7 +131,8 @@ class CandidateScorerPolicy(ActorCriticPolicy):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(latent_dim=self.latent_dim, k=self.k, history=self.history, scorer_arch=self.scorer_arch)
+        data.update(latent_dim=self.latent_dim, k=self.k, history=self.history, n_features=self.n_features,
+                    scorer_arch=self.scorer_arch)
         return data
 
 

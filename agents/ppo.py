@@ -58,20 +58,22 @@ def make_vec_env(world: World, env_cfg: EnvConfig, listener_ids: Sequence[int] |
     return venv
 
 
-def policy_spec(cfg: PPOConfig, env_cfg: EnvConfig, latent_dim: int) -> tuple[type | str, dict[str, Any]]:
-    """The SB3 policy class and its kwargs for ``ppo.policy``."""
+def policy_spec(cfg: PPOConfig, env_cfg: EnvConfig, latent_dim: int, n_features: int) -> tuple[type | str,
+                                                                                             dict[str, Any]]:
+    """The SB3 policy class and its kwargs for ``ppo.policy`` (``n_features``: features per track)."""
     if cfg.policy == "mlp":
         return "MlpPolicy", {"net_arch": list(cfg.net_arch)}
     history = env_cfg.history if env_cfg.observation == "history" else 0
     return CandidateScorerPolicy, {
         "latent_dim": latent_dim, "k": env_cfg.k, "history": history,
+        "n_features": n_features if env_cfg.candidate_features else 0,
         "scorer_arch": list(cfg.scorer_arch), "net_arch": list(cfg.net_arch),
     }
 
 
-def build_model(cfg: PPOConfig, env_cfg: EnvConfig, venv: VecEnv, latent_dim: int, seed: int) -> PPO:
+def build_model(cfg: PPOConfig, env_cfg: EnvConfig, venv: VecEnv, world: World, seed: int) -> PPO:
     """A fresh SB3 PPO with every hyperparameter from ``cfg``."""
-    policy, policy_kwargs = policy_spec(cfg, env_cfg, latent_dim)
+    policy, policy_kwargs = policy_spec(cfg, env_cfg, world.latents.shape[1], world.features.shape[1])
     return PPO(
         policy, venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
         learning_rate=cfg.learning_rate, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, clip_range=cfg.clip_range,

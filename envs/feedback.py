@@ -132,8 +132,8 @@ def validate_feedback(df: pd.DataFrame, source: str = "feedback",
         if col not in out.columns:
             out[col] = df[col].to_numpy()
     if known_track_ids is not None:
-        known = pd.Index(pd.Series(list(known_track_ids), dtype=str))
-        _fail(source, "track_id", known.get_indexer(out["track_id"]) < 0, out["track_id"],
+        known = {str(t) for t in known_track_ids}
+        _fail(source, "track_id", ~out["track_id"].isin(known).to_numpy(), out["track_id"],
               f"unknown track id (not one of the catalog's {len(known)} tracks)")
     return out
 

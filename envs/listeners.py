@@ -195,7 +195,6 @@ class ListenerPopulation:
         self.n = int(centres.shape[0])
         self._Xs = X / self.scale
         self._tables: dict[int, np.ndarray] = {}
-        self._session_tables: dict[int, np.ndarray] = {}
         self._proj: np.ndarray | None = None
 
     @classmethod
@@ -237,12 +236,8 @@ class ListenerPopulation:
         return np.sort(perm[n_held:]), np.sort(perm[:n_held])
 
     def centre_affinities(self, listener: int) -> np.ndarray:
-        """Per-centre affinities ``a_c(x)`` of a listener to every track, (N, C) float64 (cached)."""
-        i = self._check(listener)
-        if i not in self._tables:
-            every = np.arange(self._Xs.shape[0])
-            self._tables[i] = self._affinity_block(every, self.centres[i], self.weights[i])
-        return self._tables[i]
+        """Per-centre affinities ``a_c(x)`` of a listener to every track, (N, C) float64 (a cached view)."""
+        return self.session_table(listener)[:, :self.cfg.n_taste_centres]
 
     def affinity(self, listener: int) -> np.ndarray:
         """Static affinity ``sum_c pi0_c a_c(x)`` of every track (fresh-session state), (N,) in [0, 1]."""
@@ -289,15 +284,16 @@ class ListenerPopulation:
         One row is everything a session step reads about a track, in one cache line or two.
         """
         i = self._check(listener)
-        if i not in self._session_tables:
+        if i not in self._tables:
             if self._proj is None:
                 centred = self._Xs - self._Xs.mean(axis=0)
                 _, _, vt = np.linalg.svd(centred, full_matrices=False)
                 self._proj = np.zeros((centred.shape[0], _BOREDOM_DIMS))
                 dims = min(_BOREDOM_DIMS, vt.shape[0])
                 self._proj[:, :dims] = centred @ vt[:dims].T
-            self._session_tables[i] = np.ascontiguousarray(np.hstack([self.centre_affinities(i), self._proj]))
-        return self._session_tables[i]
+            a_c = self._affinity_block(np.arange(self._Xs.shape[0]), self.centres[i], self.weights[i])
+            self._tables[i] = np.hstack([a_c, self._proj])
+        return self._tables[i]
 
     def _check(self, listener: int) -> int:
         """``listener`` as an int; ValueError when it is not an id of this population."""

@@ -1,31 +1,205 @@
-"""Shared plumbing of the entry points: one clear line and exit status 2 for errors a user can cause."""
+"""Shared plumbing of the entry points: errors a user can cause end in ONE line and exit status 2.
+
+- :class:`envs.errors.MusicRLError` (bad file, column, config key, run folder, unknown track) →
+  ``error: <message>``, exit 2;
+- an output that cannot be written (read-only folder, permission denied, disk full, file too large) →
+  ``error: <path>: <why>; <what to do>``, exit 2;
+- Hydra's own errors before the job starts (an unknown key such as ``vae.latnt_dim=3``, malformed override
+  syntax, a config group option that does not exist) → one line, exit 2 (``HYDRA_FULL_ERROR=1`` in the
+  environment shows Hydra's full report instead);
+- SIGTERM / SIGINT → ``interrupted: ...`` and exit ``128 + signal`` (PPO training saves a checkpoint first:
+  :class:`agents.callbacks.CheckpointCallback`); files already written are complete, being atomic.
+
+Anything else is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import difflib
+import errno
 import functools
 import logging
+import os
+import re
+import signal
 import sys
-from collections.abc import Callable
-from typing import TypeVar
+import threading
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import Any, NoReturn, TypeVar
 
 from envs.errors import MusicRLError
 
 T = TypeVar("T")
 EXIT_USER_ERROR = 2
 
+# errno of an environment the user must fix (where the output goes, free space) rather than of a bug
+_WHY: dict[int, str] = {
+    errno.EACCES: "choose a folder you can write to",
+    errno.EPERM: "choose a folder you can write to",
+    errno.EROFS: "the file system is read-only: choose another folder",
+    errno.ENOSPC: "the disk is full: free some space or write elsewhere",
+    errno.EDQUOT: "the disk quota is exhausted: free some space or write elsewhere",
+    errno.EFBIG: "the file size limit was reached: raise it (ulimit -f) or write elsewhere",
+}
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT arrived (a BaseException like KeyboardInterrupt: no ``except Exception`` eats it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def signals_raise_interrupted() -> Iterator[None]:
+    """Inside, SIGTERM and SIGINT raise :class:`Interrupted` in the main thread (handlers restored after).
+
+    Code that must finish a step first (PPO's checkpoint callback) installs its own handlers meanwhile.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def fail(message: str, status: int = EXIT_USER_ERROR) -> NoReturn:
+    """Print ``error: <message>`` (one line) to stderr and exit with ``status``."""
+    print(f"error: {' '.join(message.split())}", file=sys.stderr, flush=True)
+    sys.exit(status)
+
+
+def os_error_line(err: OSError) -> str | None:
+    """One line for an OSError the user must fix (unwritable folder, full disk), or None for any other."""
+    hint = _WHY.get(err.errno) if isinstance(err.errno, int) else None
+    if hint is None:
+        return None
+    where = err.filename if err.filename is not None else "writing the output"
+    return f"{where}: {err.strerror or os.strerror(err.errno)}; {hint}"
+
 
 def user_errors_exit(func: Callable[..., T]) -> Callable[..., T]:
-    """Run ``func``; a :class:`MusicRLError` prints ``error: <message>`` to stderr and exits with status 2."""
+    """Run ``func`` with the error policy of the module docstring (MusicRLError, OSError, signals)."""
 
     @functools.wraps(func)
     def wrapper(*args: object, **kwargs: object) -> T:
         try:
-            return func(*args, **kwargs)
+            with signals_raise_interrupted():
+                return func(*args, **kwargs)
         except MusicRLError as err:
             logging.getLogger("music-rl").debug("user error", exc_info=True)
-            print(f"error: {err}", file=sys.stderr, flush=True)
-            sys.exit(EXIT_USER_ERROR)
+            fail(str(err))
+        except Interrupted as stop:
+            name = signal.Signals(stop.signum).name
+            fail(f"interrupted by {name} before the work was done; the files written so far are complete "
+                 "(atomic writes), nothing else was written", 128 + stop.signum)
+        except OSError as err:
+            line = os_error_line(err)
+            if line is None:
+                raise
+            fail(line)
     return wrapper
+
+
+# ------------------------------------------------------------------------------------------ Hydra mains
+
+def _dotted_keys(node: dict[str, Any], prefix: str = "") -> list[str]:
+    """Every leaf key of a nested dict as ``a.b.c``."""
+    keys: list[str] = []
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        keys += _dotted_keys(value, f"{name}.") if isinstance(value, dict) and value else [name]
+    return keys
+
+
+def _clean(text: str) -> list[str]:
+    """The informative lines of a Hydra message (no links, search paths or OmegaConf key dumps)."""
+    skip = ("See https://", "Config search path", "provider=", "full_key:", "object_type=", "reference_type=",
+            "Set the environment variable")
+    out: list[str] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(skip):
+            continue
+        if raw.startswith("\t") and out and out[-1].startswith("Available options"):
+            out[-1] += (" " if out[-1].endswith(":") else ", ") + line
+        else:
+            out.append(line.rstrip("."))
+    return out
+
+
+def hydra_error_line(err: Exception, keys: list[str]) -> str:
+    """One line for a Hydra composition or override error; ``keys`` (dotted) feed 'did you mean'."""
+    from hydra.errors import OverrideParseException
+
+    if isinstance(err, OverrideParseException):
+        what = _clean(err.message)
+        return f"override {err.override!r}: {'; '.join(what)} (Hydra's override grammar: key=value, " \
+               "key=a,b for a sweep, +key=value to add a key)"
+    text = str(err)
+    unknown = re.search(r"Could not override '([^']+)'", text)
+    if unknown:
+        key = unknown.group(1)
+        close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return f"{key}: no such config key{hint}"
+    lines = _clean(text)
+    if err.__cause__ is not None and str(err.__cause__).strip():
+        lines.append(_clean(str(err.__cause__))[0])
+    return "; ".join(lines) if lines else type(err).__name__
+
+
+def _inside_job(err: BaseException) -> bool:
+    """Whether ``err`` was raised while Hydra ran the job itself (then it is the job's error, not Hydra's)."""
+    tb = err.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "run_job" and "hydra" in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def run_hydra_main(main: Callable[[], Any], schema: type | None = None) -> None:
+    """Call a ``@hydra.main`` function; Hydra's own errors and unwritable outputs become one line, exit 2.
+
+    Hydra prints its composition errors over several lines and exits 1; here they are re-raised (by
+    setting ``HYDRA_FULL_ERROR=1``) and reported as one line naming the override or key, with the closest
+    key of ``schema`` (a structured-config dataclass) as a suggestion. Errors raised while the job runs
+    keep their traceback. When the user already set ``HYDRA_FULL_ERROR=1``, Hydra's full report is kept.
+    """
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        main()
+        return
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        with signals_raise_interrupted():
+            main()
+    except HydraException as err:
+        if _inside_job(err):
+            raise
+        keys = _dotted_keys(OmegaConf.to_container(OmegaConf.structured(schema))) if schema else []
+        fail(hydra_error_line(err, keys))
+    except Interrupted as stop:
+        fail(f"interrupted by {signal.Signals(stop.signum).name}", 128 + stop.signum)
+    except OSError as err:  # Hydra creating the output folder or writing .hydra/ and the job's log
+        line = os_error_line(err)
+        if line is None:
+            raise
+        fail(line)
 
 
 D = TypeVar("D")

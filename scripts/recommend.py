@@ -7,13 +7,16 @@
     python scripts/recommend.py run_dir=<run> cold_start=true listener_seed=7    # a simulated listener answers
 
 Each step shows the k candidates (nearest unplayed first) with the policy's probabilities, the pick and the
-critic's value. ``policy_version=N`` picks a model version (default: the newest).
-Cold start plays the probe tracks of every cluster, logs the answers to the run's feedback.csv, fine-tunes a
-new policy version on them and recommends from it.
+critic's value; ``format=json`` prints the same content as JSON. ``policy_version=N`` picks a model version
+(default: the newest). Cold start plays the probe tracks of every cluster (the most typical track of every
+cluster first; ``q`` stops early), appends each answer to the run's feedback.csv as it comes, fine-tunes a new
+policy version on this listener's answers and recommends from it, starting at ``track_id``/``query`` when given,
+else at the probe the listener liked best. Prompts and progress go to stderr, the recommendation to stdout.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass
@@ -21,12 +24,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from _entry import parse_args, user_errors_exit
-from agents.finetune import finetune, now_iso, probe_feedback, simulated_answers
-from agents.inference import LoadedRun, find_track, load_run, recommend, track_label
+from agents.finetune import finetune, listener_rows, probe_feedback, probe_tracks, simulated_answers
+from agents.inference import LoadedRun, check_length, find_track, load_run, recommend, track_label
+from envs.catalog import FEATURES
 from envs.errors import ConfigError
-from envs.feedback_store import FeedbackStore
+from envs.feedback_store import FeedbackStore, utc_now
+
+RAW_KEYS = ("track_id", "query", "user_id")  # taken verbatim: "00123" must not become the number 123
+SHOWN_FEATURES = {"energy": "energy", "danceability": "dance", "valence": "valence", "acousticness": "acoustic"}
 
 
 @dataclass
@@ -43,96 +51,150 @@ class RecommendArgs:
     policy_version: int | None = None
     cold_start: bool = False
     listener_seed: int | None = None
+    user_id: str | None = None
     finetune_timesteps: int = 20_000
 
 
-def ask(prompt: str, parse: Any) -> Any:
-    """Ask until ``parse`` accepts the answer; ``q`` raises EOFError (stop early)."""
+def parse(argv: list[str]) -> RecommendArgs:
+    """``key=value`` arguments; track ids, queries and user ids are kept verbatim (no YAML typing)."""
+    raw = {key: value for key, _, value in (a.partition("=") for a in argv) if key in RAW_KEYS}
+    args = parse_args(RecommendArgs, [a for a in argv if a.partition("=")[0] not in RAW_KEYS])
+    args = dataclasses.replace(args, **raw)
+    if args.format not in ("table", "json"):
+        raise ConfigError(f"format={args.format!r}: must be table or json")
+    if args.finetune_timesteps < 1:
+        raise ConfigError(f"finetune_timesteps={args.finetune_timesteps}: must be an integer >= 1")
+    return args
+
+
+def say(text: str = "") -> None:
+    """A line for the person at the terminal (stderr: stdout holds only the recommendation)."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def ask(prompt: str, parse_answer: Any) -> Any:
+    """Ask until ``parse_answer`` accepts the answer; ``q`` or the end of input raises EOFError (stop)."""
     while True:
-        text = input(prompt).strip().lower()
-        if text in ("q", "quit", "stop"):
+        print(prompt, end="", file=sys.stderr, flush=True)
+        line = sys.stdin.readline()
+        text = line.strip().lower()
+        if not line or text in ("q", "quit", "stop"):
             raise EOFError
         try:
-            return parse(text)
+            return parse_answer(text)
         except ValueError as err:
-            print(f"  {err}")
+            say(f"    {err}")
 
 
-def _pct(text: str) -> float:
-    value = float(text.rstrip("%"))
-    value = value / 100 if value > 1 else value
+def parse_pct(text: str) -> float:
+    """``"80"``, ``"80%"`` or ``"0.8"`` → 0.8 (a number above 1 is a percentage)."""
+    try:
+        value = float(text.rstrip("%").strip())
+    except ValueError:
+        value = float("nan")
+    value = value / 100 if value > 1 or text.endswith("%") else value
     if not 0 <= value <= 1:
-        raise ValueError("percentage listened: a number in 0..1 or 0..100%")
+        raise ValueError(f"{text!r}? give how much you listened: 0-100 (%), or 0-1; q stops")
     return value
 
 
-def _yes_no(text: str) -> int:
+def parse_liked(text: str) -> int:
+    """``y``/``yes``/``1`` → 1, ``n``/``no``/``0`` → 0."""
     if text in ("y", "yes", "1"):
         return 1
-    if text in ("n", "no", "0", ""):
+    if text in ("n", "no", "0"):
         return 0
-    raise ValueError("liked: y or n")
+    raise ValueError(f"{text!r}? answer y or n; q stops")
+
+
+def describe(run: LoadedRun, track: int) -> str:
+    """Label, genre and a few features of a track, for a person deciding whether they like it."""
+    tracks, features = run.world.tracks, run.world.features[track]
+    genre = f" ({tracks['genre'].iat[track]})" if "genre" in tracks else ""
+    shown = "  ".join(f"{short} {features[FEATURES.index(name)]:.2f}" for name, short in SHOWN_FEATURES.items())
+    return f"{track_label(tracks, track)}{genre}  [{run.world.track_ids()[track]}]\n      {shown}"
 
 
 def terminal_answers(run: LoadedRun) -> Any:
-    """Answers typed by a person: percentage listened and liked, for each probe; q stops."""
-    print("Cold start: tell us how you like a few tracks (q to stop and get your playlist).")
+    """Answers typed by a person, for each probe: how much they listened and whether they liked it."""
+    n = len(probe_tracks(run))
+    n_clusters = len(run.world.centroids)
+    say(f"Cold start: {n} probe tracks, the most typical of each of the {n_clusters} clusters first.\n"
+        "For each: how much of it would you listen to (0-100%), and do you like it (y/n)?\n"
+        "q (or Ctrl-D) stops and recommends from what you said so far.")
+    count = 0
 
     def answer(track: int) -> tuple[float, int] | None:
-        print(f"\n  {track_label(run.world.tracks, track)}  [{run.world.track_ids()[track]}]")
+        nonlocal count
+        count += 1
+        say(f"\n[{count}/{n}] {describe(run, track)}")
         try:
-            return ask("  percentage listened (0-1 or 0-100%): ", _pct), ask("  liked? (y/n): ", _yes_no)
+            return ask("  listened (0-100%): ", parse_pct), ask("  liked (y/n): ", parse_liked)
         except EOFError:
             return None
 
     return answer
 
 
-def cold_start(run: LoadedRun, args: RecommendArgs) -> tuple[LoadedRun, int]:
-    """Probe, log, fine-tune; returns the tuned run and a start track (the best-liked probe)."""
+def cold_start(run: LoadedRun, args: RecommendArgs) -> tuple[LoadedRun, int | None, dict[str, Any]]:
+    """Probe (answers appended to feedback.csv as they come), fine-tune on this listener's answers.
+
+    Returns the tuned run, the best-rewarded probe (the start track when none was given) and a summary.
+    """
     interactive = args.listener_seed is None
+    user = args.user_id or (f"cold-{utc_now()}" if interactive else f"sim-{args.listener_seed}")
     answer = terminal_answers(run) if interactive else simulated_answers(run.world, args.listener_seed, args.seed)
-    user = f"cold-{now_iso()}" if interactive else f"sim-{args.listener_seed}"
-    feedback = probe_feedback(run, answer, user, args.seed)
-    if feedback.empty:
+    store = FeedbackStore(run.run_dir / "feedback.csv")
+    probes = probe_feedback(run, answer, user, args.seed, on_row=lambda row: store.append([row]))
+    if probes.empty:
         raise ConfigError("cold start: no probe answered, nothing to learn from")
-    FeedbackStore(run.run_dir / "feedback.csv").append(feedback)
-    tuned = finetune(run, feedback, args.finetune_timesteps, seed=args.seed)
-    scores = feedback["percentage_listened"] + run.cfg.reward.like_weight * feedback["liked"]
-    start = run.world.track_ids().index(str(feedback["track_id"].iloc[int(np.argmax(scores))]))
-    print(f"\n{len(feedback)} answers logged; policy fine-tuned -> version {tuned.version}\n", file=sys.stderr)
-    return tuned, start
+    rows = listener_rows(store.read(known_track_ids=run.world.track_ids()), [user])
+    say(f"\n{len(probes)} answers of {user} logged to {store.path}; fine-tuning policy v{run.version} on "
+        f"{len(rows)} answers for {args.finetune_timesteps} steps...")
+    tuned = finetune(run, rows, args.finetune_timesteps, seed=args.seed, progress_bar=interactive and sys.stderr.isatty())
+    say(f"-> policy version {tuned.version}\n")
+    scores = probes["percentage_listened"] + run.cfg.reward.like_weight * probes["liked"]
+    best = run.world.track_ids().index(str(probes["track_id"].iat[int(np.argmax(scores))]))
+    return tuned, best, {"user_id": user, "answers": len(probes), "finetuned_on": len(rows)}
+
+
+def _label(fields: dict[str, Any]) -> str:
+    """``artist - name [id]`` (or the id alone) of a step's track fields."""
+    named = fields.get("artist") and fields.get("name")
+    return f"{fields['artist']} - {fields['name']}  [{fields['track_id']}]" if named else fields["track_id"]
 
 
 def print_table(steps: list[dict[str, Any]], version: int) -> None:
-    """The human-readable session."""
-    print(f"policy version {version}")
+    """The human-readable session: each step's candidates, probabilities, pick (->) and value."""
+    print(f"policy version {version}, {len(steps)} recommendations")
     for step in steps:
-        print(f"\n#{step['position']}  from {step['from_track_id']}   value {step['value']:.3f}")
+        print(f"\n#{step['position']}  from {_label(step['from'])}   value {step['value']:.3f}")
         for i, cand in enumerate(step["candidates"]):
             mark = "->" if i == step["pick"] else "  "
-            print(f"  {mark} {cand['probability']:6.1%}  {cand['label']}  [{cand['track_id']}]")
+            print(f"  {mark} {cand['probability']:6.1%}  {_label(cand)}")
 
 
 @user_errors_exit
 def main(argv: list[str]) -> None:
     """Parse, load, (cold start), recommend, print."""
-    args = parse_args(RecommendArgs, argv)
-    if args.format not in ("table", "json"):
-        raise ConfigError(f"format={args.format!r}: must be table or json")
-    if args.length < 1:
-        raise ConfigError(f"length={args.length}: must be an integer >= 1")
+    args = parse(argv)
+    torch.set_num_threads(1)  # one small forward pass per step: threads only add overhead
     run = load_run(Path(args.run_dir), args.policy_version)
+    check_length(run, args.length)
+    summary = None
+    given = args.track_id is not None or args.query is not None
+    start = find_track(run.world, args.track_id, args.query) if given else None
     if args.cold_start:
-        run, start = cold_start(run, args)
-    else:
-        if args.track_id is None and args.query is None:
-            raise ConfigError("give track_id=... or query=\"artist - title\" (or cold_start=true)")
-        start = find_track(run.world, args.track_id, args.query)
+        run, best, summary = cold_start(run, args)
+        start = best if start is None else start
+    elif start is None:
+        raise ConfigError('give track_id=... or query="artist - title" (or cold_start=true)')
     steps = recommend(run, start, args.length, sample=args.sample, seed=args.seed)
     if args.format == "json":
-        print(json.dumps({"run_dir": str(run.run_dir), "policy_version": run.version,
-                          "start_track_id": run.world.track_ids()[start], "steps": steps}, indent=2))
+        out = {"run_dir": str(run.run_dir), "policy_version": run.version, "steps": steps}
+        if summary is not None:
+            out["cold_start"] = summary
+        print(json.dumps(out, indent=2))
     else:
         print_table(steps, run.version)
 

@@ -16,11 +16,11 @@ import logging
 from pathlib import Path
 
 import hydra
+from _entry import fail, run_hydra_main, user_errors_exit
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from _entry import user_errors_exit
-from agents.config import load_config
+from agents.config import TrainConfig, load_config
 from agents.pipeline import TrainingInterrupted, run
 
 log = logging.getLogger("music-rl")
@@ -35,8 +35,7 @@ def main(raw: DictConfig) -> float:
     try:
         metrics = run(cfg, run_dir)
     except TrainingInterrupted as stop:
-        log.warning("%s", stop)
-        raise SystemExit(128 + stop.signum) from None
+        fail(f"{stop}", 128 + stop.signum)
     score = metrics["normalized_score"]
     ppo = metrics["policies"]["ppo"]
     log.info("normalized_score %.3f  (ppo mean_reward %.3f ± %.3f, like_rate %.3f)", score,
@@ -48,4 +47,4 @@ def main(raw: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    run_hydra_main(main, schema=TrainConfig)

@@ -9,31 +9,35 @@ from stable_baselines3.common.env_util import make_vec_env
 
 from agents.policies import CandidateScorerPolicy, candidate_probabilities
 
-D, K, H = 3, 4, 2
+D, K, H, F = 3, 4, 2, 5
 
 
-def make_policy(history: int = 0) -> CandidateScorerPolicy:
-    obs_dim = (1 + K) * D + history * (D + 1)
+def make_policy(history: int = 0, n_features: int = 0) -> CandidateScorerPolicy:
+    obs_dim = (1 + K) * D + K * n_features + history * (D + 1)
     torch.manual_seed(0)
     return CandidateScorerPolicy(spaces.Box(0, 1, (obs_dim,), np.float32), spaces.Discrete(K), lambda _: 1e-3,
-                                 latent_dim=D, k=K, history=history, scorer_arch=[16], net_arch=[16])
+                                 latent_dim=D, k=K, history=history, n_features=n_features, scorer_arch=[16],
+                                 net_arch=[16])
 
 
-def permute_candidates(obs: np.ndarray, perm: np.ndarray) -> np.ndarray:
-    cands = obs[:, D : (1 + K) * D].reshape(len(obs), K, D)[:, perm]
-    return np.concatenate([obs[:, :D], cands.reshape(len(obs), -1), obs[:, (1 + K) * D :]], axis=1)
+def permute_candidates(obs: np.ndarray, perm: np.ndarray, n_features: int) -> np.ndarray:
+    n = len(obs)
+    cands = obs[:, D : (1 + K) * D].reshape(n, K, D)[:, perm]
+    end = (1 + K) * D + K * n_features
+    feats = obs[:, (1 + K) * D : end].reshape(n, K, n_features)[:, perm]
+    return np.concatenate([obs[:, :D], cands.reshape(n, -1), feats.reshape(n, -1), obs[:, end:]], axis=1)
 
 
-@pytest.mark.parametrize("history", [0, H])
-def test_logits_follow_the_candidates_not_their_slots(history):
-    policy = make_policy(history)
+@pytest.mark.parametrize("history, n_features", [(0, 0), (H, 0), (0, F), (H, F)])
+def test_logits_follow_the_candidates_not_their_slots(history, n_features):
+    policy = make_policy(history, n_features)
     # make the scorer non-trivial (SB3 initialises the score head near zero)
     torch.nn.init.normal_(policy.mlp_extractor.score_head.weight, std=1.0)
     obs = np.random.default_rng(0).random((5, policy.observation_space.shape[0])).astype(np.float32)
     perm = np.array([2, 0, 3, 1])
     with torch.no_grad():
         logits = policy.mlp_extractor.forward_actor(torch.as_tensor(obs))
-        logits_perm = policy.mlp_extractor.forward_actor(torch.as_tensor(permute_candidates(obs, perm)))
+        logits_perm = policy.mlp_extractor.forward_actor(torch.as_tensor(permute_candidates(obs, perm, n_features)))
     np.testing.assert_allclose(logits_perm.numpy(), logits.numpy()[:, perm], rtol=1e-5, atol=1e-6)
     assert not np.allclose(logits.numpy()[:, 0], logits.numpy()[:, 1])
 
