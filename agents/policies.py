@@ -2,10 +2,10 @@
 
 The env's observation (``candidates`` and ``history`` modes) is a flat vector::
 
-    [z_current (d), z_cand_1 .. z_cand_k (k*d), x_cand_1 .. x_cand_k (k*F), history rows H*(d+1)]
+    [z_current (d), z_cand_1 .. z_cand_k (k*d), x_current (F), x_cand_1 .. x_cand_k (k*F), history H*(d+1)]
 
-(F = 11 candidate features, or 0.) The actor applies the same small MLP to every candidate, with input
-``[z_cand, z_cand - z_current, x_cand, history]``,
+(F = 11 track features, or 0.) The actor applies the same small MLP to every candidate, with input
+``[z_cand, z_cand - z_current, x_cand, x_cand - x_current, history]``,
 and the k scores are the logits of ``Discrete(k)``. The policy is therefore permutation-equivariant: it
 scores a track by what it is, not by the slot it sits in. (A stock MLP over the concatenated observation
 has to learn the same function k times, once per slot, and in practice learns only a preference for a
@@ -48,10 +48,10 @@ class CandidateScorerExtractor(nn.Module):
     ) -> None:
         super().__init__()
         self.d, self.k, self.f, self.history_width = latent_dim, k, n_features, history * (latent_dim + 1)
-        body, width = _mlp(2 * latent_dim + n_features + self.history_width, scorer_arch, activation)
+        body, width = _mlp(2 * (latent_dim + n_features) + self.history_width, scorer_arch, activation)
         self.score_head = nn.Linear(width, 1)
         self.scorer = nn.Sequential(body, self.score_head)
-        obs_dim = (1 + k) * latent_dim + k * n_features + self.history_width
+        obs_dim = (1 + k) * (latent_dim + n_features) + self.history_width
         self.critic, self.latent_dim_vf = _mlp(obs_dim, critic_arch, activation)
         self.latent_dim_pi = k
 
@@ -65,9 +65,11 @@ class CandidateScorerExtractor(nn.Module):
         current = features[:, :d].unsqueeze(1)                          # (B, 1, d)
         cands = features[:, d : (1 + k) * d].reshape(-1, k, d)           # (B, k, d)
         parts = [cands, cands - current]
-        end = (1 + k) * d + k * f
+        end = (1 + k) * (d + f)
         if f:
-            parts.append(features[:, (1 + k) * d : end].reshape(-1, k, f))
+            x_current = features[:, (1 + k) * d : (1 + k) * d + f].unsqueeze(1)                    # (B, 1, f)
+            x_cands = features[:, (1 + k) * d + f : end].reshape(-1, k, f)                        # (B, k, f)
+            parts += [x_cands, x_cands - x_current]
         if self.history_width:
             parts.append(features[:, end:].unsqueeze(1).expand(-1, k, -1))
         return self.scorer(torch.cat(parts, dim=-1)).squeeze(-1)
@@ -100,7 +102,7 @@ class CandidateScorerPolicy(ActorCriticPolicy):
         scorer_arch: Sequence[int] = (64, 64),
         **kwargs: Any,
     ) -> None:
-        expected = (1 + k) * latent_dim + k * n_features + history * (latent_dim + 1)
+        expected = (1 + k) * (latent_dim + n_features) + history * (latent_dim + 1)
         if not isinstance(action_space, spaces.Discrete) or int(action_space.n) != k:
             raise ValueError(f"CandidateScorerPolicy needs Discrete({k}), got {action_space}")
         if observation_space.shape != (expected,):

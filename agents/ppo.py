@@ -23,7 +23,7 @@ class PPOConfig:
     """Every PPO hyperparameter (config group ``ppo``)."""
 
     policy: str = "candidate_scorer"
-    total_timesteps: int = 300_000
+    total_timesteps: int = 600_000
     n_envs: int = 8
     vec_env: str = "dummy"
     n_steps: int = 256

@@ -6,17 +6,18 @@ tracks in latent space not played in the session, nearest first). The chosen tra
 Observation (a flat float32 ``Box``, so any SB3 policy can read it):
 
 - ``seed``: ``z_current`` (d,);
-- ``candidates``: ``[z_current, z_cand_1 .. z_cand_k, x_cand_1 .. x_cand_k]`` ((1 + k) * d + k * F,), where
-  ``x_cand`` are the candidate's F = 11 normalised features when ``candidate_features`` (the default), F = 0
+- ``candidates``: ``[z_current, z_cand_1 .. z_cand_k, x_current, x_cand_1 .. x_cand_k]`` ((1 + k) * (d + F),),
+  where ``x`` are a track's F = 11 normalised features when ``candidate_features`` (the default), F = 0
   otherwise;
 - ``history``: the candidates layout followed by ``history`` rows of ``[z_played, scaled reward]``, most
-  recent first, zero padded ((1 + k) * d + k * F + history * (d + 1),).
+  recent first, zero padded ((1 + k) * (d + F) + history * (d + 1),).
 
 Why the candidates' features: the k candidates are the nearest tracks in latent space, so their latents
 nearly coincide; what tells them apart is mostly what the d-dimensional latent does not encode. Measured on
 the default world, a regressor of the listener's expected reward on the latent recovers about 0.3 of the
 oracle's edge among the candidates, on the features about 0.99 (retrieval by latent, ranking by features:
-the usual two-stage recommender).
+the usual two-stage recommender). The current track's features come along because the listener's boredom is
+a similarity in feature space to what was just played.
 
 Reward (multiplied by the reward scale; ``info["reward"]`` keeps the raw value):
 
@@ -173,7 +174,9 @@ class MusicRecEnv(gym.Env):
         self._obs = np.zeros(self.observation_space.shape, dtype=np.float32)
         self._cand_block = self._obs[d:(1 + cfg.k) * d].reshape(cfg.k, d) if cfg.observation != "seed" else None
         n_feat = self._n_candidate_features()
-        self._feat_block = (self._obs[(1 + cfg.k) * d:(1 + cfg.k) * d + cfg.k * n_feat].reshape(cfg.k, n_feat)
+        start = (1 + cfg.k) * d
+        self._cur_feat = self._obs[start:start + n_feat] if n_feat else None
+        self._feat_block = (self._obs[start + n_feat:start + (1 + cfg.k) * n_feat].reshape(cfg.k, n_feat)
                             if n_feat else None)
         base = self._base_width()
         if cfg.observation == "history":
@@ -217,7 +220,7 @@ class MusicRecEnv(gym.Env):
         d, k = self._d, self._k
         if self.cfg.observation == "seed":
             return d
-        return (1 + k) * d + k * self._n_candidate_features()
+        return (1 + k) * (d + self._n_candidate_features())
 
     def _observation_space(self) -> spaces.Box:
         """The flat float32 Box of the configured mode: [0, 1] except the history's reward column."""
@@ -321,6 +324,7 @@ class MusicRecEnv(gym.Env):
         if self._cand_block is not None:
             self._latents.take(cands, axis=0, out=self._cand_block, mode="wrap")  # unbuffered; indices valid
         if self._feat_block is not None:
+            self._cur_feat[:] = self._features[track]
             self._features.take(cands, axis=0, out=self._feat_block, mode="wrap")
 
     def candidate_expected_rewards(self) -> np.ndarray:

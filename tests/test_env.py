@@ -56,7 +56,7 @@ def test_gymnasium_and_sb3_checkers_pass(world: World, observation: str, source:
         gym_check_env(env, skip_render_check=True)
         sb3_check_env(env, warn=True)
     obs, _ = env.reset(seed=0)
-    width = {"seed": D, "candidates": (1 + K) * D + K * F, "history": (1 + K) * D + K * F + 4 * (D + 1)}[observation]
+    width = {"seed": D, "candidates": (1 + K) * (D + F), "history": (1 + K) * (D + F) + 4 * (D + 1)}[observation]
     assert obs.shape == (width,) and obs.dtype == np.float32
     assert env.action_space == gymnasium.spaces.Discrete(K)
 
@@ -65,7 +65,7 @@ def test_gymnasium_make_synthetic_and_saved_world(world: World, tmp_path: Path) 
     env = gymnasium.make("MusicRec-v0", observation="history", reward_source="propagated", n_tracks=300,
                          latent_dim=2, n_clusters=4, population=4, session_length=5)
     obs, _ = env.reset(seed=0)
-    assert obs.shape == ((1 + K) * 2 + K * F + 4 * 3,)
+    assert obs.shape == ((1 + K) * (2 + F) + 4 * 3,)
     world.save(tmp_path / "world")
     env = gymnasium.make("MusicRec-v0", world_dir=str(tmp_path / "world"), observation="seed", k=2,
                          n_neighbours=12)
@@ -89,12 +89,13 @@ def test_observation_layout(world: World, observation: str, features: bool) -> N
         np.testing.assert_array_equal(obs[:D], z[env.track])
         np.testing.assert_array_equal(obs[D:(1 + K) * D].reshape(K, D), z[env.current_candidates])
         if features:
-            np.testing.assert_array_equal(obs[(1 + K) * D:(1 + K) * D + K * F].reshape(K, F),
+            np.testing.assert_array_equal(obs[(1 + K) * D:(1 + K) * D + F], world.features[env.track])
+            np.testing.assert_array_equal(obs[(1 + K) * D + F:(1 + K) * (D + F)].reshape(K, F),
                                           world.features[env.current_candidates])
         dist = np.linalg.norm(z[env.current_candidates] - z[env.track], axis=1)
         assert np.all(np.diff(dist) >= -1e-6)  # nearest first
         if observation == "history":
-            hist = obs[(1 + K) * D + K * f:].reshape(4, D + 1)
+            hist = obs[(1 + K) * (D + f):].reshape(4, D + 1)
             want = np.zeros((4, D + 1), np.float32)
             for i, row in enumerate(hist_rows[::-1][:4]):
                 want[i] = row

@@ -13,7 +13,7 @@ D, K, H, F = 3, 4, 2, 5
 
 
 def make_policy(history: int = 0, n_features: int = 0) -> CandidateScorerPolicy:
-    obs_dim = (1 + K) * D + K * n_features + history * (D + 1)
+    obs_dim = (1 + K) * (D + n_features) + history * (D + 1)
     torch.manual_seed(0)
     return CandidateScorerPolicy(spaces.Box(0, 1, (obs_dim,), np.float32), spaces.Discrete(K), lambda _: 1e-3,
                                  latent_dim=D, k=K, history=history, n_features=n_features, scorer_arch=[16],
@@ -23,9 +23,10 @@ def make_policy(history: int = 0, n_features: int = 0) -> CandidateScorerPolicy:
 def permute_candidates(obs: np.ndarray, perm: np.ndarray, n_features: int) -> np.ndarray:
     n = len(obs)
     cands = obs[:, D : (1 + K) * D].reshape(n, K, D)[:, perm]
-    end = (1 + K) * D + K * n_features
-    feats = obs[:, (1 + K) * D : end].reshape(n, K, n_features)[:, perm]
-    return np.concatenate([obs[:, :D], cands.reshape(n, -1), feats.reshape(n, -1), obs[:, end:]], axis=1)
+    start, end = (1 + K) * D + n_features, (1 + K) * (D + n_features)
+    feats = obs[:, start:end].reshape(n, K, n_features)[:, perm]
+    return np.concatenate([obs[:, :D], cands.reshape(n, -1), obs[:, (1 + K) * D : start], feats.reshape(n, -1),
+                           obs[:, end:]], axis=1)
 
 
 @pytest.mark.parametrize("history, n_features", [(0, 0), (H, 0), (0, F), (H, F)])
