@@ -1,4 +1,5 @@
-"""SB3 callbacks: listener feedback statistics, periodic ground-truth evaluation, atomic checkpoints.
+"""SB3 callbacks: listener feedback statistics, periodic ground-truth evaluation, atomic checkpoints (and
+their checked loading).
 
 Logged scalars (TensorBoard, next to SB3's own ``rollout/``, ``train/`` and ``time/``):
 
@@ -13,8 +14,10 @@ Logged scalars (TensorBoard, next to SB3's own ``rollout/``, ``train/`` and ``ti
 from __future__ import annotations
 
 import logging
+import pickle
 import re
 import signal
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -23,8 +26,10 @@ from typing import Any
 import numpy as np
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecEnv
 
 from envs.atomic import atomic_path
+from envs.errors import RunFolderError
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +90,28 @@ def save_model_atomic(model: PPO, path: Path) -> None:
             model.save(fh)
 
 
+# What SB3's loader raises for a file that is truncated, corrupt or not an SB3 model at all.
+LOAD_ERRORS: tuple[type[BaseException], ...] = (
+    zipfile.BadZipFile, EOFError, KeyError, ValueError, RuntimeError, OSError, AssertionError,
+    pickle.UnpicklingError, TypeError, AttributeError, ImportError, IndexError)
+
+
+def load_model_checked(path: Path, env: VecEnv | None = None) -> PPO:
+    """Load an SB3 PPO model (``ppo.zip`` or a checkpoint) through SB3's own loader, on CPU.
+
+    Raises :class:`RunFolderError` naming the file when it is missing, truncated, corrupt or does not fit
+    ``env`` (another observation or action space).
+    """
+    if not path.is_file():
+        raise RunFolderError(f"{path}: missing")
+    try:
+        return PPO.load(path, env=env, device="cpu")
+    except LOAD_ERRORS as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "truncated?"
+        raise RunFolderError(f"{path}: not a loadable SB3 PPO model for this run ({type(err).__name__}: "
+                             f"{first[:200]})") from None
+
+
 def latest_checkpoint(folder: Path) -> Path | None:
     """The checkpoint with the most timesteps in ``folder`` (``ppo_<n>_steps.zip``), or None."""
     found = [(int(m.group(1)), p) for p in folder.glob("ppo_*_steps.zip")
@@ -96,11 +123,11 @@ class CheckpointCallback(BaseCallback):
     """Save ``checkpoints/ppo_<n>_steps.zip`` atomically every ``save_freq`` steps, and on SIGTERM/SIGINT.
 
     A checkpoint holds the policy trained on exactly ``n`` timesteps: periodic ones are written when a
-    rollout starts (the previous one trained), the one on a signal is numbered with the timesteps trained
-    so far, the interrupted rollout's partial data being discarded. So ``resume=true`` continues from the
-    newest checkpoint and ends at the asked total, as an uninterrupted run does. On a signal the current
-    step finishes, a checkpoint is written and training stops; ``interrupted`` tells the caller, which
-    exits without evaluating.
+    rollout starts (the previous one trained) and when training ends, the one on a signal is numbered with
+    the timesteps trained so far, the interrupted rollout's partial data being discarded. So
+    ``resume=true`` continues from the newest checkpoint and ends at the asked total, as an uninterrupted
+    run does. On a signal the current step finishes, a checkpoint is written and training stops;
+    ``interrupted`` tells the caller, which exits without evaluating.
     """
 
     def __init__(self, folder: Path, save_freq: int, keep: int = 3) -> None:
@@ -124,6 +151,8 @@ class CheckpointCallback(BaseCallback):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+        if self.interrupted is None and self.num_timesteps > self._trained:  # a resume after this evaluates
+            self.save()
 
     def save(self, timesteps: int | None = None) -> Path:
         """Write a checkpoint now (numbered ``timesteps``, default the model's) and prune all but the newest
@@ -151,7 +180,7 @@ class CheckpointCallback(BaseCallback):
     def _on_step(self) -> bool:
         if self.interrupted is not None:
             path = self.save(self._trained)
-            log.warning("signal %d: checkpoint saved to %s; training stopped (resume with resume=true)",
-                        self.interrupted, path)
+            log.warning("%s: checkpoint saved to %s; training stopped (resume with resume=true)",
+                        signal.Signals(self.interrupted).name, path)
             return False
         return True

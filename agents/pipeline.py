@@ -14,7 +14,6 @@ import logging
 import pickle
 import re
 import signal
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from omegaconf import OmegaConf
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.logger import configure
+from threadpoolctl import threadpool_limits
 
 from agents.baselines import baseline_policies
 from agents.callbacks import (
@@ -32,6 +32,7 @@ from agents.callbacks import (
     FeedbackStatsCallback,
     PeriodicEvalCallback,
     latest_checkpoint,
+    load_model_checked,
     save_model_atomic,
 )
 from agents.config import TrainConfig, load_config
@@ -44,7 +45,6 @@ from agents.evaluate import (
     summarise,
     train_listeners,
 )
-from agents.inference import load_model
 from agents.ppo import build_model, make_vec_env, ppo_policy
 from agents.run_info import RunInfo, versions
 from agents.seeding import derive_seed
@@ -68,8 +68,8 @@ class TrainingInterrupted(Exception):
     """Training stopped on SIGTERM/SIGINT after saving a checkpoint."""
 
     def __init__(self, signum: int, checkpoint_dir: Path) -> None:
-        super().__init__(f"interrupted by {signal.Signals(signum).name}; checkpoint saved in {checkpoint_dir}; "
-                         "continue with resume=true")
+        super().__init__(f"interrupted by {signal.Signals(signum).name}; checkpoint saved in "
+                         f"{checkpoint_dir}; continue with resume=true")
         self.signum = signum
 
 
@@ -171,13 +171,7 @@ def train_ppo(cfg: TrainConfig, run_dir: Path, world: World, writer: Any, info: 
                         cfg.ppo.vec_env, ppo_seed)
     resume_from = latest_checkpoint(ckpt_dir) if cfg.resume else None
     if resume_from is not None:
-        try:
-            model = PPO.load(resume_from, env=venv, device="cpu")
-        except (zipfile.BadZipFile, EOFError, KeyError, ValueError, RuntimeError, OSError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise RunFolderError(f"{resume_from}: cannot resume from this checkpoint ({first[:200]}); "
-                                 "resume with the run's own settings, or delete the checkpoint to start over"
-                                 ) from None
+        model = load_model_checked(resume_from, env=venv)
         log.info("resuming from %s at %d timesteps", resume_from.name, model.num_timesteps)
     else:
         model = build_model(cfg.ppo, cfg.env, venv, world, ppo_seed)
@@ -236,7 +230,16 @@ def log_results(cfg: TrainConfig, writer: Any, metrics: dict[str, Any], step: in
 
 
 def run(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
-    """Run the whole pipeline into ``run_dir``; return the metrics."""
+    """Run the whole pipeline into ``run_dir``; return the metrics.
+
+    Torch, BLAS and OpenMP run on one thread: K-Means and float sums then give the same bits in a single
+    run, a joblib worker (which limits threads itself) or a submitit job, so a seed means one result.
+    """
+    with threadpool_limits(limits=1):
+        return _run(cfg, run_dir)
+
+
+def _run(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
     remove_stale_temporaries(run_dir)
@@ -320,5 +323,5 @@ def reevaluate(run_dir: Path, cfg: TrainConfig) -> dict[str, Any]:
     if not np.allclose(encoder.transform(world.features), world.latents, atol=1e-4):
         raise RunFolderError(f"{run_dir / 'vae.pt'}: does not encode world/features.npy to world/latents.npy "
                              "(the VAE of another run?)")
-    model = load_model(run_dir / "ppo.zip")
+    model = load_model_checked(run_dir / "ppo.zip")
     return evaluate_run(cfg, world, model)

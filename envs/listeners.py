@@ -98,11 +98,11 @@ class ListenerConfig:
     partial_mean_high: float = 0.8
     like_scale: float = 1.0
     like_power: float = 3.0
-    boredom: float = 0.4
+    boredom: float = 0.25
     boredom_window: int = 3
     boredom_width: float = 0.5
     repeat_penalty: float = 0.9
-    drift: float = 0.1
+    drift: float = 0.05
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first bad ``listeners.*`` key, its value, what is allowed."""

@@ -26,6 +26,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn, TypeVar
 
@@ -42,6 +43,8 @@ _WHY: dict[int, str] = {
     errno.ENOSPC: "the disk is full: free some space or write elsewhere",
     errno.EDQUOT: "the disk quota is exhausted: free some space or write elsewhere",
     errno.EFBIG: "the file size limit was reached: raise it (ulimit -f) or write elsewhere",
+    errno.ENAMETOOLONG: "the name is too long for the file system: shorten it (for a sweep with many "
+                        "overrides: hydra.sweep.subdir='${hydra.job.num}')",
 }
 
 
@@ -82,11 +85,42 @@ def fail(message: str, status: int = EXIT_USER_ERROR) -> NoReturn:
 
 def os_error_line(err: OSError) -> str | None:
     """One line for an OSError the user must fix (unwritable folder, full disk), or None for any other."""
+    where = err.filename if err.filename is not None else "writing the output"
+    # numpy's tofile() into a real file reports a short write without an errno
+    short = re.fullmatch(r"(\d+) requested and (\d+) written", str(err.args[0])) if err.args else None
+    if err.errno is None and short:
+        return (f"{where}: a write was cut short ({short.group(2)} of {short.group(1)} items written); "
+                "the disk is probably full: free some space or write elsewhere")
     hint = _WHY.get(err.errno) if isinstance(err.errno, int) else None
     if hint is None:
         return None
-    where = err.filename if err.filename is not None else "writing the output"
     return f"{where}: {err.strerror or os.strerror(err.errno)}; {hint}"
+
+
+@contextlib.contextmanager
+def quiet_background_errors() -> Iterator[None]:
+    """Inside, a full disk met by a background thread or a log handler prints no traceback.
+
+    Restores the previous ``threading.excepthook`` and ``logging.raiseExceptions`` on the way out.
+    """
+    hook, raise_exceptions = threading.excepthook, logging.raiseExceptions
+    threading.excepthook = _quiet_thread_errors
+    logging.raiseExceptions = False  # a log file on a full disk must not print a traceback per record
+    try:
+        yield
+    finally:
+        threading.excepthook, logging.raiseExceptions = hook, raise_exceptions
+
+
+def _quiet_thread_errors(args: threading.ExceptHookArgs) -> None:
+    """A background thread (TensorBoard's event writer) that hits a full disk logs one line, no traceback;
+    the main thread's own write then fails with the error line. Anything else keeps Python's report."""
+    line = os_error_line(args.exc_value) if isinstance(args.exc_value, OSError) else None
+    if line is None:
+        threading.__excepthook__(args)
+        return
+    name = args.thread.name if args.thread is not None else "a thread"
+    logging.getLogger("music-rl").warning("%s stopped: %s", name, line)
 
 
 def user_errors_exit(func: Callable[..., T]) -> Callable[..., T]:
@@ -95,7 +129,7 @@ def user_errors_exit(func: Callable[..., T]) -> Callable[..., T]:
     @functools.wraps(func)
     def wrapper(*args: object, **kwargs: object) -> T:
         try:
-            with signals_raise_interrupted():
+            with signals_raise_interrupted(), quiet_background_errors():
                 return func(*args, **kwargs)
         except MusicRLError as err:
             logging.getLogger("music-rl").debug("user error", exc_info=True)
@@ -139,8 +173,8 @@ def _clean(text: str) -> list[str]:
     return out
 
 
-def hydra_error_line(err: Exception, keys: list[str]) -> str:
-    """One line for a Hydra composition or override error; ``keys`` (dotted) feed 'did you mean'."""
+def hydra_error_line(err: Exception, keys: Callable[[], list[str]]) -> str:
+    """One line for a Hydra composition or override error; ``keys()`` (dotted) feed 'did you mean'."""
     from hydra.errors import OverrideParseException
 
     if isinstance(err, OverrideParseException):
@@ -151,13 +185,13 @@ def hydra_error_line(err: Exception, keys: list[str]) -> str:
     unknown = re.search(r"Could not override '([^']+)'", text)
     if unknown:
         key = unknown.group(1)
-        close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+        close = difflib.get_close_matches(key, keys(), n=1, cutoff=0.6)
         hint = f" (did you mean {close[0]}?)" if close else ""
         return f"{key}: no such config key{hint}"
     lines = _clean(text)
     if err.__cause__ is not None and str(err.__cause__).strip():
         lines.append(_clean(str(err.__cause__))[0])
-    return "; ".join(lines) if lines else type(err).__name__
+    return "; ".join(line.rstrip(":") for line in lines) if lines else type(err).__name__
 
 
 def _inside_job(err: BaseException) -> bool:
@@ -170,14 +204,17 @@ def _inside_job(err: BaseException) -> bool:
     return False
 
 
-def run_hydra_main(main: Callable[[], Any], schema: type | None = None) -> None:
+def run_hydra_main(main: Callable[[], Any], schema: Callable[[], type] | None = None) -> None:
     """Call a ``@hydra.main`` function; Hydra's own errors and unwritable outputs become one line, exit 2.
 
     Hydra prints its composition errors over several lines and exits 1; here they are re-raised (by
     setting ``HYDRA_FULL_ERROR=1``) and reported as one line naming the override or key, with the closest
-    key of ``schema`` (a structured-config dataclass) as a suggestion. Errors raised while the job runs
-    keep their traceback. When the user already set ``HYDRA_FULL_ERROR=1``, Hydra's full report is kept.
+    key of the structured-config dataclass that ``schema()`` returns as a suggestion. Errors raised while
+    the job runs keep their traceback. A user who set ``HYDRA_FULL_ERROR=1`` gets Hydra's full report.
     """
+    # process launchers (submitit) unpickle the job in a fresh interpreter, which must find this module
+    scripts = str(Path(__file__).resolve().parent)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (scripts, os.environ.get("PYTHONPATH")) if p)
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         main()
         return
@@ -191,7 +228,10 @@ def run_hydra_main(main: Callable[[], Any], schema: type | None = None) -> None:
     except HydraException as err:
         if _inside_job(err):
             raise
-        keys = _dotted_keys(OmegaConf.to_container(OmegaConf.structured(schema))) if schema else []
+
+        def keys() -> list[str]:
+            return _dotted_keys(OmegaConf.to_container(OmegaConf.structured(schema()))) if schema else []
+
         fail(hydra_error_line(err, keys))
     except Interrupted as stop:
         fail(f"interrupted by {signal.Signals(stop.signum).name}", 128 + stop.signum)

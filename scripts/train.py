@@ -7,7 +7,9 @@
     python scripts/train.py --config-dir <run>/.hydra --config-name config   # reproduce a run
     python scripts/train.py hydra.run.dir=<run> resume=true  # continue PPO from the last checkpoint
 
-Returns normalized_score to Hydra (for sweepers such as Optuna).
+Returns normalized_score to Hydra (for sweepers such as Optuna). Exit status: 0 done; 2 an error the user
+can fix (one ``error:`` line: config, data, run folder, unwritable or full output folder); 128 + signal when
+SIGTERM/SIGINT stopped it (143/130; during PPO after saving a checkpoint that ``resume=true`` continues).
 """
 
 from __future__ import annotations
@@ -16,26 +18,38 @@ import logging
 from pathlib import Path
 
 import hydra
-from _entry import fail, run_hydra_main, user_errors_exit
+from _entry import fail, os_error_line, run_hydra_main, user_errors_exit
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from agents.config import TrainConfig, load_config
-from agents.pipeline import TrainingInterrupted, run
-
 log = logging.getLogger("music-rl")
+
+
+def schema() -> type:
+    """The run's structured config (imported on demand: torch and SB3 load only once a job starts, so a
+    mistyped override is answered at once)."""
+    from agents.config import TrainConfig
+
+    return TrainConfig
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 @user_errors_exit
 def main(raw: DictConfig) -> float:
     """Validate the config, run the pipeline, report where the run is."""
+    from agents.config import load_config
+    from agents.pipeline import TrainingInterrupted, run
+
     cfg = load_config(raw)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         metrics = run(cfg, run_dir)
     except TrainingInterrupted as stop:
         fail(f"{stop}", 128 + stop.signum)
+    except OSError as err:  # a full disk or unwritable folder: name the run folder when the writer did not
+        if err.filename is None and os_error_line(err) is not None:
+            err.filename = str(run_dir)
+        raise
     score = metrics["normalized_score"]
     ppo = metrics["policies"]["ppo"]
     log.info("normalized_score %.3f  (ppo mean_reward %.3f ± %.3f, like_rate %.3f)", score,
@@ -47,4 +61,4 @@ def main(raw: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    run_hydra_main(main, schema=TrainConfig)
+    run_hydra_main(main, schema=schema)
