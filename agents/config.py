@@ -61,19 +61,32 @@ def validate_vae(cfg: VAEConfig) -> None:
         cfg.validate()
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    _require("vae.latent_dim", cfg.latent_dim, cfg.latent_dim <= 11, "must be an integer in 1..11 (2, 4, 5 are the design's)")
+    _require(
+        "vae.latent_dim",
+        cfg.latent_dim,
+        cfg.latent_dim <= 11,
+        "must be an integer in 1..11 (2, 4, 5 are the design's)",
+    )
 
 
 def validate_ppo(cfg: PPOConfig, observation: str) -> None:
     """Check the ``ppo`` group (and that the policy can read the env's observation)."""
     _choice("ppo.policy", cfg.policy, ("candidate_scorer", "mlp"))
-    _require("ppo.policy", cfg.policy, not (cfg.policy == "candidate_scorer" and observation == "seed"),
-             "candidate_scorer needs env.observation=candidates or history (use ppo.policy=mlp with seed)")
+    _require(
+        "ppo.policy",
+        cfg.policy,
+        not (cfg.policy == "candidate_scorer" and observation == "seed"),
+        "candidate_scorer needs env.observation=candidates or history (use ppo.policy=mlp with seed)",
+    )
     _choice("ppo.vec_env", cfg.vec_env, ("dummy", "subproc"))
     for key in ("total_timesteps", "n_envs", "n_steps", "batch_size", "n_epochs"):
         _require(f"ppo.{key}", getattr(cfg, key), getattr(cfg, key) >= 1, "must be an integer >= 1")
-    _require("ppo.batch_size", cfg.batch_size, cfg.batch_size <= cfg.n_steps * cfg.n_envs,
-             f"must be <= ppo.n_steps * ppo.n_envs = {cfg.n_steps * cfg.n_envs}")
+    _require(
+        "ppo.batch_size",
+        cfg.batch_size,
+        cfg.batch_size <= cfg.n_steps * cfg.n_envs,
+        f"must be <= ppo.n_steps * ppo.n_envs = {cfg.n_steps * cfg.n_envs}",
+    )
     _require("ppo.learning_rate", cfg.learning_rate, cfg.learning_rate > 0, "must be > 0")
     for key in ("gamma", "gae_lambda"):
         _require(f"ppo.{key}", getattr(cfg, key), 0 <= getattr(cfg, key) <= 1, "must be in [0, 1]")
@@ -88,8 +101,12 @@ def validate_ppo(cfg: PPOConfig, observation: str) -> None:
 def validate_eval(cfg: EvalConfig) -> None:
     """Check the ``eval`` group."""
     _choice("eval.protocol", cfg.protocol, ("personal", "population"))
-    _require("eval.n_episodes", cfg.n_episodes, cfg.n_episodes >= 2, "must be an integer >= 2 (a CI needs two)")
-    _require("eval.periodic_episodes", cfg.periodic_episodes, cfg.periodic_episodes >= 2, "must be an integer >= 2")
+    _require(
+        "eval.n_episodes", cfg.n_episodes, cfg.n_episodes >= 2, "must be an integer >= 2 (a CI needs two)"
+    )
+    _require(
+        "eval.periodic_episodes", cfg.periodic_episodes, cfg.periodic_episodes >= 2, "must be an integer >= 2"
+    )
     _require("eval.eval_freq", cfg.eval_freq, cfg.eval_freq >= 0, "must be an integer >= 0 (0: off)")
 
 
@@ -103,8 +120,12 @@ def validate(cfg: TrainConfig) -> None:
     validate_ppo(cfg.ppo, cfg.env.observation)
     validate_eval(cfg.eval)
     if cfg.data.source == "synthetic":
-        _require("reward.n_clusters", cfg.reward.n_clusters, cfg.reward.n_clusters <= cfg.data.n_tracks,
-                 f"must be <= the catalog size ({cfg.data.n_tracks} tracks)")
+        _require(
+            "reward.n_clusters",
+            cfg.reward.n_clusters,
+            cfg.reward.n_clusters <= cfg.data.n_tracks,
+            f"must be <= the catalog size ({cfg.data.n_tracks} tracks)",
+        )
 
 
 def load_config(cfg: DictConfig | dict) -> TrainConfig:

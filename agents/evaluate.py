@@ -71,7 +71,9 @@ def train_listeners(world: World, protocol: str) -> list[int] | None:
 
 def make_eval_env(world: World, env_cfg: EnvConfig, listener_ids: Sequence[int] | None) -> MusicRecEnv:
     """An env that scores with the simulated listener (ground truth), in the run's observation mode."""
-    return MusicRecEnv(world, dataclasses.replace(env_cfg, reward_source="simulator"), listener_ids=listener_ids)
+    return MusicRecEnv(
+        world, dataclasses.replace(env_cfg, reward_source="simulator"), listener_ids=listener_ids
+    )
 
 
 def rollout(env: MusicRecEnv, policy: Policy, n_episodes: int, seed: int) -> list[Episode]:
@@ -79,22 +81,33 @@ def rollout(env: MusicRecEnv, policy: Policy, n_episodes: int, seed: int) -> lis
     episodes = []
     for i in range(n_episodes):
         obs, _ = env.reset(seed=seed + i)
-        cols: dict[str, list[Any]] = {k: [] for k in ("reward", "expected_reward", "oracle_expected_reward",
-                                                      "percentage_listened", "liked", "track")}
+        cols: dict[str, list[Any]] = {
+            k: []
+            for k in (
+                "reward",
+                "expected_reward",
+                "oracle_expected_reward",
+                "percentage_listened",
+                "liked",
+                "track",
+            )
+        }
         done = False
         while not done:
             obs, _, terminated, truncated, info = env.step(policy(obs, env))
             for key, values in cols.items():
                 values.append(info[key])
             done = terminated or truncated
-        episodes.append(Episode(
-            rewards=np.asarray(cols["reward"], dtype=np.float64),
-            expected=np.asarray(cols["expected_reward"], dtype=np.float64),
-            oracle_expected=np.asarray(cols["oracle_expected_reward"], dtype=np.float64),
-            pct=np.asarray(cols["percentage_listened"], dtype=np.float64),
-            liked=np.asarray(cols["liked"], dtype=np.float64),
-            tracks=np.asarray(cols["track"], dtype=np.int64),
-        ))
+        episodes.append(
+            Episode(
+                rewards=np.asarray(cols["reward"], dtype=np.float64),
+                expected=np.asarray(cols["expected_reward"], dtype=np.float64),
+                oracle_expected=np.asarray(cols["oracle_expected_reward"], dtype=np.float64),
+                pct=np.asarray(cols["percentage_listened"], dtype=np.float64),
+                liked=np.asarray(cols["liked"], dtype=np.float64),
+                tracks=np.asarray(cols["track"], dtype=np.int64),
+            )
+        )
     return episodes
 
 
@@ -156,8 +169,9 @@ def summarise(episodes: Sequence[Episode], latents: np.ndarray) -> dict[str, flo
     return out
 
 
-def normalized_score(metrics: Mapping[str, Mapping[str, float]], policy: str = "ppo",
-                     key: str = "mean_reward") -> float:
+def normalized_score(
+    metrics: Mapping[str, Mapping[str, float]], policy: str = "ppo", key: str = "mean_reward"
+) -> float:
     """(policy − random) / (oracle − random) on ``key``: 0 is random among the candidates, 1 the myopic oracle."""
     lo, hi = metrics["random"][key], metrics["oracle"][key]
     if not np.isfinite(hi - lo) or abs(hi - lo) < 1e-12:
@@ -165,13 +179,26 @@ def normalized_score(metrics: Mapping[str, Mapping[str, float]], policy: str = "
     return float((metrics[policy][key] - lo) / (hi - lo))
 
 
-def evaluate_policies(world: World, env_cfg: EnvConfig, policies: Mapping[str, Policy], protocol: str,
-                      n_episodes: int, seed: int) -> dict[str, Any]:
+def evaluate_policies(
+    world: World,
+    env_cfg: EnvConfig,
+    policies: Mapping[str, Policy],
+    protocol: str,
+    n_episodes: int,
+    seed: int,
+) -> dict[str, Any]:
     """Roll out every policy on the same fresh sessions; return the ``metrics.json`` structure."""
     env = make_eval_env(world, env_cfg, eval_listeners(world, protocol))
-    results = {name: summarise(rollout(env, policy, n_episodes, seed), world.latents)
-               for name, policy in policies.items()}
-    out: dict[str, Any] = {"protocol": protocol, "n_episodes": n_episodes, "eval_seed": seed, "policies": results}
+    results = {
+        name: summarise(rollout(env, policy, n_episodes, seed), world.latents)
+        for name, policy in policies.items()
+    }
+    out: dict[str, Any] = {
+        "protocol": protocol,
+        "n_episodes": n_episodes,
+        "eval_seed": seed,
+        "policies": results,
+    }
     if "ppo" in results and "random" in results and "oracle" in results:
         out["normalized_score"] = normalized_score(results, key="mean_expected_reward")
         out["normalized_score_realised"] = normalized_score(results, key="mean_reward")

@@ -4,8 +4,8 @@ the online-learning loop.
 The reward table is personal (DESIGN.md §5, ``personal``): a fine-tune learns from every logged answer of the
 listeners it is for (:func:`listener_rows`), propagated over the run's clusters (:func:`repropagate`).
 :func:`finetune` is what ``scripts/finetune.py`` and cold start call; :func:`simulate_online` is the loop of
-``scripts/simulate_online.py`` (recommend → the simulated listener answers → log → fine-tune every few rounds),
-run side by side with the same loop whose policy stays frozen.
+``scripts/simulate_online.py`` (recommend → the simulated listener answers → log → fine-tune every few
+rounds), run side by side with the same loop whose policy stays frozen.
 """
 
 from __future__ import annotations
@@ -19,12 +19,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from filelock import FileLock
+from stable_baselines3 import PPO
 from stable_baselines3.common.logger import Logger, configure
 
 from agents.callbacks import FeedbackStatsCallback, save_model_atomic
+from agents.config import TrainConfig
 from agents.evaluate import Episode, rollout
-from agents.inference import LoadedRun, load_model, model_path, model_versions, reward_table_path
-from agents.ppo import make_vec_env, ppo_policy
+from agents.inference import (
+    LoadedRun,
+    greedy_actor,
+    load_model,
+    model_path,
+    model_versions,
+    reward_table_path,
+)
+from agents.ppo import make_vec_env
 from envs.atomic import atomic_path
 from envs.errors import FeedbackError
 from envs.feedback_store import FeedbackStore, utc_now
@@ -61,24 +70,25 @@ def repropagate(world: World, cfg: RewardConfig, feedback: pd.DataFrame) -> np.n
     return propagate(world.latents, world.clusters, world.centroids, rows, np.asarray(observed, float), cfg)
 
 
-def continue_training(run: LoadedRun, feedback: pd.DataFrame, timesteps: int, seed: int,
-                      tb_dir: Path | None = None, progress_bar: bool = False) -> LoadedRun:
-    """Re-propagate the reward table from ``feedback`` and continue ``run.model`` on it, in memory.
+def continue_training(model: PPO, world: World, cfg: TrainConfig, feedback: pd.DataFrame, timesteps: int,
+                      seed: int, tb_dir: Path | None = None, progress_bar: bool = False) -> World:
+    """Re-propagate the reward table from ``feedback`` and continue ``model`` on it for ``timesteps`` steps.
 
-    The model object is trained in place (pass a copy to keep the old one). SB3 is seeded with ``seed``;
-    with ``tb_dir`` PPO's scalars go there, their steps continuing the model's. Returns the run with the
-    new reward table and the trained model; nothing is written to the run folder.
+    The model is trained in place (SB3 seeded with ``seed``); with ``tb_dir`` PPO's scalars go there, their
+    steps continuing the model's. Returns the world with the new reward table; nothing is written to the
+    run folder.
     """
-    world = dataclasses.replace(run.world, reward_table=repropagate(run.world, run.cfg.reward, feedback))
-    env_cfg = dataclasses.replace(run.cfg.env, reward_source="propagated")
-    venv = make_vec_env(world, env_cfg, None, run.model.n_envs, "dummy", seed)
-    model = run.model
+    world = dataclasses.replace(world, reward_table=repropagate(world, cfg.reward, feedback))
+    env_cfg = dataclasses.replace(cfg.env, reward_source="propagated")
+    venv = make_vec_env(world, env_cfg, None, model.n_envs, cfg.ppo.vec_env, seed)
     model.set_env(venv)
     model.set_random_seed(seed)
     model.set_logger(configure(str(tb_dir), ["tensorboard"]) if tb_dir else Logger(None, []))
-    model.learn(timesteps, reset_num_timesteps=False, callback=FeedbackStatsCallback(), progress_bar=progress_bar)
+    model.learn(timesteps, reset_num_timesteps=False, callback=FeedbackStatsCallback(),
+                progress_bar=progress_bar)
     venv.close()
-    return dataclasses.replace(run, world=world, model=model)
+    model.policy.set_training_mode(False)
+    return world
 
 
 def finetune(run: LoadedRun, feedback: pd.DataFrame, timesteps: int, seed: int = 0,
@@ -88,25 +98,26 @@ def finetune(run: LoadedRun, feedback: pd.DataFrame, timesteps: int, seed: int =
     Writes ``world/reward_table-v<N>.npy`` then ``ppo-v<N>.zip`` (each atomically; the model last, so a
     crash leaves no half version), N = the newest version + 1, and logs PPO to ``tb/finetune-v<N>``. The
     previous model files are never touched; fine-tunes of one run folder take turns on a lock, so two never
-    claim the same version. Returns the run with the new world and model loaded (``run`` is unchanged).
+    claim the same version. Returns the new version, loaded (``run`` is unchanged).
     """
     with FileLock(str(run.run_dir / ".versions.lock")):
         version = max(model_versions(run.run_dir)) + 1
-        base = dataclasses.replace(run, model=load_model(model_path(run.run_dir, run.version)))
-        tuned = continue_training(base, feedback, timesteps, seed, run.run_dir / "tb" / f"finetune-v{version}",
-                                  progress_bar)
+        model = load_model(model_path(run.run_dir, run.version))
+        world = continue_training(model, run.world, run.cfg, feedback, timesteps, seed,
+                                  run.run_dir / "tb" / f"finetune-v{version}", progress_bar)
         with atomic_path(reward_table_path(run.run_dir, version)) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, tuned.world.reward_table)
-        save_model_atomic(tuned.model, model_path(run.run_dir, version))
+            np.save(fh, world.reward_table)
+        save_model_atomic(model, model_path(run.run_dir, version))
     log.info("fine-tuned version %d for %d steps on %d feedback rows -> version %d", run.version, timesteps,
              len(feedback), version)
-    return dataclasses.replace(tuned, version=version)
+    return dataclasses.replace(run, world=world, policy=model.policy, version=version)
 
 
 def world_for_listener(world: World, listener_seed: int) -> World:
     """The same world served to another simulated listener: listener 0 of the population sampled with
     ``listener_seed`` (the run trained on its own population's listener unless the seeds coincide)."""
-    return dataclasses.replace(world, meta=dict(world.meta, listeners_seed=int(listener_seed), served_listener=0))
+    meta = dict(world.meta, listeners_seed=int(listener_seed), served_listener=0)
+    return dataclasses.replace(world, meta=meta)
 
 
 def probe_tracks(run: LoadedRun, seed: int = 0) -> np.ndarray:
@@ -135,9 +146,9 @@ def probe_feedback(run: LoadedRun, answer: Answer, user_id: str, seed: int = 0,
         if response is None:
             break
         pct, liked = response
-        row = {"user_id": user_id, "session_id": f"{user_id}-probe", "position": position, "track_id": ids[track],
-               "percentage_listened": float(pct), "liked": int(liked), "served_at": served_at,
-               "policy_version": f"v{run.version}"}
+        row = {"user_id": user_id, "session_id": f"{user_id}-probe", "position": position,
+               "track_id": ids[track], "percentage_listened": float(pct), "liked": int(liked),
+               "served_at": served_at, "policy_version": f"v{run.version}"}
         rows.append(row)
         if on_row is not None:
             on_row(row)
@@ -190,28 +201,27 @@ def simulate_online(run: LoadedRun, listener_seed: int, rounds: int, finetune_ev
     append = store.append if store is not None else (lambda rows: None)
     feedback = probe_feedback(run, simulated_answers(run.world, listener_seed, seed), user, seed)
     append(feedback)
-    frozen = ppo_policy(run.model)
-    online = dataclasses.replace(run, world=target, model=load_model(model_path(run.run_dir, run.version)))
-    env_cfg = dataclasses.replace(run.cfg.env, reward_source="simulator")
-    env = MusicRecEnv(target, env_cfg)
-    tunes, rows = 0, []
-    for r in range(rounds + 1):
-        if r:
-            session_seed = seed * 1_000_003 + r * sessions
-            ep_online = rollout(env, ppo_policy(online.model), sessions, session_seed)
-            ep_frozen = rollout(env, frozen, sessions, session_seed)
-            version = f"v{run.version}+{tunes}"
-            new = pd.concat([_session_rows(e, target, user, f"{user}-r{r}s{i}", version)
-                             for i, e in enumerate(ep_online)], ignore_index=True)
-            append(new)
-            feedback = pd.concat([feedback, new], ignore_index=True)
-            row = {"round": r, "online_reward": _mean(ep_online, "rewards"), "frozen_reward": _mean(ep_frozen, "rewards"),
-                   "online_expected": _mean(ep_online, "expected"), "frozen_expected": _mean(ep_frozen, "expected"),
-                   "online_version": version}
-            rows.append(row)
-            if on_round is not None:
-                on_round(row)
+    model = load_model(model_path(run.run_dir, run.version))
+    target = continue_training(model, target, run.cfg, feedback, timesteps, seed=seed)  # cold start
+    online, frozen = greedy_actor(model.policy), greedy_actor(run.policy)
+    env = MusicRecEnv(target, dataclasses.replace(run.cfg.env, reward_source="simulator"))
+    tunes, rows = 1, []
+    for r in range(1, rounds + 1):
+        session_seed = seed * 1_000_003 + r * sessions
+        ep_online = rollout(env, online, sessions, session_seed)
+        ep_frozen = rollout(env, frozen, sessions, session_seed)
+        version = f"v{run.version}+{tunes}"
+        new = pd.concat([_session_rows(e, target, user, f"{user}-r{r}s{i}", version)
+                         for i, e in enumerate(ep_online)], ignore_index=True)
+        append(new)
+        feedback = pd.concat([feedback, new], ignore_index=True)
+        row = {"round": r, "online_reward": _mean(ep_online, "rewards"),
+               "frozen_reward": _mean(ep_frozen, "rewards"), "online_expected": _mean(ep_online, "expected"),
+               "frozen_expected": _mean(ep_frozen, "expected"), "online_version": version}
+        rows.append(row)
+        if on_round is not None:
+            on_round(row)
         if r % finetune_every == 0 and r < rounds:
-            online = continue_training(online, feedback, timesteps, seed=seed + r)
+            target = continue_training(model, target, run.cfg, feedback, timesteps, seed=seed + r)
             tunes += 1
     return pd.DataFrame(rows)

@@ -2,18 +2,20 @@
 
 Model versions: ``ppo.zip`` is version 1 (the trained model); every fine-tune writes ``ppo-v<N>.zip`` and the
 reward table it learnt from, ``world/reward_table-v<N>.npy``, next to the old ones, which are never
-overwritten. :func:`load_run` takes the newest version unless told otherwise.
+overwritten. :func:`load_run` takes the newest version unless told otherwise, and loads only the policy
+network (:func:`load_policy`); :func:`load_model` loads the whole PPO model, to train it further.
 
 A recommendation step: the k nearest unplayed candidates of the current track (the run's neighbour table,
 O(1)) → one forward pass of the policy (candidate probabilities and the critic's value) → the pick (most
-probable, or drawn) becomes the current track. The session is walked in the run's own env, so the policy sees
-exactly the observations it was trained on.
+probable, or drawn) becomes the current track. The session is walked in the run's own env (propagated
+rewards), so the policy sees exactly the observations it was trained on.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import heapq
 import re
 import zipfile
 from dataclasses import dataclass
@@ -23,18 +25,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 from omegaconf import OmegaConf
 from stable_baselines3 import PPO
 from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.save_util import load_from_zip_file
 
+from agents.baselines import Policy
 from agents.config import TrainConfig, load_config
-from envs.errors import ConfigError, RunFolderError, UnknownTrackError
+from envs.errors import ConfigError, MusicRLError, RunFolderError, UnknownTrackError
 from envs.music_env import MusicRecEnv
 from envs.world import World
 
 MODEL_RE = re.compile(r"^ppo(?:-v(\d+))?\.zip$")
 RUN_FILES = (".hydra/config.yaml", "world", "ppo.zip")
 N_CLOSEST = 3
+_LOAD_ERRORS = (zipfile.BadZipFile, EOFError, KeyError, TypeError, ValueError, RuntimeError, OSError)
 
 
 def model_path(run_dir: Path, version: int) -> Path:
@@ -52,38 +58,79 @@ def model_versions(run_dir: Path) -> list[int]:
     return sorted(int(m.group(1) or 1) for p in run_dir.glob("ppo*.zip") if (m := MODEL_RE.match(p.name)))
 
 
+def _first_line(err: BaseException) -> str:
+    """``<type>: <first line of the message>`` of an exception."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:200]}" if text else type(err).__name__
+
+
 def load_model(path: Path) -> PPO:
-    """Load an SB3 model on the CPU; a missing, truncated or foreign file is a :class:`RunFolderError`."""
+    """The whole SB3 PPO model (to train it further), on the CPU.
+
+    A missing, truncated or foreign file is a :class:`RunFolderError`.
+    """
     if not path.is_file():
         raise RunFolderError(f"{path}: missing")
     try:
         return PPO.load(path, device="cpu")
-    except (zipfile.BadZipFile, EOFError, KeyError, ValueError, RuntimeError, OSError) as err:
-        first = str(err).splitlines()[0] if str(err) else "truncated?"
-        raise RunFolderError(f"{path}: not a loadable SB3 PPO model ({type(err).__name__}: {first})") from None
+    except _LOAD_ERRORS as err:
+        raise RunFolderError(f"{path}: not a loadable SB3 PPO model ({_first_line(err)})") from None
+
+
+class _NoOptimizer:
+    """The optimizer of a policy that is only evaluated. Creating a torch optimizer imports torch._dynamo on
+    first use, a second or more: most of what loading a run would cost otherwise."""
+
+    def __init__(self, params: Any, **kwargs: Any) -> None:
+        del params, kwargs
+
+
+def load_policy(path: Path) -> ActorCriticPolicy:
+    """The policy network of an SB3 PPO model file, for inference (no optimizer, evaluation mode).
+
+    A missing, truncated or foreign file is a :class:`RunFolderError`.
+    """
+    if not path.is_file():
+        raise RunFolderError(f"{path}: missing")
+    try:
+        data, params, _ = load_from_zip_file(path, device="cpu")
+        kwargs = dict(data["policy_kwargs"], optimizer_class=_NoOptimizer, ortho_init=False)
+        policy = data["policy_class"](data["observation_space"], data["action_space"], data["lr_schedule"],
+                                      **kwargs)
+        policy.load_state_dict(params["policy"])
+    except _LOAD_ERRORS as err:
+        raise RunFolderError(f"{path}: not a loadable SB3 PPO model ({_first_line(err)})") from None
+    policy.set_training_mode(False)
+    return policy
 
 
 @dataclass
 class LoadedRun:
-    """A run folder ready for inference: its config, its world (with the version's reward table), a model."""
+    """A run folder ready for inference: its config, its world (with the version's reward table), a policy."""
 
     run_dir: Path
     cfg: TrainConfig
     world: World
-    model: PPO
+    policy: ActorCriticPolicy
     version: int
 
 
 def load_config_of(run_dir: Path) -> TrainConfig:
-    """The validated config a run was trained with; a folder that is not a finished run is a RunFolderError."""
+    """The validated config a run was trained with (:class:`RunFolderError` unless a finished run folder)."""
     for name in RUN_FILES:
         if not (run_dir / name).exists():
             raise RunFolderError(f"{run_dir / name}: missing; is {run_dir} a finished music-rl run folder?")
-    return load_config(OmegaConf.load(run_dir / ".hydra" / "config.yaml"))
+    path = run_dir / ".hydra" / "config.yaml"
+    try:
+        return load_config(OmegaConf.load(path))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise RunFolderError(f"{path}: unreadable YAML ({_first_line(err)})") from None
+    except MusicRLError as err:
+        raise RunFolderError(f"{path}: {err}") from None
 
 
 def load_run(run_dir: str | Path, version: int | None = None) -> LoadedRun:
-    """Load config, world and a model version (default: the newest) of a run folder."""
+    """Load config, world and the policy of a model version (default: the newest) of a run folder."""
     run_dir = Path(run_dir)
     cfg = load_config_of(run_dir)
     versions = model_versions(run_dir)
@@ -95,9 +142,10 @@ def load_run(run_dir: str | Path, version: int | None = None) -> LoadedRun:
     if version > 1:
         table = reward_table_path(run_dir, version)
         if not table.is_file():
-            raise RunFolderError(f"{table}: missing (the reward table of {model_path(run_dir, version).name})")
+            raise RunFolderError(f"{table}: missing (the reward table of "
+                                 f"{model_path(run_dir, version).name})")
         world = dataclasses.replace(world, reward_table=np.load(table, allow_pickle=False))
-    return LoadedRun(run_dir, cfg, world, load_model(model_path(run_dir, version)), version)
+    return LoadedRun(run_dir, cfg, world, load_policy(model_path(run_dir, version)), version)
 
 
 def track_label(tracks: pd.DataFrame, i: int) -> str:
@@ -110,49 +158,54 @@ def track_label(tracks: pd.DataFrame, i: int) -> str:
 
 
 def _closest(word: str, pool: list[str], shown: list[str]) -> list[str]:
-    """The ``shown`` entries of the (up to N_CLOSEST) ``pool`` entries most similar to ``word``."""
-    matcher = difflib.SequenceMatcher(b=word)
-    scores = []
+    """The ``shown`` entries of the N_CLOSEST ``pool`` entries most similar to ``word`` (difflib ratio)."""
+    matcher = difflib.SequenceMatcher(b=word, autojunk=False)
+    best: list[tuple[float, int]] = []  # min-heap of (ratio, -index): the worst kept match on top
     for i, candidate in enumerate(pool):
         matcher.set_seq1(candidate)
-        if matcher.real_quick_ratio() >= 0.3 and matcher.quick_ratio() >= 0.3:
-            scores.append((-matcher.ratio(), i))
-    return [shown[i] for _, i in sorted(scores)[:N_CLOSEST]]
+        full = len(best) == N_CLOSEST
+        if full and (matcher.real_quick_ratio() <= best[0][0] or matcher.quick_ratio() <= best[0][0]):
+            continue  # cheap upper bounds already rule it out
+        entry = (matcher.ratio(), -i)
+        if full:
+            heapq.heappushpop(best, entry)
+        else:
+            heapq.heappush(best, entry)
+    return [shown[-i] for _, i in sorted(best, reverse=True)]
 
 
 def find_track(world: World, track_id: str | None = None, query: str | None = None) -> int:
-    """The row of a track id, or of an ``"artist - title"`` query (case-insensitive; a unique substring will do).
+    """The row of a track id, or of an ``"artist - title"`` query (case-insensitive; a unique substring
+    will do).
 
     Raises :class:`UnknownTrackError`, one line with the closest matches, when nothing (or more than one
     track) matches.
     """
     tracks = world.tracks
+    ids = world.track_ids()
     if track_id is not None:
-        ids = world.track_ids()
         hits = np.flatnonzero(tracks["track_id"].astype(str).to_numpy() == str(track_id))
         if len(hits):
             return int(hits[0])
-        close = _closest(str(track_id), ids, ids)
         raise UnknownTrackError(f"track_id={track_id!r}: not in the catalog ({len(ids)} tracks); closest: "
-                                + (", ".join(close) if close else "none"))
+                                + ", ".join(_closest(str(track_id), ids, ids)))
     if query is None:
         raise ConfigError('give track_id=... or query="artist - title"')
     if "name" not in tracks or "artist" not in tracks:
-        raise UnknownTrackError(f"query={query!r}: this catalog has no track names and artists; use track_id=...")
+        raise UnknownTrackError(f"query={query!r}: this catalog has no track names and artists; "
+                                "use track_id=...")
     labels = (tracks["artist"].astype(str) + " - " + tracks["name"].astype(str)).tolist()
     lower = pd.Series(labels).str.lower()
     q = query.strip().lower()
-    exact = np.flatnonzero(lower.to_numpy() == q)
-    if len(exact):
-        return int(exact[0])
-    contains = np.flatnonzero(lower.str.contains(q, regex=False).to_numpy())
-    if len(contains) == 1:
-        return int(contains[0])
-    pool = contains if len(contains) else np.arange(len(labels))
-    close = _closest(q, [lower.iat[i] for i in pool], [f"{labels[i]} [{world.track_ids()[i]}]" for i in pool])
-    what = f"matches {len(contains)} tracks" if len(contains) else "matches no track"
-    raise UnknownTrackError(f"query={query!r}: {what} (give \"artist - title\"); closest: "
-                            + ("; ".join(close) if close else "none"))
+    hits = np.flatnonzero(lower.to_numpy() == q)
+    if not len(hits):
+        hits = np.flatnonzero(lower.str.contains(q, regex=False).to_numpy())
+    if len(hits) == 1:
+        return int(hits[0])
+    pool = hits if len(hits) else np.arange(len(labels))
+    close = _closest(q, [lower.iat[i] for i in pool], [f"{labels[i]} [{ids[i]}]" for i in pool])
+    what = f"matches {len(hits)} tracks (give track_id=...)" if len(hits) else "matches no track"
+    raise UnknownTrackError(f"query={query!r}: {what}; closest: " + "; ".join(close))
 
 
 def policy_outputs(policy: ActorCriticPolicy, obs: np.ndarray) -> tuple[np.ndarray, float]:
@@ -168,6 +221,15 @@ def policy_outputs(policy: ActorCriticPolicy, obs: np.ndarray) -> tuple[np.ndarr
     return probs.astype(np.float64), value
 
 
+def greedy_actor(policy: ActorCriticPolicy) -> Policy:
+    """The policy as an evaluation policy (agents.baselines.Policy): the most probable candidate."""
+
+    def act(obs: np.ndarray, env: MusicRecEnv) -> int:
+        return int(np.argmax(policy_outputs(policy, obs)[0]))
+
+    return act
+
+
 def check_length(run: LoadedRun, length: int) -> None:
     """Raise :class:`ConfigError` unless a session of ``length`` recommendations fits the catalog."""
     n, k = len(run.world.tracks), run.cfg.env.k
@@ -178,36 +240,44 @@ def check_length(run: LoadedRun, length: int) -> None:
 
 
 def session_env(run: LoadedRun, length: int) -> MusicRecEnv:
-    """The run's env, walking the propagated reward table, for a session of ``length`` recommendations."""
+    """The run's env, on the propagated reward table, for a session of ``length`` recommendations."""
     check_length(run, length)
-    cfg = dataclasses.replace(run.cfg.env, reward_source="propagated", session_length=length, start_track=None)
-    return MusicRecEnv(run.world, cfg)
+    env = MusicRecEnv(run.world, dataclasses.replace(run.cfg.env, reward_source="propagated",
+                                                     session_length=length, start_track=None))
+    expected, got = run.policy.observation_space.shape, env.observation_space.shape
+    if expected != got:
+        raise RunFolderError(f"{model_path(run.run_dir, run.version)}: the policy reads observations of "
+                             f"shape {expected} but the run's env gives {got} (a run of another music-rl "
+                             "version?)")
+    return env
 
 
 def _track_fields(tracks: pd.DataFrame, i: int) -> dict[str, Any]:
-    """``track_id`` plus ``artist`` and ``name`` when the catalog has them."""
+    """``track_id`` plus ``artist``, ``name`` and ``genre`` when the catalog has them."""
     out: dict[str, Any] = {"track_id": str(tracks["track_id"].iat[i])}
-    for col in ("artist", "name"):
+    for col in ("artist", "name", "genre"):
         if col in tracks:
             out[col] = str(tracks[col].iat[i])
     return out
 
 
-def recommend(run: LoadedRun, start: int, length: int, sample: bool = False, seed: int = 0) -> list[dict[str, Any]]:
+def recommend(run: LoadedRun, start: int, length: int, sample: bool = False,
+              seed: int = 0) -> list[dict[str, Any]]:
     """Walk a session of ``length`` recommendations from track row ``start``.
 
     Each step: the k nearest unplayed candidates → policy probabilities and value → the pick (the most
     probable, or a draw from the probabilities when ``sample``, seeded by ``seed``) → the pick becomes the
-    current track. Returns one JSON-able dict per step: ``position``, ``from`` (track fields), ``value``,
-    ``candidates`` (track fields + ``probability``, nearest first), ``pick`` (index into ``candidates``).
+    current track. Returns one JSON-able dict per step: ``position``, ``from`` (track fields), ``value``
+    (the critic's estimate of the discounted return, in the env's scaled reward units), ``candidates``
+    (track fields + ``probability``, nearest first) and ``pick`` (index into ``candidates``).
     """
     env = session_env(run, length)
     obs, _ = env.reset(seed=seed, options={"start_track": int(start)})
     rng = np.random.default_rng(seed)
-    tracks, policy = run.world.tracks, run.model.policy
+    tracks = run.world.tracks
     steps = []
     for position in range(1, length + 1):
-        probs, value = policy_outputs(policy, obs)
+        probs, value = policy_outputs(run.policy, obs)
         pick = int(rng.choice(len(probs), p=probs / probs.sum())) if sample else int(np.argmax(probs))
         steps.append({
             "position": position, "from": _track_fields(tracks, env.track), "value": value,

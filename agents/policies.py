@@ -62,13 +62,13 @@ class CandidateScorerExtractor(nn.Module):
     def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
         """Score every candidate with the shared scorer: (B, obs) -> (B, k) logits."""
         d, k, f = self.d, self.k, self.f
-        current = features[:, :d].unsqueeze(1)                          # (B, 1, d)
-        cands = features[:, d : (1 + k) * d].reshape(-1, k, d)           # (B, k, d)
+        current = features[:, :d].unsqueeze(1)  # (B, 1, d)
+        cands = features[:, d : (1 + k) * d].reshape(-1, k, d)  # (B, k, d)
         parts = [cands, cands - current]
         end = (1 + k) * (d + f)
         if f:
-            x_current = features[:, (1 + k) * d : (1 + k) * d + f].unsqueeze(1)                    # (B, 1, f)
-            x_cands = features[:, (1 + k) * d + f : end].reshape(-1, k, f)                        # (B, k, f)
+            x_current = features[:, (1 + k) * d : (1 + k) * d + f].unsqueeze(1)  # (B, 1, f)
+            x_cands = features[:, (1 + k) * d + f : end].reshape(-1, k, f)  # (B, k, f)
             parts += [x_cands, x_cands - x_current]
         if self.history_width:
             parts.append(features[:, end:].unsqueeze(1).expand(-1, k, -1))
@@ -118,8 +118,13 @@ class CandidateScorerPolicy(ActorCriticPolicy):
     def _build_mlp_extractor(self) -> None:
         critic_arch = self.net_arch["vf"] if isinstance(self.net_arch, dict) else list(self.net_arch or [])
         self.mlp_extractor = CandidateScorerExtractor(
-            self.latent_dim, self.k, self.history, self.n_features, self.scorer_arch, critic_arch,
-            self.activation_fn
+            self.latent_dim,
+            self.k,
+            self.history,
+            self.n_features,
+            self.scorer_arch,
+            critic_arch,
+            self.activation_fn,
         )
 
     def _build(self, lr_schedule: Any) -> None:
@@ -133,8 +138,13 @@ class CandidateScorerPolicy(ActorCriticPolicy):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(latent_dim=self.latent_dim, k=self.k, history=self.history, n_features=self.n_features,
-                    scorer_arch=self.scorer_arch)
+        data.update(
+            latent_dim=self.latent_dim,
+            k=self.k,
+            history=self.history,
+            n_features=self.n_features,
+            scorer_arch=self.scorer_arch,
+        )
         return data
 
 

@@ -45,8 +45,9 @@ class PPOConfig:
 POLICIES = ("candidate_scorer", "mlp")
 
 
-def make_vec_env(world: World, env_cfg: EnvConfig, listener_ids: Sequence[int] | None, n_envs: int,
-                 vec_env: str, seed: int) -> VecEnv:
+def make_vec_env(
+    world: World, env_cfg: EnvConfig, listener_ids: Sequence[int] | None, n_envs: int, vec_env: str, seed: int
+) -> VecEnv:
     """``n_envs`` copies of MusicRec-v0 over one world, each wrapped in SB3's Monitor, seeded from ``seed``."""
 
     def factory() -> gym.Env:
@@ -58,16 +59,20 @@ def make_vec_env(world: World, env_cfg: EnvConfig, listener_ids: Sequence[int] |
     return venv
 
 
-def policy_spec(cfg: PPOConfig, env_cfg: EnvConfig, latent_dim: int, n_features: int) -> tuple[type | str,
-                                                                                             dict[str, Any]]:
+def policy_spec(
+    cfg: PPOConfig, env_cfg: EnvConfig, latent_dim: int, n_features: int
+) -> tuple[type | str, dict[str, Any]]:
     """The SB3 policy class and its kwargs for ``ppo.policy`` (``n_features``: features per track)."""
     if cfg.policy == "mlp":
         return "MlpPolicy", {"net_arch": list(cfg.net_arch)}
     history = env_cfg.history if env_cfg.observation == "history" else 0
     return CandidateScorerPolicy, {
-        "latent_dim": latent_dim, "k": env_cfg.k, "history": history,
+        "latent_dim": latent_dim,
+        "k": env_cfg.k,
+        "history": history,
         "n_features": n_features if env_cfg.candidate_features else 0,
-        "scorer_arch": list(cfg.scorer_arch), "net_arch": list(cfg.net_arch),
+        "scorer_arch": list(cfg.scorer_arch),
+        "net_arch": list(cfg.net_arch),
     }
 
 
@@ -75,10 +80,22 @@ def build_model(cfg: PPOConfig, env_cfg: EnvConfig, venv: VecEnv, world: World, 
     """A fresh SB3 PPO with every hyperparameter from ``cfg``."""
     policy, policy_kwargs = policy_spec(cfg, env_cfg, world.latents.shape[1], world.features.shape[1])
     return PPO(
-        policy, venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
-        learning_rate=cfg.learning_rate, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, clip_range=cfg.clip_range,
-        ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm,
-        policy_kwargs=policy_kwargs, seed=seed, device="cpu", verbose=0,
+        policy,
+        venv,
+        n_steps=cfg.n_steps,
+        batch_size=cfg.batch_size,
+        n_epochs=cfg.n_epochs,
+        learning_rate=cfg.learning_rate,
+        gamma=cfg.gamma,
+        gae_lambda=cfg.gae_lambda,
+        clip_range=cfg.clip_range,
+        ent_coef=cfg.ent_coef,
+        vf_coef=cfg.vf_coef,
+        max_grad_norm=cfg.max_grad_norm,
+        policy_kwargs=policy_kwargs,
+        seed=seed,
+        device="cpu",
+        verbose=0,
     )
 
 

@@ -16,8 +16,17 @@ from scipy import stats
 from agents.evaluate import normalized_score
 from envs.errors import RunFolderError
 
-POLICY_COLUMNS = ("mean_reward", "mean_expected_reward", "like_rate", "mean_pct_listened", "skip_rate",
-                  "early_skip_rate", "coverage", "diversity", "mean_return")
+POLICY_COLUMNS = (
+    "mean_reward",
+    "mean_expected_reward",
+    "like_rate",
+    "mean_pct_listened",
+    "skip_rate",
+    "early_skip_rate",
+    "coverage",
+    "diversity",
+    "mean_return",
+)
 
 
 def metrics_table(metrics: Mapping[str, Any]) -> str:
@@ -28,11 +37,15 @@ def metrics_table(metrics: Mapping[str, Any]) -> str:
         cells = []
         for col in cols:
             ci = values.get(f"{col}_ci95")
-            cells.append(f"{values[col]:.3f}" + (f" ± {ci:.3f}" if ci is not None and math.isfinite(ci) else ""))
+            cells.append(
+                f"{values[col]:.3f}" + (f" ± {ci:.3f}" if ci is not None and math.isfinite(ci) else "")
+            )
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if "normalized_score" in metrics:
-        lines.append(f"\nnormalized_score (ppo): {metrics['normalized_score']:.3f}   "
-                     f"(on realised reward: {metrics.get('normalized_score_realised', float('nan')):.3f})")
+        lines.append(
+            f"\nnormalized_score (ppo): {metrics['normalized_score']:.3f}   "
+            f"(on realised reward: {metrics.get('normalized_score_realised', float('nan')):.3f})"
+        )
     return "\n".join(lines)
 
 
@@ -60,7 +73,9 @@ def collect_sweep(sweep_dir: Path) -> pd.DataFrame:
         row["greedy_normalized_score"] = normalized_score(policies, "greedy", key="mean_expected_reward")
         rows.append(row)
     if not rows:
-        raise RunFolderError(f"{sweep_dir}: no job folder with a metrics.json (is it a finished sweep folder?)")
+        raise RunFolderError(
+            f"{sweep_dir}: no job folder with a metrics.json (is it a finished sweep folder?)"
+        )
     return pd.DataFrame(rows)
 
 
@@ -71,11 +86,22 @@ def _mean_ci(values: pd.Series) -> tuple[float, float]:
     return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
 
 
-def aggregate(jobs: pd.DataFrame, metrics: tuple[str, ...] = ("normalized_score", "greedy_normalized_score",
-                                                              "ppo_mean_reward", "ppo_like_rate")) -> pd.DataFrame:
+def aggregate(
+    jobs: pd.DataFrame,
+    metrics: tuple[str, ...] = (
+        "normalized_score",
+        "greedy_normalized_score",
+        "ppo_mean_reward",
+        "ppo_like_rate",
+    ),
+) -> pd.DataFrame:
     """Group jobs by their swept values (all overrides but ``seed``); mean and 95% CI over seeds."""
-    swept = [c for c in jobs.columns if c not in ("job", "seed", "greedy_normalized_score", "normalized_score")
-             and not c.startswith("ppo_")]
+    swept = [
+        c
+        for c in jobs.columns
+        if c not in ("job", "seed", "greedy_normalized_score", "normalized_score")
+        and not c.startswith("ppo_")
+    ]
     groups = jobs.groupby(swept, dropna=False, sort=False) if swept else [((), jobs)]
     rows = []
     for key, group in groups:
@@ -110,9 +136,16 @@ def score_chart(table: pd.DataFrame, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    swept = [c for c in table.columns if not c.endswith("_ci95") and c not in (
-        "n_seeds", "normalized_score", "greedy_normalized_score", "ppo_mean_reward", "ppo_like_rate")]
-    labels = [", ".join(f"{c.split('.')[-1]}={row[c]}" for c in swept) or "default" for _, row in table.iterrows()]
+    swept = [
+        c
+        for c in table.columns
+        if not c.endswith("_ci95")
+        and c
+        not in ("n_seeds", "normalized_score", "greedy_normalized_score", "ppo_mean_reward", "ppo_like_rate")
+    ]
+    labels = [
+        ", ".join(f"{c.split('.')[-1]}={row[c]}" for c in swept) or "default" for _, row in table.iterrows()
+    ]
     errs = np.nan_to_num(table["normalized_score_ci95"].to_numpy(dtype=float))
     fig, ax = plt.subplots(figsize=(8, max(3, 0.35 * len(table) + 1)))
     y = np.arange(len(table))

@@ -17,17 +17,32 @@ from typing import Any
 from envs.atomic import write_text_atomic
 
 FORMAT_VERSION = 1
-PACKAGES = ("music-rl", "torch", "stable-baselines3", "gymnasium", "hydra-core", "omegaconf", "numpy", "pandas",
-            "scikit-learn")
+PACKAGES = (
+    "music-rl",
+    "torch",
+    "stable-baselines3",
+    "gymnasium",
+    "hydra-core",
+    "omegaconf",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+)
 
 
 def git_commit(repo: Path) -> str:
     """The commit of the code that ran (``-dirty`` when uncommitted changes exist), or ``unknown`` outside git."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
-                                timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -32,7 +32,7 @@ class SessionVecEnv(VecEnv):
     """``len(envs)`` MusicRec sessions behind the SB3 VecEnv interface, stepped in one loop (see module doc).
 
     Args:
-        envs: the envs, distinct instances with identical spaces (unwrapped: episode statistics are kept here).
+        envs: distinct env instances with identical spaces, unwrapped (episode statistics are kept here).
     """
 
     def __init__(self, envs: Sequence[MusicRecEnv]) -> None:
@@ -43,7 +43,8 @@ class SessionVecEnv(VecEnv):
         self.envs = list(envs)
         first = self.envs[0]
         super().__init__(len(self.envs), first.observation_space, first.action_space)
-        self._obs = np.zeros((self.num_envs, *first.observation_space.shape), dtype=first.observation_space.dtype)
+        space = first.observation_space
+        self._obs = np.zeros((self.num_envs, *space.shape), dtype=space.dtype)
         self._rewards = np.zeros(self.num_envs, dtype=np.float32)
         self._dones = np.zeros(self.num_envs, dtype=bool)
         self._returns = [0.0] * self.num_envs
@@ -112,7 +113,7 @@ class SessionVecEnv(VecEnv):
         return [getattr(env, method_name)(*method_args, **method_kwargs) for env in self._targets(indices)]
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
-        """Whether each (selected) env is wrapped in ``wrapper_class`` (they are not: statistics are kept here)."""
+        """Whether each (selected) env is wrapped in ``wrapper_class`` (never in Monitor: see the class)."""
         return [is_wrapped(env, wrapper_class) for env in self._targets(indices)]
 
 

@@ -381,7 +381,7 @@ def _read_table(path: Path, delimiter: str) -> tuple[pd.DataFrame, np.ndarray, i
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", pd.errors.ParserWarning)
             df = pd.read_csv(path, sep=delimiter, dtype=str, keep_default_na=False, encoding="utf-8-sig",
-                             on_bad_lines="warn")
+                             index_col=False, on_bad_lines="warn")
     except pd.errors.EmptyDataError:
         raise CatalogError(f"{path}: empty file (expected a header line and one row per track)") from None
     except UnicodeDecodeError as err:

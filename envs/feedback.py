@@ -77,7 +77,7 @@ def read_feedback(path: str | os.PathLike[str], known_track_ids: Sequence[str] |
         raise FeedbackError(f"{src}: no such file")
     try:
         if src.suffix.lower() == ".csv":
-            df = pd.read_csv(src, dtype=str, keep_default_na=False, na_filter=False)
+            df = pd.read_csv(src, dtype=str, keep_default_na=False, na_filter=False, index_col=False)
         else:
             df = pd.read_parquet(src)
     except pd.errors.EmptyDataError:
@@ -284,7 +284,7 @@ def import_streaming_sessions(path: str | os.PathLike[str],
     if not src.is_file():
         raise FeedbackError(f"{src}: no such file")
     try:
-        df = pd.read_csv(src, dtype=str, keep_default_na=False, na_filter=False)
+        df = pd.read_csv(src, dtype=str, keep_default_na=False, na_filter=False, index_col=False)
     except pd.errors.EmptyDataError:
         raise FeedbackError(f"{src}: empty file (an MSSD log has a header: {', '.join(MSSD_COLUMNS)}, ...)"
                             ) from None

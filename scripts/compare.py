@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from _entry import user_errors_exit
+
 from agents.report import aggregate, collect_sweep, markdown, score_chart
 from envs.atomic import atomic_path
 from envs.errors import ConfigError
@@ -34,7 +35,9 @@ def main(argv: list[str]) -> None:
         jobs.to_csv(tmp, index=False)
     with atomic_path(sweep / "compare.png") as tmp:
         score_chart(table, tmp)
-    print(f"\n{len(jobs)} jobs, {len(table)} configurations -> {sweep / 'compare.csv'}, {sweep / 'compare.png'}")
+    print(
+        f"\n{len(jobs)} jobs, {len(table)} configurations -> {sweep / 'compare.csv'}, {sweep / 'compare.png'}"
+    )
 
 
 if __name__ == "__main__":

@@ -25,16 +25,25 @@ N_TRACKS, D, K, F = 1000, 3, 4, 11
 @pytest.fixture(scope="module")
 def world() -> World:
     # patience 1: listeners leave after one skip, so early termination is common
-    return synthetic_world(N_TRACKS, latent_dim=D, seed=1, n_clusters=8, population=10, patience=1,
-                           early_skip_penalty=2.0, env_cfg=EnvConfig(n_neighbours=12))
+    return synthetic_world(
+        N_TRACKS,
+        latent_dim=D,
+        seed=1,
+        n_clusters=8,
+        population=10,
+        patience=1,
+        early_skip_penalty=2.0,
+        env_cfg=EnvConfig(n_neighbours=12),
+    )
 
 
 def _env(world: World, **cfg: object) -> MusicRecEnv:
     return MusicRecEnv(world, EnvConfig(n_neighbours=12, **cfg))  # type: ignore[arg-type]
 
 
-def _episode(env: MusicRecEnv, seed: int, actions: np.random.Generator | None = None,
-             options: dict | None = None) -> tuple[list[np.ndarray], list[dict], list[float], bool, bool]:
+def _episode(
+    env: MusicRecEnv, seed: int, actions: np.random.Generator | None = None, options: dict | None = None
+) -> tuple[list[np.ndarray], list[dict], list[float], bool, bool]:
     """Play one episode (random actions from ``actions``, else always 0)."""
     obs, info = env.reset(seed=seed, options=options)
     observations, infos, rewards = [obs], [info], []
@@ -56,19 +65,30 @@ def test_gymnasium_and_sb3_checkers_pass(world: World, observation: str, source:
         gym_check_env(env, skip_render_check=True)
         sb3_check_env(env, warn=True)
     obs, _ = env.reset(seed=0)
-    width = {"seed": D, "candidates": (1 + K) * (D + F), "history": (1 + K) * (D + F) + 4 * (D + 1)}[observation]
+    width = {"seed": D, "candidates": (1 + K) * (D + F), "history": (1 + K) * (D + F) + 4 * (D + 1)}[
+        observation
+    ]
     assert obs.shape == (width,) and obs.dtype == np.float32
     assert env.action_space == gymnasium.spaces.Discrete(K)
 
 
 def test_gymnasium_make_synthetic_and_saved_world(world: World, tmp_path: Path) -> None:
-    env = gymnasium.make("MusicRec-v0", observation="history", reward_source="propagated", n_tracks=300,
-                         latent_dim=2, n_clusters=4, population=4, session_length=5)
+    env = gymnasium.make(
+        "MusicRec-v0",
+        observation="history",
+        reward_source="propagated",
+        n_tracks=300,
+        latent_dim=2,
+        n_clusters=4,
+        population=4,
+        session_length=5,
+    )
     obs, _ = env.reset(seed=0)
     assert obs.shape == ((1 + K) * (2 + F) + 4 * 3,)
     world.save(tmp_path / "world")
-    env = gymnasium.make("MusicRec-v0", world_dir=str(tmp_path / "world"), observation="seed", k=2,
-                         n_neighbours=12)
+    env = gymnasium.make(
+        "MusicRec-v0", world_dir=str(tmp_path / "world"), observation="seed", k=2, n_neighbours=12
+    )
     obs, info = env.reset(seed=0)
     np.testing.assert_array_equal(obs, world.latents[info["track"]])
     assert env.unwrapped.current_candidates.shape == (2,)
@@ -79,23 +99,29 @@ def test_gymnasium_make_synthetic_and_saved_world(world: World, tmp_path: Path) 
 @pytest.mark.parametrize("observation", ["candidates", "history"])
 @pytest.mark.parametrize("features", [True, False])
 def test_observation_layout(world: World, observation: str, features: bool) -> None:
-    env = _env(world, observation=observation, reward_source="simulator", session_length=10,
-               candidate_features=features)
+    env = _env(
+        world,
+        observation=observation,
+        reward_source="simulator",
+        session_length=10,
+        candidate_features=features,
+    )
     obs, info = env.reset(seed=5)
     z = world.latents
     f = F if features else 0
     hist_rows: list[np.ndarray] = []
     for t in range(10):
         np.testing.assert_array_equal(obs[:D], z[env.track])
-        np.testing.assert_array_equal(obs[D:(1 + K) * D].reshape(K, D), z[env.current_candidates])
+        np.testing.assert_array_equal(obs[D : (1 + K) * D].reshape(K, D), z[env.current_candidates])
         if features:
-            np.testing.assert_array_equal(obs[(1 + K) * D:(1 + K) * D + F], world.features[env.track])
-            np.testing.assert_array_equal(obs[(1 + K) * D + F:(1 + K) * (D + F)].reshape(K, F),
-                                          world.features[env.current_candidates])
+            np.testing.assert_array_equal(obs[(1 + K) * D : (1 + K) * D + F], world.features[env.track])
+            np.testing.assert_array_equal(
+                obs[(1 + K) * D + F : (1 + K) * (D + F)].reshape(K, F), world.features[env.current_candidates]
+            )
         dist = np.linalg.norm(z[env.current_candidates] - z[env.track], axis=1)
         assert np.all(np.diff(dist) >= -1e-6)  # nearest first
         if observation == "history":
-            hist = obs[(1 + K) * (D + f):].reshape(4, D + 1)
+            hist = obs[(1 + K) * (D + f) :].reshape(4, D + 1)
             want = np.zeros((4, D + 1), np.float32)
             for i, row in enumerate(hist_rows[::-1][:4]):
                 want[i] = row
@@ -115,7 +141,7 @@ def test_candidates_exclude_current_and_played(world: World, no_repeat: object) 
         played = [infos[0]["track"]]
         for info in infos[1:]:
             offered = set(info["candidates"].tolist())
-            excluded = played if no_repeat == "session" else played[-int(no_repeat):]  # type: ignore[call-overload]
+            excluded = played if no_repeat == "session" else played[-int(no_repeat) :]  # type: ignore[call-overload]
             assert not offered & set(excluded)
             assert info["track"] in offered
             played.append(info["track"])
@@ -162,8 +188,9 @@ def test_episode_length_and_termination(world: World) -> None:
     assert left > 0  # patience 1: some listeners leave early
 
 
-@pytest.mark.parametrize(("source", "scale"),
-                         [("simulator", "auto"), ("propagated", "auto"), ("simulator", 0.5)])
+@pytest.mark.parametrize(
+    ("source", "scale"), [("simulator", "auto"), ("propagated", "auto"), ("simulator", 0.5)]
+)
 def test_reward_is_scaled_raw_reward(world: World, source: str, scale: object) -> None:
     env = _env(world, reward_source=source, reward_scale=scale)
     want_scale = 1 / 11 if scale == "auto" else 0.5
@@ -204,17 +231,20 @@ def test_start_track_and_listeners(world: World) -> None:
         MusicRecEnv(world, EnvConfig(n_neighbours=12), listener_ids=[world.listeners().n])
 
 
-@pytest.mark.parametrize(("key", "value", "message"), [
-    ("observation", "pixels", "must be one of seed, candidates, history"),
-    ("reward_source", "oracle", "must be one of simulator, propagated"),
-    ("k", 0, "integer >= 1"),
-    ("n_neighbours", 2, "must be an integer >= env.k"),
-    ("session_length", 0, "integer >= 1"),
-    ("session_length", N_TRACKS, "catalog size"),
-    ("no_repeat", 0, "'session' or an integer window"),
-    ("reward_scale", -1.0, "'auto'"),
-    ("start_track", N_TRACKS, "catalog size"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("observation", "pixels", "must be one of seed, candidates, history"),
+        ("reward_source", "oracle", "must be one of simulator, propagated"),
+        ("k", 0, "integer >= 1"),
+        ("n_neighbours", 2, "must be an integer >= env.k"),
+        ("session_length", 0, "integer >= 1"),
+        ("session_length", N_TRACKS, "catalog size"),
+        ("no_repeat", 0, "'session' or an integer window"),
+        ("reward_scale", -1.0, "'auto'"),
+        ("start_track", N_TRACKS, "catalog size"),
+    ],
+)
 def test_config_errors_name_the_key(world: World, key: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError, match=f"env.{key}={value!r}: .*{message}"):
         EnvConfig(**{key: value}).validate(N_TRACKS)  # type: ignore[arg-type]

@@ -33,10 +33,22 @@ def test_normalized_score_is_zero_at_random_and_one_at_oracle():
 
 def test_summary_metrics_from_known_sessions():
     latents = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-    ep = Episode(rewards=np.array([11.0, 0.05]), expected=np.array([5.0, 1.0]), oracle_expected=np.array([6.0, 2.0]),
-                 pct=np.array([1.0, 0.05]), liked=np.array([1.0, 0.0]), tracks=np.array([0, 1]))
-    ep2 = Episode(rewards=np.array([0.6]), expected=np.array([0.5]), oracle_expected=np.array([0.5]),
-                  pct=np.array([0.6]), liked=np.array([0.0]), tracks=np.array([3]))
+    ep = Episode(
+        rewards=np.array([11.0, 0.05]),
+        expected=np.array([5.0, 1.0]),
+        oracle_expected=np.array([6.0, 2.0]),
+        pct=np.array([1.0, 0.05]),
+        liked=np.array([1.0, 0.0]),
+        tracks=np.array([0, 1]),
+    )
+    ep2 = Episode(
+        rewards=np.array([0.6]),
+        expected=np.array([0.5]),
+        oracle_expected=np.array([0.5]),
+        pct=np.array([0.6]),
+        liked=np.array([0.0]),
+        tracks=np.array([3]),
+    )
     s = summarise([ep, ep2], latents)
     assert np.isclose(s["mean_reward"], (11.05 + 0.6) / 3)
     assert np.isclose(s["like_rate"], 1 / 3)

@@ -12,9 +12,21 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["data.n_tracks=1500", "vae.epochs=3", "ppo.total_timesteps=2048", "ppo.n_envs=2", "ppo.n_steps=256",
-        "ppo.batch_size=128", "ppo.n_epochs=2", "eval.n_episodes=10", "eval.eval_freq=1024",
-        "eval.periodic_episodes=4", "ppo.progress_bar=false", "ppo.checkpoint_freq=1024", "reward.n_clusters=8"]
+TINY = [
+    "data.n_tracks=1500",
+    "vae.epochs=3",
+    "ppo.total_timesteps=2048",
+    "ppo.n_envs=2",
+    "ppo.n_steps=256",
+    "ppo.batch_size=128",
+    "ppo.n_epochs=2",
+    "eval.n_episodes=10",
+    "eval.eval_freq=1024",
+    "eval.periodic_episodes=4",
+    "ppo.progress_bar=false",
+    "ppo.checkpoint_freq=1024",
+    "reward.n_clusters=8",
+]
 
 
 def train(run_dir: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -34,9 +46,22 @@ def run_dir(tmp_path_factory) -> Path:
 
 
 def test_run_folder_holds_every_artifact(run_dir):
-    for name in (".hydra/config.yaml", ".hydra/overrides.yaml", ".hydra/hydra.yaml", "vae.pt", "ppo.zip",
-                 "feedback.csv", "metrics.json", "run_info.json", "world/tracks.csv", "world/features.npy",
-                 "world/latents.npy", "world/neighbours.npy", "world/clusters.npy", "world/reward_table.npy"):
+    for name in (
+        ".hydra/config.yaml",
+        ".hydra/overrides.yaml",
+        ".hydra/hydra.yaml",
+        "vae.pt",
+        "ppo.zip",
+        "feedback.csv",
+        "metrics.json",
+        "run_info.json",
+        "world/tracks.csv",
+        "world/features.npy",
+        "world/latents.npy",
+        "world/neighbours.npy",
+        "world/clusters.npy",
+        "world/reward_table.npy",
+    ):
         assert (run_dir / name).exists(), name
     assert list((run_dir / "tb").glob("events.out.tfevents.*"))
     assert list((run_dir / "checkpoints").glob("ppo_*_steps.zip"))
@@ -49,14 +74,24 @@ def test_metrics_json_has_every_policy_and_metric(run_dir):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert set(metrics["policies"]) == {"ppo", "random", "nearest", "greedy", "oracle"}
     for values in metrics["policies"].values():
-        for key in ("mean_reward", "mean_return", "like_rate", "mean_pct_listened", "skip_rate", "early_skip_rate",
-                    "coverage", "diversity"):
+        for key in (
+            "mean_reward",
+            "mean_return",
+            "like_rate",
+            "mean_pct_listened",
+            "skip_rate",
+            "early_skip_rate",
+            "coverage",
+            "diversity",
+        ):
             assert np.isfinite(values[key]), key
         assert values["mean_reward_ci95"] > 0
     assert np.isfinite(metrics["normalized_score"])
     # the oracle is the best myopic policy in expectation
     oracle = metrics["policies"]["oracle"]["mean_expected_reward"]
-    assert all(v["mean_expected_reward"] <= oracle + 1e-9 for k, v in metrics["policies"].items() if k != "ppo")
+    assert all(
+        v["mean_expected_reward"] <= oracle + 1e-9 for k, v in metrics["policies"].items() if k != "ppo"
+    )
 
 
 def test_encoding_saved_features_with_saved_vae_gives_saved_latents(run_dir):
@@ -76,23 +111,49 @@ def test_tensorboard_events_hold_scalars_and_hparams(run_dir):
     acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0, "tensors": 0})
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
-    for tag in ("vae/train/loss", "vae/val/loss", "propagation/spearman", "rollout/like_rate",
-                "rollout/skip_rate", "rollout/mean_pct_listened", "eval/mean_reward", "eval/normalized_score",
-                "train/value_loss", "hparams/normalized_score"):
+    for tag in (
+        "vae/train/loss",
+        "vae/val/loss",
+        "propagation/spearman",
+        "rollout/like_rate",
+        "rollout/skip_rate",
+        "rollout/mean_pct_listened",
+        "eval/mean_reward",
+        "eval/normalized_score",
+        "train/value_loss",
+        "hparams/normalized_score",
+    ):
         assert tag in tags, tag
     plugin = acc.PluginTagToContent("hparams")
     assert "_hparams_/session_start_info" in plugin and "_hparams_/experiment" in plugin
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    start = plugin_data_pb2.HParamsPluginData.FromString(plugin["_hparams_/session_start_info"]).session_start_info
-    assert {"latent_dim", "like_weight", "decay", "observation", "reward_source", "n_clusters", "seed",
-            "total_timesteps"} <= set(start.hparams)
+    start = plugin_data_pb2.HParamsPluginData.FromString(
+        plugin["_hparams_/session_start_info"]
+    ).session_start_info
+    assert {
+        "latent_dim",
+        "like_weight",
+        "decay",
+        "observation",
+        "reward_source",
+        "n_clusters",
+        "seed",
+        "total_timesteps",
+    } <= set(start.hparams)
 
 
 def test_same_seed_same_metrics_and_reproduce_command(run_dir, tmp_path):
     again = tmp_path / "reproduced"
-    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "--config-dir", str(run_dir / ".hydra"),
-           "--config-name", "config", f"hydra.run.dir={again}"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "scripts" / "train.py"),
+        "--config-dir",
+        str(run_dir / ".hydra"),
+        "--config-name",
+        "config",
+        f"hydra.run.dir={again}",
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (again / "metrics.json").read_bytes() == (run_dir / "metrics.json").read_bytes()
@@ -102,14 +163,19 @@ def test_another_seed_gives_other_results(run_dir, tmp_path):
     other = tmp_path / "seed1"
     train(other, "seed=1")
     assert (other / "metrics.json").read_bytes() != (run_dir / "metrics.json").read_bytes()
-    assert not np.array_equal(np.load(other / "world" / "latents.npy"), np.load(run_dir / "world" / "latents.npy"))
+    assert not np.array_equal(
+        np.load(other / "world" / "latents.npy"), np.load(run_dir / "world" / "latents.npy")
+    )
 
 
-@pytest.mark.parametrize("override, message", [
-    ("vae.latent_dim=0", "vae.latent_dim=0"),
-    ("vae.latent_dim=abc", "vae.latent_dim"),
-    ("reward.decay=cubic", "reward.decay='cubic'"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("vae.latent_dim=0", "vae.latent_dim=0"),
+        ("vae.latent_dim=abc", "vae.latent_dim"),
+        ("reward.decay=cubic", "reward.decay='cubic'"),
+    ],
+)
 def test_cli_bad_config_is_one_line_and_exit_2_before_any_work(tmp_path, override, message):
     out = tmp_path / "bad"
     proc = train(out, override, check=False)

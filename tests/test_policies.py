@@ -15,9 +15,17 @@ D, K, H, F = 3, 4, 2, 5
 def make_policy(history: int = 0, n_features: int = 0) -> CandidateScorerPolicy:
     obs_dim = (1 + K) * (D + n_features) + history * (D + 1)
     torch.manual_seed(0)
-    return CandidateScorerPolicy(spaces.Box(0, 1, (obs_dim,), np.float32), spaces.Discrete(K), lambda _: 1e-3,
-                                 latent_dim=D, k=K, history=history, n_features=n_features, scorer_arch=[16],
-                                 net_arch=[16])
+    return CandidateScorerPolicy(
+        spaces.Box(0, 1, (obs_dim,), np.float32),
+        spaces.Discrete(K),
+        lambda _: 1e-3,
+        latent_dim=D,
+        k=K,
+        history=history,
+        n_features=n_features,
+        scorer_arch=[16],
+        net_arch=[16],
+    )
 
 
 def permute_candidates(obs: np.ndarray, perm: np.ndarray, n_features: int) -> np.ndarray:
@@ -25,8 +33,10 @@ def permute_candidates(obs: np.ndarray, perm: np.ndarray, n_features: int) -> np
     cands = obs[:, D : (1 + K) * D].reshape(n, K, D)[:, perm]
     start, end = (1 + K) * D + n_features, (1 + K) * (D + n_features)
     feats = obs[:, start:end].reshape(n, K, n_features)[:, perm]
-    return np.concatenate([obs[:, :D], cands.reshape(n, -1), obs[:, (1 + K) * D : start], feats.reshape(n, -1),
-                           obs[:, end:]], axis=1)
+    return np.concatenate(
+        [obs[:, :D], cands.reshape(n, -1), obs[:, (1 + K) * D : start], feats.reshape(n, -1), obs[:, end:]],
+        axis=1,
+    )
 
 
 @pytest.mark.parametrize("history, n_features", [(0, 0), (H, 0), (0, F), (H, F)])
@@ -38,7 +48,9 @@ def test_logits_follow_the_candidates_not_their_slots(history, n_features):
     perm = np.array([2, 0, 3, 1])
     with torch.no_grad():
         logits = policy.mlp_extractor.forward_actor(torch.as_tensor(obs))
-        logits_perm = policy.mlp_extractor.forward_actor(torch.as_tensor(permute_candidates(obs, perm, n_features)))
+        logits_perm = policy.mlp_extractor.forward_actor(
+            torch.as_tensor(permute_candidates(obs, perm, n_features))
+        )
     np.testing.assert_allclose(logits_perm.numpy(), logits.numpy()[:, perm], rtol=1e-5, atol=1e-6)
     assert not np.allclose(logits.numpy()[:, 0], logits.numpy()[:, 1])
 
@@ -54,9 +66,9 @@ def test_initial_policy_is_near_uniform():
 
 def test_rejects_an_observation_of_the_wrong_layout():
     with pytest.raises(ValueError, match="flat observation"):
-        CandidateScorerPolicy(spaces.Box(0, 1, (7,), np.float32), spaces.Discrete(K), lambda _: 1e-3,
-                              latent_dim=D, k=K)
-
+        CandidateScorerPolicy(
+            spaces.Box(0, 1, (7,), np.float32), spaces.Discrete(K), lambda _: 1e-3, latent_dim=D, k=K
+        )
 
 
 def test_learns_to_score_candidates_and_survives_save_load(tmp_path):
@@ -80,8 +92,15 @@ def test_learns_to_score_candidates_and_survives_save_load(tmp_path):
             return self.obs, reward, False, self.t >= 10, {}
 
     venv = make_vec_env(Env, n_envs=2, seed=0)
-    model = PPO(CandidateScorerPolicy, venv, n_steps=128, batch_size=64, seed=0, learning_rate=3e-3,
-                policy_kwargs={"latent_dim": D, "k": K, "scorer_arch": [32], "net_arch": [32]})
+    model = PPO(
+        CandidateScorerPolicy,
+        venv,
+        n_steps=128,
+        batch_size=64,
+        seed=0,
+        learning_rate=3e-3,
+        policy_kwargs={"latent_dim": D, "k": K, "scorer_arch": [32], "net_arch": [32]},
+    )
     model.learn(6000)
     model.save(tmp_path / "m.zip")
     loaded = PPO.load(tmp_path / "m.zip", device="cpu")
