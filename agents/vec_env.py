@@ -79,8 +79,11 @@ class SessionVecEnv(VecEnv):
             done = terminated or truncated
             info["TimeLimit.truncated"] = truncated and not terminated
             if done:
-                info["episode"] = {"r": round(returns[i], 6), "l": lengths[i],
-                                   "t": round(time.time() - self._t_start, 6)}
+                info["episode"] = {
+                    "r": round(returns[i], 6),
+                    "l": lengths[i],
+                    "t": round(time.time() - self._t_start, 6),
+                }
                 info["terminal_observation"] = obs
                 obs, self.reset_infos[i] = env.reset()
                 returns[i], lengths[i] = 0.0, 0
@@ -107,8 +110,9 @@ class SessionVecEnv(VecEnv):
         for env in self._targets(indices):
             setattr(env, attr_name, value)
 
-    def env_method(self, method_name: str, *method_args: Any, indices: VecEnvIndices = None,
-                   **method_kwargs: Any) -> list[Any]:
+    def env_method(
+        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any
+    ) -> list[Any]:
         """Call a method of each (selected) env."""
         return [getattr(env, method_name)(*method_args, **method_kwargs) for env in self._targets(indices)]
 
@@ -117,8 +121,9 @@ class SessionVecEnv(VecEnv):
         return [is_wrapped(env, wrapper_class) for env in self._targets(indices)]
 
 
-def session_vec_env(world: World, env_cfg: EnvConfig, listener_ids: Sequence[int] | None, n_envs: int,
-                    seed: int) -> SessionVecEnv:
+def session_vec_env(
+    world: World, env_cfg: EnvConfig, listener_ids: Sequence[int] | None, n_envs: int, seed: int
+) -> SessionVecEnv:
     """``n_envs`` MusicRec-v0 sessions over one world in a :class:`SessionVecEnv`, seeded from ``seed``.
 
     The counterpart of :func:`agents.ppo.make_vec_env` for ``ppo.vec_env=vectorized``: env ``i`` is seeded

@@ -255,8 +255,13 @@ def parse_args(schema: type[D], argv: list[str]) -> D:
     bad = [a for a in argv if "=" not in a]
     if bad:
         raise ConfigError(f"argument {bad[0]!r}: expected key=value")
+    # values stay the strings typed (track_id=00123 is not the number 83); the schema converts ints and bools
+    given: dict[str, str | None] = {}
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        given[key.strip()] = None if value.strip().lower() in ("null", "none", "~") else value
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.from_dotlist(argv))
+        merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(given))
         return OmegaConf.to_object(merged)  # type: ignore[return-value]
     except OmegaConfBaseException as err:
         raise ConfigError(f"{err.full_key}: {str(err).splitlines()[0]}") from None

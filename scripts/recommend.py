@@ -3,38 +3,41 @@
 
     python scripts/recommend.py run_dir=<run> track_id=<id> length=10 [sample=true] [format=json]
     python scripts/recommend.py run_dir=<run> query="Artist - Title"
-    python scripts/recommend.py run_dir=<run> cold_start=true                    # answer the probes yourself
-    python scripts/recommend.py run_dir=<run> cold_start=true listener_seed=7    # a simulated listener answers
+    python scripts/recommend.py run_dir=<run> cold_start=true                  # answer the probes yourself
+    python scripts/recommend.py run_dir=<run> cold_start=true listener_seed=7  # a simulated listener answers
 
 Each step shows the k candidates (nearest unplayed first) with the policy's probabilities, the pick and the
 critic's value; ``format=json`` prints the same content as JSON. ``policy_version=N`` picks a model version
 (default: the newest). Cold start plays the probe tracks of every cluster (the most typical track of every
-cluster first; ``q`` stops early), appends each answer to the run's feedback.csv as it comes, fine-tunes a new
-policy version on this listener's answers and recommends from it, starting at ``track_id``/``query`` when given,
-else at the probe the listener liked best. Prompts and progress go to stderr, the recommendation to stdout.
+cluster first; ``q`` stops early), appends each answer to the run's feedback.csv as it comes, fine-tunes a
+new policy version on this listener's answers and recommends from it, starting at ``track_id``/``query``
+when given, else at the probe the listener liked best. Prompts and progress go to stderr, the
+recommendation to stdout.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
-
 from _entry import parse_args, user_errors_exit
-from agents.finetune import finetune, listener_rows, probe_feedback, probe_tracks, simulated_answers
+
+from agents.finetune import Answer, finetune, listener_rows, probe_feedback, probe_tracks, simulated_answers
 from agents.inference import LoadedRun, check_length, find_track, load_run, recommend, track_label
 from envs.catalog import FEATURES
 from envs.errors import ConfigError
 from envs.feedback_store import FeedbackStore, utc_now
 
-RAW_KEYS = ("track_id", "query", "user_id")  # taken verbatim: "00123" must not become the number 123
-SHOWN_FEATURES = {"energy": "energy", "danceability": "dance", "valence": "valence", "acousticness": "acoustic"}
+T = TypeVar("T")
+SHOWN_FEATURES = {"energy": "energy", "danceability": "dance", "valence": "valence",
+                  "acousticness": "acoustic"}
 
 
 @dataclass
@@ -56,10 +59,8 @@ class RecommendArgs:
 
 
 def parse(argv: list[str]) -> RecommendArgs:
-    """``key=value`` arguments; track ids, queries and user ids are kept verbatim (no YAML typing)."""
-    raw = {key: value for key, _, value in (a.partition("=") for a in argv) if key in RAW_KEYS}
-    args = parse_args(RecommendArgs, [a for a in argv if a.partition("=")[0] not in RAW_KEYS])
-    args = dataclasses.replace(args, **raw)
+    """``key=value`` arguments (string values such as track ids are kept verbatim by ``parse_args``)."""
+    args = parse_args(RecommendArgs, argv)
     if args.format not in ("table", "json"):
         raise ConfigError(f"format={args.format!r}: must be table or json")
     if args.finetune_timesteps < 1:
@@ -72,7 +73,7 @@ def say(text: str = "") -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def ask(prompt: str, parse_answer: Any) -> Any:
+def ask(prompt: str, parse_answer: Callable[[str], T]) -> T:
     """Ask until ``parse_answer`` accepts the answer; ``q`` or the end of input raises EOFError (stop)."""
     while True:
         print(prompt, end="", file=sys.stderr, flush=True)
@@ -86,6 +87,11 @@ def ask(prompt: str, parse_answer: Any) -> Any:
             say(f"    {err}")
 
 
+def _echo(text: str) -> str:
+    """``'<answer>'? `` before a complaint about an answer (nothing for an empty one)."""
+    return f"{text!r}? " if text else ""
+
+
 def parse_pct(text: str) -> float:
     """``"80"``, ``"80%"`` or ``"0.8"`` → 0.8 (a number above 1 is a percentage)."""
     try:
@@ -94,7 +100,7 @@ def parse_pct(text: str) -> float:
         value = float("nan")
     value = value / 100 if value > 1 or text.endswith("%") else value
     if not 0 <= value <= 1:
-        raise ValueError(f"{text!r}? give how much you listened: 0-100 (%), or 0-1; q stops")
+        raise ValueError(f"{_echo(text)}give how much you listened: 0-100 (%), or 0-1; q stops")
     return value
 
 
@@ -104,18 +110,19 @@ def parse_liked(text: str) -> int:
         return 1
     if text in ("n", "no", "0"):
         return 0
-    raise ValueError(f"{text!r}? answer y or n; q stops")
+    raise ValueError(f"{_echo(text)}answer y or n; q stops")
 
 
 def describe(run: LoadedRun, track: int) -> str:
     """Label, genre and a few features of a track, for a person deciding whether they like it."""
     tracks, features = run.world.tracks, run.world.features[track]
     genre = f" ({tracks['genre'].iat[track]})" if "genre" in tracks else ""
-    shown = "  ".join(f"{short} {features[FEATURES.index(name)]:.2f}" for name, short in SHOWN_FEATURES.items())
+    shown = "  ".join(f"{short} {features[FEATURES.index(name)]:.2f}"
+                      for name, short in SHOWN_FEATURES.items())
     return f"{track_label(tracks, track)}{genre}  [{run.world.track_ids()[track]}]\n      {shown}"
 
 
-def terminal_answers(run: LoadedRun) -> Any:
+def terminal_answers(run: LoadedRun) -> Answer:
     """Answers typed by a person, for each probe: how much they listened and whether they liked it."""
     n = len(probe_tracks(run))
     n_clusters = len(run.world.centroids)
@@ -136,14 +143,15 @@ def terminal_answers(run: LoadedRun) -> Any:
     return answer
 
 
-def cold_start(run: LoadedRun, args: RecommendArgs) -> tuple[LoadedRun, int | None, dict[str, Any]]:
+def cold_start(run: LoadedRun, args: RecommendArgs) -> tuple[LoadedRun, int, dict[str, Any]]:
     """Probe (answers appended to feedback.csv as they come), fine-tune on this listener's answers.
 
     Returns the tuned run, the best-rewarded probe (the start track when none was given) and a summary.
     """
     interactive = args.listener_seed is None
     user = args.user_id or (f"cold-{utc_now()}" if interactive else f"sim-{args.listener_seed}")
-    answer = terminal_answers(run) if interactive else simulated_answers(run.world, args.listener_seed, args.seed)
+    answer = (terminal_answers(run) if interactive
+              else simulated_answers(run.world, args.listener_seed, args.seed))
     store = FeedbackStore(run.run_dir / "feedback.csv")
     probes = probe_feedback(run, answer, user, args.seed, on_row=lambda row: store.append([row]))
     if probes.empty:
@@ -151,7 +159,8 @@ def cold_start(run: LoadedRun, args: RecommendArgs) -> tuple[LoadedRun, int | No
     rows = listener_rows(store.read(known_track_ids=run.world.track_ids()), [user])
     say(f"\n{len(probes)} answers of {user} logged to {store.path}; fine-tuning policy v{run.version} on "
         f"{len(rows)} answers for {args.finetune_timesteps} steps...")
-    tuned = finetune(run, rows, args.finetune_timesteps, seed=args.seed, progress_bar=interactive and sys.stderr.isatty())
+    tuned = finetune(run, rows, args.finetune_timesteps, seed=args.seed,
+                     progress_bar=interactive and sys.stderr.isatty())
     say(f"-> policy version {tuned.version}\n")
     scores = probes["percentage_listened"] + run.cfg.reward.like_weight * probes["liked"]
     best = run.world.track_ids().index(str(probes["track_id"].iat[int(np.argmax(scores))]))
@@ -159,19 +168,31 @@ def cold_start(run: LoadedRun, args: RecommendArgs) -> tuple[LoadedRun, int | No
 
 
 def _label(fields: dict[str, Any]) -> str:
-    """``artist - name [id]`` (or the id alone) of a step's track fields."""
-    named = fields.get("artist") and fields.get("name")
-    return f"{fields['artist']} - {fields['name']}  [{fields['track_id']}]" if named else fields["track_id"]
+    """``artist - name (genre)  [id]``, each part the catalog has, of a step's track fields."""
+    named = f"{fields['artist']} - {fields['name']}" if fields.get("artist") and fields.get("name") else ""
+    genre = f" ({fields['genre']})" if fields.get("genre") else ""
+    return f"{named}{genre}  [{fields['track_id']}]" if named or genre else fields["track_id"]
 
 
-def print_table(steps: list[dict[str, Any]], version: int) -> None:
+def format_table(steps: list[dict[str, Any]], version: int) -> str:
     """The human-readable session: each step's candidates, probabilities, pick (->) and value."""
-    print(f"policy version {version}, {len(steps)} recommendations")
+    n = len(steps)
+    lines = [f"policy version {version}, {n} recommendation{'s' if n != 1 else ''} "
+             "(-> the pick; % the policy's probability; value: the critic's estimate of the return ahead)"]
     for step in steps:
-        print(f"\n#{step['position']}  from {_label(step['from'])}   value {step['value']:.3f}")
-        for i, cand in enumerate(step["candidates"]):
-            mark = "->" if i == step["pick"] else "  "
-            print(f"  {mark} {cand['probability']:6.1%}  {_label(cand)}")
+        lines.append(f"\n#{step['position']}  from {_label(step['from'])}   value {step['value']:.3f}")
+        lines += [f"  {'->' if i == step['pick'] else '  '} {cand['probability']:6.1%}  {_label(cand)}"
+                  for i, cand in enumerate(step["candidates"])]
+    return "\n".join(lines) + "\n"
+
+
+def emit(text: str) -> None:
+    """Write the result to stdout; a reader that stops early (``| head``) is not an error."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
 
 
 @user_errors_exit
@@ -190,13 +211,13 @@ def main(argv: list[str]) -> None:
     elif start is None:
         raise ConfigError('give track_id=... or query="artist - title" (or cold_start=true)')
     steps = recommend(run, start, args.length, sample=args.sample, seed=args.seed)
-    if args.format == "json":
-        out = {"run_dir": str(run.run_dir), "policy_version": run.version, "steps": steps}
-        if summary is not None:
-            out["cold_start"] = summary
-        print(json.dumps(out, indent=2))
-    else:
-        print_table(steps, run.version)
+    if args.format == "table":
+        emit(format_table(steps, run.version))
+        return
+    out = {"run_dir": str(run.run_dir), "policy_version": run.version, "steps": steps}
+    if summary is not None:
+        out["cold_start"] = summary
+    emit(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":
