@@ -5,18 +5,13 @@ from __future__ import annotations
 import importlib
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
-import torch
-from test_inference import ROOT, tiny_run
 
 from agents.finetune import probe_tracks, simulate_online
 from agents.inference import load_run, model_versions
 from envs.feedback_store import FeedbackStore
 
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 simulate_script = importlib.import_module("simulate_online")
 
 # Listener 0 of the populations of seeds 1 and 5: neither is the run's listener. Calibrated on the tiny run:
@@ -26,18 +21,6 @@ LISTENERS = (1, 5)
 ROUNDS, FINETUNE_EVERY, TIMESTEPS, SESSIONS, LAST = 6, 2, 4096, 6, 3
 
 
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_run(tmp_path_factory)
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """As the entry points: torch on one thread (small networks; more threads only contend)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_finetuned_policy_beats_the_frozen_one_for_a_new_listener(pristine, tmp_path):
