@@ -78,7 +78,7 @@ def validate_ppo(cfg: PPOConfig, observation: str) -> None:
         not (cfg.policy == "candidate_scorer" and observation == "seed"),
         "candidate_scorer needs env.observation=candidates or history (use ppo.policy=mlp with seed)",
     )
-    _choice("ppo.vec_env", cfg.vec_env, ("dummy", "subproc"))
+    _choice("ppo.vec_env", cfg.vec_env, ("vectorized", "dummy", "subproc"))
     for key in ("total_timesteps", "n_envs", "n_steps", "batch_size", "n_epochs"):
         _require(f"ppo.{key}", getattr(cfg, key), getattr(cfg, key) >= 1, "must be an integer >= 1")
     _require(

@@ -14,6 +14,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from agents.baselines import Policy
 from agents.policies import CandidateScorerPolicy
+from agents.vec_env import session_vec_env
 from envs.music_env import EnvConfig, MusicRecEnv
 from envs.world import World
 
@@ -25,7 +26,7 @@ class PPOConfig:
     policy: str = "candidate_scorer"
     total_timesteps: int = 600_000
     n_envs: int = 8
-    vec_env: str = "dummy"
+    vec_env: str = "vectorized"
     n_steps: int = 256
     batch_size: int = 256
     n_epochs: int = 10
@@ -48,7 +49,13 @@ POLICIES = ("candidate_scorer", "mlp")
 def make_vec_env(
     world: World, env_cfg: EnvConfig, listener_ids: Sequence[int] | None, n_envs: int, vec_env: str, seed: int
 ) -> VecEnv:
-    """``n_envs`` copies of MusicRec-v0 over one world, each wrapped in SB3's Monitor, seeded from ``seed``."""
+    """``n_envs`` sessions of MusicRec-v0 over one world, seeded from ``seed``.
+
+    ``vec_env``: ``vectorized`` (:class:`agents.vec_env.SessionVecEnv`, one loop, no per-step copies; the same
+    transitions as ``dummy``), ``dummy`` (SB3's DummyVecEnv over Monitor) or ``subproc`` (SubprocVecEnv).
+    """
+    if vec_env == "vectorized":
+        return session_vec_env(world, env_cfg, listener_ids, n_envs, seed)
 
     def factory() -> gym.Env:
         return Monitor(MusicRecEnv(world, env_cfg, listener_ids=listener_ids))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 from sklearn.cluster import KMeans
+from threadpoolctl import threadpool_limits
 
 from envs.errors import ConfigError
 
@@ -117,7 +118,10 @@ def fit_clusters(Z: np.ndarray, n_clusters: int, seed: int) -> tuple[np.ndarray,
     n = Z.shape[0]
     if not 1 <= n_clusters <= n:
         raise ConfigError(f"reward.n_clusters={n_clusters}: must be between 1 and the number of tracks ({n})")
-    km = KMeans(n_clusters=n_clusters, n_init=1, algorithm="lloyd", random_state=seed).fit(Z)
+    # one OpenMP/BLAS thread: K-Means' reductions otherwise change in the last bits with the thread count
+    # (a joblib worker, pytest or a plain run may each have another), and the clusters must not
+    with threadpool_limits(limits=1):
+        km = KMeans(n_clusters=n_clusters, n_init=1, algorithm="lloyd", random_state=seed).fit(Z)
     return km.labels_.astype(np.int32), km.cluster_centers_.astype(np.float32)
 
 
