@@ -6,16 +6,20 @@ Hydra composes the YAML tree under ``conf/``; :func:`load_config` merges it onto
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from agents.evaluate import EvalConfig
 from agents.ppo import PPOConfig
+from agents.run_info import versions
 from envs.catalog import DataConfig
-from envs.errors import ConfigError
+from envs.errors import ConfigError, MusicRLError, RunFolderError
 from envs.listeners import ListenerConfig
 from envs.music_env import EnvConfig
 from envs.rewards import RewardConfig
@@ -139,3 +143,29 @@ def load_config(cfg: DictConfig | dict) -> TrainConfig:
         raise ConfigError(f"{err.full_key}: {first}") from None
     validate(typed)
     return typed
+
+
+def load_run_config(run_dir: Path) -> TrainConfig:
+    """The validated config of a run folder; a config this version cannot read names what differs."""
+    config_path = run_dir / ".hydra" / "config.yaml"
+    if not config_path.is_file():
+        raise RunFolderError(f"{config_path}: missing; is {run_dir} a music-rl run folder?")
+    try:
+        raw = OmegaConf.load(config_path)
+    except (yaml.YAMLError, OSError, UnicodeDecodeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RunFolderError(f"{config_path}: unreadable YAML ({first[:200]})") from None
+    try:
+        return load_config(raw)
+    except MusicRLError as err:
+        raise RunFolderError(f"{config_path}: {err}{version_note(run_dir)}") from None
+
+
+def version_note(run_dir: Path) -> str:
+    """'; the run was made by music-rl X (this is Y)' when run_info.json names another version, else ''."""
+    try:
+        made_by = json.loads((run_dir / "run_info.json").read_text(encoding="utf-8"))["versions"]["music-rl"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    ours = versions()["music-rl"]
+    return f"; the run was made by music-rl {made_by} (this is {ours})" if made_by != ours else ""

@@ -25,15 +25,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import yaml
-from omegaconf import OmegaConf
 from stable_baselines3 import PPO
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.save_util import load_from_zip_file
 
 from agents.baselines import Policy
-from agents.config import TrainConfig, load_config
-from envs.errors import ConfigError, MusicRLError, RunFolderError, UnknownTrackError
+from agents.config import TrainConfig, load_run_config
+from envs.errors import ConfigError, RunFolderError, UnknownTrackError
 from envs.music_env import MusicRecEnv
 from envs.world import World
 
@@ -120,13 +118,7 @@ def load_config_of(run_dir: Path) -> TrainConfig:
     for name in RUN_FILES:
         if not (run_dir / name).exists():
             raise RunFolderError(f"{run_dir / name}: missing; is {run_dir} a finished music-rl run folder?")
-    path = run_dir / ".hydra" / "config.yaml"
-    try:
-        return load_config(OmegaConf.load(path))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise RunFolderError(f"{path}: unreadable YAML ({_first_line(err)})") from None
-    except MusicRLError as err:
-        raise RunFolderError(f"{path}: {err}") from None
+    return load_run_config(run_dir)
 
 
 def load_run(run_dir: str | Path, version: int | None = None) -> LoadedRun:

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from omegaconf import OmegaConf
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import CallbackList
@@ -35,7 +34,7 @@ from agents.callbacks import (
     load_model_checked,
     save_model_atomic,
 )
-from agents.config import TrainConfig, load_config
+from agents.config import TrainConfig
 from agents.evaluate import (
     eval_listeners,
     evaluate_policies,
@@ -46,12 +45,12 @@ from agents.evaluate import (
     train_listeners,
 )
 from agents.ppo import build_model, make_vec_env, ppo_policy
-from agents.run_info import RunInfo, versions
+from agents.run_info import RunInfo
 from agents.seeding import derive_seed
 from agents.tensorboard import latent_figure, log_hparams, open_writer, policies_figure
 from envs.atomic import atomic_path, write_text_atomic
 from envs.catalog import Normaliser, load_catalog
-from envs.errors import ConfigError, MusicRLError, RunFolderError
+from envs.errors import ConfigError, RunFolderError
 from envs.feedback import write_feedback
 from envs.rewards import propagation_quality
 from envs.world import World, build_world
@@ -284,32 +283,6 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
         log.info("removed %d temporary file(s) left by an interrupted run: %s", len(stale),
                  ", ".join(p.name for p in stale))
     return stale
-
-
-def load_run_config(run_dir: Path) -> TrainConfig:
-    """The validated config of a run folder; a config this version cannot read names what differs."""
-    config_path = run_dir / ".hydra" / "config.yaml"
-    if not config_path.is_file():
-        raise RunFolderError(f"{config_path}: missing; is {run_dir} a music-rl run folder?")
-    try:
-        raw = OmegaConf.load(config_path)
-    except (yaml.YAMLError, OSError, UnicodeDecodeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise RunFolderError(f"{config_path}: unreadable YAML ({first[:200]})") from None
-    try:
-        return load_config(raw)
-    except MusicRLError as err:
-        raise RunFolderError(f"{config_path}: {err}{version_note(run_dir)}") from None
-
-
-def version_note(run_dir: Path) -> str:
-    """'; the run was made by music-rl X (this is Y)' when run_info.json names another version, else ''."""
-    try:
-        made_by = json.loads((run_dir / "run_info.json").read_text(encoding="utf-8"))["versions"]["music-rl"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return ""
-    ours = versions()["music-rl"]
-    return f"; the run was made by music-rl {made_by} (this is {ours})" if made_by != ours else ""
 
 
 def reevaluate(run_dir: Path, cfg: TrainConfig) -> dict[str, Any]:

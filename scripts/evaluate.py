@@ -19,8 +19,8 @@ from pathlib import Path
 
 from _entry import parse_args, user_errors_exit
 
-from agents.config import validate_eval
-from agents.pipeline import load_run_config, reevaluate
+from agents.config import load_run_config, validate_eval
+from agents.pipeline import reevaluate
 from agents.report import metrics_table
 from envs.atomic import write_text_atomic
 from envs.errors import RunFolderError

@@ -21,8 +21,9 @@ import pytest
 from stable_baselines3 import PPO
 
 from agents.callbacks import latest_checkpoint
+from agents.config import load_run_config
 from agents.inference import load_run, model_versions
-from agents.pipeline import load_run_config, reevaluate
+from agents.pipeline import reevaluate
 from envs.feedback_store import FeedbackStore
 from envs.world import World
 
