@@ -6,7 +6,8 @@ Logged scalars (TensorBoard, next to SB3's own ``rollout/``, ``train/`` and ``ti
 - ``rollout/like_rate``, ``rollout/mean_pct_listened``, ``rollout/skip_rate`` (pct < 0.5): the listener's
   answers to the tracks PPO chose while collecting the last rollout;
 - ``rollout/mean_expected_reward``, ``rollout/oracle_gap``: true expected reward of the choices, and how far
-  below the best candidate they were;
+  below the best candidate they were (where the VecEnv's infos carry them: ``ppo.vec_env=batched``, which
+  computes them for all sessions at once; a single env leaves them out of its step);
 - ``eval/mean_reward``, ``eval/like_rate``, ``eval/normalized_score``: deterministic PPO on fresh sessions of
   the evaluation listeners, scored against random and oracle figures measured once on the same sessions.
 """
@@ -23,7 +24,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import numpy as np
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv
@@ -41,25 +41,32 @@ class FeedbackStatsCallback(BaseCallback):
 
     def __init__(self) -> None:
         super().__init__()
-        self._sums = np.zeros(5)
-        self._n = 0
+        self._sums = [0.0] * 5
+        self._n = [0, 0]  # steps, steps with expected rewards in their info
 
     def _on_step(self) -> bool:
+        sums, n = self._sums, self._n
         for info in self.locals["infos"]:
             pct = info["percentage_listened"]
-            self._sums += (info["liked"], pct, pct < 0.5, info["expected_reward"],
-                           info["oracle_expected_reward"] - info["expected_reward"])
-            self._n += 1
+            sums[0] += info["liked"]
+            sums[1] += pct
+            sums[2] += pct < 0.5
+            n[0] += 1
+            expected = info.get("expected_reward")
+            if expected is not None:
+                sums[3] += expected
+                sums[4] += info["oracle_expected_reward"] - expected
+                n[1] += 1
         return True
 
     def _on_rollout_end(self) -> None:
-        if self._n:
-            means = self._sums / self._n
-            for name, value in zip(("like_rate", "mean_pct_listened", "skip_rate", "mean_expected_reward",
-                                    "oracle_gap"), means, strict=True):
-                self.logger.record(f"rollout/{name}", float(value))
-        self._sums[:] = 0
-        self._n = 0
+        names = ("like_rate", "mean_pct_listened", "skip_rate", "mean_expected_reward", "oracle_gap")
+        for i, name in enumerate(names):
+            count = self._n[i // 3]
+            if count:
+                self.logger.record(f"rollout/{name}", self._sums[i] / count)
+        self._sums = [0.0] * 5
+        self._n = [0, 0]
 
 
 class PeriodicEvalCallback(BaseCallback):

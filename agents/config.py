@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from agents.evaluate import EvalConfig
-from agents.ppo import PPOConfig
+from agents.ppo import VEC_ENVS, PPOConfig
 from agents.run_info import versions
 from envs.catalog import DataConfig
 from envs.errors import ConfigError, MusicRLError, RunFolderError
@@ -82,7 +82,7 @@ def validate_ppo(cfg: PPOConfig, observation: str) -> None:
         not (cfg.policy == "candidate_scorer" and observation == "seed"),
         "candidate_scorer needs env.observation=candidates or history (use ppo.policy=mlp with seed)",
     )
-    _choice("ppo.vec_env", cfg.vec_env, ("vectorized", "dummy", "subproc"))
+    _choice("ppo.vec_env", cfg.vec_env, VEC_ENVS)
     for key in ("total_timesteps", "n_envs", "n_steps", "batch_size", "n_epochs"):
         _require(f"ppo.{key}", getattr(cfg, key), getattr(cfg, key) >= 1, "must be an integer >= 1")
     _require(

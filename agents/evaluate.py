@@ -94,7 +94,10 @@ def rollout(env: MusicRecEnv, policy: Policy, n_episodes: int, seed: int) -> lis
         }
         done = False
         while not done:
-            obs, _, terminated, truncated, info = env.step(policy(obs, env))
+            action = policy(obs, env)
+            expected = env.candidate_expected_rewards()  # the state the action is taken in
+            obs, _, terminated, truncated, info = env.step(action)
+            info.update(expected_reward=float(expected[action]), oracle_expected_reward=float(expected.max()))
             for key, values in cols.items():
                 values.append(info[key])
             done = terminated or truncated

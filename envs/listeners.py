@@ -149,6 +149,16 @@ def taste_scale(X: np.ndarray, scaling: str) -> np.ndarray:
     return np.maximum(std, 1e-6)
 
 
+def expected_reward(a: np.ndarray, cfg: ListenerConfig, like_weight: float, early_skip_penalty: float = 0.0,
+                    early_skip_threshold: float = 0.1) -> np.ndarray:
+    """Exact expected reward of tracks of affinity ``a`` (any shape, vectorised), float64 like ``a``.
+
+    ``E[pct] + like_weight * P(liked) - early_skip_penalty * P(pct < early_skip_threshold)``.
+    """
+    e_pct, p_like, p_low = response_moments(a, cfg, early_skip_threshold)
+    return e_pct + like_weight * p_like - early_skip_penalty * p_low
+
+
 def response_moments(a: np.ndarray, cfg: ListenerConfig, threshold: float = 0.1
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact ``E[pct]``, ``P(liked)`` and ``P(pct < threshold)`` of tracks of affinity ``a`` (vectorised).
@@ -193,6 +203,7 @@ class ListenerPopulation:
         self.scale = taste_scale(X, cfg.taste_scaling)
         self.centres, self.weights, self.mixture = centres, weights, mixture
         self.n = int(centres.shape[0])
+        self.n_tracks = int(X.shape[0])
         self._Xs = X / self.scale
         self._tables: dict[int, np.ndarray] = {}
         self._proj: np.ndarray | None = None
@@ -271,8 +282,8 @@ class ListenerPopulation:
 
         ``E[pct] + like_weight * P(liked) - early_skip_penalty * P(pct < early_skip_threshold)``.
         """
-        e_pct, p_like, p_low = response_moments(self.affinity(listener), self.cfg, early_skip_threshold)
-        return e_pct + like_weight * p_like - early_skip_penalty * p_low
+        return expected_reward(self.affinity(listener), self.cfg, like_weight, early_skip_penalty,
+                               early_skip_threshold)
 
     def session(self, listener: int, rng: np.random.Generator) -> ListenerSession:
         """A fresh listening session of ``listener`` whose responses are drawn from ``rng``."""
@@ -285,15 +296,19 @@ class ListenerPopulation:
         """
         i = self._check(listener)
         if i not in self._tables:
-            if self._proj is None:
-                centred = self._Xs - self._Xs.mean(axis=0)
-                _, _, vt = np.linalg.svd(centred, full_matrices=False)
-                self._proj = np.zeros((centred.shape[0], _BOREDOM_DIMS))
-                dims = min(_BOREDOM_DIMS, vt.shape[0])
-                self._proj[:, :dims] = centred @ vt[:dims].T
             a_c = self._affinity_block(np.arange(self._Xs.shape[0]), self.centres[i], self.weights[i])
-            self._tables[i] = np.hstack([a_c, self._proj])
+            self._tables[i] = np.hstack([a_c, self.boredom_coords()])
         return self._tables[i]
+
+    def boredom_coords(self) -> np.ndarray:
+        """``p(x)``: the first three principal components of ``x / s`` per track, (N, 3) float64 (cached)."""
+        if self._proj is None:
+            centred = self._Xs - self._Xs.mean(axis=0)
+            _, _, vt = np.linalg.svd(centred, full_matrices=False)
+            self._proj = np.zeros((centred.shape[0], _BOREDOM_DIMS))
+            dims = min(_BOREDOM_DIMS, vt.shape[0])
+            self._proj[:, :dims] = centred @ vt[:dims].T
+        return self._proj
 
     def _check(self, listener: int) -> int:
         """``listener`` as an int; ValueError when it is not an id of this population."""
@@ -334,11 +349,7 @@ class ListenerSession:
         self._u: list[float] = []
         self._ui = 0
         self._n_u = 3 + len(self._pi)  # uniforms per response: branch, value, like, one per centre (drift)
-        self._params = (c.early_skip_max, c.early_skip_threshold, c.early_skip_slope, c.full_listen_scale,
-                        c.partial_mean_low, c.partial_mean_high - c.partial_mean_low, c.like_power)
-        self._inv2sb2 = 1.0 / (2.0 * c.boredom_width**2)
-        self._keep = 1.0 - c.repeat_penalty
-        self._drift = c.drift * math.sqrt(12.0) if len(self._pi) > 1 else 0.0  # U(-d/2, d/2) has std drift
+        self._params, self._inv2sb2, self._keep, self._drift = _session_constants(c)
 
     def affinity_now(self, track: int) -> float:
         """The affinity ``a_t(x)`` of a track in the current state (mixture, boredom, repeats)."""
@@ -385,9 +396,7 @@ class ListenerSession:
         if self.left:
             raise RuntimeError(f"listener {self.listener} left the session after {self.n_played} tracks")
         track = int(track)
-        if track not in self._cache:
-            self._affinities([track])
-        a, row = self._cache[track]
+        a, row = self._affinity(track)
         i = self._ui
         if i + self._n_u > len(self._u):
             self._u = self._rng.random(_UNIFORM_BLOCK).tolist()
@@ -409,30 +418,30 @@ class ListenerSession:
         return pct, liked
 
     def _affinities(self, tracks: np.ndarray | list[int]) -> list[float]:
-        """``a_t(x)`` of each track, memoised until the state changes (the hot path: locals hoisted)."""
-        cache, pi, window, played = self._cache, self._pi, self._window, self._played
-        boredom, inv2sb2, keep = self._cfg.boredom, self._inv2sb2, self._keep
-        out = []
-        rows = self._table.take(tracks, axis=0).tolist()  # one contiguous gather beats per-track lookups
-        for t, row in zip(_as_list(tracks), rows, strict=True):
-            hit = cache.get(t)
-            if hit is not None:
-                out.append(hit[0])
-                continue
-            a = sum(map(mul, pi, row))  # stops at the C mixture weights
-            if window:
-                x0, x1, x2 = row[-3], row[-2], row[-1]
-                best = math.inf
-                for y0, y1, y2 in window:
-                    d = (x0 - y0) * (x0 - y0) + (x1 - y1) * (x1 - y1) + (x2 - y2) * (x2 - y2)
-                    if d < best:
-                        best = d
-                a *= 1.0 - boredom * math.exp(-best * inv2sb2)
-            if t in played:
-                a *= keep
-            cache[t] = (a, row)
-            out.append(a)
-        return out
+        """``a_t(x)`` of each track (see :meth:`_affinity`)."""
+        affinity = self._affinity
+        return [affinity(t)[0] for t in _as_list(tracks)]
+
+    def _affinity(self, track: int) -> tuple[float, list[float]]:
+        """``a_t(x)`` of a track and its session-table row, memoised until the state changes (the hot path)."""
+        hit = self._cache.get(track)
+        if hit is not None:
+            return hit
+        row = self._table[track].tolist()
+        a = sum(map(mul, self._pi, row))  # stops at the C mixture weights
+        window = self._window
+        if window:
+            x0, x1, x2 = row[-3], row[-2], row[-1]
+            best = math.inf
+            for y0, y1, y2 in window:
+                d = (x0 - y0) * (x0 - y0) + (x1 - y1) * (x1 - y1) + (x2 - y2) * (x2 - y2)
+                if d < best:
+                    best = d
+            a *= 1.0 - self._cfg.boredom * math.exp(-best * self._inv2sb2)
+        if track in self._played:
+            a *= self._keep
+        hit = self._cache[track] = (a, row)
+        return hit
 
     def _advance(self, track: int, row: list[float], pct: float, u: list[float], i: int) -> None:
         """The state after a response: skips, leaving, boredom window, played set, mixture drift."""
@@ -455,6 +464,131 @@ class ListenerSession:
                 total += pi[c]
             for c in range(len(pi)):
                 pi[c] = max(pi[c] / total, 1e-12)
+
+
+class ListenerBatch:
+    """``n`` listening sessions held as arrays and stepped together with numpy (the batched ListenerSession).
+
+    Slot ``i`` holds one session; :meth:`start` begins fresh sessions in some slots. The state, affinities,
+    expected rewards and responses are those of :class:`ListenerSession` (the tests hold the two to each
+    other on the same uniforms); where a ListenerSession draws its uniforms from its own generator, a batch
+    is handed a row of :attr:`n_uniforms` uniforms per session and step, in the same order (branch, value,
+    like, one per centre). Used by :class:`envs.session_batch.SessionBatch`.
+
+    Args:
+        population: the listeners.
+        n: number of session slots.
+
+    Attributes:
+        listener, skips, n_played: (n,) int64; left: (n,) bool (a slot that left must be started again
+        before it responds); pi: (n, C) mixture weights.
+    """
+
+    def __init__(self, population: ListenerPopulation, n: int) -> None:
+        cfg = population.cfg
+        self.population, self.n, self._cfg = population, int(n), cfg
+        c = cfg.n_taste_centres
+        self.n_uniforms = 3 + c
+        self.listener = np.zeros(self.n, dtype=np.int64)
+        self.pi = np.zeros((self.n, c))
+        self.skips = np.zeros(self.n, dtype=np.int64)
+        self.left = np.zeros(self.n, dtype=bool)
+        self.n_played = np.zeros(self.n, dtype=np.int64)
+        self._params, self._inv2sb2, self._keep, self._drift = _session_constants(cfg)
+        self._coords = population.boredom_coords()
+        # the last boredom_window tracks' coordinates; empty slots are infinitely far (no boredom)
+        self._window = np.full((self.n, cfg.boredom_window, _BOREDOM_DIMS), np.inf)
+        self._wpos = 0  # every session responds on every step, so one write position serves all
+        self._heard = np.zeros((self.n, population.n_tracks), dtype=bool)  # repeats: tracks heard this session
+        self._heard_order = np.zeros((self.n, 32), dtype=np.int64)  # the same tracks, to clear the mask fast
+        self._rows = np.arange(self.n)
+        self._table: np.ndarray | None = None  # the session table when every slot is the same listener
+
+    def start(self, slots: np.ndarray, listeners: np.ndarray) -> None:
+        """Begin fresh sessions of ``listeners`` in ``slots`` (both (m,) int arrays)."""
+        slots = np.asarray(slots, dtype=np.int64)
+        for i, count in zip(slots.tolist(), self.n_played[slots].tolist(), strict=True):
+            self._heard[i, self._heard_order[i, :count]] = False
+        self.listener[slots] = [self.population._check(int(i)) for i in np.asarray(listeners).ravel()]
+        self.pi[slots] = self.population.mixture[self.listener[slots]]
+        self.skips[slots] = 0
+        self.left[slots] = False
+        self.n_played[slots] = 0
+        self._window[slots] = np.inf
+        first = int(self.listener[0])
+        self._table = self.population.session_table(first) if (self.listener == first).all() else None
+
+    def affinities(self, tracks: np.ndarray, slots: np.ndarray | None = None) -> np.ndarray:
+        """``a_t(x)`` of tracks (m, j) in the current state of sessions ``slots`` (m,), (m, j) float64.
+
+        ``slots`` None: every session, ``m = n``.
+        """
+        cfg, c = self._cfg, self.pi.shape[1]
+        slots = self._rows if slots is None else np.asarray(slots, dtype=np.int64)
+        rows = self._session_rows(tracks, slots)
+        a = np.einsum("mjc,mc->mj", rows[..., :c], self.pi[slots])
+        if cfg.boredom_window:
+            diff = rows[:, :, None, c:] - self._window[slots, None, :, :]
+            best = np.einsum("mjwx,mjwx->mjw", diff, diff).min(axis=2)
+            a *= 1.0 - cfg.boredom * np.exp(-best * self._inv2sb2)
+        heard = self._heard[slots[:, None], tracks]
+        return np.where(heard, a * self._keep, a) if heard.any() else a
+
+    def _session_rows(self, tracks: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        """The session-table rows (m, j, C + 3) of tracks (m, j), each from its slot's listener."""
+        if self._table is not None:
+            return self._table[tracks]
+        out = np.empty((*tracks.shape, self.pi.shape[1] + _BOREDOM_DIMS))
+        listeners = self.listener[slots]
+        for listener in np.unique(listeners).tolist():
+            sel = listeners == listener
+            out[sel] = self.population.session_table(listener)[tracks[sel]]
+        return out
+
+    def respond(self, tracks: np.ndarray, a: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every session plays its track of ``tracks`` (n,), of current affinity ``a`` (n,): draw the answers
+        from the uniforms ``u`` (n, :attr:`n_uniforms`) and advance the state.
+
+        Returns:
+            ``pct`` (n,) float64 in [0, 1] and ``liked`` (n,) int64 in {0, 1}.
+        """
+        e, tau, slope, phi, m0, dm, gamma = self._params
+        with np.errstate(over="ignore"):
+            q_early = 1.0 / (1.0 + np.exp((a - tau) / slope))
+        early = u[:, 0] < q_early
+        full = ~early & (u[:, 1] < phi * a)
+        liked = full & (u[:, 2] < self._cfg.like_scale * a**gamma)
+        m = m0 + dm * a
+        pct = np.where(early, e * u[:, 1], np.where(full, 1.0, e + (1.0 - e) * u[:, 2] ** ((1.0 - m) / m)))
+        self._advance(np.asarray(tracks, dtype=np.int64), pct, u[:, 3:])
+        return pct, liked.astype(np.int64)
+
+    def _advance(self, tracks: np.ndarray, pct: np.ndarray, u_drift: np.ndarray) -> None:
+        """The state after the responses: skips, leaving, boredom window, heard tracks, mixture drift."""
+        self.skips = np.where(pct < SKIP_BELOW, self.skips + 1, 0)
+        self.left = self.skips >= self._cfg.patience
+        if self._cfg.boredom_window:
+            self._window[:, self._wpos] = self._coords[tracks]
+            self._wpos = (self._wpos + 1) % self._cfg.boredom_window
+        if int(self.n_played.max()) == self._heard_order.shape[1]:
+            self._heard_order = np.concatenate([self._heard_order, np.zeros_like(self._heard_order)], axis=1)
+        self._heard[self._rows, tracks] = True
+        self._heard_order[self._rows, self.n_played] = tracks
+        self.n_played += 1
+        if self._drift:  # log pi_c += d (u_c - 1/2), then renormalise
+            pi = self.pi
+            pi *= np.exp(self._drift * (u_drift - 0.5))
+            pi /= pi.sum(axis=1, keepdims=True)
+            np.maximum(pi, 1e-12, out=pi)
+
+
+def _session_constants(cfg: ListenerConfig) -> tuple[tuple[float, ...], float, float, float]:
+    """What a session step reads of the config: the response parameters ``(e, tau, slope, phi, m0, dm,
+    gamma)``, ``1 / (2 boredom_width^2)``, the repeat factor and the drift step's half-range factor."""
+    params = (cfg.early_skip_max, cfg.early_skip_threshold, cfg.early_skip_slope, cfg.full_listen_scale,
+              cfg.partial_mean_low, cfg.partial_mean_high - cfg.partial_mean_low, cfg.like_power)
+    drift = cfg.drift * math.sqrt(12.0) if cfg.n_taste_centres > 1 else 0.0  # U(-d/2, d/2) has std drift
+    return params, 1.0 / (2.0 * cfg.boredom_width**2), 1.0 - cfg.repeat_penalty, drift
 
 
 def _as_list(tracks: np.ndarray | list[int]) -> list[int]:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -124,6 +124,95 @@ class EnvConfig:
 ENV_FIELDS = frozenset(f.name for f in fields(EnvConfig))
 
 
+def check_listeners(listener_ids: Sequence[int], n: int) -> list[int]:
+    """``listener_ids`` as ints; :class:`ConfigError` unless it is a non-empty list of ids in ``0..n - 1``."""
+    ids = [int(i) for i in listener_ids]
+    if not ids or any(not 0 <= i < n for i in ids):
+        raise ConfigError(f"listener_ids={list(listener_ids)!r}: must be a non-empty list of ids in 0..{n - 1}")
+    return ids
+
+
+class ObservationViews(NamedTuple):
+    """Views into an observation buffer (..., width) by part; None where the mode has no such part."""
+
+    z: np.ndarray  # (..., d) the current track's latent
+    z_cands: np.ndarray | None  # (..., k, d) the candidates' latents
+    x: np.ndarray | None  # (..., F) the current track's features
+    x_cands: np.ndarray | None  # (..., k, F) the candidates' features
+    hist: np.ndarray | None  # (..., history, d + 1) [z_played, scaled reward], most recent first
+
+
+@dataclass(frozen=True, eq=False)
+class EnvSetup:
+    """What MusicRec-v0 derives from a world and an env config, validated once: the reward definition and
+    the observation's layout and space. Shared by :class:`MusicRecEnv` and
+    :class:`envs.session_batch.SessionBatch`; build it with :meth:`of`.
+    """
+
+    cfg: EnvConfig
+    n_tracks: int
+    d: int
+    n_feat: int  # features per track in the observation (0: none)
+    like_weight: float
+    early_skip_penalty: float
+    early_skip_threshold: float
+    reward_scale: float
+    observation_space: spaces.Box
+
+    @classmethod
+    def of(cls, world: World, cfg: EnvConfig) -> EnvSetup:
+        """Validate ``cfg`` against the world (raises :class:`ConfigError`) and derive the setup."""
+        n, d = world.latents.shape
+        cfg.validate(n)
+        width = world.neighbours.shape[1]
+        if cfg.k > width:
+            raise ConfigError(f"env.k={cfg.k}: must be <= the world's neighbour table width ({width})")
+        like_weight = float(world.meta["like_weight"])
+        penalty = float(world.meta["early_skip_penalty"])
+        scale = 1.0 / (1.0 + like_weight) if cfg.reward_scale == "auto" else float(cfg.reward_scale)
+        n_feat = 0 if cfg.observation == "seed" or not cfg.candidate_features else int(world.features.shape[1])
+        base = d if cfg.observation == "seed" else (1 + cfg.k) * (d + n_feat)
+        if cfg.observation != "history":
+            space = spaces.Box(0.0, 1.0, (base,), np.float32)
+        else:  # [0, 1] except the history's reward column
+            table = world.reward_table
+            raw_lo = min(-penalty, float(table.min()))
+            raw_hi = max(1.0 + like_weight, float(table.max()))
+            low = np.zeros((cfg.history, d + 1), dtype=np.float32)
+            high = np.ones((cfg.history, d + 1), dtype=np.float32)
+            low[:, d] = min(0.0, raw_lo * scale)
+            high[:, d] = max(1.0, raw_hi * scale)
+            low = np.concatenate([np.zeros(base, dtype=np.float32), low.ravel()])
+            high = np.concatenate([np.ones(base, dtype=np.float32), high.ravel()])
+            space = spaces.Box(low, high, dtype=np.float32)
+        return cls(cfg, n, d, n_feat, like_weight, penalty, float(world.meta["early_skip_threshold"]), scale,
+                   space)
+
+    @property
+    def k(self) -> int:
+        """Candidates per step."""
+        return int(self.cfg.k)
+
+    def raw_reward(self, pct: Any, liked: Any) -> Any:
+        """``pct + like_weight * liked - early_skip_penalty * [pct < early_skip_threshold]`` (floats or arrays)."""
+        return pct + self.like_weight * liked - self.early_skip_penalty * (pct < self.early_skip_threshold)
+
+    def views(self, obs: np.ndarray) -> ObservationViews:
+        """Views of ``obs`` (..., width) by part: writing into them writes the observation."""
+        d, k, f, lead = self.d, self.k, self.n_feat, obs.shape[:-1]
+
+        def part(start: int, shape: tuple[int, ...]) -> np.ndarray:
+            return np.reshape(obs[..., start:start + int(np.prod(shape))], (*lead, *shape), copy=False)
+
+        if self.cfg.observation == "seed":
+            return ObservationViews(part(0, (d,)), None, None, None, None)
+        start = (1 + k) * d
+        base = (1 + k) * (d + f)
+        hist = part(base, (self.cfg.history, d + 1)) if self.cfg.observation == "history" else None
+        return ObservationViews(part(0, (d,)), part(d, (k, d)), part(start, (f,)) if f else None,
+                                part(start + f, (k, f)) if f else None, hist)
+
+
 class MusicRecEnv(gym.Env):
     """Sequential music recommendation over a :class:`envs.world.World` (see the module docstring).
 
@@ -145,51 +234,39 @@ class MusicRecEnv(gym.Env):
                  listener_ids: Sequence[int] | None = None) -> None:
         super().__init__()
         cfg = EnvConfig() if cfg is None else cfg
-        n, d = world.latents.shape
-        cfg.validate(n)
-        width = world.neighbours.shape[1]
-        if cfg.k > width:
-            raise ConfigError(f"env.k={cfg.k}: must be <= the world's neighbour table width ({width})")
+        self.setup = setup = EnvSetup.of(world, cfg)
         self.world, self.cfg = world, cfg
-        self.like_weight = float(world.meta["like_weight"])
-        self.early_skip_penalty = float(world.meta["early_skip_penalty"])
-        self.early_skip_threshold = float(world.meta["early_skip_threshold"])
-        self.reward_scale = (1.0 / (1.0 + self.like_weight) if cfg.reward_scale == "auto"
-                             else float(cfg.reward_scale))
+        self.like_weight = setup.like_weight
+        self.early_skip_penalty = setup.early_skip_penalty
+        self.early_skip_threshold = setup.early_skip_threshold
+        self.reward_scale = setup.reward_scale
         self._population = world.listeners()
-        self._listener_ids = None if listener_ids is None else self._check_listeners(listener_ids)
+        self._listener_ids = None if listener_ids is None else check_listeners(listener_ids, self._population.n)
         self._served = int(world.meta["served_listener"])
         self._simulator = cfg.reward_source == "simulator"
         self._window = 0 if cfg.no_repeat == "session" else int(cfg.no_repeat)
         self._session_length = cfg.session_length
-        self._index = world.candidate_index(cfg.k, min(cfg.n_neighbours, width))
+        self._index = world.candidate_index(cfg.k, min(cfg.n_neighbours, world.neighbours.shape[1]))
         self._latents = world.latents
         self._features = world.features
         self._table = world.reward_table
         self._track_ids = world.track_ids()
-        self._n, self._d, self._k = n, d, cfg.k
+        self._n, self._d, self._k = setup.n_tracks, setup.d, cfg.k
 
         self.action_space = spaces.Discrete(cfg.k)
-        self.observation_space = self._observation_space()
+        self.observation_space = setup.observation_space
         self._obs = np.zeros(self.observation_space.shape, dtype=np.float32)
-        self._cand_block = self._obs[d:(1 + cfg.k) * d].reshape(cfg.k, d) if cfg.observation != "seed" else None
-        n_feat = self._n_candidate_features()
-        start = (1 + cfg.k) * d
-        self._cur_feat = self._obs[start:start + n_feat] if n_feat else None
-        self._feat_block = (self._obs[start + n_feat:start + (1 + cfg.k) * n_feat].reshape(cfg.k, n_feat)
-                            if n_feat else None)
-        base = self._base_width()
-        if cfg.observation == "history":
+        views = setup.views(self._obs)
+        self._cand_block, self._cur_feat, self._feat_block = views.z_cands, views.x, views.x_cands
+        self._hist = views.hist
+        if self._hist is not None:
             h = cfg.history
-            self._hist: np.ndarray | None = self._obs[base:].reshape(h, d + 1)
-            self._ring = np.zeros((h, d + 1), dtype=np.float32)  # history rows in write order, cyclic
+            self._ring = np.zeros((h, self._d + 1), dtype=np.float32)  # history rows in write order, cyclic
             # ring rows in most-recent-first order, for each position p of the latest write
             self._ring_orders = [np.array([(p - i) % h for i in range(h)]) for p in range(h)]
-        else:
-            self._hist = None
         self._ring_pos = 0
 
-        self._played = np.zeros(n, dtype=bool)
+        self._played = np.zeros(self._n, dtype=bool)
         self._order: list[int] = []
         self._steps = 0
         self.session: Any = None
@@ -197,46 +274,7 @@ class MusicRecEnv(gym.Env):
         self.track = -1
         self.current_candidates = np.zeros(cfg.k, dtype=np.int64)
         self._cand_list: list[int] = []
-        self._cand_expected = np.zeros(cfg.k)
-        self._cand_expected_list: list[float] = []
-
-    def _check_listeners(self, listener_ids: Sequence[int]) -> list[int]:
-        """``listener_ids`` as ints, each an id of the world's population."""
-        ids = [int(i) for i in listener_ids]
-        n = self._population.n
-        if not ids or any(not 0 <= i < n for i in ids):
-            raise ConfigError(f"listener_ids={list(listener_ids)!r}: must be a non-empty list of ids "
-                              f"in 0..{n - 1}")
-        return ids
-
-    def _n_candidate_features(self) -> int:
-        """Features per candidate in the observation: 11 with ``candidate_features`` (not in seed mode), else 0."""
-        if self.cfg.observation == "seed" or not self.cfg.candidate_features:
-            return 0
-        return int(self._features.shape[1])
-
-    def _base_width(self) -> int:
-        """Width of the observation before the history rows."""
-        d, k = self._d, self._k
-        if self.cfg.observation == "seed":
-            return d
-        return (1 + k) * (d + self._n_candidate_features())
-
-    def _observation_space(self) -> spaces.Box:
-        """The flat float32 Box of the configured mode: [0, 1] except the history's reward column."""
-        d, cfg = self._d, self.cfg
-        base = self._base_width()
-        if cfg.observation != "history":
-            return spaces.Box(0.0, 1.0, (base,), np.float32)
-        raw_lo = min(-self.early_skip_penalty, float(self._table.min()))
-        raw_hi = max(1.0 + self.like_weight, float(self._table.max()))
-        low = np.zeros((cfg.history, d + 1), dtype=np.float32)
-        high = np.ones((cfg.history, d + 1), dtype=np.float32)
-        low[:, d] = min(0.0, raw_lo * self.reward_scale)
-        high[:, d] = max(1.0, raw_hi * self.reward_scale)
-        low = np.concatenate([np.zeros(base, dtype=np.float32), low.ravel()])
-        high = np.concatenate([np.ones(base, dtype=np.float32), high.ravel()])
-        return spaces.Box(low, high, dtype=np.float32)
+        self._cand_expected: np.ndarray | None = None
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -271,7 +309,13 @@ class MusicRecEnv(gym.Env):
         return self._obs.copy(), info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """Recommend candidate ``action``; the listener answers; the chosen track becomes the state."""
+        """Recommend candidate ``action``; the listener answers; the chosen track becomes the state.
+
+        ``info``: ``track`` (row), ``track_id``, ``percentage_listened``, ``liked``, ``reward`` (raw, unscaled),
+        ``candidates`` (the k candidates the action chose from) and ``listener``. The listener's expected
+        rewards of the candidates are not computed on a step (a quarter of its cost): ask
+        :meth:`candidate_expected_rewards` before stepping.
+        """
         a = int(action)
         if not 0 <= a < self._k:
             raise ValueError(f"action {action!r} outside Discrete({self._k})")
@@ -279,9 +323,7 @@ class MusicRecEnv(gym.Env):
         session = self.session
         pct, liked = session.respond(track)
         if self._simulator:
-            raw = pct + self.like_weight * liked
-            if pct < self.early_skip_threshold:
-                raw -= self.early_skip_penalty
+            raw = self.setup.raw_reward(pct, liked)
             terminated = session.left
         else:
             raw = float(self._table[track])
@@ -302,24 +344,19 @@ class MusicRecEnv(gym.Env):
             ring[p, :-1] = self._latents[track]
             ring[p, -1] = reward
             ring.take(self._ring_orders[p], axis=0, out=self._hist, mode="wrap")
-        expected = self._cand_expected_list
         info = {"track": track, "track_id": self._track_ids[track], "percentage_listened": pct,
-                "liked": liked, "reward": raw, "expected_reward": expected[a],
-                "oracle_expected_reward": max(expected), "candidates": self.current_candidates,
-                "listener": self.listener}
+                "liked": liked, "reward": raw, "candidates": self.current_candidates, "listener": self.listener}
         self._advance(track)
         truncated = not terminated and self._steps >= self._session_length
         return self._obs.copy(), reward, terminated, truncated, info
 
     def _advance(self, track: int) -> None:
-        """Make ``track`` current: its candidates, their expected rewards and the observation."""
+        """Make ``track`` current: its candidates and the observation."""
         self.track = track
         cands = self._index.candidates(track, self._played)
         self.current_candidates = cands
         self._cand_list = cands.tolist()
-        self._cand_expected = self.session.expected_reward(cands, self.like_weight, self.early_skip_penalty,
-                                                           self.early_skip_threshold)
-        self._cand_expected_list = self._cand_expected.tolist()
+        self._cand_expected = None
         self._obs[:self._d] = self._latents[track]
         if self._cand_block is not None:
             self._latents.take(cands, axis=0, out=self._cand_block, mode="wrap")  # unbuffered; indices valid
@@ -328,7 +365,13 @@ class MusicRecEnv(gym.Env):
             self._features.take(cands, axis=0, out=self._feat_block, mode="wrap")
 
     def candidate_expected_rewards(self) -> np.ndarray:
-        """True expected rewards (raw units) of the current candidates in the listener's current state."""
+        """True expected rewards (raw units) of the current candidates in the listener's current state.
+
+        Computed on demand (a step does not need them; evaluation and the oracle do), once per state.
+        """
+        if self._cand_expected is None:
+            self._cand_expected = self.session.expected_reward(
+                self.current_candidates, self.like_weight, self.early_skip_penalty, self.early_skip_threshold)
         return self._cand_expected.copy()
 
 

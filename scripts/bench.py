@@ -83,7 +83,7 @@ class Sizes:
 
     ppo_tracks: int = 20_000  # (a) the default catalog size
     ppo_n_envs: tuple[int, ...] = (1, 8)
-    ppo_vec_envs: tuple[str, ...] = ("dummy", "vectorized")  # (a) for every mode and n_envs
+    ppo_vec_envs: tuple[str, ...] = ("dummy", "vectorized", "batched")  # (a) for every mode and n_envs
     ppo_subproc: tuple[tuple[str, int], ...] = (("candidates", 8),)  # (a) (mode, n_envs) also in subproc
     ppo_rollouts: int = 3  # (a) rollouts + updates timed per measurement
     ppo: dict[str, int] = field(default_factory=dict)  # PPOConfig overrides (none: the defaults)
@@ -702,7 +702,6 @@ def task_throughput(
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     from agents.ppo import PPOConfig, build_model, make_vec_env
-    from agents.vec_env import session_vec_env
     from envs.music_env import EnvConfig, MusicRecEnv
     from envs.world import synthetic_world
 
@@ -716,8 +715,6 @@ def task_throughput(
             null = DummyVecEnv([lambda: Monitor(NullEnv(*spaces))] * n_env)
             null.seed(0)
             return null
-        if vec_env == "vectorized":
-            return session_vec_env(world, env_cfg, None, n_env, seed=0)
         return make_vec_env(world, env_cfg, None, n_env, vec_env, seed=0)
 
     measurements = []

@@ -75,9 +75,9 @@ def test_every_row_is_consistent(quick):
 def test_each_measurement_has_its_rows(quick):
     rows = quick[0]["results"]
     by_id = {mid: [r for r in rows if r["id"] == mid] for mid in "acef"}
-    # (a): 3 observation modes x (dummy, vectorized) (quick: n_envs = 2 only); ratios of two positive rates
-    assert len(by_id["a"]) == 6
-    assert {r["params"]["vec_env"] for r in by_id["a"]} == {"dummy", "vectorized"}
+    # (a): 3 observation modes x (dummy, vectorized, batched) (quick: n_envs = 2 only); ratios of two rates
+    assert len(by_id["a"]) == 9
+    assert {r["params"]["vec_env"] for r in by_id["a"]} == {"dummy", "vectorized", "batched"}
     for r in by_id["a"]:
         assert len(r["params"]["real"]) == len(r["params"]["null"]) == len(r["values"]) == REPEATS
         assert r["median"] > 0
