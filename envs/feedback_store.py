@@ -9,7 +9,10 @@ Durability and concurrency:
 - writers (and readers) serialise on an exclusive :class:`filelock.FileLock` on ``<path>.lock``, a
   separate file rather than ``flock`` on the log itself, because :meth:`FeedbackStore.create` and the
   header upgrade replace the log by an atomic rename, which a lock held on the old inode would not see;
-  the kernel drops the lock when a holder dies, even by SIGKILL;
+  the kernel drops the lock when a holder dies, even by SIGKILL. A reader that cannot create or open the
+  lock file (a read-only folder: someone else's run) reads without it; at worst it sees the torn last
+  record of an append in progress, which it skips as below. A writer there fails with the ``OSError``
+  naming the lock file, which the entry points print as one line;
 - a crash can leave only the last record torn. The next append closes it first: a closing quote when the
   file holds an odd number of quotes, then ``len(COLUMNS)`` empty fields and a newline, so the torn
   record can never parse as a row of the right width, and the new rows start on a line of their own;
@@ -22,10 +25,12 @@ Durability and concurrency:
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,6 +49,7 @@ COLUMNS: tuple[str, ...] = (*FEEDBACK_COLUMNS, *OPTIONAL, "served_at", "policy_v
 _STRINGS = ("user_id", "session_id", "track_id", "served_at", "policy_version")
 _HEADER = ",".join(COLUMNS) + "\n"
 _TORN_CLOSE = "," * len(COLUMNS) + "\n"
+_UNWRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})  # the lock file cannot be made or opened
 
 
 def utc_now() -> str:
@@ -64,7 +70,7 @@ class FeedbackStore:
         """Write ``df`` as the whole initial log at ``path``, atomically, replacing any file there.
 
         Missing optional columns (``action_prob``, ``served_at``, ``policy_version``) are written empty.
-        Raises :class:`FeedbackError` for unknown or missing columns and invalid values.
+        Raises :class:`FeedbackError` for unknown, missing or duplicate columns and invalid values.
         """
         store = cls(path)
         frame = _conform(df, store.path, stamp=False)
@@ -78,7 +84,8 @@ class FeedbackStore:
 
         Rows need the feedback columns; ``served_at`` defaults to now and the other optional columns to
         empty. A file written by another tool with fewer columns is first rewritten with the full header.
-        Raises :class:`FeedbackError` for unknown or missing columns and invalid values.
+        Raises :class:`FeedbackError`, writing nothing of the batch, for unknown, missing or duplicate
+        columns and invalid values (a ``served_at`` must be an ISO-8601 time with a timezone).
         """
         df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
         if df.empty:
@@ -100,17 +107,38 @@ class FeedbackStore:
 
         ``position`` and ``liked`` are int64, ``percentage_listened`` and ``action_prob`` float64 (NaN
         when empty), the others strings (empty when unset). It takes the writers' lock, so an append in
-        progress is never mistaken for a torn line. Raises :class:`FeedbackError` when the file is
-        missing or a whole record holds an invalid value (the message names the column and the data
-        row, counted without skipped torn lines), and when ``known_track_ids`` is given and a track id
-        is not among them.
+        progress is never mistaken for a torn line; where the lock file cannot be created or opened (a
+        read-only folder) it reads without the lock. It creates nothing when the file is missing. Raises
+        :class:`FeedbackError` when the file is missing, its header is not a valid one (a duplicate,
+        unknown or missing column) or a whole record holds an invalid value (the message names the column
+        and the data row, counted without skipped torn lines), and when ``known_track_ids`` is given and a
+        track id is not among them.
         """
-        with self._lock:
+        if not self.path.exists():  # checked first: taking the lock would create <path>.lock (and folders)
+            raise FeedbackError(f"{self.path}: no such feedback log")
+        with self._lock_for_reading():
             try:
                 data = self.path.read_bytes()
             except FileNotFoundError:
                 raise FeedbackError(f"{self.path}: no such feedback log") from None
         return _parse(data.decode("utf-8", errors="replace"), self.path, known_track_ids)
+
+    @contextmanager
+    def _lock_for_reading(self) -> Iterator[None]:
+        """Hold the writers' lock, or no lock where its file cannot be created or opened (read-only folder)."""
+        try:
+            self._lock.acquire()
+            locked = True
+        except OSError as err:
+            if err.errno not in _UNWRITABLE:
+                raise
+            log.debug("%s: reading without the lock (%s)", self.path, err.strerror)
+            locked = False
+        try:
+            yield
+        finally:
+            if locked:
+                self._lock.release()
 
     def _upgrade_header(self) -> None:
         """Rewrite a non-empty log whose header is not :data:`COLUMNS` with the full header (lock held)."""
@@ -143,13 +171,48 @@ def _conform(df: pd.DataFrame, path: Path, stamp: bool) -> pd.DataFrame:
     for col in ("served_at", "policy_version"):
         values = frame[col].to_numpy(dtype=object)
         frame[col] = np.where(pd.isna(values), "", values).astype(str)
+    source = f"{path} (rows being written)"
+    check_served_at(frame["served_at"], source)
     if stamp:
         frame.loc[frame["served_at"] == "", "served_at"] = utc_now()
-    return _validated(frame, f"{path} (rows being written)")
+    return _validated(frame, source)
+
+
+def check_served_at(served: pd.Series, source: str) -> None:
+    """Raise :class:`FeedbackError` naming ``source`` and the first bad row unless every non-empty
+    ``served_at`` (strings) is an ISO-8601 time with a timezone.
+
+    A value must parse by :meth:`datetime.fromisoformat` with a timezone AND by :func:`_garbled_times`,
+    the test :meth:`FeedbackStore.read` applies, which would otherwise skip the row as torn.
+    """
+    naive = np.array([value != "" and not _has_timezone(value) for value in served], dtype=bool)
+    rows = np.flatnonzero(naive | _garbled_times(served))
+    if rows.size:
+        raise FeedbackError(f"{source}: column served_at, row {rows[0] + 1} ({rows.size} bad in all): must be "
+                            "empty (now) or an ISO-8601 time with a timezone, e.g. 2024-05-01T12:00:00.000+00:00 "
+                            f"(got {served.iloc[rows[0]]!r})")
+
+
+def _has_timezone(value: str) -> bool:
+    """Whether ``value`` parses by :meth:`datetime.fromisoformat` to a time with a timezone."""
+    try:
+        return datetime.fromisoformat(value).tzinfo is not None
+    except ValueError:
+        return False
+
+
+def _garbled_times(served: pd.Series) -> np.ndarray:
+    """Which ``served_at`` values are given but do not parse as ISO-8601 (as read() skips them)."""
+    parsed = pd.to_datetime(served.where(served != ""), format="ISO8601", utc=True, errors="coerce")
+    return (parsed.isna() & (served != "")).to_numpy()
 
 
 def _check_columns(columns: list[str], path: Path, where: str) -> None:
-    """Raise :class:`FeedbackError` unless ``columns`` hold every feedback column and only known ones."""
+    """Raise :class:`FeedbackError` unless ``columns`` hold every feedback column, only known ones, once."""
+    duplicated = sorted({c for c in columns if columns.count(c) > 1}, key=columns.index)
+    if duplicated:
+        raise FeedbackError(f"{path}:{where} duplicate column{'s' if len(duplicated) > 1 else ''} "
+                            f"{', '.join(map(repr, duplicated))}; each column may appear only once")
     unknown = [c for c in columns if c not in COLUMNS]
     missing = [c for c in FEEDBACK_COLUMNS if c not in columns]
     if unknown or missing:
@@ -166,19 +229,22 @@ def _to_csv(frame: pd.DataFrame) -> str:
 def _parse(text: str, path: Path, known_track_ids: Iterable[str] | None) -> pd.DataFrame:
     """Parse the text of a log: drop torn records (one warning), validate and type the rest."""
     reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, list(COLUMNS))
-    _check_columns(header, path, where=" line 1:")
-    records: list[list[str]] = []
-    lines: list[int] = []
-    torn: list[int] = []
-    start = last = 2
-    for record in reader:
-        if len(record) == len(header):
-            records.append(record)
-            lines.append(start)
-        elif record:
-            torn.append(start)
-        last, start = (start if record else last), reader.line_num + 1
+    try:
+        header = next(reader, list(COLUMNS))
+        _check_columns(header, path, where=" line 1:")
+        records: list[list[str]] = []
+        lines: list[int] = []
+        torn: list[int] = []
+        start = last = 2
+        for record in reader:
+            if len(record) == len(header):
+                records.append(record)
+                lines.append(start)
+            elif record:
+                torn.append(start)
+            last, start = (start if record else last), reader.line_num + 1
+    except csv.Error as err:  # e.g. a field over csv.field_size_limit(): not a log this module wrote
+        raise FeedbackError(f"{path}: line {reader.line_num}: not readable as CSV ({err})") from None
     if records and (not text.endswith("\n") or text.count('"') % 2 == 1) and lines[-1] == last:
         records.pop()
         torn.append(lines.pop())
@@ -187,9 +253,7 @@ def _parse(text: str, path: Path, known_track_ids: Iterable[str] | None) -> pd.D
     for col in ("position", "percentage_listened", "action_prob"):
         given = frame[col].str.strip() != ""
         garbled |= (given & pd.to_numeric(frame[col], errors="coerce").isna()).to_numpy()
-    served = pd.to_datetime(frame["served_at"].where(frame["served_at"] != ""), format="ISO8601", utc=True,
-                            errors="coerce")
-    garbled |= (served.isna() & (frame["served_at"] != "")).to_numpy()
+    garbled |= _garbled_times(frame["served_at"])
     skipped = sorted([*torn, *np.asarray(lines, dtype=np.int64)[garbled].tolist()])
     if skipped:
         log.warning("%s: skipped %d torn line(s) at line(s) %s (an append cut short by a crash)",

@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
-from sklearn.cluster import KMeans
 from threadpoolctl import threadpool_limits
 
 from envs.errors import ConfigError
@@ -118,6 +116,8 @@ def fit_clusters(Z: np.ndarray, n_clusters: int, seed: int) -> tuple[np.ndarray,
     n = Z.shape[0]
     if not 1 <= n_clusters <= n:
         raise ConfigError(f"reward.n_clusters={n_clusters}: must be between 1 and the number of tracks ({n})")
+    from sklearn.cluster import KMeans  # here, not at module level: sklearn costs ~0.6 s on every command
+
     # one OpenMP/BLAS thread: K-Means' reductions otherwise change in the last bits with the thread count
     # (a joblib worker, pytest or a plain run may each have another), and the clusters must not
     with threadpool_limits(limits=1):
@@ -256,6 +256,8 @@ def propagation_quality(r_hat: np.ndarray, truth: np.ndarray) -> dict[str, float
     rmse = float(np.sqrt(np.mean((r_hat - truth) ** 2)))
     if r_hat.size < 2 or np.ptp(r_hat) == 0 or np.ptp(truth) == 0:
         return {"pearson": math.nan, "spearman": math.nan, "rmse": rmse}
+    from scipy import stats  # here, not at module level: scipy.stats costs ~0.3 s on every command
+
     return {
         "pearson": float(stats.pearsonr(r_hat, truth).statistic),
         "spearman": float(stats.spearmanr(r_hat, truth).statistic),

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.decomposition import PCA
 
 from envs.atomic import atomic_path, write_text_atomic
 from envs.candidates import CandidateIndex, build_neighbour_table
@@ -290,6 +289,8 @@ def pca_latents(features: np.ndarray, latent_dim: int) -> np.ndarray:
     """PCA of the features, each component rescaled to [0, 1]: the VAE's stand-in. float32 (N, latent_dim)."""
     if not 1 <= latent_dim <= features.shape[1]:
         raise ConfigError(f"latent_dim={latent_dim}: must be in 1..{features.shape[1]}")
+    from sklearn.decomposition import PCA  # here, not at module level: sklearn costs ~0.6 s on every command
+
     z = PCA(n_components=latent_dim, svd_solver="full").fit_transform(np.asarray(features, dtype=np.float64))
     lo, hi = z.min(axis=0), z.max(axis=0)
     span = np.where(hi > lo, hi - lo, 1.0)

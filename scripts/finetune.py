@@ -18,16 +18,15 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from _entry import parse_args, user_errors_exit
 
 from agents.finetune import finetune, listener_rows, unlogged
 from agents.inference import load_run, model_path
-from envs.errors import ConfigError, FeedbackError
+from envs.errors import ConfigError
 from envs.feedback import read_feedback
-from envs.feedback_store import COLUMNS, FeedbackStore
+from envs.feedback_store import COLUMNS, FeedbackStore, check_served_at
 
 
 @dataclass
@@ -43,16 +42,12 @@ class FinetuneArgs:
 
 def with_serving_columns(new: pd.DataFrame, source: str, version: str) -> pd.DataFrame:
     """``new`` with ``served_at`` (empty: now, at append) and ``policy_version`` (empty: ``version``) checked
-    and filled; a ``served_at`` that is not an ISO-8601 time is a :class:`FeedbackError` naming the row."""
+    and filled; a ``served_at`` that is not an ISO-8601 time with a timezone is a :class:`FeedbackError` naming
+    the row."""
     given = {col: new[col].fillna("").astype(str) if col in new else pd.Series("", index=new.index)
              for col in ("served_at", "policy_version")}
-    served = given["served_at"]
-    parsed = pd.to_datetime(served.where(served != ""), format="ISO8601", utc=True, errors="coerce")
-    bad = np.flatnonzero(parsed.isna() & (served != ""))
-    if bad.size:
-        raise FeedbackError(f"{source}: column served_at, row {bad[0] + 1}: {served.iat[bad[0]]!r} is not an "
-                            "ISO-8601 time (e.g. 2024-05-01T12:00:00Z); leave it empty for 'now'")
-    return new.assign(served_at=served, policy_version=given["policy_version"].replace("", version))
+    check_served_at(given["served_at"], source)
+    return new.assign(served_at=given["served_at"], policy_version=given["policy_version"].replace("", version))
 
 
 @user_errors_exit

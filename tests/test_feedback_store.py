@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import errno
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import envs.feedback_store
 from envs.errors import FeedbackError
 from envs.feedback_store import COLUMNS, FeedbackStore
 
@@ -61,6 +64,25 @@ def burst_dir(tmp_path: Path) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory(dir="/dev/shm") as folder:
         yield Path(folder)
+
+
+class _UnwritableLock:
+    """The writers' lock in a folder where its file cannot be created (what root, ignoring modes, never meets)."""
+
+    def __init__(self, lock_file: str, error: int = errno.EACCES) -> None:
+        self.lock_file, self.error = lock_file, error
+
+    def acquire(self) -> None:
+        raise OSError(self.error, os.strerror(self.error), self.lock_file)
+
+    def release(self) -> None:
+        raise AssertionError("released a lock never acquired")
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def _log(n: int, user: str = "u1") -> pd.DataFrame:
@@ -148,6 +170,112 @@ def test_invalid_rows_raise_naming_column_and_row(tmp_path: Path) -> None:
         store.read()
     with pytest.raises(FeedbackError, match="no such feedback log"):
         FeedbackStore(tmp_path / "missing.csv").read()
+
+
+BARE = "user_id,session_id,position,track_id,percentage_listened,liked"
+
+
+@pytest.mark.parametrize(("header", "problem"), [
+    (f"user_id,{BARE}", "duplicate column 'user_id'; each column"),
+    (f"{BARE},liked,served_at,served_at", "duplicate columns 'liked', 'served_at'; each column"),
+    (f"{BARE},rating", "unknown column 'rating'"),
+    ("user_id,session_id,position,track_id,liked", "missing column 'percentage_listened'"),
+    ("", "missing column 'user_id'"),
+    ('"' + "x" * 200_000, r"not readable as CSV \(field larger than field limit"),
+], ids=["duplicate", "duplicates", "unknown", "missing", "empty-line", "huge-field"])
+def test_bad_header_raises_one_line_naming_file_and_problem(tmp_path: Path, header: str, problem: str) -> None:
+    path = tmp_path / "feedback.csv"
+    path.write_text(f"{header}\nu1,u1,s1,0,t0,0.5,1,x,y\n", encoding="utf-8")
+    for attempt in (FeedbackStore(path).read, lambda: FeedbackStore(path).append(_log(1))):
+        with pytest.raises(FeedbackError, match=problem) as err:
+            attempt()
+        assert str(err.value).startswith(f"{path}: line 1: ") and "\n" not in str(err.value)
+
+
+def test_duplicate_columns_in_rows_to_write_raise(tmp_path: Path) -> None:
+    twice = pd.concat([_log(1), _log(1)[["liked"]]], axis=1)
+    with pytest.raises(FeedbackError, match="duplicate column 'liked'"):
+        FeedbackStore.create(tmp_path / "feedback.csv", twice)
+    with pytest.raises(FeedbackError, match="duplicate column 'liked'"):
+        FeedbackStore(tmp_path / "feedback.csv").append(twice)
+    assert not (tmp_path / "feedback.csv").exists()
+
+
+def test_empty_file_reads_as_an_empty_log(tmp_path: Path) -> None:
+    path = tmp_path / "feedback.csv"
+    path.touch()  # what a crash between an append's open and its write leaves
+    assert list(FeedbackStore(path).read().columns) == list(COLUMNS) and len(FeedbackStore(path).read()) == 0
+    FeedbackStore(path).append(_log(1))
+    assert FeedbackStore(path).read()["position"].tolist() == [0]
+
+
+def test_reading_a_missing_log_creates_nothing(tmp_path: Path) -> None:
+    for path in (tmp_path / "feedback.csv", tmp_path / "no" / "such" / "feedback.csv"):
+        with pytest.raises(FeedbackError, match="no such feedback log"):
+            FeedbackStore(path).read()
+    assert list(tmp_path.iterdir()) == []  # no <path>.lock, no folders
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file modes: see the simulated test below")
+def test_read_in_a_read_only_folder(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    FeedbackStore.create(run / "feedback.csv", _log(2))
+    (run / "feedback.csv.lock").unlink()  # someone else's run, copied or unpacked without its lock file
+    run.chmod(0o555)
+    try:
+        assert FeedbackStore(run / "feedback.csv").read()["position"].tolist() == [0, 1]
+        with pytest.raises(FeedbackError, match="no such feedback log"):
+            FeedbackStore(run / "other.csv").read()
+        with pytest.raises(PermissionError, match="feedback.csv.lock"):
+            FeedbackStore(run / "feedback.csv").append(_log(1))
+        assert sorted(p.name for p in run.iterdir()) == ["feedback.csv"]
+    finally:
+        run.chmod(0o755)
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EROFS])
+def test_read_without_the_lock_where_it_cannot_be_created(tmp_path: Path, monkeypatch, code: int) -> None:
+    path = tmp_path / "feedback.csv"
+    FeedbackStore.create(path, _log(2))
+    before = path.read_bytes()
+    monkeypatch.setattr(envs.feedback_store, "FileLock", lambda lock_file: _UnwritableLock(lock_file, code))
+    assert FeedbackStore(path).read()["position"].tolist() == [0, 1]
+
+    with pytest.raises(OSError) as err:  # a writer still needs the lock; the entry points print one line
+        FeedbackStore(path).append(_log(1))
+    assert err.value.errno == code and err.value.filename == f"{path}.lock"
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    from _entry import os_error_line
+
+    line = os_error_line(err.value)
+    assert line is not None and line.startswith(f"{path}.lock: ") and "\n" not in line
+    assert path.read_bytes() == before
+
+
+def test_read_keeps_other_lock_errors(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "feedback.csv"
+    FeedbackStore.create(path, _log(1))
+    monkeypatch.setattr(envs.feedback_store, "FileLock", lambda lock_file: _UnwritableLock(lock_file, errno.EIO))
+    with pytest.raises(OSError, match="Input/output error"):
+        FeedbackStore(path).read()
+
+
+@pytest.mark.parametrize("served", ["yesterday", "2024-05-01T12:00:00", "2024-W18-3T12:00:00+00:00"])
+def test_append_refuses_a_served_at_that_is_not_an_iso_time_with_a_timezone(tmp_path: Path, served: str) -> None:
+    path = tmp_path / "feedback.csv"
+    store = FeedbackStore.create(path, _log(2))
+    before = path.read_bytes()
+    batch = _log(5).iloc[2:].assign(served_at=["2024-05-01T12:00:00Z", served, ""])
+    expected = rf"column served_at, row 2 \(1 bad in all\): .*\(got {re.escape(repr(served))}\)"
+    with pytest.raises(FeedbackError, match=expected) as err:
+        store.append(batch)
+    assert str(err.value).startswith(f"{path} (rows being written)") and "\n" not in str(err.value)
+    assert path.read_bytes() == before  # all or nothing
+    with pytest.raises(FeedbackError, match="column served_at, row 2"):
+        FeedbackStore.create(tmp_path / "other.csv", batch)
+
+    store.append(batch.assign(served_at=["2024-05-01T12:00:00Z", "2024-05-01 14:00:00.5+02:00", ""]))
+    assert store.read()["served_at"].tolist()[2:4] == ["2024-05-01T12:00:00Z", "2024-05-01 14:00:00.5+02:00"]
 
 
 def test_append_upgrades_a_log_written_with_the_bare_schema(tmp_path: Path) -> None:

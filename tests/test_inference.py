@@ -17,7 +17,7 @@ import pytest
 
 from agents.finetune import probe_tracks
 from agents.inference import find_track, load_model, load_run, model_versions
-from envs.errors import UnknownTrackError
+from envs.errors import FeedbackError, UnknownTrackError
 from envs.feedback import read_feedback
 from envs.feedback_store import COLUMNS, FeedbackStore
 
@@ -171,6 +171,15 @@ def test_finetune_writes_a_new_version_and_keeps_the_old_one(run_dir, capsys, tm
     assert "0 new feedback rows" in capsys.readouterr().out
     assert len(FeedbackStore(run_dir / "feedback.csv").read()) == n_logged + 4  # not logged twice
     assert model_versions(run_dir) == [1, 2, 3] and sha(run_dir / "ppo.zip") == old_sha
+
+
+@pytest.mark.parametrize("served_at", ["yesterday", "2024-05-01T12:00:00"])  # not a time / no timezone
+def test_finetune_input_needs_served_at_as_the_log_does(served_at):
+    new = pd.DataFrame({"user_id": ["u", "u"], "served_at": ["2024-05-01T12:00:00Z", served_at]})
+    with pytest.raises(FeedbackError, match=r"new\.csv.*served_at, row 2"):
+        finetune_script.with_serving_columns(new, "new.csv", "v1")
+    ok = finetune_script.with_serving_columns(new.iloc[:1].assign(policy_version=""), "new.csv", "v3")
+    assert ok["policy_version"].tolist() == ["v3"]
 
 
 def test_cold_start_with_a_simulated_listener(run_dir, capsys):
