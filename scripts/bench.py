@@ -11,9 +11,10 @@ Measurements (ids as in the benchmarks issue; targets in :data:`MEASUREMENTS`):
 a. PPO training throughput (env steps/s) on MusicRec-v0 divided by the same PPO on a null env with the
    same spaces in SB3's stock wiring (DummyVecEnv over Monitor); both train side by side in one process,
    one rollout + update at a time, so a ratio is robust on a noisy machine. MusicRec-v0 runs in each
-   ``ppo.vec_env`` (dummy, vectorized and, for the default candidates mode with 8 envs, subproc). The
-   ratio is of steps per CPU second of the process (other processes' load does not enter it), except for
-   subproc (wall clock: its envs run in worker processes);
+   ``ppo.vec_env`` (dummy, vectorized, batched; for the default candidates mode with 8 envs also subproc,
+   and with 64 envs vectorized and batched, where stepping with numpy pays). The ratio is of steps per CPU
+   second of the process (other processes' load does not enter it), except for subproc (wall clock: its
+   envs run in worker processes);
 b. the CPU cost of ``env.step`` per observation mode and reward source, resets timed apart (wall clock
    in the detail);
 c. the neighbour table build (kd-tree, K = 32) on synthetic catalogs → PCA latents;
@@ -85,6 +86,7 @@ class Sizes:
     ppo_n_envs: tuple[int, ...] = (1, 8)
     ppo_vec_envs: tuple[str, ...] = ("dummy", "vectorized", "batched")  # (a) for every mode and n_envs
     ppo_subproc: tuple[tuple[str, int], ...] = (("candidates", 8),)  # (a) (mode, n_envs) also in subproc
+    ppo_many: tuple[tuple[str, int], ...] = (("candidates", 64),)  # (a) (mode, n_envs): vectorized vs batched
     ppo_rollouts: int = 3  # (a) rollouts + updates timed per measurement
     ppo: dict[str, int] = field(default_factory=dict)  # PPOConfig overrides (none: the defaults)
     step_tracks: tuple[int, ...] = (30_000, 1_000_000)
@@ -113,6 +115,7 @@ QUICK = Sizes(
     ppo_rollouts=1,
     ppo={"n_steps": 64, "batch_size": 64, "n_epochs": 1},
     ppo_subproc=(),
+    ppo_many=(),
     step_tracks=(2_000,),
     step_count=2_000,
     table_tracks=(2_000,),
@@ -339,6 +342,7 @@ def bench_a(r: Runner) -> list[dict[str, Any]]:
     s = r.sizes
     variants = [(obs, n, vec) for obs in OBSERVATIONS for n in s.ppo_n_envs for vec in s.ppo_vec_envs]
     variants += [(obs, n, "subproc") for obs, n in s.ppo_subproc]
+    variants += [(obs, n, vec) for obs, n in s.ppo_many for vec in ("vectorized", "batched")]
     res, _ = r.child(
         "throughput", n=s.ppo_tracks, variants=variants, rollouts=s.ppo_rollouts, ppo=s.ppo, repeats=r.repeats
     )
