@@ -3,7 +3,7 @@
 
     python scripts/bench.py                       # (a)..(h); (i), the 18-job sweep, is opt-in
     python scripts/bench.py --only a,b --repeats 5
-    python scripts/bench.py --with-sweep          # everything, (i) included (~15-30 min more)
+    python scripts/bench.py --with-sweep          # everything, (i) included (about 12 min more on 2 idle cores)
     python scripts/bench.py --quick               # tiny sizes: checks the benchmark, not the code's speed
 
 Measurements (ids as in the benchmarks issue; targets in :data:`MEASUREMENTS`):
@@ -951,7 +951,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument(
         "--only", default=None, help=f"measurements to run, e.g. a,b,c (default: {','.join(DEFAULT_ONLY)}; i is opt-in)"
     )
-    p.add_argument("--with-sweep", action="store_true", help="also run (i), make sweep (adds ~15-30 min)")
+    p.add_argument("--with-sweep", action="store_true", help="also run (i), make sweep (about 12 min more)")
     p.add_argument("--repeats", type=int, default=3, help="timings per measurement (default 3)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the benchmark itself")
     p.add_argument("--out", default=str(ROOT / "bench.json"), help="result file (default: bench.json)")
