@@ -4,7 +4,7 @@
 :class:`BatchedVecEnv` puts :class:`envs.session_batch.SessionBatch` behind the VecEnv interface: one step
 of all sessions is a few dozen numpy calls, whatever the number of sessions, and its infos carry the
 listener's expected rewards (``expected_reward``, ``oracle_expected_reward``) for the training logs.
-Selected with ``ppo.vec_env=batched`` (the default).
+Selected with ``ppo.vec_env=batched``; the default, ``vectorized``, is faster with fewer than a few dozen sessions.
 
 SB3's ``DummyVecEnv`` over ``Monitor``-wrapped envs costs about as much per step as the env itself: the
 Monitor layer, a ``deepcopy`` of every info dict and of the observation buffer on every step. MusicRecEnv
@@ -59,7 +59,8 @@ class BatchedVecEnv(VecEnv):
         """Start every session (with the seeds and options set by :meth:`seed` / ``set_options``, once)."""
         if any(s is not None for s in self._seeds):
             self.batch.seed([0 if s is None else int(s) for s in self._seeds])
-        starts = [(o or {}).get("start_track") for o in self._options]
+        default = self.batch.cfg.start_track
+        starts = [(o or {}).get("start_track", default) for o in self._options]  # as MusicRecEnv.reset reads it
         self.batch.reset(np.arange(self.num_envs), starts)
         self._returns[:] = 0.0
         self._lengths[:] = 0

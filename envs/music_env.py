@@ -202,7 +202,10 @@ class EnvSetup:
         d, k, f, lead = self.d, self.k, self.n_feat, obs.shape[:-1]
 
         def part(start: int, shape: tuple[int, ...]) -> np.ndarray:
-            return np.reshape(obs[..., start:start + int(np.prod(shape))], (*lead, *shape), copy=False)
+            view = obs[..., start:start + int(np.prod(shape))].reshape(*lead, *shape)
+            if not np.shares_memory(view, obs):
+                raise ValueError("an observation buffer must be C-contiguous: its parts are written through views")
+            return view
 
         if self.cfg.observation == "seed":
             return ObservationViews(part(0, (d,)), None, None, None, None)
@@ -369,6 +372,8 @@ class MusicRecEnv(gym.Env):
 
         Computed on demand (a step does not need them; evaluation and the oracle do), once per state.
         """
+        if self.session is None:
+            raise RuntimeError("candidate_expected_rewards() before the first reset()")
         if self._cand_expected is None:
             self._cand_expected = self.session.expected_reward(
                 self.current_candidates, self.like_weight, self.early_skip_penalty, self.early_skip_threshold)

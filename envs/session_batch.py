@@ -22,7 +22,7 @@ import numpy as np
 
 from envs.errors import UnknownTrackError
 from envs.listeners import ListenerBatch, expected_reward
-from envs.music_env import EnvConfig, EnvSetup, check_listeners
+from envs.music_env import EnvConfig, EnvSetup, _is_int, check_listeners
 
 if TYPE_CHECKING:
     from envs.world import World
@@ -105,20 +105,23 @@ class SessionBatch:
 
         Args:
             slots: the sessions to restart.
-            start_tracks: per slot, a start track or None (``env.start_track``, else a random one).
+            start_tracks: one entry per slot, a track index or None (a random one); None: ``env.start_track``
+                for every slot.
         """
         slots = np.asarray(slots, dtype=np.int64).ravel()
         m = slots.size
         if m == 0:
             return
+        given = [self.cfg.start_track] * m if start_tracks is None else list(start_tracks)
+        if len(given) != m:
+            raise ValueError(f"start_tracks: {len(given)} given for {m} slots")
         rng = self.rng
         listeners = (np.full(m, self._served) if self._ids is None
                      else self._ids[rng.integers(len(self._ids), size=m)])
         starts = rng.integers(self.setup.n_tracks, size=m)
-        for j, start in enumerate(start_tracks or [None] * m):
-            start = self.cfg.start_track if start is None else start
+        for j, start in enumerate(given):
             if start is not None:
-                if not (isinstance(start, int | np.integer) and 0 <= start < self.setup.n_tracks):
+                if not (_is_int(start) and 0 <= start < self.setup.n_tracks):
                     raise UnknownTrackError(f"start_track={start!r}: must be a track index in "
                                             f"0..{self.setup.n_tracks - 1}")
                 starts[j] = start

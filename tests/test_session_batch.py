@@ -13,6 +13,7 @@ import torch
 
 from agents.ppo import PPOConfig, build_model, make_vec_env
 from envs.candidates import CandidateIndex
+from envs.errors import UnknownTrackError
 from envs.listeners import _UNIFORM_BLOCK, ListenerBatch, ListenerConfig, ListenerPopulation, expected_reward
 from envs.music_env import EnvConfig, MusicRecEnv
 from envs.session_batch import SessionBatch
@@ -173,3 +174,25 @@ def test_ppo_learns_with_batched_sessions(world):
     assert model.num_timesteps == 256
     assert len(model.ep_info_buffer) >= 256 // 6 - 4
     assert all(ep["l"] <= 6 for ep in model.ep_info_buffer)
+
+
+def test_start_track_options_read_as_the_scalar_env_reads_them(world):
+    cfg = EnvConfig(start_track=5)
+    for options, want in (({}, [5, 5]), ({"start_track": 9}, [9, 9])):
+        starts = {}
+        for vec in ("vectorized", "batched"):
+            venv = make_vec_env(world, cfg, None, 2, vec, seed=0)
+            venv.set_options(options)
+            venv.reset()
+            starts[vec] = [info["track"] for info in venv.reset_infos]
+        assert starts["vectorized"] == starts["batched"] == want
+    venv = make_vec_env(world, cfg, None, 2, "batched", seed=0)
+    venv.set_options({"start_track": None})  # explicitly none: a random start, not env.start_track
+    venv.reset()
+    assert [info["track"] for info in venv.reset_infos] != [5, 5]
+    for bad in (True, len(world.tracks), "3"):
+        venv.set_options({"start_track": bad})
+        with pytest.raises(UnknownTrackError, match="start_track"):
+            venv.reset()
+    with pytest.raises(ValueError, match="2 given for 3 slots"):
+        SessionBatch(world, cfg, 3).reset(np.arange(3), [1, 2])
