@@ -41,32 +41,41 @@ class FeedbackStatsCallback(BaseCallback):
 
     def __init__(self) -> None:
         super().__init__()
-        self._sums = [0.0] * 5
-        self._n = [0, 0]  # steps, steps with expected rewards in their info
+        self._answers = _Means("like_rate", "mean_pct_listened", "skip_rate")
+        self._expected = _Means("mean_expected_reward", "oracle_gap")  # where infos carry them
 
     def _on_step(self) -> bool:
-        sums, n = self._sums, self._n
         for info in self.locals["infos"]:
             pct = info["percentage_listened"]
-            sums[0] += info["liked"]
-            sums[1] += pct
-            sums[2] += pct < 0.5
-            n[0] += 1
+            self._answers.add(info["liked"], pct, pct < 0.5)
             expected = info.get("expected_reward")
             if expected is not None:
-                sums[3] += expected
-                sums[4] += info["oracle_expected_reward"] - expected
-                n[1] += 1
+                self._expected.add(expected, info["oracle_expected_reward"] - expected)
         return True
 
     def _on_rollout_end(self) -> None:
-        names = ("like_rate", "mean_pct_listened", "skip_rate", "mean_expected_reward", "oracle_gap")
-        for i, name in enumerate(names):
-            count = self._n[i // 3]
-            if count:
-                self.logger.record(f"rollout/{name}", self._sums[i] / count)
-        self._sums = [0.0] * 5
-        self._n = [0, 0]
+        for means in (self._answers, self._expected):
+            for name, value in means.pop().items():
+                self.logger.record(f"rollout/{name}", value)
+
+
+class _Means:
+    """Running means of named quantities over one rollout."""
+
+    def __init__(self, *names: str) -> None:
+        self.names, self.sums, self.n = names, [0.0] * len(names), 0
+
+    def add(self, *values: float) -> None:
+        """One observation of every quantity, in the order of the names."""
+        for i, value in enumerate(values):
+            self.sums[i] += value
+        self.n += 1
+
+    def pop(self) -> dict[str, float]:
+        """The means so far (empty when nothing was added), then start again."""
+        out = {name: total / self.n for name, total in zip(self.names, self.sums, strict=True)} if self.n else {}
+        self.sums, self.n = [0.0] * len(self.names), 0
+        return out
 
 
 class PeriodicEvalCallback(BaseCallback):

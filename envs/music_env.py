@@ -132,6 +132,13 @@ def check_listeners(listener_ids: Sequence[int], n: int) -> list[int]:
     return ids
 
 
+def check_start_track(start: Any, n_tracks: int) -> int:
+    """``start`` as an int; :class:`UnknownTrackError` unless it is a track index in ``0..n_tracks - 1``."""
+    if not (_is_int(start) and 0 <= start < n_tracks):
+        raise UnknownTrackError(f"start_track={start!r}: must be a track index in 0..{n_tracks - 1}")
+    return int(start)
+
+
 class ObservationViews(NamedTuple):
     """Views into an observation buffer (..., width) by part; None where the mode has no such part."""
 
@@ -292,11 +299,7 @@ class MusicRecEnv(gym.Env):
         ids = self._listener_ids
         self.listener = self._served if ids is None else ids[int(rng.integers(len(ids)))]
         start = (options or {}).get("start_track", self.cfg.start_track)
-        if start is None:
-            start = int(rng.integers(self._n))
-        elif not (_is_int(start) and 0 <= start < self._n):
-            raise UnknownTrackError(f"start_track={start!r}: must be a track index in 0..{self._n - 1}")
-        start = int(start)
+        start = int(rng.integers(self._n)) if start is None else check_start_track(start, self._n)
         self.session = self._population.session(self.listener, rng)
 
         self._played[self._order] = False  # O(session), not O(N)

@@ -20,9 +20,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from envs.errors import UnknownTrackError
 from envs.listeners import ListenerBatch, expected_reward
-from envs.music_env import EnvConfig, EnvSetup, _is_int, check_listeners
+from envs.music_env import EnvConfig, EnvSetup, check_listeners, check_start_track
 
 if TYPE_CHECKING:
     from envs.world import World
@@ -121,10 +120,7 @@ class SessionBatch:
         starts = rng.integers(self.setup.n_tracks, size=m)
         for j, start in enumerate(given):
             if start is not None:
-                if not (_is_int(start) and 0 <= start < self.setup.n_tracks):
-                    raise UnknownTrackError(f"start_track={start!r}: must be a track index in "
-                                            f"0..{self.setup.n_tracks - 1}")
-                starts[j] = start
+                starts[j] = check_start_track(start, self.setup.n_tracks)
         for i, count in zip(slots.tolist(), self._order_len[slots].tolist(), strict=True):
             self._played[i, self._order[i, :count]] = False  # O(session), not O(N)
         self._order[slots, 0] = starts

@@ -196,3 +196,25 @@ def test_start_track_options_read_as_the_scalar_env_reads_them(world):
             venv.reset()
     with pytest.raises(ValueError, match="2 given for 3 slots"):
         SessionBatch(world, cfg, 3).reset(np.arange(3), [1, 2])
+
+
+def test_rollout_feedback_means_include_expected_rewards_only_where_infos_carry_them():
+    from agents.callbacks import FeedbackStatsCallback
+
+    recorded: dict[str, float] = {}
+    callback = FeedbackStatsCallback()
+    logger = type("Logger", (), {"record": lambda self, key, value: recorded.__setitem__(key, value)})()
+    callback.model = type("Model", (), {"logger": logger})()  # BaseCallback.logger is the model's
+    answers = {"percentage_listened": 1.0, "liked": 1}
+    callback.locals = {"infos": [dict(answers, expected_reward=2.0, oracle_expected_reward=3.0),
+                                 {"percentage_listened": 0.2, "liked": 0}]}
+    callback._on_step()
+    callback._on_rollout_end()
+    assert recorded == pytest.approx({"rollout/like_rate": 0.5, "rollout/mean_pct_listened": 0.6,
+                                      "rollout/skip_rate": 0.5, "rollout/mean_expected_reward": 2.0,
+                                      "rollout/oracle_gap": 1.0})
+    recorded.clear()
+    callback.locals = {"infos": [answers]}
+    callback._on_step()
+    callback._on_rollout_end()
+    assert set(recorded) == {"rollout/like_rate", "rollout/mean_pct_listened", "rollout/skip_rate"}
