@@ -1,5 +1,4 @@
-"""SB3 callbacks: listener feedback statistics, periodic ground-truth evaluation, atomic checkpoints (and
-their checked loading).
+"""SB3 callbacks: listener feedback statistics, periodic ground-truth evaluation, atomic checkpoints.
 
 Logged scalars (TensorBoard, next to SB3's own ``rollout/``, ``train/`` and ``time/``):
 
@@ -15,10 +14,7 @@ Logged scalars (TensorBoard, next to SB3's own ``rollout/``, ``train/`` and ``ti
 from __future__ import annotations
 
 import logging
-import pickle
-import re
 import signal
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -26,14 +22,11 @@ from typing import Any
 
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.vec_env import VecEnv
 
-from envs.atomic import atomic_path
-from envs.errors import RunFolderError
+from agents.models import CHECKPOINT_RE, save_model_atomic
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_RE = re.compile(r"^ppo_(\d+)_steps\.zip$")
 
 
 class FeedbackStatsCallback(BaseCallback):
@@ -97,42 +90,6 @@ class PeriodicEvalCallback(BaseCallback):
                 self.logger.record(f"eval/{key}", value)
             self.logger.dump(self.num_timesteps)
         return True
-
-
-def save_model_atomic(model: PPO, path: Path) -> None:
-    """Save an SB3 model to ``path`` atomically (a crash never leaves a torn zip under that name)."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            model.save(fh)
-
-
-# What SB3's loader raises for a file that is truncated, corrupt or not an SB3 model at all.
-LOAD_ERRORS: tuple[type[BaseException], ...] = (
-    zipfile.BadZipFile, EOFError, KeyError, ValueError, RuntimeError, OSError, AssertionError,
-    pickle.UnpicklingError, TypeError, AttributeError, ImportError, IndexError)
-
-
-def load_model_checked(path: Path, env: VecEnv | None = None) -> PPO:
-    """Load an SB3 PPO model (``ppo.zip`` or a checkpoint) through SB3's own loader, on CPU.
-
-    Raises :class:`RunFolderError` naming the file when it is missing, truncated, corrupt or does not fit
-    ``env`` (another observation or action space).
-    """
-    if not path.is_file():
-        raise RunFolderError(f"{path}: missing")
-    try:
-        return PPO.load(path, env=env, device="cpu")
-    except LOAD_ERRORS as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "truncated?"
-        raise RunFolderError(f"{path}: not a loadable SB3 PPO model for this run ({type(err).__name__}: "
-                             f"{first[:200]})") from None
-
-
-def latest_checkpoint(folder: Path) -> Path | None:
-    """The checkpoint with the most timesteps in ``folder`` (``ppo_<n>_steps.zip``), or None."""
-    found = [(int(m.group(1)), p) for p in folder.glob("ppo_*_steps.zip")
-             if (m := CHECKPOINT_RE.match(p.name))]
-    return max(found)[1] if found else None
 
 
 class CheckpointCallback(BaseCallback):

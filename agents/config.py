@@ -31,7 +31,9 @@ class TrainConfig:
     """The whole run (``conf/train.yaml``)."""
 
     seed: int = 0
+    """the run seed: every component (VAE, world, listeners, PPO, evaluation) derives its own stream from it"""
     resume: bool = False
+    """continue PPO from the newest checkpoint of an existing run folder: hydra.run.dir=<run> resume=true"""
     data: DataConfig = field(default_factory=DataConfig)
     vae: VAEConfig = field(default_factory=VAEConfig)
     env: EnvConfig = field(default_factory=EnvConfig)

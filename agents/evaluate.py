@@ -4,8 +4,8 @@ Every policy plays the same fresh sessions (same listeners, start tracks and env
 numbers), which training never saw. The env always answers with the simulated listener here, whatever
 reward source the policy was trained on: the propagated table is never used to score.
 
-Metrics per policy (DESIGN.md §5), each with ``<name>_ci95`` (the half-width of a 95% interval, clustered by
-session since steps of one session are correlated):
+Metrics per policy, each with ``<name>_ci95`` (the half-width of a 95% interval, clustered by session since
+steps of one session are correlated):
 ``mean_reward`` (per step, pct + like_weight·liked − penalty), ``mean_expected_reward`` (the listener's true
 expected reward of the chosen tracks: the same quantity without response noise), ``mean_return``, ``like_rate``,
 ``mean_pct_listened``, ``skip_rate`` (pct < 0.5), ``early_skip_rate`` (pct < 0.1), ``coverage`` (distinct tracks
@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -33,14 +34,25 @@ from envs.world import World
 Z95 = 1.959963984540054
 
 
+class Protocol(StrEnum):
+    """Whom a policy is evaluated on (:func:`eval_listeners`)."""
+
+    personal = "personal"
+    population = "population"
+
+
 @dataclass
 class EvalConfig:
     """Evaluation protocol and budget (config group ``eval``)."""
 
-    protocol: str = "personal"
+    protocol: Protocol = Protocol.personal
+    """personal: fresh sessions of the run's own listener | population: held-out listeners"""
     n_episodes: int = 200
+    """final evaluation sessions per policy (the same sessions for every policy)"""
     eval_freq: int = 50_000
+    """periodic eval/* during training, every this many env steps (0: off)"""
     periodic_episodes: int = 40
+    """sessions of each periodic evaluation"""
 
 
 @dataclass
@@ -144,7 +156,7 @@ def _diversity(latents: np.ndarray, tracks: np.ndarray) -> float:
 
 
 def summarise(episodes: Sequence[Episode], latents: np.ndarray) -> dict[str, float]:
-    """Every DESIGN.md §5 metric (with ``_ci95``) of a list of sessions."""
+    """Every metric of the module docstring (with ``_ci95``) of a list of sessions."""
     counts = np.array([len(e.rewards) for e in episodes], dtype=np.float64)
     out: dict[str, float] = {}
 

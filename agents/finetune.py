@@ -1,7 +1,7 @@
 """Learning from feedback: re-propagate rewards, continue PPO, write a new model version; cold-start probing;
 the online-learning loop.
 
-The reward table is personal (DESIGN.md §5, ``personal``): a fine-tune learns from every logged answer of the
+The reward table is personal (the ``personal`` protocol): a fine-tune learns from every logged answer of the
 listeners it is for (:func:`listener_rows`), propagated over the run's clusters (:func:`repropagate`).
 :func:`finetune` is what ``scripts/finetune.py`` and cold start call; :func:`simulate_online` is the loop of
 ``scripts/simulate_online.py`` (recommend → the simulated listener answers → log → fine-tune every few
@@ -20,20 +20,15 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock
 from stable_baselines3 import PPO
-from stable_baselines3.common.logger import Logger, configure
+from stable_baselines3.common.logger import Logger
 
-from agents.callbacks import FeedbackStatsCallback, save_model_atomic
+from agents.callbacks import FeedbackStatsCallback
 from agents.config import TrainConfig
 from agents.evaluate import Episode, rollout
-from agents.inference import (
-    LoadedRun,
-    greedy_actor,
-    load_model,
-    model_path,
-    model_versions,
-    reward_table_path,
-)
+from agents.inference import LoadedRun, greedy_actor
+from agents.models import load_model, model_path, model_versions, reward_table_path, save_model_atomic
 from agents.ppo import make_vec_env
+from agents.tensorboard import open_logger
 from envs.atomic import atomic_path
 from envs.errors import FeedbackError
 from envs.feedback_store import FeedbackStore, utc_now
@@ -59,7 +54,7 @@ def unlogged(new: pd.DataFrame, logged: pd.DataFrame) -> pd.DataFrame:
 
 
 def repropagate(world: World, cfg: RewardConfig, feedback: pd.DataFrame) -> np.ndarray:
-    """The reward table propagated from ``feedback`` over the world's clusters (DESIGN.md §1.6)."""
+    """The reward table propagated from ``feedback`` over the world's clusters (:func:`envs.rewards.propagate`)."""
     if feedback.empty:
         raise FeedbackError("no feedback rows to learn from")
     rows = pd.Index(world.track_ids()).get_indexer(feedback["track_id"].astype(str))
@@ -83,7 +78,7 @@ def continue_training(model: PPO, world: World, cfg: TrainConfig, feedback: pd.D
     venv = make_vec_env(world, env_cfg, None, model.n_envs, cfg.ppo.vec_env, seed)
     model.set_env(venv)
     model.set_random_seed(seed)
-    model.set_logger(configure(str(tb_dir), ["tensorboard"]) if tb_dir else Logger(None, []))
+    model.set_logger(open_logger(tb_dir) if tb_dir else Logger(None, []))
     model.learn(timesteps, reset_num_timesteps=False, callback=FeedbackStatsCallback(),
                 progress_bar=progress_bar)
     venv.close()

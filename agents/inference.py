@@ -1,9 +1,7 @@
 """Inference from a saved run: load it, find a track, recommend the next tracks with the policy.
 
-Model versions: ``ppo.zip`` is version 1 (the trained model); every fine-tune writes ``ppo-v<N>.zip`` and the
-reward table it learnt from, ``world/reward_table-v<N>.npy``, next to the old ones, which are never
-overwritten. :func:`load_run` takes the newest version unless told otherwise, and loads only the policy
-network (:func:`load_policy`); :func:`load_model` loads the whole PPO model, to train it further.
+:func:`load_run` takes the newest model version (:mod:`agents.models`) unless told otherwise, and loads only
+its policy network.
 
 A recommendation step: the k nearest unplayed candidates of the current track (the run's neighbour table,
 O(1)) → one forward pass of the policy (candidate probabilities and the critic's value) → the pick (most
@@ -16,90 +14,24 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import heapq
-import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from stable_baselines3 import PPO
 from stable_baselines3.common.policies import ActorCriticPolicy
-from stable_baselines3.common.save_util import load_from_zip_file
 
 from agents.baselines import Policy
 from agents.config import TrainConfig, load_run_config
+from agents.models import load_policy, model_path, model_versions, reward_table_path
+from agents.policies import candidate_probabilities
 from envs.errors import ConfigError, RunFolderError, UnknownTrackError
 from envs.music_env import MusicRecEnv
 from envs.world import World
 
-MODEL_RE = re.compile(r"^ppo(?:-v(\d+))?\.zip$")
 RUN_FILES = (".hydra/config.yaml", "world", "ppo.zip")
 N_CLOSEST = 3
-_LOAD_ERRORS = (zipfile.BadZipFile, EOFError, KeyError, TypeError, ValueError, RuntimeError, OSError)
-
-
-def model_path(run_dir: Path, version: int) -> Path:
-    """``ppo.zip`` for version 1, ``ppo-v<N>.zip`` after that."""
-    return run_dir / ("ppo.zip" if version == 1 else f"ppo-v{version}.zip")
-
-
-def reward_table_path(run_dir: Path, version: int) -> Path:
-    """The reward table a model version learnt from."""
-    return run_dir / "world" / ("reward_table.npy" if version == 1 else f"reward_table-v{version}.npy")
-
-
-def model_versions(run_dir: Path) -> list[int]:
-    """The model versions present in a run folder, ascending."""
-    return sorted(int(m.group(1) or 1) for p in run_dir.glob("ppo*.zip") if (m := MODEL_RE.match(p.name)))
-
-
-def _first_line(err: BaseException) -> str:
-    """``<type>: <first line of the message>`` of an exception."""
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0][:200]}" if text else type(err).__name__
-
-
-def load_model(path: Path) -> PPO:
-    """The whole SB3 PPO model (to train it further), on the CPU.
-
-    A missing, truncated or foreign file is a :class:`RunFolderError`.
-    """
-    if not path.is_file():
-        raise RunFolderError(f"{path}: missing")
-    try:
-        return PPO.load(path, device="cpu")
-    except _LOAD_ERRORS as err:
-        raise RunFolderError(f"{path}: not a loadable SB3 PPO model ({_first_line(err)})") from None
-
-
-class _NoOptimizer:
-    """The optimizer of a policy that is only evaluated. Creating a torch optimizer imports torch._dynamo on
-    first use, a second or more: most of what loading a run would cost otherwise."""
-
-    def __init__(self, params: Any, **kwargs: Any) -> None:
-        del params, kwargs
-
-
-def load_policy(path: Path) -> ActorCriticPolicy:
-    """The policy network of an SB3 PPO model file, for inference (no optimizer, evaluation mode).
-
-    A missing, truncated or foreign file is a :class:`RunFolderError`.
-    """
-    if not path.is_file():
-        raise RunFolderError(f"{path}: missing")
-    try:
-        data, params, _ = load_from_zip_file(path, device="cpu")
-        kwargs = dict(data["policy_kwargs"], optimizer_class=_NoOptimizer, ortho_init=False)
-        policy = data["policy_class"](data["observation_space"], data["action_space"], data["lr_schedule"],
-                                      **kwargs)
-        policy.load_state_dict(params["policy"])
-    except _LOAD_ERRORS as err:
-        raise RunFolderError(f"{path}: not a loadable SB3 PPO model ({_first_line(err)})") from None
-    policy.set_training_mode(False)
-    return policy
 
 
 @dataclass
@@ -200,24 +132,11 @@ def find_track(world: World, track_id: str | None = None, query: str | None = No
     raise UnknownTrackError(f"query={query!r}: {what}; closest: " + "; ".join(close))
 
 
-def policy_outputs(policy: ActorCriticPolicy, obs: np.ndarray) -> tuple[np.ndarray, float]:
-    """Candidate probabilities (k,) and the critic's value of one observation, in one forward pass."""
-    with torch.inference_mode():
-        obs_t = torch.as_tensor(obs, dtype=torch.float32).reshape(1, -1)
-        features = policy.extract_features(obs_t)
-        pi_features, vf_features = features if isinstance(features, tuple) else (features, features)
-        latent_pi = policy.mlp_extractor.forward_actor(pi_features)
-        latent_vf = policy.mlp_extractor.forward_critic(vf_features)
-        probs = torch.softmax(policy.action_net(latent_pi), dim=-1)[0].numpy()
-        value = float(policy.value_net(latent_vf)[0, 0])
-    return probs.astype(np.float64), value
-
-
 def greedy_actor(policy: ActorCriticPolicy) -> Policy:
     """The policy as an evaluation policy (agents.baselines.Policy): the most probable candidate."""
 
     def act(obs: np.ndarray, env: MusicRecEnv) -> int:
-        return int(np.argmax(policy_outputs(policy, obs)[0]))
+        return int(np.argmax(candidate_probabilities(policy, obs)[0]))
 
     return act
 
@@ -269,7 +188,7 @@ def recommend(run: LoadedRun, start: int, length: int, sample: bool = False,
     tracks = run.world.tracks
     steps = []
     for position in range(1, length + 1):
-        probs, value = policy_outputs(run.policy, obs)
+        probs, value = candidate_probabilities(run.policy, obs)
         pick = int(rng.choice(len(probs), p=probs / probs.sum())) if sample else int(np.argmax(probs))
         steps.append({
             "position": position, "from": _track_fields(tracks, env.track), "value": value,

@@ -1,9 +1,9 @@
 """The main job: catalog → normalised features → VAE latents → world → PPO → evaluation → run folder.
 
-Every artifact of DESIGN.md §4 is written into the run folder, each atomically. With ``resume=true`` on a
-run folder that already holds a world, a VAE and PPO checkpoints, the first stages are loaded instead of
-rebuilt and PPO continues from its newest checkpoint to ``ppo.total_timesteps``. Temporary files that a
-killed writer (``kill -9``) left behind are removed when a run starts in the folder again.
+Every artifact of a run folder (README "What a run writes") is written into it, each atomically. With
+``resume=true`` on a run folder that already holds a world, a VAE and PPO checkpoints, the first stages are
+loaded instead of rebuilt and PPO continues from its newest checkpoint to ``ppo.total_timesteps``. Temporary
+files that a killed writer (``kill -9``) left behind are removed when a run starts in the folder again.
 """
 
 from __future__ import annotations
@@ -22,18 +22,11 @@ import torch
 from omegaconf import OmegaConf
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import CallbackList
-from stable_baselines3.common.logger import configure
+from stable_baselines3.common.logger import Logger
 from threadpoolctl import threadpool_limits
 
 from agents.baselines import baseline_policies
-from agents.callbacks import (
-    CheckpointCallback,
-    FeedbackStatsCallback,
-    PeriodicEvalCallback,
-    latest_checkpoint,
-    load_model_checked,
-    save_model_atomic,
-)
+from agents.callbacks import CheckpointCallback, FeedbackStatsCallback, PeriodicEvalCallback
 from agents.config import TrainConfig
 from agents.evaluate import (
     eval_listeners,
@@ -44,10 +37,11 @@ from agents.evaluate import (
     summarise,
     train_listeners,
 )
+from agents.models import latest_checkpoint, load_model, save_model_atomic
 from agents.ppo import build_model, make_vec_env, ppo_policy
 from agents.run_info import RunInfo
 from agents.seeding import derive_seed
-from agents.tensorboard import latent_figure, log_hparams, open_writer, policies_figure
+from agents.tensorboard import latent_figure, log_hparams, log_values, open_logger, policies_figure
 from envs.atomic import atomic_path, write_text_atomic
 from envs.catalog import Normaliser, load_catalog
 from envs.errors import ConfigError, RunFolderError
@@ -89,7 +83,7 @@ def hparams(cfg: TrainConfig) -> dict[str, Any]:
     }
 
 
-def build_representation(cfg: TrainConfig, run_dir: Path, writer: Any,
+def build_representation(cfg: TrainConfig, run_dir: Path, logger: Logger,
                          info: RunInfo) -> tuple[Any, np.ndarray, np.ndarray]:
     """Catalog → normalised features → fitted VAE → latents; saves ``vae.pt``. Returns (catalog, X, Z)."""
     with info.stage("catalog"):
@@ -102,8 +96,7 @@ def build_representation(cfg: TrainConfig, run_dir: Path, writer: Any,
         log.info("catalog: %d tracks (schema %s)", len(catalog.tracks), catalog.schema)
     with info.stage("vae"):
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-            for key, value in metrics.items():
-                writer.add_scalar(f"vae/{key}", value, epoch)
+            log_values(logger, {f"vae/{key}": value for key, value in metrics.items()}, epoch)
 
         encoder = LatentEncoder(cfg.vae, seed=derive_seed(cfg.seed, "vae")).fit(features, on_epoch=on_epoch)
         latents = encoder.transform(features)
@@ -114,7 +107,8 @@ def build_representation(cfg: TrainConfig, run_dir: Path, writer: Any,
         with atomic_path(run_dir / "vae.pt") as tmp:
             tmp.write_bytes(buffer.getvalue())
         labels = catalog.tracks["genre"].to_numpy() if "genre" in catalog.tracks else None
-        writer.add_figure("vae/latent_map", latent_figure(latents, labels, "VAE latents (z0, z1) by genre"))
+        log_values(logger, {"vae/latent_map": latent_figure(latents, labels, "VAE latents (z0, z1) by genre")},
+                   encoder.epochs_run)
         log.info("VAE: %d epochs, latent_dim %d", encoder.epochs_run, cfg.vae.latent_dim)
     return catalog, features, latents
 
@@ -139,9 +133,9 @@ def load_encoder(path: Path) -> LatentEncoder:
         raise RunFolderError(f"{path}: not a music-rl VAE checkpoint ({first[:200]})") from None
 
 
-def build_run_world(cfg: TrainConfig, run_dir: Path, writer: Any, info: RunInfo) -> World:
+def build_run_world(cfg: TrainConfig, run_dir: Path, logger: Logger, info: RunInfo) -> World:
     """The whole world of a fresh run, saved under ``world/`` with ``feedback.csv``."""
-    catalog, features, latents = build_representation(cfg, run_dir, writer, info)
+    catalog, features, latents = build_representation(cfg, run_dir, logger, info)
     with info.stage("world"):
         world, feedback = build_world(catalog.tracks, features, latents, cfg.reward, cfg.listeners, cfg.env,
                                       seed=derive_seed(cfg.seed, "world"), listener_seed=listener_seed(cfg))
@@ -149,8 +143,7 @@ def build_run_world(cfg: TrainConfig, run_dir: Path, writer: Any, info: RunInfo)
         write_feedback(feedback, run_dir / "feedback.csv")
         truth = world.listeners().expected_reward_all(world.meta["served_listener"], cfg.reward.like_weight)
         quality = propagation_quality(world.reward_table, truth)
-        for key, value in quality.items():
-            writer.add_scalar(f"propagation/{key}", value)
+        log_values(logger, {f"propagation/{key}": value for key, value in quality.items()}, 0)
         info.data["propagation_quality"] = quality
         log.info("world: %d feedback rows; propagation vs truth: %s", len(feedback),
                  ", ".join(f"{k}={v:.3f}" for k, v in quality.items()))
@@ -162,7 +155,7 @@ def load_run_world(run_dir: Path) -> World:
     return World.load(run_dir / "world")
 
 
-def train_ppo(cfg: TrainConfig, run_dir: Path, world: World, writer: Any, info: RunInfo) -> PPO:
+def train_ppo(cfg: TrainConfig, run_dir: Path, world: World, logger: Logger, info: RunInfo) -> PPO:
     """Train (or resume) PPO on the world; saves ``ppo.zip``."""
     ckpt_dir = run_dir / "checkpoints"
     ppo_seed = derive_seed(cfg.seed, "ppo")
@@ -170,11 +163,11 @@ def train_ppo(cfg: TrainConfig, run_dir: Path, world: World, writer: Any, info: 
                         cfg.ppo.vec_env, ppo_seed)
     resume_from = latest_checkpoint(ckpt_dir) if cfg.resume else None
     if resume_from is not None:
-        model = load_model_checked(resume_from, env=venv)
+        model = load_model(resume_from, env=venv)
         log.info("resuming from %s at %d timesteps", resume_from.name, model.num_timesteps)
     else:
         model = build_model(cfg.ppo, cfg.env, venv, world, ppo_seed)
-    model.set_logger(configure(str(run_dir / "tb"), ["tensorboard"]))
+    model.set_logger(logger)
 
     eval_env = make_eval_env(world, cfg.env, eval_listeners(world, cfg.eval.protocol))
     eval_seed = derive_seed(cfg.seed, "periodic-eval")
@@ -215,17 +208,18 @@ def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
     write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
 
-def log_results(cfg: TrainConfig, writer: Any, metrics: dict[str, Any], step: int) -> None:
+def log_results(cfg: TrainConfig, logger: Logger, metrics: dict[str, Any], step: int) -> None:
     """Final metrics, the baseline comparison figure and the HParams entry."""
-    for policy, values in metrics["policies"].items():
-        for key in ("mean_reward", "like_rate", "mean_pct_listened", "skip_rate", "coverage", "diversity"):
-            writer.add_scalar(f"final/{policy}/{key}", values[key], step)
-    writer.add_scalar("final/normalized_score", metrics["normalized_score"], step)
-    writer.add_figure("final/policies", policies_figure(metrics["policies"]), step)
+    values: dict[str, Any] = {f"final/{policy}/{key}": result[key] for policy, result in metrics["policies"].items()
+                              for key in ("mean_reward", "like_rate", "mean_pct_listened", "skip_rate", "coverage",
+                                          "diversity")}
+    values["final/normalized_score"] = metrics["normalized_score"]
+    values["final/policies"] = policies_figure(metrics["policies"])
+    log_values(logger, values, step)
     ppo = metrics["policies"]["ppo"]
-    log_hparams(writer, hparams(cfg), {"hparams/normalized_score": metrics["normalized_score"],
+    log_hparams(logger, hparams(cfg), {"hparams/normalized_score": metrics["normalized_score"],
                                        "hparams/mean_reward": ppo["mean_reward"],
-                                       "hparams/like_rate": ppo["like_rate"]})
+                                       "hparams/like_rate": ppo["like_rate"]}, step)
 
 
 def run(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
@@ -243,29 +237,29 @@ def _run(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     torch.set_num_threads(1)
     remove_stale_temporaries(run_dir)
     info = RunInfo(cfg.seed, cfg.data.path if cfg.data.source == "csv" else None, CODE_DIR)
-    writer = open_writer(run_dir)
+    logger = open_logger(run_dir / "tb")
     try:
-        writer.add_text("config", "```yaml\n" + OmegaConf.to_yaml(OmegaConf.structured(cfg)) + "\n```")
+        log_values(logger, {"config": "```yaml\n" + OmegaConf.to_yaml(OmegaConf.structured(cfg)) + "\n```"}, 0)
         resuming = cfg.resume and (run_dir / "world").is_dir() and latest_checkpoint(run_dir / "checkpoints")
         if cfg.resume and not resuming:
             log.warning("resume=true but %s holds no world and checkpoint: starting a fresh run", run_dir)
         if not resuming:  # checkpoints of an earlier run in this folder must never be resumed on a new world
             for old in (run_dir / "checkpoints").glob("ppo_*_steps.zip"):
                 old.unlink()
-        world = load_run_world(run_dir) if resuming else build_run_world(cfg, run_dir, writer, info)
+        world = load_run_world(run_dir) if resuming else build_run_world(cfg, run_dir, logger, info)
         if world.latents.shape[1] != cfg.vae.latent_dim:
             raise RunFolderError(f"{run_dir / 'world'}: latents have d={world.latents.shape[1]} but "
                                  f"vae.latent_dim={cfg.vae.latent_dim}")
-        model = train_ppo(cfg, run_dir, world, writer, info)
+        model = train_ppo(cfg, run_dir, world, logger, info)
         with info.stage("evaluation"):
             metrics = evaluate_run(cfg, world, model)
         write_metrics(run_dir, metrics)
-        log_results(cfg, writer, metrics, model.num_timesteps)
+        log_results(cfg, logger, metrics, model.num_timesteps)
         info.data["normalized_score"] = metrics["normalized_score"]
         info.write(run_dir / "run_info.json")
         return metrics
     finally:
-        writer.close()
+        logger.close()
 
 
 def remove_stale_temporaries(run_dir: Path) -> list[Path]:
@@ -296,5 +290,5 @@ def reevaluate(run_dir: Path, cfg: TrainConfig) -> dict[str, Any]:
     if not np.allclose(encoder.transform(world.features), world.latents, atol=1e-4):
         raise RunFolderError(f"{run_dir / 'vae.pt'}: does not encode world/features.npy to world/latents.npy "
                              "(the VAE of another run?)")
-    model = load_model_checked(run_dir / "ppo.zip")
+    model = load_model(run_dir / "ppo.zip")
     return evaluate_run(cfg, world, model)

@@ -149,10 +149,13 @@ class CandidateScorerPolicy(ActorCriticPolicy):
 
 
 def candidate_probabilities(policy: ActorCriticPolicy, obs: np.ndarray) -> tuple[np.ndarray, float]:
-    """Action probabilities and value estimate of one observation (used for recommendation)."""
-    with torch.no_grad():
-        obs_t, _ = policy.obs_to_tensor(obs)
-        dist = policy.get_distribution(obs_t)
-        probs = dist.distribution.probs[0].cpu().numpy()
-        value = float(policy.predict_values(obs_t)[0, 0])
-    return probs, value
+    """Candidate probabilities (k,) and the critic's value of one observation, in one forward pass."""
+    with torch.inference_mode():
+        obs_t = torch.as_tensor(obs, dtype=torch.float32).reshape(1, -1)
+        features = policy.extract_features(obs_t)
+        pi_features, vf_features = features if isinstance(features, tuple) else (features, features)
+        latent_pi = policy.mlp_extractor.forward_actor(pi_features)
+        latent_vf = policy.mlp_extractor.forward_critic(vf_features)
+        probs = torch.softmax(policy.action_net(latent_pi), dim=-1)[0].numpy()
+        value = float(policy.value_net(latent_vf)[0, 0])
+    return probs.astype(np.float64), value

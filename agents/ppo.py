@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import gymnasium as gym
@@ -19,32 +20,68 @@ from envs.music_env import EnvConfig, MusicRecEnv
 from envs.world import World
 
 
+class PolicyName(StrEnum):
+    """The actor-critic networks (:func:`policy_spec`)."""
+
+    candidate_scorer = "candidate_scorer"
+    mlp = "mlp"
+
+
+class VecEnvKind(StrEnum):
+    """How the training sessions are stepped (:func:`make_vec_env`)."""
+
+    batched = "batched"
+    vectorized = "vectorized"
+    dummy = "dummy"
+    subproc = "subproc"
+
+
 @dataclass
 class PPOConfig:
     """Every PPO hyperparameter (config group ``ppo``)."""
 
-    policy: str = "candidate_scorer"
+    policy: PolicyName = PolicyName.candidate_scorer
+    """candidate_scorer: one shared network scores every candidate (permutation-equivariant) | mlp: SB3's
+    stock MlpPolicy, kept for comparison (the only choice with env.observation=seed)"""
     total_timesteps: int = 600_000
+    """environment steps of training"""
     n_envs: int = 8
-    vec_env: str = "vectorized"
+    """sessions stepped in parallel"""
+    vec_env: VecEnvKind = VecEnvKind.vectorized
+    """vectorized: MusicRecEnvs in one loop, no per-step copies (the same transitions as dummy) | batched: all
+    sessions at once with numpy | dummy: SB3's DummyVecEnv over Monitor | subproc: SB3's SubprocVecEnv"""
     n_steps: int = 256
+    """steps per env per rollout"""
     batch_size: int = 256
+    """minibatch size of an update"""
     n_epochs: int = 10
+    """passes over a rollout per update"""
     learning_rate: float = 3e-4
+    """Adam learning rate"""
     gamma: float = 0.9
+    """discount factor"""
     gae_lambda: float = 0.95
+    """GAE lambda"""
     clip_range: float = 0.2
+    """PPO's clipping of the probability ratio"""
     ent_coef: float = 0.01
+    """entropy bonus"""
     vf_coef: float = 0.5
+    """weight of the value loss"""
     max_grad_norm: float = 0.5
+    """gradient clipping"""
     net_arch: list[int] = field(default_factory=lambda: [64, 64])
+    """hidden widths of the critic (and of the actor of mlp)"""
     scorer_arch: list[int] = field(default_factory=lambda: [64, 64])
+    """hidden widths of the shared candidate scorer"""
     checkpoint_freq: int = 50_000
+    """save checkpoints/ppo_<n>_steps.zip every this many steps (resume=true continues from the newest)"""
     progress_bar: bool = True
+    """SB3's progress bar while training"""
 
 
-POLICIES = ("candidate_scorer", "mlp")
-VEC_ENVS = ("batched", "vectorized", "dummy", "subproc")
+POLICIES: tuple[str, ...] = tuple(PolicyName)
+VEC_ENVS: tuple[str, ...] = tuple(VecEnvKind)
 
 
 def make_vec_env(

@@ -1,5 +1,6 @@
-"""TensorBoard output of a run: one event folder (``<run>/tb``) for the VAE, propagation, PPO, evaluation,
-the resolved config, figures and the HParams entry.
+"""TensorBoard output of a run: ONE writer, SB3's :class:`~stable_baselines3.common.logger.Logger`, on the run's
+``tb/`` folder, for the VAE, propagation, PPO (SB3's own ``rollout/``, ``train/``, ``time/``), evaluation, the
+resolved config (text), figures and the HParams entry.
 
 Everything of a run goes into the same folder so that ``tensorboard --logdir outputs`` lists one entry per
 run (or sweep job), and the HParams tab lines up the swept values with the final metrics.
@@ -16,30 +17,26 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from torch.utils.tensorboard import SummaryWriter  # noqa: E402
-from torch.utils.tensorboard.summary import hparams as hparams_summary  # noqa: E402
-
-HPARAM_METRICS = ("hparams/normalized_score", "hparams/mean_reward", "hparams/like_rate")
+from stable_baselines3.common.logger import Figure, HParam, Logger, configure  # noqa: E402
 
 
-def open_writer(run_dir: Path) -> SummaryWriter:
-    """The run's SummaryWriter on ``<run_dir>/tb``."""
-    return SummaryWriter(log_dir=str(run_dir / "tb"))
+def open_logger(folder: Path) -> Logger:
+    """SB3's logger writing TensorBoard events (only) into ``folder``."""
+    return configure(str(folder), ["tensorboard"])
 
 
-def log_hparams(writer: SummaryWriter, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
-    """Write the HParams entry into the run's own folder (not a sub-run, unlike ``add_hparams``).
+def log_values(logger: Logger, values: Mapping[str, Any], step: int) -> None:
+    """Record ``values`` (numbers, text, matplotlib figures) under their tags and write them at ``step``."""
+    for tag, value in values.items():
+        logger.record(tag, Figure(value, close=True) if isinstance(value, plt.Figure) else value)
+    logger.dump(step)
 
-    ``metrics`` keys must be the tags of :data:`HPARAM_METRICS` (written here as scalars too).
-    """
-    clean = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in hparams.items()}
-    exp, ssi, sei = hparams_summary(clean, dict(metrics))
-    fw = writer._get_file_writer()
-    fw.add_summary(exp)
-    fw.add_summary(ssi)
-    fw.add_summary(sei)
-    for tag, value in metrics.items():
-        writer.add_scalar(tag, value)
+
+def log_hparams(logger: Logger, hparams: Mapping[str, Any], metrics: Mapping[str, float], step: int) -> None:
+    """The HParams entry, in the run's own folder, and its metrics as scalars (the tab reads both)."""
+    clean = {k: (v if isinstance(v, int | float | str | bool) else str(v)) for k, v in hparams.items()}
+    logger.record("hparams", HParam(clean, dict(metrics)))
+    log_values(logger, metrics, step)
 
 
 def latent_figure(latents: np.ndarray, labels: np.ndarray | None, title: str) -> plt.Figure:

@@ -12,6 +12,7 @@ import logging
 import re
 import warnings
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -28,29 +29,41 @@ FEATURES: tuple[str, ...] = (
 )
 
 
+class DataSource(StrEnum):
+    """Where the catalog comes from."""
+
+    synthetic = "synthetic"
+    csv = "csv"
+
+
+class Normalisation(StrEnum):
+    """How raw features map to [0, 1] (:class:`Normaliser`)."""
+
+    physical = "physical"
+    minmax = "minmax"
+
+
 @dataclass
 class DataConfig:
-    """Where the catalog comes from and how it is read (config group ``data``, ``conf/data/*.yaml``).
+    """Where the catalog comes from and how it is read (config group ``data``)."""
 
-    Attributes:
-        source: ``"synthetic"`` (:func:`synthetic_catalog`) or ``"csv"`` (:func:`load_catalog`).
-        path: the CSV file (``source=csv``).
-        n_tracks: size of the synthetic catalog.
-        columns: our name (track_id, name, artist, genre or a feature) → file column; schema ``custom``.
-        strict: any problem (dropped row, repaired value, constant column) is fatal.
-        normalisation: :class:`Normaliser` mode, ``"physical"`` or ``"minmax"``.
-        delimiter: the CSV delimiter; None sniffs it from the header.
-        seed: seed of the synthetic catalog, apart from the run seed so the data stays put across runs.
-    """
-
-    source: str = "synthetic"
+    source: DataSource = DataSource.synthetic
+    """synthetic: the embedded catalog (12 genre-like groups) | csv: a Spotify-features CSV at data.path"""
     path: str | None = None
+    """the CSV file (data.source=csv): TidyTuesday 30000 songs, Kaggle exports, MSSD tf_mini.csv, or any file
+    mapped with data.columns"""
     n_tracks: int = 20000
+    """size of the synthetic catalog (unused by CSV catalogs)"""
     columns: dict[str, str] = field(default_factory=dict)
+    """our name -> file column: track_id, name, artist, genre or a feature, e.g. {tempo: BPM} (schema custom)"""
     strict: bool = False
-    normalisation: str = "physical"
+    """true: any catalog problem (dropped row, repaired value, constant column) is fatal"""
+    normalisation: Normalisation = Normalisation.physical
+    """physical: fixed ranges (dB, BPM, key/11) | minmax: fitted on the catalog"""
     delimiter: str | None = None
+    """the CSV delimiter; null: sniffed from the header ("," ";" tab "|")"""
     seed: int = 0
+    """seed of the synthetic catalog, apart from the run seed so the data stays put across runs"""
 
 
 @dataclass
@@ -176,7 +189,7 @@ PHYSICAL_RANGES: dict[str, tuple[float, float]] = {
     "key": (0.0, 11.0),         # pitch class
     "mode": (0.0, 1.0),         # minor 0, major 1
 }
-NORMALISATIONS: tuple[str, ...] = ("physical", "minmax")
+NORMALISATIONS: tuple[str, ...] = tuple(Normalisation)
 
 
 class Normaliser:

@@ -57,16 +57,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 from operator import mul
 
 import numpy as np
 
 from envs.errors import ConfigError
 
-TASTE_SCALINGS: tuple[str, ...] = ("per_feature", "pooled")
-"""``per_feature``: each feature in units of its own spread over the catalog (all features count alike a
-priori). ``pooled``: one common scale, the RMS of the per-feature spreads, so features that spread more
-in [0, 1] (those a representation of the normalised features encodes first) weigh more."""
+
+class TasteScaling(StrEnum):
+    """``per_feature``: each feature in units of its own spread over the catalog (all features count alike a
+    priori). ``pooled``: one common scale, the RMS of the per-feature spreads, so features that spread more
+    in [0, 1] (those a representation of the normalised features encodes first) weigh more."""
+
+    per_feature = "per_feature"
+    pooled = "pooled"
+
+
+TASTE_SCALINGS: tuple[str, ...] = tuple(TasteScaling)
 SKIP_BELOW = 0.5  # a response with pct below this is a skip; patience counts consecutive skips
 _BOREDOM_DIMS = 3  # principal components of x / s in which boredom similarity is measured
 _UNIFORM_BLOCK = 256  # uniforms a session draws from its generator at a time
@@ -81,28 +89,51 @@ class ListenerConfig:
     """
 
     seed: int | None = None
+    """population seed; null: derived from the run seed (so each run seed is another listener)"""
     population: int = 50
+    """listeners in the population"""
     held_out_fraction: float = 0.2
+    """share of listeners held out for the population protocol"""
     n_taste_centres: int = 2
+    """taste centres per listener (each near a real track)"""
     patience: int = 3
-    taste_scaling: str = "per_feature"
+    """the listener leaves after this many consecutive skips (pct < 0.5)"""
+    taste_scaling: TasteScaling = TasteScaling.per_feature
+    """s_j in the taste kernel: per_feature (each feature's catalog std) | pooled (one common scale)"""
     taste_width: float = 0.8
+    """kernel width, in units of s: a_c(x) = exp(-sum_j w_cj ((x_j - mu_cj) / s_j)^2 / (2 taste_width^2))"""
     centre_noise: float = 0.1
+    """a taste centre = a random track + this * s * N(0, 1)"""
     weight_concentration: float = 0.1
+    """Dirichlet concentration of the feature weights (small: a few features matter)"""
     mixture_concentration: float = 2.0
+    """Dirichlet concentration of the mixture weights over the centres"""
     early_skip_threshold: float = 0.25
+    """P(early skip) = sigmoid((threshold - a) / slope); then pct ~ U(0, early_skip_max)"""
     early_skip_slope: float = 0.08
+    """slope of the early-skip sigmoid"""
     early_skip_max: float = 0.1
+    """an early skip hears at most this share of the track"""
     full_listen_scale: float = 1.0
+    """P(full listen | no early skip) = full_listen_scale * a"""
     partial_mean_low: float = 0.3
+    """mean share of a partial listen (Beta(alpha, 1) above early_skip_max) at a = 0"""
     partial_mean_high: float = 0.8
+    """... and at a = 1"""
     like_scale: float = 1.0
+    """P(liked | full listen) = like_scale * a^like_power"""
     like_power: float = 3.0
+    """exponent of the like probability"""
     boredom: float = 0.25
+    """a *= 1 - boredom * max over the window of exp(-dist^2 / (2 boredom_width^2))"""
     boredom_window: int = 3
+    """recent tracks that bore (0: no boredom)"""
     boredom_width: float = 0.5
+    """in units of s, on the first 3 principal components"""
     repeat_penalty: float = 0.9
+    """a *= 1 - repeat_penalty for a track already played in the session"""
     drift: float = 0.05
+    """std of the per-step random walk of the log mixture weights"""
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first bad ``listeners.*`` key, its value, what is allowed."""

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import gymnasium as gym
@@ -42,12 +43,29 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.errors import ConfigError, UnknownTrackError
+from envs.rewards import RewardConfig, reward
 
 if TYPE_CHECKING:
     from envs.world import World
 
-OBSERVATIONS = ("seed", "candidates", "history")
-REWARD_SOURCES = ("simulator", "propagated")
+
+class Observation(StrEnum):
+    """What the agent observes (the layouts of the module docstring)."""
+
+    seed = "seed"
+    candidates = "candidates"
+    history = "history"
+
+
+class RewardSource(StrEnum):
+    """Where the env's reward comes from."""
+
+    simulator = "simulator"
+    propagated = "propagated"
+
+
+OBSERVATIONS: tuple[str, ...] = tuple(Observation)
+REWARD_SOURCES: tuple[str, ...] = tuple(RewardSource)
 
 
 def _is_int(value: Any) -> bool:
@@ -65,16 +83,29 @@ def _is_number(value: Any) -> bool:
 class EnvConfig:
     """The env's observation, reward source and session shape (config group ``env``)."""
 
-    observation: str = "candidates"
-    reward_source: str = "simulator"
+    observation: Observation = Observation.candidates
+    """seed: z_current | candidates: + the k candidates' latents (and features) | history: + recent
+    [z, reward] rows"""
+    reward_source: RewardSource = RewardSource.simulator
+    """simulator: the listener answers (online) | propagated: the world's reward table r_hat (offline, learnt
+    from a feedback log)"""
     k: int = 4
+    """candidates per step = the Discrete(k) action space"""
     n_neighbours: int = 32
+    """neighbour table width K, built once per world"""
     session_length: int = 20
+    """recommendations per episode (truncated after; terminated earlier if the listener leaves)"""
     history: int = 4
+    """rows of [z_played, scaled reward] in the history observation"""
     no_repeat: Any = "session"
+    """session: never repeat within a session | n >= 1: only the last n tracks are excluded"""
     reward_scale: Any = "auto"
+    """auto: 1 / (1 + like_weight), rewards of O(1) | a number > 0"""
     start_track: int | None = None
+    """null: a random start track per session (seeded) | a track index"""
     candidate_features: bool = True
+    """add the current and candidate tracks' 11 normalised features to the observation (not in seed mode): the
+    k nearest neighbours share nearly the same latent, their features tell them apart"""
 
     def validate(self, n_tracks: int | None = None) -> None:
         """Raise :class:`ConfigError` naming the first bad key, its value and what is allowed.
@@ -160,9 +191,7 @@ class EnvSetup:
     n_tracks: int
     d: int
     n_feat: int  # features per track in the observation (0: none)
-    like_weight: float
-    early_skip_penalty: float
-    early_skip_threshold: float
+    reward: RewardConfig  # the reward definition of the world (like_weight, early-skip penalty and threshold)
     reward_scale: float
     observation_space: spaces.Box
 
@@ -192,17 +221,14 @@ class EnvSetup:
             low = np.concatenate([np.zeros(base, dtype=np.float32), low.ravel()])
             high = np.concatenate([np.ones(base, dtype=np.float32), high.ravel()])
             space = spaces.Box(low, high, dtype=np.float32)
-        return cls(cfg, n, d, n_feat, like_weight, penalty, float(world.meta["early_skip_threshold"]), scale,
-                   space)
+        definition = RewardConfig(like_weight=like_weight, early_skip_penalty=penalty,
+                                  early_skip_threshold=float(world.meta["early_skip_threshold"]))
+        return cls(cfg, n, d, n_feat, definition, scale, space)
 
     @property
     def k(self) -> int:
         """Candidates per step."""
         return int(self.cfg.k)
-
-    def raw_reward(self, pct: Any, liked: Any) -> Any:
-        """``pct + like_weight * liked - early_skip_penalty * [pct < early_skip_threshold]`` (floats or arrays)."""
-        return pct + self.like_weight * liked - self.early_skip_penalty * (pct < self.early_skip_threshold)
 
     def views(self, obs: np.ndarray) -> ObservationViews:
         """Views of ``obs`` (..., width) by part: writing into them writes the observation."""
@@ -246,9 +272,7 @@ class MusicRecEnv(gym.Env):
         cfg = EnvConfig() if cfg is None else cfg
         self.setup = setup = EnvSetup.of(world, cfg)
         self.world, self.cfg = world, cfg
-        self.like_weight = setup.like_weight
-        self.early_skip_penalty = setup.early_skip_penalty
-        self.early_skip_threshold = setup.early_skip_threshold
+        self.reward_definition = setup.reward
         self.reward_scale = setup.reward_scale
         self._population = world.listeners()
         self._listener_ids = None if listener_ids is None else check_listeners(listener_ids, self._population.n)
@@ -329,14 +353,14 @@ class MusicRecEnv(gym.Env):
         session = self.session
         pct, liked = session.respond(track)
         if self._simulator:
-            raw = self.setup.raw_reward(pct, liked)
+            raw = reward(pct, liked, self.reward_definition)
             terminated = session.left
         else:
             raw = float(self._table[track])
             terminated = False
             if session.left:  # offline rewards: the listener only informs, so a fresh session goes on
                 self.session = self._population.session(self.listener, self.np_random)
-        reward = raw * self.reward_scale
+        scaled = raw * self.reward_scale
 
         played, order, window = self._played, self._order, self._window
         played[track] = True
@@ -348,13 +372,13 @@ class MusicRecEnv(gym.Env):
             p = self._ring_pos = (self._ring_pos + 1) % len(self._ring)
             ring = self._ring
             ring[p, :-1] = self._latents[track]
-            ring[p, -1] = reward
+            ring[p, -1] = scaled
             ring.take(self._ring_orders[p], axis=0, out=self._hist, mode="wrap")
         info = {"track": track, "track_id": self._track_ids[track], "percentage_listened": pct,
                 "liked": liked, "reward": raw, "candidates": self.current_candidates, "listener": self.listener}
         self._advance(track)
         truncated = not terminated and self._steps >= self._session_length
-        return self._obs.copy(), reward, terminated, truncated, info
+        return self._obs.copy(), scaled, terminated, truncated, info
 
     def _advance(self, track: int) -> None:
         """Make ``track`` current: its candidates and the observation."""
@@ -379,7 +403,8 @@ class MusicRecEnv(gym.Env):
             raise RuntimeError("candidate_expected_rewards() before the first reset()")
         if self._cand_expected is None:
             self._cand_expected = self.session.expected_reward(
-                self.current_candidates, self.like_weight, self.early_skip_penalty, self.early_skip_threshold)
+                self.current_candidates, self.reward_definition.like_weight,
+                self.reward_definition.early_skip_penalty, self.reward_definition.early_skip_threshold)
         return self._cand_expected.copy()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -30,27 +31,50 @@ DECAYS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
 Each is 1 at ``u = 0``, non-negative and non-increasing in ``u``. ``linear`` reaches 0 at ``u = s``.
 """
 
-PROBE_SELECTIONS: tuple[str, ...] = ("nearest", "random")
+
+class Decay(StrEnum):
+    """The decay functions of :data:`DECAYS`."""
+
+    linear = "linear"
+    exponential = "exponential"
+    gaussian = "gaussian"
+    inverse = "inverse"
+    none = "none"
+
+
+class ProbeSelection(StrEnum):
+    """Which tracks of a cluster are probed (:func:`select_probes`)."""
+
+    nearest = "nearest"
+    random = "random"
+
+
+PROBE_SELECTIONS: tuple[str, ...] = tuple(ProbeSelection)
 PRIORS: tuple[str, ...] = ("global_mean", "zero")
 
 
 @dataclass
 class RewardConfig:
-    """Reward definition and propagation settings (config group ``reward``).
-
-    ``prior`` is the reward of every track of a cluster without feedback: ``global_mean`` (mean of all
-    observed rewards), ``zero``, or a number written as a string (e.g. ``"0.5"``).
-    """
+    """Reward definition and propagation settings (config group ``reward``)."""
 
     like_weight: float = 10.0
+    """reward = pct + like_weight * liked (the design's lambda: 10 or 100)"""
     early_skip_penalty: float = 0.0
+    """subtracted when pct < early_skip_threshold"""
     early_skip_threshold: float = 0.1
-    decay: str = "exponential"
+    """what counts as an early skip, as a share of the track"""
+    decay: Decay = Decay.exponential
+    """how a cluster's probe mean decays with the distance to its centroid"""
     decay_scale: float = 1.0
+    """s in decay(u, s), u = distance to centroid / max distance in the cluster"""
     n_clusters: int = 20
+    """K-Means clusters on the latents"""
     probes_per_cluster: int = 4
-    probe_selection: str = "nearest"
+    """probe tracks per cluster whose feedback is collected"""
+    probe_selection: ProbeSelection = ProbeSelection.nearest
+    """nearest (to the centroid) | random"""
     prior: str = "global_mean"
+    """reward of clusters without feedback: global_mean | zero | a number written as a string, e.g. '0.5'"""
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first bad ``reward.*`` key, its value and what is allowed."""
@@ -86,6 +110,8 @@ def _parse_prior(prior: str) -> str | float | None:
 def reward(pct: np.ndarray | float, liked: np.ndarray | float, cfg: RewardConfig) -> np.ndarray | float:
     """Reward of feedback: ``pct + like_weight * liked - early_skip_penalty * [pct < early_skip_threshold]``.
 
+    The one place the reward is computed: the env's steps, the feedback logs' rewards and their propagation.
+
     Args:
         pct: percentage listened in [0, 1] (scalar or array).
         liked: 0/1 (scalar or array, broadcast with ``pct``).
@@ -94,6 +120,8 @@ def reward(pct: np.ndarray | float, liked: np.ndarray | float, cfg: RewardConfig
     Returns:
         A float for scalar inputs, else a float64 array of the broadcast shape.
     """
+    if isinstance(pct, float | int) and isinstance(liked, float | int):  # one env step: no numpy overhead
+        return float(pct + cfg.like_weight * liked - cfg.early_skip_penalty * (pct < cfg.early_skip_threshold))
     pct_a = np.asarray(pct, dtype=np.float64)
     liked_a = np.asarray(liked, dtype=np.float64)
     r = pct_a + cfg.like_weight * liked_a - cfg.early_skip_penalty * (pct_a < cfg.early_skip_threshold)

@@ -1,64 +1,7 @@
 #!/usr/bin/env python
-"""Train a run: catalog → VAE → world → PPO → evaluation, into a Hydra run folder.
+"""``music-rl train`` (cli/train.py): ``scripts/train.py key=value ...``, ``--help`` for every key."""
 
-    python scripts/train.py                                   # the default job (make train)
-    python scripts/train.py vae.latent_dim=2 reward.like_weight=100
-    python scripts/train.py -m vae.latent_dim=2,4,5 seed=0,1,2   # a sweep (joblib launcher)
-    python scripts/train.py --config-dir <run>/.hydra --config-name config   # reproduce a run
-    python scripts/train.py hydra.run.dir=<run> resume=true  # continue PPO from the last checkpoint
-
-Returns normalized_score to Hydra (for sweepers such as Optuna). Exit status: 0 done; 2 an error the user
-can fix (one ``error:`` line: config, data, run folder, unwritable or full output folder); 128 + signal when
-SIGTERM/SIGINT stopped it (143/130; during PPO after saving a checkpoint that ``resume=true`` continues).
-"""
-
-from __future__ import annotations
-
-import logging
-from pathlib import Path
-
-import hydra
-from _entry import fail, os_error_line, run_hydra_main, user_errors_exit
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
-
-log = logging.getLogger("music-rl")
-
-
-def schema() -> type:
-    """The run's structured config (imported on demand: torch and SB3 load only once a job starts, so a
-    mistyped override is answered at once)."""
-    from agents.config import TrainConfig
-
-    return TrainConfig
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-@user_errors_exit
-def main(raw: DictConfig) -> float:
-    """Validate the config, run the pipeline, report where the run is."""
-    from agents.config import load_config
-    from agents.pipeline import TrainingInterrupted, run
-
-    cfg = load_config(raw)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        metrics = run(cfg, run_dir)
-    except TrainingInterrupted as stop:
-        fail(f"{stop}", 128 + stop.signum)
-    except OSError as err:  # a full disk or unwritable folder: name the run folder when the writer did not
-        if err.filename is None and os_error_line(err) is not None:
-            err.filename = str(run_dir)
-        raise
-    score = metrics["normalized_score"]
-    ppo = metrics["policies"]["ppo"]
-    log.info("normalized_score %.3f  (ppo mean_reward %.3f ± %.3f, like_rate %.3f)", score,
-             ppo["mean_reward"], ppo["mean_reward_ci95"], ppo["like_rate"])
-    if HydraConfig.get().mode.name == "RUN":
-        print(f"\nrun folder: {run_dir}\nmetrics:    {run_dir / 'metrics.json'}\n"
-              f"TensorBoard: .venv/bin/tensorboard --logdir {run_dir}   (every run: make tensorboard)")
-    return score
-
+from cli.train import app, main
 
 if __name__ == "__main__":
-    run_hydra_main(main, schema=schema)
+    app.run(main)

@@ -23,15 +23,25 @@ class VAEConfig:
     """
 
     latent_dim: int = 5
+    """latent width d: 2 | 4 | 5 (the design's); any integer in 1..11"""
     hidden: list[int] = field(default_factory=lambda: [64, 32])
+    """encoder hidden widths; the decoder mirrors them"""
     epochs: int = 30
+    """maximum epochs (early stopping may end sooner)"""
     batch_size: int = 512
+    """tracks per gradient step"""
     lr: float = 1e-3
+    """Adam learning rate"""
     beta: float = 1.0
+    """weight of the KL term (1: the ELBO)"""
     val_fraction: float = 0.1
+    """seeded hold-out for early stopping (0: monitor the training rows)"""
     patience: int = 5
+    """epochs without a lower validation loss before stopping (best weights restored)"""
     recon_sigma: float = 0.1
+    """decoder noise: recon = sum (x - x_hat)^2 / (2 recon_sigma^2); plain MSE (0.707) collapses the latents"""
     num_threads: int = 1
+    """torch threads during fit (restored after); 0: torch's default. 1 is fastest for this tiny network"""
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad key, its value and what is allowed."""

@@ -1,12 +1,13 @@
-"""Shared plumbing of the entry points: errors a user can cause end in ONE line and exit status 2.
+"""The error policy of every command: an error a user can cause ends in ONE line and exit status 2.
 
 - :class:`envs.errors.MusicRLError` (bad file, column, config key, run folder, unknown track) →
   ``error: <message>``, exit 2;
 - an output that cannot be written (read-only folder, permission denied, disk full, file too large) →
   ``error: <path>: <why>; <what to do>``, exit 2;
 - Hydra's own errors before the job starts (an unknown key such as ``vae.latnt_dim=3``, malformed override
-  syntax, a config group option that does not exist) → one line, exit 2 (``HYDRA_FULL_ERROR=1`` in the
-  environment shows Hydra's full report instead);
+  syntax, a config group option that does not exist, a value of the wrong type) → one line built from the
+  exception's own fields (the key, the override), exit 2; ``HYDRA_FULL_ERROR=1`` in the environment shows
+  Hydra's full report instead;
 - SIGTERM / SIGINT → ``interrupted: ...`` and exit ``128 + signal`` (PPO training saves a checkpoint first:
   :class:`agents.callbacks.CheckpointCallback`); files already written are complete, being atomic.
 
@@ -26,7 +27,6 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn, TypeVar
 
@@ -123,6 +123,12 @@ def _quiet_thread_errors(args: threading.ExceptHookArgs) -> None:
     logging.getLogger("music-rl").warning("%s stopped: %s", name, line)
 
 
+def reader_gone() -> NoReturn:
+    """stdout's reader stopped early (``| head``): not an error; no second error at exit either."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(0)
+
+
 def user_errors_exit(func: Callable[..., T]) -> Callable[..., T]:
     """Run ``func`` with the error policy of the module docstring (MusicRLError, OSError, signals)."""
 
@@ -138,6 +144,8 @@ def user_errors_exit(func: Callable[..., T]) -> Callable[..., T]:
             name = signal.Signals(stop.signum).name
             fail(f"interrupted by {name} before the work was done; the files written so far are complete "
                  "(atomic writes), nothing else was written", 128 + stop.signum)
+        except BrokenPipeError:
+            reader_gone()
         except OSError as err:
             line = os_error_line(err)
             if line is None:
@@ -146,55 +154,43 @@ def user_errors_exit(func: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
-# ------------------------------------------------------------------------------------------ Hydra mains
+# ------------------------------------------------------------------------------------------ Hydra's errors
 
-def _dotted_keys(node: dict[str, Any], prefix: str = "") -> list[str]:
-    """Every leaf key of a nested dict as ``a.b.c``."""
-    keys: list[str] = []
-    for key, value in node.items():
-        name = f"{prefix}{key}"
-        keys += _dotted_keys(value, f"{name}.") if isinstance(value, dict) and value else [name]
-    return keys
-
-
-def _clean(text: str) -> list[str]:
-    """The informative lines of a Hydra message (no links, search paths or OmegaConf key dumps)."""
-    skip = ("See https://", "Config search path", "provider=", "full_key:", "object_type=", "reference_type=",
-            "Set the environment variable")
-    out: list[str] = []
+def first_line(text: str) -> str:
+    """The first informative line of a message (no link to Hydra's docs, no OmegaConf key dump)."""
     for raw in text.splitlines():
         line = raw.strip()
-        if not line or line.startswith(skip):
-            continue
-        if raw.startswith("\t") and out and out[-1].startswith("Available options"):
-            out[-1] += (" " if out[-1].endswith(":") else ", ") + line
-        else:
-            out.append(line.rstrip("."))
-    return out
+        if line and not line.startswith(("See https://", "full_key:", "object_type=", "reference_type=")):
+            return line.rstrip(".")
+    return ""
 
 
-def hydra_error_line(err: Exception, keys: Callable[[], list[str]]) -> str:
-    """One line for a Hydra composition or override error; ``keys()`` (dotted) feed 'did you mean'."""
-    from hydra.errors import OverrideParseException
+def hydra_error_line(err: BaseException, keys: Callable[[], list[str]]) -> str:
+    """One line for a Hydra composition or override error, from the exception's own fields.
+
+    ``keys()`` lists the app's dotted config keys, for a 'did you mean' when a key does not exist.
+    """
+    from hydra.errors import MissingConfigException, OverrideParseException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
     if isinstance(err, OverrideParseException):
-        what = _clean(err.message)
-        return f"override {err.override!r}: {'; '.join(what)} (Hydra's override grammar: key=value, " \
-               "key=a,b for a sweep, +key=value to add a key)"
-    text = str(err)
-    unknown = re.search(r"Could not override '([^']+)'", text)
-    if unknown:
-        key = unknown.group(1)
-        close = difflib.get_close_matches(key, keys(), n=1, cutoff=0.6)
+        return (f"override {err.override!r}: {first_line(err.message)} (Hydra's override grammar: key=value; "
+                "quote a value holding , = [ ] or spaces: 'key=\"a, b\"'; key=a,b sweeps with -m)")
+    if isinstance(err, MissingConfigException) and err.missing_cfg_file:
+        options = f"; available: {', '.join(err.options)}" if err.options else ""
+        return f"no config {err.missing_cfg_file!r}{options}"
+    cause = err.__cause__
+    if isinstance(cause, ConfigAttributeError | ConfigKeyError) and cause.full_key:
+        close = difflib.get_close_matches(cause.full_key, keys(), n=1, cutoff=0.6)
         hint = f" (did you mean {close[0]}?)" if close else ""
-        return f"{key}: no such config key{hint}"
-    lines = _clean(text)
-    if err.__cause__ is not None and str(err.__cause__).strip():
-        lines.append(_clean(str(err.__cause__))[0])
-    return "; ".join(line.rstrip(":") for line in lines) if lines else type(err).__name__
+        return f"{cause.full_key}: no such config key{hint}"
+    if isinstance(cause, OmegaConfBaseException) and cause.full_key:
+        return f"{cause.full_key}: {first_line(str(cause))}"
+    lines = [first_line(part) for part in str(err).split("\n") if first_line(part)]
+    return "; ".join(lines) if lines else type(err).__name__
 
 
-def _inside_job(err: BaseException) -> bool:
+def inside_job(err: BaseException) -> bool:
     """Whether ``err`` was raised while Hydra ran the job itself (then it is the job's error, not Hydra's)."""
     tb = err.__traceback__
     while tb is not None:
@@ -204,64 +200,32 @@ def _inside_job(err: BaseException) -> bool:
     return False
 
 
-def run_hydra_main(main: Callable[[], Any], schema: Callable[[], type] | None = None) -> None:
+def run_hydra(main: Callable[[], Any], keys: Callable[[], list[str]]) -> None:
     """Call a ``@hydra.main`` function; Hydra's own errors and unwritable outputs become one line, exit 2.
 
-    Hydra prints its composition errors over several lines and exits 1; here they are re-raised (by
-    setting ``HYDRA_FULL_ERROR=1``) and reported as one line naming the override or key, with the closest
-    key of the structured-config dataclass that ``schema()`` returns as a suggestion. Errors raised while
-    the job runs keep their traceback. A user who set ``HYDRA_FULL_ERROR=1`` gets Hydra's full report.
+    Hydra prints its composition errors over several lines and exits 1; here they are raised (by setting
+    ``HYDRA_FULL_ERROR=1``) and reported by :func:`hydra_error_line`. Errors raised while the job runs keep
+    the job's own policy (:func:`user_errors_exit`). A user who set ``HYDRA_FULL_ERROR=1`` gets Hydra's report.
     """
-    # process launchers (submitit) unpickle the job in a fresh interpreter, which must find this module
-    scripts = str(Path(__file__).resolve().parent)
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (scripts, os.environ.get("PYTHONPATH")) if p)
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         main()
         return
     from hydra.errors import HydraException
-    from omegaconf import OmegaConf
 
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         with signals_raise_interrupted():
             main()
     except HydraException as err:
-        if _inside_job(err):
+        if inside_job(err):
             raise
-
-        def keys() -> list[str]:
-            return _dotted_keys(OmegaConf.to_container(OmegaConf.structured(schema()))) if schema else []
-
         fail(hydra_error_line(err, keys))
     except Interrupted as stop:
         fail(f"interrupted by {signal.Signals(stop.signum).name}", 128 + stop.signum)
+    except BrokenPipeError:  # --help or --cfg into a reader that stopped early
+        reader_gone()
     except OSError as err:  # Hydra creating the output folder or writing .hydra/ and the job's log
         line = os_error_line(err)
         if line is None:
             raise
         fail(line)
-
-
-D = TypeVar("D")
-
-
-def parse_args(schema: type[D], argv: list[str]) -> D:
-    """Parse ``key=value`` arguments onto the dataclass ``schema`` (typed; unknown keys are errors)."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    from envs.errors import ConfigError
-
-    bad = [a for a in argv if "=" not in a]
-    if bad:
-        raise ConfigError(f"argument {bad[0]!r}: expected key=value")
-    # values stay the strings typed (track_id=00123 is not the number 83); the schema converts ints and bools
-    given: dict[str, str | None] = {}
-    for arg in argv:
-        key, _, value = arg.partition("=")
-        given[key.strip()] = None if value.strip().lower() in ("null", "none", "~") else value
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(given))
-        return OmegaConf.to_object(merged)  # type: ignore[return-value]
-    except OmegaConfBaseException as err:
-        raise ConfigError(f"{err.full_key}: {str(err).splitlines()[0]}") from None

@@ -1,0 +1,121 @@
+"""What every command shares: its config schema in Hydra's ConfigStore, its ``--help``, typed config, and the
+error policy around ``@hydra.main`` (:mod:`cli.errors`).
+
+A command is a module of :mod:`cli` with a config dataclass (each key documented by the string after its
+field), an :class:`App` and a ``@hydra.main`` function::
+
+    app = App("evaluate", EvaluateConfig, "re-evaluate a saved run")
+
+    @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
+    @user_errors_exit
+    def main(raw: DictConfig) -> None:
+        cfg = app.typed(raw)
+        ...
+
+``conf/<command>.yaml`` selects the schema (``<command>_schema``) and the help (``override hydra/help:
+<command>``); ``app.run(main)`` is what ``music-rl <command>`` and ``scripts/<command>.py`` call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+import types
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+from cli.errors import fail, first_line, run_hydra
+from cli.help import dotted_keys, help_text
+from envs.errors import ConfigError
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+MULTIRUN_FLAGS = ("-m", "--multirun")
+
+
+class App:
+    """One command: registers ``<name>_schema`` and ``hydra/help/<name>`` in Hydra's ConfigStore.
+
+    Args:
+        name: the command (``music-rl <name>``, ``scripts/<name>.py``, ``conf/<name>.yaml``).
+        schema: the config dataclass.
+        summary: one line for ``--help``.
+        multirun: whether ``-m`` sweeps make sense for it (others refuse ``-m`` in one line).
+        positional: a key that one bare argument stands for (``compare DIR`` is ``compare sweep_dir=DIR``).
+        script: the name of its ``scripts/<script>.py`` wrapper, when it is not ``name``.
+    """
+
+    def __init__(self, name: str, schema: type, summary: str, multirun: bool = False,
+                 positional: str | None = None, script: str | None = None) -> None:
+        self.name, self.schema, self.summary, self.multirun = name, schema, summary, multirun
+        self.positional = positional
+        store = ConfigStore.instance()
+        store.store(name=f"{name}_schema", node=schema)
+        store.store(group="hydra/help", name=name,
+                    node={"app_name": f"music-rl {name}", "header": "", "footer": "",
+                          "template": help_text(name, script or name, summary, schema, multirun)})
+
+    def typed(self, raw: DictConfig) -> Any:
+        """The composed config as the schema's dataclass; strings typed on the command line stay verbatim
+        (``track_id=00123``, ``track_id=1e5``), mandatory keys must be given."""
+        for key, text in verbatim_strings(self.schema).items():
+            OmegaConf.update(raw, key, text, merge=False)
+        try:
+            merged = OmegaConf.merge(OmegaConf.structured(self.schema), raw)
+            return OmegaConf.to_object(merged)
+        except MissingMandatoryValue as err:
+            raise ConfigError(f"{err.full_key}: required: give {err.full_key}=... "
+                              f"(music-rl {self.name} --help)") from None
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"{err.full_key}: {first_line(str(err))}") from None
+
+    def run(self, main: Callable[[], Any]) -> None:
+        """Run the ``@hydra.main`` function ``main`` with the error policy (the console entry)."""
+        if not self.multirun and any(arg in MULTIRUN_FLAGS for arg in sys.argv[1:]):
+            fail(f"music-rl {self.name}: -m/--multirun is not supported (it does not sweep)")
+        bare = [i for i, arg in enumerate(sys.argv[1:], 1) if "=" not in arg and not arg.startswith("-")]
+        if self.positional and len(bare) == 1:
+            sys.argv[bare[0]] = f"{self.positional}={hydra_quote(sys.argv[bare[0]])}"
+        run_hydra(main, lambda: dotted_keys(self.schema))
+
+
+def hydra_quote(text: str) -> str:
+    """``text`` as a quoted value of Hydra's override grammar (any characters kept as they are): a quote and
+    the backslashes before it, or at the end, are escaped; other backslashes stay as they are."""
+    escaped = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", text)
+    return "'" + re.sub(r"(\\+)$", lambda m: m.group(1) * 2, escaped) + "'"
+
+
+def _string_keys(cls: type, prefix: str = "") -> set[str]:
+    """The dotted keys of dataclass ``cls`` whose type is ``str`` (or ``str | None``)."""
+    keys: set[str] = set()
+    for name, hint in typing.get_type_hints(cls).items():
+        args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        if dataclasses.is_dataclass(hint):
+            keys |= _string_keys(hint, f"{prefix}{name}.")
+        elif str in args and not {int, float, bool} & set(args):
+            keys.add(f"{prefix}{name}")
+    return keys
+
+
+def verbatim_strings(schema: type) -> dict[str, str]:
+    """The text as typed of every command-line override of a string key that Hydra read as a number or a
+    boolean (``track_id=1e5`` is the string ``"1e5"``, not ``100000.0``)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if not HydraConfig.initialized():
+        return {}
+    strings = _string_keys(schema)
+    out = {}
+    for override in OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task)):
+        value = override.value()
+        if override.key_or_group in strings and isinstance(value, int | float | bool) and override.input_line:
+            out[override.key_or_group] = override.input_line.split("=", 1)[1].strip()
+    return out

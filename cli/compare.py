@@ -1,0 +1,55 @@
+"""``music-rl compare``: the jobs of a sweep side by side, one row per configuration, seeds aggregated.
+
+    music-rl compare outputs/sweeps/<date>/<time>          # the same: sweep_dir=outputs/sweeps/<date>/<time>
+
+Prints a Markdown table sorted by normalized_score, writes ``compare.csv`` (one row per configuration),
+``compare_jobs.csv`` (one row per job) and ``compare.png`` (normalized_score per configuration, greedy marked)
+into the sweep folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+from omegaconf import MISSING, DictConfig
+
+from cli.app import CONF_DIR, App
+from cli.errors import user_errors_exit
+
+
+@dataclass
+class CompareConfig:
+    """Arguments of ``music-rl compare``."""
+
+    sweep_dir: str = MISSING
+    """the sweep folder (outputs/sweeps/<date>/<time>); a bare argument stands for it"""
+
+
+app = App("compare", CompareConfig, "the jobs of a sweep side by side, seeds aggregated", positional="sweep_dir")
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="compare")
+@user_errors_exit
+def main(raw: DictConfig) -> None:
+    """Collect, aggregate, print and save."""
+    from agents.report import aggregate, collect_sweep, markdown, score_chart
+    from envs.atomic import atomic_path
+
+    args: CompareConfig = app.typed(raw)
+    sweep = Path(args.sweep_dir)
+    jobs = collect_sweep(sweep)
+    table = aggregate(jobs)
+    print(markdown(table))
+    with atomic_path(sweep / "compare.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    with atomic_path(sweep / "compare_jobs.csv") as tmp:
+        jobs.to_csv(tmp, index=False)
+    with atomic_path(sweep / "compare.png") as tmp:
+        score_chart(table, tmp)
+    print(f"\n{len(jobs)} jobs, {len(table)} configurations -> {sweep / 'compare.csv'}, {sweep / 'compare.png'}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,69 @@
+"""``music-rl evaluate``: evaluate a saved run again, against ground-truth simulated listeners.
+
+    music-rl evaluate run_dir=outputs/runs/<date>/<time> [n_episodes=500] [protocol=population] [out=m.json]
+
+Uses the run's saved config (``.hydra/config.yaml``), world and ``ppo.zip`` (``vae.pt`` is checked against the
+world); prints the per-policy table and writes the metrics JSON to ``out`` when given (the run's own
+``metrics.json`` is left untouched). A missing, corrupt or foreign artifact is one ``error:`` line, exit 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+from omegaconf import MISSING, DictConfig
+
+from agents.evaluate import Protocol
+from cli.app import CONF_DIR, App
+from cli.errors import user_errors_exit
+
+
+@dataclass
+class EvaluateConfig:
+    """Arguments of ``music-rl evaluate``."""
+
+    run_dir: str = MISSING
+    """the run folder to evaluate (outputs/runs/<date>/<time>)"""
+    n_episodes: int | None = None
+    """evaluation sessions per policy; null: the run's eval.n_episodes"""
+    protocol: Protocol | None = None
+    """personal | population; null: the run's eval.protocol"""
+    out: str | None = None
+    """write the metrics JSON to this file; null: print the table only"""
+
+
+app = App("evaluate", EvaluateConfig, "evaluate a saved run again against ground-truth simulated listeners")
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
+@user_errors_exit
+def main(raw: DictConfig) -> None:
+    """Load the run, evaluate every policy, print and optionally save the metrics."""
+    from agents.config import load_run_config, validate_eval
+    from agents.pipeline import reevaluate
+    from agents.report import metrics_table
+    from envs.atomic import write_text_atomic
+    from envs.errors import RunFolderError
+
+    args: EvaluateConfig = app.typed(raw)
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise RunFolderError(f"run_dir={args.run_dir!r}: no such folder")
+    cfg = load_run_config(run_dir)
+    if args.n_episodes is not None:
+        cfg.eval = dataclasses.replace(cfg.eval, n_episodes=args.n_episodes)
+    if args.protocol is not None:
+        cfg.eval = dataclasses.replace(cfg.eval, protocol=args.protocol)
+    validate_eval(cfg.eval)
+    metrics = reevaluate(run_dir, cfg)
+    print(metrics_table(metrics))
+    if args.out:
+        write_text_atomic(args.out, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    app.run(main)

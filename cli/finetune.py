@@ -1,0 +1,93 @@
+"""``music-rl finetune``: fine-tune a saved run from new feedback: re-propagate rewards, continue PPO, write the
+next model version.
+
+    music-rl finetune run_dir=<run> feedback=new_feedback.csv timesteps=20000 [policy_version=N]
+
+The new feedback (CSV or Parquet, the feedback-log schema) is validated against the run's catalog and
+appended to the run's feedback.csv (rows already logged, same user, session, position and track, are not
+appended twice; ``served_at`` defaults to now, ``policy_version`` to the version fine-tuned from). The reward
+table is personal: every logged answer of the users in the new feedback is propagated into a new table, PPO
+continues from the newest model (or ``policy_version``) on it for ``timesteps`` steps, and is saved as
+``ppo-v<N>.zip`` with ``world/reward_table-v<N>.npy``; the old models are never overwritten. TensorBoard:
+``<run>/tb/finetune-v<N>``.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+import pandas as pd
+from omegaconf import MISSING, DictConfig
+
+from cli.app import CONF_DIR, App
+from cli.errors import user_errors_exit
+from envs.errors import ConfigError
+
+
+@dataclass
+class FinetuneConfig:
+    """Arguments of ``music-rl finetune``."""
+
+    run_dir: str = MISSING
+    """the run folder (outputs/runs/<date>/<time>)"""
+    feedback: str = MISSING
+    """the new feedback: a CSV or Parquet log (user_id, session_id, position, track_id, percentage_listened,
+    liked [, served_at, policy_version])"""
+    timesteps: int = 20_000
+    """PPO steps of the fine-tune"""
+    seed: int = 0
+    """seed of the fine-tune's PPO"""
+    policy_version: int | None = None
+    """the model version to continue from; null: the newest"""
+
+
+app = App("finetune", FinetuneConfig, "fine-tune a saved run from new feedback (writes the next model version)")
+
+
+def with_serving_columns(new: pd.DataFrame, source: str, version: str) -> pd.DataFrame:
+    """``new`` with ``served_at`` (empty: now, at append) and ``policy_version`` (empty: ``version``) checked
+    and filled; a ``served_at`` that is not an ISO-8601 time with a timezone is a :class:`FeedbackError` naming
+    the row."""
+    from envs.feedback_store import check_served_at
+
+    given = {col: new[col].fillna("").astype(str) if col in new else pd.Series("", index=new.index)
+             for col in ("served_at", "policy_version")}
+    check_served_at(given["served_at"], source)
+    return new.assign(served_at=given["served_at"], policy_version=given["policy_version"].replace("", version))
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="finetune")
+@user_errors_exit
+def main(raw: DictConfig) -> None:
+    """Validate, log, fine-tune, report the new version."""
+    import torch
+
+    from agents.finetune import finetune, listener_rows, unlogged
+    from agents.inference import load_run
+    from agents.models import model_path
+    from envs.feedback import read_feedback
+    from envs.feedback_store import COLUMNS, FeedbackStore
+
+    args: FinetuneConfig = app.typed(raw)
+    if args.timesteps < 1:
+        raise ConfigError(f"timesteps={args.timesteps}: must be an integer >= 1")
+    torch.set_num_threads(1)  # small networks: more threads only contend
+    run = load_run(Path(args.run_dir), args.policy_version)
+    ids = run.world.track_ids()
+    new = read_feedback(args.feedback, known_track_ids=ids)
+    new = with_serving_columns(new[[c for c in COLUMNS if c in new]], args.feedback, f"v{run.version}")
+    store = FeedbackStore(run.run_dir / "feedback.csv")
+    fresh = unlogged(new, store.read(known_track_ids=ids))
+    store.append(fresh)
+    rows = listener_rows(store.read(known_track_ids=ids), new["user_id"].unique())
+    tuned = finetune(run, rows, args.timesteps, seed=args.seed, progress_bar=sys.stderr.isatty())
+    print(f"{len(fresh)} new feedback rows appended to {store.path} ({len(new) - len(fresh)} already there); "
+          f"fine-tuned v{run.version} on {len(rows)} rows of {new['user_id'].nunique()} user(s) for "
+          f"{args.timesteps} steps -> {model_path(tuned.run_dir, tuned.version)} (version {tuned.version})")
+
+
+if __name__ == "__main__":
+    app.run(main)

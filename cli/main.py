@@ -1,0 +1,52 @@
+"""``music-rl <command> [key=value ...]``: the one console command in front of every entry point.
+
+Each command is a Hydra app of this package (``cli/<module>.py``, also runnable as ``scripts/<script>.py``):
+``music-rl <command> --help`` lists its keys.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import sys
+
+from cli.errors import fail
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("cli.train", "train a run: catalog -> VAE -> world -> PPO -> evaluation, into a run folder"),
+    "evaluate": ("cli.evaluate", "evaluate a saved run again against ground-truth simulated listeners"),
+    "compare": ("cli.compare", "the jobs of a sweep side by side, seeds aggregated"),
+    "recommend": ("cli.recommend", "a session of next tracks from a saved run (cold start, fine-tune)"),
+    "finetune": ("cli.finetune", "fine-tune a saved run from new feedback (writes the next model version)"),
+    "simulate": ("cli.simulate", "the online-learning loop against a frozen policy, for a simulated listener"),
+    "bench": ("cli.bench", "speed, memory and scale benchmarks -> bench.json"),
+    "tables": ("cli.tables", "README and BENCHMARKS tables from the result files in results/"),
+}
+
+
+def usage() -> str:
+    """The list of commands."""
+    width = max(map(len, COMMANDS))
+    lines = ["usage: music-rl <command> [key=value ...]   (music-rl <command> --help: its keys)", "", "commands:"]
+    lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Dispatch ``music-rl <command> ...`` to the command's Hydra app."""
+    argv = sys.argv[1:]
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        sys.exit(0 if argv else 2)
+    name = argv[0]
+    if name not in COMMANDS:
+        close = difflib.get_close_matches(name, COMMANDS, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        fail(f"music-rl: no command {name!r}{hint}; one of {', '.join(COMMANDS)}")
+    module = importlib.import_module(COMMANDS[name][0])
+    sys.argv = [f"music-rl {name}", *argv[1:]]
+    module.app.run(module.main)
+
+
+if __name__ == "__main__":
+    main()

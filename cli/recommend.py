@@ -1,0 +1,132 @@
+"""``music-rl recommend``: a session of next tracks from a saved run.
+
+    music-rl recommend run_dir=<run> track_id=<id> length=10 [sample=true] [format=json]
+    music-rl recommend run_dir=<run> 'query="Artist 983 - Broken Storm"'      # Hydra quoting inside shell quoting
+    music-rl recommend run_dir=<run> cold_start=true                  # answer the probes yourself
+    music-rl recommend run_dir=<run> cold_start=true listener_seed=7  # a simulated listener answers
+
+Each step shows the k candidates (nearest unplayed first) with the policy's probabilities, the pick and the
+critic's value; ``format=json`` prints the same content as JSON. ``policy_version=N`` picks a model version
+(default: the newest). Cold start plays the probe tracks of every cluster (the most typical track of every
+cluster first; ``q`` stops early), appends each answer to the run's feedback.csv as it comes, fine-tunes a
+new policy version on this listener's answers and recommends from it, starting at ``track_id``/``query``
+when given, else at the probe the listener liked best. Prompts and progress go to stderr, the
+recommendation to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import MISSING, DictConfig
+
+from cli.app import CONF_DIR, App
+from cli.errors import user_errors_exit
+from envs.errors import ConfigError
+
+
+class OutputFormat(StrEnum):
+    """How the recommendation is printed."""
+
+    table = "table"
+    json = "json"
+
+
+@dataclass
+class RecommendConfig:
+    """Arguments of ``music-rl recommend``."""
+
+    run_dir: str = MISSING
+    """the run folder (outputs/runs/<date>/<time>)"""
+    track_id: str | None = None
+    """the start track's id, kept verbatim (track_id=00123)"""
+    query: str | None = None
+    """'artist - title' of the start track (case-insensitive; a unique substring will do)"""
+    length: int = 10
+    """recommendations in the session"""
+    sample: bool = False
+    """draw each pick from the policy's probabilities instead of taking the most probable"""
+    seed: int = 0
+    """seed of the draws (sample=true) and of cold start's simulated answers"""
+    format: OutputFormat = OutputFormat.table
+    """table: for people | json: the same content for programs"""
+    policy_version: int | None = None
+    """the model version to use; null: the newest"""
+    cold_start: bool = False
+    """probe the listener first (the probe tracks of every cluster), log the answers, fine-tune, then recommend"""
+    listener_seed: int | None = None
+    """cold start answered by the simulated listener of this population seed; null: you answer at the terminal"""
+    user_id: str | None = None
+    """who answers the cold start (feedback.csv user_id); null: cold-<time> or sim-<listener_seed>"""
+    finetune_timesteps: int = 20_000
+    """PPO steps of the cold start's fine-tune"""
+
+
+app = App("recommend", RecommendConfig, "a session of next tracks from a saved run (cold start, fine-tune)")
+
+
+def check(args: RecommendConfig) -> RecommendConfig:
+    """Raise :class:`ConfigError` naming the first bad argument."""
+    if args.finetune_timesteps < 1:
+        raise ConfigError(f"finetune_timesteps={args.finetune_timesteps}: must be an integer >= 1")
+    return args
+
+
+def _label(fields: dict[str, Any]) -> str:
+    """``artist - name (genre)  [id]``, each part the catalog has, of a step's track fields."""
+    named = f"{fields['artist']} - {fields['name']}" if fields.get("artist") and fields.get("name") else ""
+    genre = f" ({fields['genre']})" if fields.get("genre") else ""
+    return f"{named}{genre}  [{fields['track_id']}]" if named or genre else fields["track_id"]
+
+
+def format_table(steps: list[dict[str, Any]], version: int) -> str:
+    """The human-readable session: each step's candidates, probabilities, pick (->) and value."""
+    n = len(steps)
+    lines = [f"policy version {version}, {n} recommendation{'s' if n != 1 else ''} "
+             "(-> the pick; % the policy's probability; value: the critic's estimate of the return ahead)"]
+    for step in steps:
+        lines.append(f"\n#{step['position']}  from {_label(step['from'])}   value {step['value']:.3f}")
+        lines += [f"  {'->' if i == step['pick'] else '  '} {cand['probability']:6.1%}  {_label(cand)}"
+                  for i, cand in enumerate(step["candidates"])]
+    return "\n".join(lines) + "\n"
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="recommend")
+@user_errors_exit
+def main(raw: DictConfig) -> None:
+    """Load, (cold start), recommend, print."""
+    import torch
+
+    from agents.inference import check_length, find_track, load_run, recommend
+
+    args = check(app.typed(raw))
+    torch.set_num_threads(1)  # one small forward pass per step: threads only add overhead
+    run = load_run(Path(args.run_dir), args.policy_version)
+    check_length(run, args.length)
+    summary = None
+    given = args.track_id is not None or args.query is not None
+    start = find_track(run.world, args.track_id, args.query) if given else None
+    if args.cold_start:
+        from cli.cold_start import cold_start
+
+        run, best, summary = cold_start(run, args.user_id, args.listener_seed, args.seed, args.finetune_timesteps)
+        start = best if start is None else start
+    elif start is None:
+        raise ConfigError('give track_id=... or query="artist - title" (or cold_start=true)')
+    steps = recommend(run, start, args.length, sample=args.sample, seed=args.seed)
+    if args.format == "table":
+        print(format_table(steps, run.version), end="")
+        return
+    out = {"run_dir": str(run.run_dir), "policy_version": run.version, "steps": steps}
+    if summary is not None:
+        out["cold_start"] = summary
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    app.run(main)
