@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,8 @@ class TrainConfig:
 
 def _require(key: str, value: Any, ok: bool, allowed: str) -> None:
     if not ok:
-        raise ConfigError(f"{key}={value!r}: {allowed}")
+        shown = value.value if isinstance(value, Enum) else value  # a choice as the user typed it
+        raise ConfigError(f"{key}={shown!r}: {allowed}")
 
 
 def _choice(key: str, value: Any, choices: tuple[str, ...]) -> None:

@@ -229,3 +229,5 @@ def run_hydra(main: Callable[[], Any], keys: Callable[[], list[str]]) -> None:
         if line is None:
             raise
         fail(line)
+    finally:
+        del os.environ["HYDRA_FULL_ERROR"]  # the user's choice again (a caller may run another command)

@@ -204,7 +204,7 @@ class Normaliser:
         """Args: mode: ``"physical"`` or ``"minmax"``."""
         if mode not in NORMALISATIONS:
             raise ConfigError(f"data.normalisation={mode!r}: must be one of {', '.join(NORMALISATIONS)}")
-        self.mode = mode
+        self.mode = str(mode)  # a plain string (a config Enum would not load with weights_only=True)
         self.low: np.ndarray | None = None
         self.high: np.ndarray | None = None
         if mode == "physical":

@@ -1,7 +1,9 @@
-"""Shared fixtures: one tiny trained run per test session, torch on one thread."""
+"""Shared fixtures and helpers: the tiny budget (``+experiment=tiny``), one tiny trained run per test session,
+commands run in this process as the console runs them, torch on one thread."""
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,24 +13,47 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY_RUN = ["data.n_tracks=1500", "vae.epochs=3", "ppo.total_timesteps=8192", "ppo.n_envs=4",
-            "eval.n_episodes=10", "eval.eval_freq=100000", "eval.periodic_episodes=4",
-            "ppo.progress_bar=false", "ppo.checkpoint_freq=100000"]
+TINY = ("+experiment=tiny",)  # conf/experiment/tiny.yaml: every test that trains starts from it
+# the shared run that inference and online tests learn from: the tiny budget with more PPO steps
+PRISTINE = (*TINY, "ppo.total_timesteps=8192", "ppo.n_envs=4")
 
 
-def _tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def train_command(run_dir: Path, *overrides: str) -> list[str]:
+    """``scripts/train.py`` with the tiny budget and ``overrides`` into ``run_dir``."""
+    return [sys.executable, str(ROOT / "scripts" / "train.py"), *TINY, *overrides, f"hydra.run.dir={run_dir}"]
+
+
+def train(run_dir: Path, *overrides: str, timeout: float = 300, **kwargs: object) -> subprocess.CompletedProcess:
+    """Run :func:`train_command`; the finished process (stdout and stderr as text)."""
+    return subprocess.run(train_command(run_dir, *overrides), cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
+
+
+def run_cli(command: str, *args: str) -> int:
+    """``music-rl <command> args`` in this process, as the console runs it; its exit status."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    module = importlib.import_module(f"cli.{command}")
+    GlobalHydra.instance().clear()
+    argv, sys.argv = sys.argv, [f"music-rl {command}", *args]
+    try:
+        module.app.run(module.main)
+    except SystemExit as stop:
+        return int(stop.code or 0)
+    finally:
+        sys.argv = argv
+    return 0
+
+
+@pytest.fixture(scope="session")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One tiny trained run per test session (shared by the inference and online tests); treat it as read-only."""
     out = tmp_path_factory.getbasetemp() / "tiny_inference_run"
     if not (out / "metrics.json").is_file():
-        cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *TINY_RUN, f"hydra.run.dir={out}"]
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), *PRISTINE,
+                               f"hydra.run.dir={out}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
     return out
-
-
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _tiny_run(tmp_path_factory)
 
 
 @pytest.fixture(autouse=True)

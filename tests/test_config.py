@@ -1,32 +1,66 @@
-"""Config validation: every bad value is one ConfigError line naming the key, the value and what is allowed."""
+"""Config: one source of defaults (the dataclasses), and every bad value one ConfigError line naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
+import yaml
 from omegaconf import OmegaConf
 
+import cli.train  # noqa: F401  (registers train_schema in Hydra's ConfigStore)
 from agents.config import TrainConfig, load_config
+from cli.help import dotted_keys, field_docs, key_rows
 from envs.errors import ConfigError
+from vae.config import VAEConfig
 
-ROOT_CONF = "conf"
+CONF = Path(__file__).resolve().parent.parent / "conf"
 
 
 def compose(*overrides: str):
-    from pathlib import Path
-
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    with initialize_config_dir(version_base="1.3", config_dir=str(Path(__file__).parent.parent / ROOT_CONF)):
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
         return hydra_compose(config_name="train", overrides=list(overrides))
 
 
-def test_the_default_config_tree_matches_the_schema():
+def test_the_default_config_is_the_dataclasses():
     cfg = load_config(compose())
-    assert isinstance(cfg, TrainConfig)
-    defaults = TrainConfig()
-    # the YAML tree and the dataclasses say the same thing
     assert OmegaConf.to_container(OmegaConf.structured(cfg)) == OmegaConf.to_container(
-        OmegaConf.structured(defaults)
-    )
+        OmegaConf.structured(TrainConfig()))
+
+
+def _leaves(node: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(node, dict):
+        out: dict[str, object] = {}
+        for key, value in node.items():
+            out.update(_leaves(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+def test_no_yaml_restates_a_default():
+    """conf/ selects and overrides: a value equal to the dataclass default is written in one place only."""
+    defaults = _leaves(OmegaConf.to_container(OmegaConf.structured(TrainConfig())))
+    for path in CONF.rglob("*.yaml"):
+        if "hydra" in path.relative_to(CONF).parts:
+            continue
+        text = yaml.safe_load(path.read_text()) or {}
+        group = path.parent.relative_to(CONF).parts
+        package = "" if not group or group[0] == "experiment" or "@package _global_" in path.read_text() \
+            else f"{group[0]}."
+        for key, value in _leaves({k: v for k, v in text.items() if k not in ("defaults", "hydra")}).items():
+            full = f"{package}{key}"
+            if full in defaults:
+                assert value != defaults[full], f"{path.relative_to(CONF)}: {full}={value!r} restates the default"
+
+
+def test_every_key_is_documented_in_its_dataclass():
+    undocumented = [key for key, _, _, doc in key_rows(TrainConfig) if not doc]
+    assert not undocumented
+    assert field_docs(VAEConfig)["latent_dim"].startswith("latent width d")
+    assert "vae.latent_dim" in dotted_keys(TrainConfig)
 
 
 @pytest.mark.parametrize(
@@ -34,26 +68,18 @@ def test_the_default_config_tree_matches_the_schema():
     [
         ("vae.latent_dim=0", "vae.latent_dim=0: must be an integer >= 1"),
         ("vae.latent_dim=12", "vae.latent_dim=12: must be an integer in 1..11"),
-        ("vae.latent_dim=abc", "vae.latent_dim: Value 'abc' of type 'str' could not be converted to Integer"),
         ("vae.epochs=0", "vae.epochs=0"),
         ("vae.lr=-1", "vae.lr=-1.0: must be > 0"),
         ("reward.like_weight=-1", "reward.like_weight=-1.0"),
-        ("reward.decay=cubic", "reward.decay='cubic': must be one of"),
         ("reward.n_clusters=30000", "reward.n_clusters=30000"),
         ("env.k=64", "env.n_neighbours=32: must be an integer >= env.k (64)"),
         ("env.session_length=0", "env.session_length=0"),
-        ("env.observation=pixels", "env.observation='pixels': must be one of"),
-        ("env.reward_source=oracle", "env.reward_source='oracle'"),
-        ("ppo.policy=transformer", "ppo.policy='transformer': must be one of candidate_scorer, mlp"),
         ("env.observation=seed", "ppo.policy='candidate_scorer': candidate_scorer needs env.observation"),
         ("ppo.batch_size=100000", "ppo.batch_size=100000: must be <= ppo.n_steps * ppo.n_envs"),
         ("ppo.gamma=1.5", "ppo.gamma=1.5: must be in [0, 1]"),
         ("ppo.n_envs=0", "ppo.n_envs=0"),
-        ("eval.protocol=team", "eval.protocol='team': must be one of personal, population"),
         ("eval.n_episodes=1", "eval.n_episodes=1"),
-        ("data.source=s3", "data.source='s3': must be one of synthetic, csv"),
         ("data=csv", "data.path=None: a CSV path is required"),
-        ("seed=1.5", "seed: Value '1.5' of type 'float' could not be converted to Integer"),
     ],
 )
 def test_bad_values_name_key_value_and_what_is_allowed(override, message):
@@ -62,3 +88,25 @@ def test_bad_values_name_key_value_and_what_is_allowed(override, message):
     text = str(err.value)
     assert message in text
     assert "\n" not in text
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("vae.latent_dim=abc", "Value 'abc' of type 'str' could not be converted to Integer"),
+        ("seed=1.5", "Value '1.5' of type 'float' could not be converted to Integer"),
+        ("reward.decay=cubic", "Invalid value 'cubic', expected one of [linear, exponential, gaussian, inverse, "
+                               "none]"),
+        ("env.observation=pixels", "Invalid value 'pixels', expected one of [seed, candidates, history]"),
+        ("env.reward_source=oracle", "expected one of [simulator, propagated]"),
+        ("ppo.policy=transformer", "expected one of [candidate_scorer, mlp]"),
+        ("eval.protocol=team", "expected one of [personal, population]"),
+        ("data.source=s3", "expected one of [synthetic, csv]"),
+    ],
+)
+def test_a_wrong_type_or_choice_is_refused_while_composing(override, message):
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException) as err:
+        compose(override)
+    assert message in str(err.value.__cause__)

@@ -10,29 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT
+from conftest import train as train_tiny
 
-ROOT = Path(__file__).resolve().parent.parent
-TINY = [
-    "data.n_tracks=1500",
-    "vae.epochs=3",
-    "ppo.total_timesteps=2048",
-    "ppo.n_envs=2",
-    "ppo.n_steps=256",
-    "ppo.batch_size=128",
-    "ppo.n_epochs=2",
-    "eval.n_episodes=10",
-    "eval.eval_freq=1024",
-    "eval.periodic_episodes=4",
-    "ppo.progress_bar=false",
-    "ppo.checkpoint_freq=1024",
-    "reward.n_clusters=8",
-]
+PERIODIC = ("ppo.total_timesteps=2048", "eval.eval_freq=1024", "eval.n_episodes=10", "eval.periodic_episodes=4",
+            "ppo.checkpoint_freq=1024")  # two rollouts: a periodic evaluation and a checkpoint in between
 
 
 def train(run_dir: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run scripts/train.py into ``run_dir`` with the tiny budget."""
-    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *TINY, *overrides, f"hydra.run.dir={run_dir}"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    """Train a tiny run with a periodic evaluation into ``run_dir``."""
+    proc = train_tiny(run_dir, *PERIODIC, *overrides)
     if check and proc.returncode != 0:
         raise AssertionError(f"train failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
@@ -173,7 +160,7 @@ def test_another_seed_gives_other_results(run_dir, tmp_path):
     [
         ("vae.latent_dim=0", "vae.latent_dim=0"),
         ("vae.latent_dim=abc", "vae.latent_dim"),
-        ("reward.decay=cubic", "reward.decay='cubic'"),
+        ("reward.decay=cubic", "reward.decay: Invalid value 'cubic', expected one of [linear, exponential"),
     ],
 )
 def test_cli_bad_config_is_one_line_and_exit_2_before_any_work(tmp_path, override, message):

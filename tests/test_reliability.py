@@ -2,7 +2,7 @@
 no traceback, and nothing half-written.
 
 Catalog, feedback, config and run-folder cases run in-process through the entry points' own error policy
-(``scripts/_entry.user_errors_exit`` or ``scripts/evaluate.py``'s ``main``); a representative subset, and
+(``cli.errors.user_errors_exit``, or ``music-rl evaluate`` run in this process); a representative subset, and
 everything Hydra or the file system does before the job starts, runs through the ``scripts/train.py`` CLI.
 The files are in ``tests/fixtures/bad/``.
 """
@@ -10,37 +10,29 @@ The files are in ``tests/fixtures/bad/``.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import resource
 import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, run_cli, train
 from omegaconf import OmegaConf
 
-ROOT = Path(__file__).resolve().parent.parent
+import cli.train  # noqa: F401  (registers train_schema in Hydra's ConfigStore)
+from agents.config import load_config
+from cli.errors import user_errors_exit
+from envs.catalog import DataConfig, load_catalog
+from envs.feedback import read_feedback
+from envs.feedback_store import FeedbackStore
+
 BAD = Path(__file__).resolve().parent / "fixtures" / "bad"
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from _entry import user_errors_exit  # noqa: E402
-
-from agents.config import load_config  # noqa: E402
-from envs.catalog import DataConfig, load_catalog  # noqa: E402
-from envs.feedback import read_feedback  # noqa: E402
-from envs.feedback_store import FeedbackStore  # noqa: E402
-
-TINY = ["data.n_tracks=1500", "vae.epochs=2", "ppo.total_timesteps=1024", "ppo.n_envs=2", "ppo.n_steps=256",
-        "ppo.batch_size=128", "ppo.n_epochs=2", "eval.n_episodes=6", "eval.eval_freq=0",
-        "eval.periodic_episodes=2", "ppo.progress_bar=false", "ppo.checkpoint_freq=512",
-        "reward.n_clusters=8"]
 TRACK_IDS = [f"trk{i:03d}" for i in range(8)]
 
 
@@ -75,8 +67,7 @@ def one_error_line(code: int, lines: list[str], *fragments: str) -> str:
 def train_cli(run_dir: Path, *overrides: str, timeout: float = 300,
               preexec: Callable[[], None] | None = None) -> subprocess.CompletedProcess:
     """``scripts/train.py`` with the tiny budget into ``run_dir``."""
-    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *TINY, *overrides, f"hydra.run.dir={run_dir}"]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, preexec_fn=preexec)
+    return train(run_dir, *overrides, timeout=timeout, preexec_fn=preexec)
 
 
 def cli_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
@@ -187,9 +178,7 @@ def compose(*overrides: str):
 
 
 @pytest.mark.parametrize("override, fragments", [
-    ("vae.latent_dim=abc", ["vae.latent_dim: Value 'abc'", "could not be converted to Integer"]),
     ("reward.like_weight=-1", ["reward.like_weight=-1.0"]),
-    ("reward.decay=cubic", ["reward.decay='cubic': must be one of"]),
     ("env.k=64", ["env.n_neighbours=32: must be an integer >= env.k (64)"]),
     ("env.session_length=0", ["env.session_length=0"]),
     ("reward.n_clusters=30000", ["reward.n_clusters=30000", "20000"]),
@@ -208,7 +197,10 @@ def test_cli_bad_config_values_name_the_key_before_any_work(tmp_path):
 @pytest.mark.parametrize("override, fragments", [
     ("vae.latnt_dim=3", ["vae.latnt_dim: no such config key (did you mean vae.latent_dim?)"]),
     ("vae.latent_dim=[1", ["override 'vae.latent_dim=[1'", "Hydra's override grammar"]),
-    ("data=nosuch", ["Could not find 'data/nosuch'", "Available options in 'data': csv, synthetic"]),
+    ("data=nosuch", ["no config 'data/nosuch'; available: csv, synthetic"]),
+    ("vae.latent_dim=abc", ["vae.latent_dim: Value 'abc'", "could not be converted to Integer"]),
+    ("reward.decay=cubic", ["reward.decay: Invalid value 'cubic', expected one of [linear, exponential"]),
+    ("+vae.latent_dim=3", ["Could not append to config. An item is already at 'vae.latent_dim'"]),
 ])
 def test_cli_hydra_errors_are_one_line_and_exit_2(tmp_path, override, fragments):
     proc = train_cli(tmp_path / "run", override)
@@ -237,16 +229,6 @@ def finished_run(tmp_path_factory) -> Path:
     proc = train_cli(out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
-
-
-def evaluate_main() -> Callable[[list[str]], None]:
-    """``scripts/evaluate.py``'s main (its own error policy included)."""
-    name = "music_rl_evaluate_cli"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / "evaluate.py")
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name].main
 
 
 def truncate(path: Path) -> None:
@@ -310,32 +292,32 @@ def test_a_broken_run_folder_is_one_line_and_exit_2(finished_run, tmp_path, caps
     shutil.copytree(finished_run, run)
     damage(run)
     capsys.readouterr()
-    with pytest.raises(SystemExit) as stop:
-        evaluate_main()([f"run_dir={run}", "n_episodes=4"])
+    code = run_cli("evaluate", f"run_dir={run}", "n_episodes=4")
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    one_error_line(stop.value.code, lines, *fragments)
+    one_error_line(code, lines, *fragments)
 
 
 def test_the_intact_run_folder_evaluates(finished_run, capsys):
-    evaluate_main()([f"run_dir={finished_run}", "n_episodes=4"])
+    assert run_cli("evaluate", f"run_dir={finished_run}", "n_episodes=4") == 0
     out = capsys.readouterr().out
     assert "normalized_score (ppo)" in out and "| oracle |" in out
 
 
 @pytest.mark.parametrize("args, fragments", [
     (["run_dir=/nowhere/run"], ["run_dir='/nowhere/run': no such folder"]),
-    (["n_episodes=4"], ["run_dir: ", "missing mandatory value: run_dir"]),
+    (["n_episodes=4"], ["run_dir: required: give run_dir=..."]),
     (["run_dir=.", "n_episodes=abc"], ["n_episodes: Value 'abc'"]),
-    (["run_dir", "x"], ["argument 'run_dir': expected key=value"]),
+    (["run_dir", "x"], ["override 'run_dir'", "Hydra's override grammar"]),
     (["{run}", "n_episodes=1"], ["eval.n_episodes=1: must be an integer >= 2"]),
-    (["{run}", "protocol=team"], ["eval.protocol='team': must be one of personal, population"]),
+    (["{run}", "protocol=team"], ["protocol: Invalid value 'team', expected one of [personal, population]"]),
+    (["{run}", "episodes=4"], ["episodes: no such config key (did you mean n_episodes?)"]),
+    (["-m", "{run}"], ["music-rl evaluate: -m/--multirun is not supported"]),
 ])
 def test_bad_evaluate_arguments_are_one_line(finished_run, capsys, args, fragments):
     argv = [f"run_dir={finished_run}" if a == "{run}" else a for a in args]
-    with pytest.raises(SystemExit) as stop:
-        evaluate_main()(argv)
+    code = run_cli("evaluate", *argv)
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    one_error_line(stop.value.code, lines, *fragments)
+    one_error_line(code, lines, *fragments)
 
 
 # ------------------------------------------------------------------------------------------- output folders
