@@ -14,7 +14,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from agents.baselines import Policy
 from agents.policies import CandidateScorerPolicy
-from agents.vec_env import batched_vec_env, session_vec_env
+from agents.vec_env import session_vec_env
 from envs.music_env import EnvConfig, MusicRecEnv
 from envs.world import World
 
@@ -44,7 +44,7 @@ class PPOConfig:
 
 
 POLICIES = ("candidate_scorer", "mlp")
-VEC_ENVS = ("batched", "vectorized", "dummy", "subproc")
+VEC_ENVS = ("vectorized", "dummy", "subproc")
 
 
 def make_vec_env(
@@ -52,13 +52,10 @@ def make_vec_env(
 ) -> VecEnv:
     """``n_envs`` sessions of MusicRec-v0 over one world, seeded from ``seed``.
 
-    ``vec_env`` (:data:`VEC_ENVS`): ``batched`` (:class:`agents.vec_env.BatchedVecEnv`, every session stepped
-    at once with numpy), ``vectorized`` (:class:`agents.vec_env.SessionVecEnv`, MusicRecEnvs in one loop, no
-    per-step copies; the same transitions as ``dummy``), ``dummy`` (SB3's DummyVecEnv over Monitor) or
-    ``subproc`` (SubprocVecEnv).
+    ``vec_env`` (:data:`VEC_ENVS`): ``vectorized`` (:class:`agents.vec_env.SessionVecEnv`, MusicRecEnvs in one
+    loop, no per-step copies; the same transitions as ``dummy``), ``dummy`` (SB3's DummyVecEnv over Monitor)
+    or ``subproc`` (SubprocVecEnv).
     """
-    if vec_env == "batched":
-        return batched_vec_env(world, env_cfg, listener_ids, n_envs, seed)
     if vec_env == "vectorized":
         return session_vec_env(world, env_cfg, listener_ids, n_envs, seed)
 

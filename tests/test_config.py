@@ -49,6 +49,7 @@ def test_the_default_config_tree_matches_the_schema():
         ("ppo.batch_size=100000", "ppo.batch_size=100000: must be <= ppo.n_steps * ppo.n_envs"),
         ("ppo.gamma=1.5", "ppo.gamma=1.5: must be in [0, 1]"),
         ("ppo.n_envs=0", "ppo.n_envs=0"),
+        ("ppo.vec_env=batched", "ppo.vec_env='batched': must be one of vectorized, dummy, subproc"),
         ("eval.protocol=team", "eval.protocol='team': must be one of personal, population"),
         ("eval.n_episodes=1", "eval.n_episodes=1"),
         ("data.source=s3", "data.source='s3': must be one of synthetic, csv"),
