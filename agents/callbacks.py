@@ -5,7 +5,7 @@ Logged scalars (TensorBoard, next to SB3's own ``rollout/``, ``train/`` and ``ti
 
 - ``rollout/like_rate``, ``rollout/mean_pct_listened``, ``rollout/skip_rate`` (pct < 0.5): the listener's
   answers to the tracks PPO chose while collecting the last rollout (the listener's true expected rewards
-  are not computed during training: they would cost 5-12 % of PPO's time, BENCHMARKS.md; evaluation has them);
+  are not computed during training: about 5-12 % of PPO's time, BENCHMARKS.md; evaluation computes them);
 - ``eval/mean_reward``, ``eval/like_rate``, ``eval/mean_expected_reward``, ``eval/normalized_score``:
   deterministic PPO on fresh sessions of the evaluation listeners, scored against random and oracle figures
   measured once on the same sessions.
