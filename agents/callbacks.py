@@ -3,12 +3,11 @@
 Logged scalars (TensorBoard, next to SB3's own ``rollout/``, ``train/`` and ``time/``):
 
 - ``rollout/like_rate``, ``rollout/mean_pct_listened``, ``rollout/skip_rate`` (pct < 0.5): the listener's
-  answers to the tracks PPO chose while collecting the last rollout;
-- ``rollout/mean_expected_reward``, ``rollout/oracle_gap``: true expected reward of the choices, and how far
-  below the best candidate they were (where the VecEnv's infos carry them: ``ppo.vec_env=batched``, which
-  computes them for all sessions at once; a single env leaves them out of its step);
-- ``eval/mean_reward``, ``eval/like_rate``, ``eval/normalized_score``: deterministic PPO on fresh sessions of
-  the evaluation listeners, scored against random and oracle figures measured once on the same sessions.
+  answers to the tracks PPO chose while collecting the last rollout (the listener's true expected rewards
+  are not computed during training: about 5-12 % of PPO's time, BENCHMARKS.md; evaluation computes them);
+- ``eval/mean_reward``, ``eval/like_rate``, ``eval/mean_expected_reward``, ``eval/normalized_score``:
+  deterministic PPO on fresh sessions of the evaluation listeners, scored against random and oracle figures
+  measured once on the same sessions.
 """
 
 from __future__ import annotations
@@ -35,21 +34,16 @@ class FeedbackStatsCallback(BaseCallback):
     def __init__(self) -> None:
         super().__init__()
         self._answers = _Means("like_rate", "mean_pct_listened", "skip_rate")
-        self._expected = _Means("mean_expected_reward", "oracle_gap")  # where infos carry them
 
     def _on_step(self) -> bool:
         for info in self.locals["infos"]:
             pct = info["percentage_listened"]
             self._answers.add(info["liked"], pct, pct < 0.5)
-            expected = info.get("expected_reward")
-            if expected is not None:
-                self._expected.add(expected, info["oracle_expected_reward"] - expected)
         return True
 
     def _on_rollout_end(self) -> None:
-        for means in (self._answers, self._expected):
-            for name, value in means.pop().items():
-                self.logger.record(f"rollout/{name}", value)
+        for name, value in self._answers.pop().items():
+            self.logger.record(f"rollout/{name}", value)
 
 
 class _Means:

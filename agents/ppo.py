@@ -15,7 +15,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from agents.baselines import Policy
 from agents.policies import CandidateScorerPolicy
-from agents.vec_env import batched_vec_env, session_vec_env
+from agents.vec_env import session_vec_env
+from envs.errors import ConfigError
 from envs.music_env import EnvConfig, MusicRecEnv
 from envs.world import World
 
@@ -30,7 +31,6 @@ class PolicyName(StrEnum):
 class VecEnvKind(StrEnum):
     """How the training sessions are stepped (:func:`make_vec_env`)."""
 
-    batched = "batched"
     vectorized = "vectorized"
     dummy = "dummy"
     subproc = "subproc"
@@ -48,8 +48,8 @@ class PPOConfig:
     n_envs: int = 8
     """sessions stepped in parallel"""
     vec_env: VecEnvKind = VecEnvKind.vectorized
-    """vectorized: MusicRecEnvs in one loop, no per-step copies (the same transitions as dummy) | batched: all
-    sessions at once with numpy | dummy: SB3's DummyVecEnv over Monitor | subproc: SB3's SubprocVecEnv"""
+    """vectorized: MusicRecEnvs in one loop, no per-step copies (the same transitions as dummy) | dummy: SB3's
+    DummyVecEnv over Monitor | subproc: SB3's SubprocVecEnv"""
     n_steps: int = 256
     """steps per env per rollout"""
     batch_size: int = 256
@@ -89,13 +89,12 @@ def make_vec_env(
 ) -> VecEnv:
     """``n_envs`` sessions of MusicRec-v0 over one world, seeded from ``seed``.
 
-    ``vec_env`` (:data:`VEC_ENVS`): ``batched`` (:class:`agents.vec_env.BatchedVecEnv`, every session stepped
-    at once with numpy), ``vectorized`` (:class:`agents.vec_env.SessionVecEnv`, MusicRecEnvs in one loop, no
-    per-step copies; the same transitions as ``dummy``), ``dummy`` (SB3's DummyVecEnv over Monitor) or
-    ``subproc`` (SubprocVecEnv).
+    ``vec_env`` (:data:`VEC_ENVS`): ``vectorized`` (:class:`agents.vec_env.SessionVecEnv`, MusicRecEnvs in one
+    loop, no per-step copies; the same transitions as ``dummy``), ``dummy`` (SB3's DummyVecEnv over Monitor)
+    or ``subproc`` (SubprocVecEnv).
     """
-    if vec_env == "batched":
-        return batched_vec_env(world, env_cfg, listener_ids, n_envs, seed)
+    if vec_env not in VEC_ENVS:
+        raise ConfigError(f"ppo.vec_env={vec_env!r}: must be one of {', '.join(VEC_ENVS)}")
     if vec_env == "vectorized":
         return session_vec_env(world, env_cfg, listener_ids, n_envs, seed)
 

@@ -114,28 +114,6 @@ class CandidateIndex:
                     return np.array(found, dtype=np.int64)
         return self._exact(current, played)
 
-    def candidates_batch(self, current: np.ndarray, played: np.ndarray, slots: np.ndarray) -> np.ndarray:
-        """:meth:`candidates` of many sessions at once: session ``slots[i]`` is at track ``current[i]``.
-
-        Args:
-            current: (m,) current tracks.
-            played: (n, N) boolean masks, one row per session slot (owned by the caller).
-            slots: (m,) the rows of ``played`` to use.
-
-        Returns:
-            int64 array (m, k), row i as ``candidates(current[i], played[slots[i]])``.
-        """
-        current = np.asarray(current, dtype=np.int64)
-        rows = self._table[current]  # (m, K)
-        ok = ~played[np.asarray(slots)[:, None], rows]
-        ok &= rows != current[:, None]
-        first = np.argsort(~ok, axis=1, kind="stable")[:, : self.k]  # the first k unplayed, in table order
-        out = np.take_along_axis(rows, first, axis=1).astype(np.int64)
-        short = ok.sum(axis=1) < self.k
-        for i in np.flatnonzero(short).tolist():  # a row mostly played: the exact search, as candidates()
-            out[i] = self._exact(int(current[i]), played[slots[i]])
-        return out
-
     def _exact(self, current: int, played: np.ndarray) -> np.ndarray:
         """Exact search over every unplayed track: the k nearest, ties by index."""
         unplayed = ~played

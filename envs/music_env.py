@@ -183,8 +183,7 @@ class ObservationViews(NamedTuple):
 @dataclass(frozen=True, eq=False)
 class EnvSetup:
     """What MusicRec-v0 derives from a world and an env config, validated once: the reward definition and
-    the observation's layout and space. Shared by :class:`MusicRecEnv` and
-    :class:`envs.session_batch.SessionBatch`; build it with :meth:`of`.
+    the observation's layout and space, used by :class:`MusicRecEnv`; build it with :meth:`of`.
     """
 
     cfg: EnvConfig

@@ -119,14 +119,3 @@ def test_k_out_of_range_is_config_error() -> None:
     with pytest.raises(ConfigError, match="env.k=4"):
         CandidateIndex(Z, build_neighbour_table(Z, 3), k=4)
 
-
-def test_batch_matches_one_session_at_a_time_including_the_fallback(latents: np.ndarray) -> None:
-    index = CandidateIndex(latents, build_neighbour_table(latents, 6), k=3)
-    rng = np.random.default_rng(5)
-    played = rng.random((5, len(latents))) < np.array([0.0, 0.05, 0.3, 0.6, 0.9])[:, None]  # up to mostly played
-    slots = np.array([4, 0, 2, 3, 1, 4])
-    current = rng.integers(len(latents), size=slots.size)
-    got = index.candidates_batch(current, played, slots)
-    assert got.shape == (6, 3) and got.dtype == np.int64
-    for row, slot, cur in zip(got, slots, current, strict=True):
-        np.testing.assert_array_equal(row, index.candidates(int(cur), played[slot]))

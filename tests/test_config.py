@@ -102,6 +102,7 @@ def test_bad_values_name_key_value_and_what_is_allowed(override, message):
         ("ppo.policy=transformer", "expected one of [candidate_scorer, mlp]"),
         ("eval.protocol=team", "expected one of [personal, population]"),
         ("data.source=s3", "expected one of [synthetic, csv]"),
+        ("ppo.vec_env=batched", "expected one of [vectorized, dummy, subproc]"),
     ],
 )
 def test_a_wrong_type_or_choice_is_refused_while_composing(override, message):

@@ -5,10 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.monitor import Monitor
 
+from agents.callbacks import FeedbackStatsCallback
 from agents.ppo import PPOConfig, build_model, make_vec_env
 from agents.vec_env import SessionVecEnv, session_vec_env
+from envs.errors import UnknownTrackError
 from envs.music_env import EnvConfig, MusicRecEnv
 from envs.world import synthetic_world
 
@@ -98,3 +102,65 @@ def test_rejects_shared_or_missing_envs(world):
         SessionVecEnv([env, env])
     with pytest.raises(ValueError, match="at least one"):
         SessionVecEnv([])
+
+
+def test_start_track_options_reach_every_session(world):
+    cfg = EnvConfig(start_track=5)
+    for options, want in (({}, [5, 5]), ({"start_track": 9}, [9, 9])):
+        venv = make_vec_env(world, cfg, None, 2, "vectorized", seed=0)
+        venv.set_options(options)
+        venv.reset()
+        assert [info["track"] for info in venv.reset_infos] == want
+    venv.set_options({"start_track": None})  # explicitly none: a random start, not env.start_track
+    venv.reset()
+    assert [info["track"] for info in venv.reset_infos] != [5, 5]
+    for bad in (True, len(world.tracks), "3"):
+        venv.set_options({"start_track": bad})
+        with pytest.raises(UnknownTrackError, match="start_track"):
+            venv.reset()
+
+
+class _Dumps(KVWriter):
+    """Every dump of an SB3 logger, in order."""
+
+    def __init__(self) -> None:
+        self.dumps: list[dict] = []
+
+    def write(self, key_values, key_excluded, step=0) -> None:
+        self.dumps.append(dict(key_values))
+
+
+class _Infos(BaseCallback):
+    """The step infos of every rollout, one list per rollout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rollouts: list[list[dict]] = []
+
+    def _on_rollout_start(self) -> None:
+        self.rollouts.append([])
+
+    def _on_step(self) -> bool:
+        self.rollouts[-1].extend(self.locals["infos"])
+        return True
+
+
+def test_rollout_feedback_logs_the_listener_answers_and_no_expected_rewards(world):
+    """rollout/ means are those of the rollout's infos; the listener's expected rewards are neither computed
+    during training (SessionVecEnv's infos are MusicRecEnv's) nor logged (BENCHMARKS.md: too costly)."""
+    torch.set_num_threads(1)
+    cfg = PPOConfig(n_steps=16, batch_size=32, n_epochs=1, n_envs=2, progress_bar=False)
+    env_cfg = EnvConfig(session_length=6)
+    model = build_model(cfg, env_cfg, session_vec_env(world, env_cfg, None, 2, seed=0), world, seed=0)
+    writer, infos = _Dumps(), _Infos()
+    model.set_logger(Logger(None, [writer]))
+    model.learn(64, callback=CallbackList([infos, FeedbackStatsCallback()]))
+    assert len(writer.dumps) == len(infos.rollouts) == 2
+    for logged, rollout in zip(writer.dumps, infos.rollouts, strict=True):
+        assert len(rollout) == 32
+        assert not any({"expected_reward", "oracle_expected_reward"} & set(info) for info in rollout)
+        pct = np.array([info["percentage_listened"] for info in rollout])
+        assert logged["rollout/like_rate"] == pytest.approx(np.mean([info["liked"] for info in rollout]))
+        assert logged["rollout/mean_pct_listened"] == pytest.approx(pct.mean())
+        assert logged["rollout/skip_rate"] == pytest.approx(np.mean(pct < 0.5))
+        assert "rollout/mean_expected_reward" not in logged and "rollout/oracle_gap" not in logged
