@@ -14,8 +14,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ("+experiment=tiny",)  # conf/experiment/tiny.yaml: every test that trains starts from it
-# the shared run that inference and online tests learn from: the tiny budget with more PPO steps
-PRISTINE = (*TINY, "ppo.total_timesteps=8192", "ppo.n_envs=4")
+# the shared run that inference and online tests learn from: the tiny budget with more PPO steps, the default
+# PPO update and the default clusters (its cold start probes 80 tracks, as the default run's does)
+PRISTINE = (*TINY, "ppo.total_timesteps=8192", "ppo.n_envs=4", "ppo.n_epochs=10", "ppo.batch_size=256",
+            "reward.n_clusters=20")
 
 
 def train_command(run_dir: Path, *overrides: str) -> list[str]:

@@ -4,7 +4,6 @@ the durable feedback log and cold start (simulated listener and answers piped on
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import re
 import shutil
@@ -14,17 +13,18 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import ROOT, run_cli
 
 from agents.finetune import probe_tracks
-from agents.inference import find_track, load_model, load_run, model_versions
+from agents.inference import find_track, load_run
+from agents.models import load_model, model_versions
+from cli.finetune import with_serving_columns
 from envs.errors import FeedbackError, UnknownTrackError
 from envs.feedback import read_feedback
 from envs.feedback_store import COLUMNS, FeedbackStore
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-recommend_script = importlib.import_module("recommend")
-finetune_script = importlib.import_module("finetune")
+pytestmark = pytest.mark.slow  # trains (a tiny budget, still seconds per test)
+
 
 @pytest.fixture
 def run_dir(pristine: Path, tmp_path: Path) -> Path:
@@ -33,9 +33,11 @@ def run_dir(pristine: Path, tmp_path: Path) -> Path:
 
 
 def recommend(capsys: pytest.CaptureFixture, *argv: str) -> str:
-    """scripts/recommend.py in this process; its stdout."""
-    recommend_script.main(list(argv))
-    return capsys.readouterr().out
+    """music-rl recommend in this process; its stdout."""
+    code = run_cli("recommend", *argv)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return captured.out
 
 
 def recommend_json(capsys: pytest.CaptureFixture, *argv: str) -> dict:
@@ -122,6 +124,20 @@ def test_unknown_track_id_or_query_fails_cleanly(pristine):
         assert err.startswith("error: ") and cases[arg] in err.split("closest: ")[1]
 
 
+@pytest.mark.parametrize("arg, shown", [
+    ("track_id=00123", "track_id='00123'"),  # leading zeros kept
+    ("track_id=1e5", "track_id='1e5'"),  # not the number 100000.0
+    ("track_id=true", "track_id='true'"),
+    ("query='Artist 983, Live [2020] \\'Remix\\''", "query=\"Artist 983, Live [2020] 'Remix'\""),
+    ('query="Don\'t Stop, Believin"', "query=\"Don't Stop, Believin\""),
+])
+def test_values_arrive_verbatim(pristine, capsys, arg, shown):
+    """Track ids and queries as typed: numbers, booleans, commas, brackets and quotes (Hydra's quoting)."""
+    assert run_cli("recommend", f"run_dir={pristine}", arg) == 2
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert line.startswith(f"error: {shown}: "), line
+
+
 def test_feedback_store_reads_and_upgrades_the_training_log(run_dir):
     path = run_dir / "feedback.csv"
     original = read_feedback(path)
@@ -150,7 +166,7 @@ def test_finetune_writes_a_new_version_and_keeps_the_old_one(run_dir, capsys, tm
     new.to_csv(new_path, index=False)
     n_logged = len(read_feedback(run_dir / "feedback.csv"))
 
-    finetune_script.main([f"run_dir={run_dir}", f"feedback={new_path}", "timesteps=1024"])
+    assert run_cli("finetune", f"run_dir={run_dir}", f"feedback={new_path}", "timesteps=1024") == 0
     assert "version 2" in capsys.readouterr().out
     assert model_versions(run_dir) == [1, 2] and sha(run_dir / "ppo.zip") == old_sha
     assert load_model(run_dir / "ppo.zip").num_timesteps == 8192  # the old model still loads, as trained
@@ -167,7 +183,7 @@ def test_finetune_writes_a_new_version_and_keeps_the_old_one(run_dir, capsys, tm
     latest, pinned = recommend_json(capsys, *argv), recommend_json(capsys, *argv, "policy_version=1")
     assert latest["policy_version"] == 2 and pinned == before
 
-    finetune_script.main([f"run_dir={run_dir}", f"feedback={new_path}", "timesteps=1024"])  # same file again
+    assert run_cli("finetune", f"run_dir={run_dir}", f"feedback={new_path}", "timesteps=1024") == 0  # again
     assert "0 new feedback rows" in capsys.readouterr().out
     assert len(FeedbackStore(run_dir / "feedback.csv").read()) == n_logged + 4  # not logged twice
     assert model_versions(run_dir) == [1, 2, 3] and sha(run_dir / "ppo.zip") == old_sha
@@ -177,8 +193,8 @@ def test_finetune_writes_a_new_version_and_keeps_the_old_one(run_dir, capsys, tm
 def test_finetune_input_needs_served_at_as_the_log_does(served_at):
     new = pd.DataFrame({"user_id": ["u", "u"], "served_at": ["2024-05-01T12:00:00Z", served_at]})
     with pytest.raises(FeedbackError, match=r"new\.csv.*served_at, row 2"):
-        finetune_script.with_serving_columns(new, "new.csv", "v1")
-    ok = finetune_script.with_serving_columns(new.iloc[:1].assign(policy_version=""), "new.csv", "v3")
+        with_serving_columns(new, "new.csv", "v1")
+    ok = with_serving_columns(new.iloc[:1].assign(policy_version=""), "new.csv", "v3")
     assert ok["policy_version"].tolist() == ["v3"]
 
 

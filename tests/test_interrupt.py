@@ -18,20 +18,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ROOT, TINY
+from conftest import train as train_tiny
 from stable_baselines3 import PPO
 
-from agents.callbacks import latest_checkpoint
 from agents.config import load_run_config
-from agents.inference import load_run, model_versions
+from agents.inference import load_run
+from agents.models import latest_checkpoint, model_versions
 from agents.pipeline import reevaluate
 from envs.feedback_store import FeedbackStore
 from envs.world import World
 
-ROOT = Path(__file__).resolve().parent.parent
-TINY = ["data.n_tracks=1500", "vae.epochs=2", "ppo.total_timesteps=1024", "ppo.n_envs=2", "ppo.n_steps=256",
-        "ppo.batch_size=128", "ppo.n_epochs=2", "eval.n_episodes=6", "eval.eval_freq=0",
-        "eval.periodic_episodes=2", "ppo.progress_bar=false", "ppo.checkpoint_freq=512",
-        "reward.n_clusters=8"]
+pytestmark = pytest.mark.slow  # trains (a tiny budget, still seconds per test)
+
 ROLLOUT = 512  # ppo.n_envs * ppo.n_steps
 SLOW_VAE = ["vae.epochs=100000", "vae.patience=100000"]
 SLOW_PPO = ["ppo.total_timesteps=10000000"]
@@ -73,8 +72,7 @@ def interrupt(proc: subprocess.Popen, signum: int) -> int:
 
 
 def train(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *TINY, *overrides, f"hydra.run.dir={run_dir}"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = train_tiny(run_dir, *overrides)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 

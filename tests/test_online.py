@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import importlib
 import re
-import sys
-from pathlib import Path
+
+import pytest
+from conftest import run_cli
 
 from agents.finetune import probe_tracks, simulate_online
-from agents.inference import load_run, model_versions
+from agents.inference import load_run
+from agents.models import model_versions
 from envs.feedback_store import FeedbackStore
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-simulate_script = importlib.import_module("simulate_online")
+pytestmark = pytest.mark.slow  # trains (a tiny budget, still seconds per test)
 
 # Listener 0 of the populations of seeds 1 and 5: neither is the run's listener. Calibrated on the tiny run:
 # over the last 3 rounds, the expected reward per step is online 2.95 vs frozen 1.61, and 1.51 vs 0.80 (over
 # listeners 1..8: +0.34 on average, 6 of 8 gaining; with the script's default budget, 12 rounds, all 8 gain).
 LISTENERS = (1, 5)
 ROUNDS, FINETUNE_EVERY, TIMESTEPS, SESSIONS, LAST = 6, 2, 4096, 6, 3
-
-
 
 
 def test_finetuned_policy_beats_the_frozen_one_for_a_new_listener(pristine, tmp_path):
@@ -52,8 +50,8 @@ def test_simulate_online_script_prints_logs_and_leaves_the_models(pristine, tmp_
     for name in (".hydra", "world", "ppo.zip"):  # the parts it reads; its outputs land in the copy
         src = pristine / name
         (run_dir / name).symlink_to(src, target_is_directory=src.is_dir())
-    simulate_script.main([f"run_dir={run_dir}", "listener_seed=9", "rounds=2", "finetune_every=1",
-                          "timesteps=256", "sessions=1", "last=2"])
+    assert run_cli("simulate", f"run_dir={run_dir}", "listener_seed=9", "rounds=2", "finetune_every=1",
+                   "timesteps=256", "sessions=1", "last=2") == 0
     out = capsys.readouterr().out
     assert re.findall(r"^\| (\d+) \|", out, flags=re.M) == ["1", "2"]
     assert "last 2 rounds, per step: expected reward online" in out

@@ -13,6 +13,8 @@ import torch
 from conftest import ROOT
 from conftest import train as train_tiny
 
+pytestmark = pytest.mark.slow  # trains (a tiny budget, still seconds per test)
+
 PERIODIC = ("ppo.total_timesteps=2048", "eval.eval_freq=1024", "eval.n_episodes=10", "eval.periodic_episodes=4",
             "ppo.checkpoint_freq=1024")  # two rollouts: a periodic evaluation and a checkpoint in between
 

@@ -264,6 +264,7 @@ def foreign_vae(run: Path) -> None:
     torch.save(ckpt, run / "vae.pt")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage, fragments", [
     (lambda run: (run / "world" / "latents.npy").unlink(), ["world/latents.npy: missing"]),
     (lambda run: (run / "ppo.zip").unlink(), ["ppo.zip: missing"]),
@@ -297,12 +298,14 @@ def test_a_broken_run_folder_is_one_line_and_exit_2(finished_run, tmp_path, caps
     one_error_line(code, lines, *fragments)
 
 
+@pytest.mark.slow
 def test_the_intact_run_folder_evaluates(finished_run, capsys):
     assert run_cli("evaluate", f"run_dir={finished_run}", "n_episodes=4") == 0
     out = capsys.readouterr().out
     assert "normalized_score (ppo)" in out and "| oracle |" in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, fragments", [
     (["run_dir=/nowhere/run"], ["run_dir='/nowhere/run': no such folder"]),
     (["n_episodes=4"], ["run_dir: required: give run_dir=..."]),
@@ -337,12 +340,14 @@ def tmpfs(where: Path, options: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(where)], check=False)
 
 
+@pytest.mark.slow
 def test_a_read_only_output_folder_is_one_line(tmp_path):
     with tmpfs(tmp_path / "ro", "ro,size=64k") as ro:
         proc = train_cli(ro / "run")
     cli_error(proc, f"{ro / 'run'}: Read-only file system", "choose another folder")
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path):
     with tmpfs(tmp_path / "full", "size=256k") as full:
         proc = train_cli(full / "run")
@@ -358,6 +363,7 @@ def _file_size_limit() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (128 * 1024, 128 * 1024))
 
 
+@pytest.mark.slow
 def test_a_file_size_limit_is_one_line_and_leaves_no_temporary_file(tmp_path):
     """The unprivileged stand-in for a full disk: every write past the limit fails mid-artifact."""
     proc = train_cli(tmp_path / "run", "data.n_tracks=4000", preexec=_file_size_limit)

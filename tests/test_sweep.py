@@ -8,12 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, TINY, run_cli
 
-ROOT = Path(__file__).resolve().parent.parent
-TINY = ["data.n_tracks=1500", "vae.epochs=2", "ppo.total_timesteps=1024", "ppo.n_envs=2", "ppo.n_steps=256",
-        "ppo.batch_size=128", "ppo.n_epochs=2", "eval.n_episodes=6", "eval.eval_freq=0",
-        "eval.periodic_episodes=2", "ppo.progress_bar=false", "ppo.checkpoint_freq=512",
-        "reward.n_clusters=8"]
+pytestmark = pytest.mark.slow  # trains (a tiny budget, still seconds per test)
+
 SEEDS = (0, 1)
 
 
@@ -28,12 +26,10 @@ def check(proc: subprocess.CompletedProcess) -> None:
 
 def sweep(sweep_dir: Path, *launcher: str) -> list[Path]:
     """A 2-job sweep over the seeds; returns the job folders in job order."""
-    # job folders named by number: the override list of TINY would exceed a file name's 255 bytes
     seeds = ",".join(map(str, SEEDS))
-    check(subprocess.run(command(f"seed={seeds}", *launcher, f"hydra.sweep.dir={sweep_dir}",
-                                 "hydra.sweep.subdir=${hydra.job.num}", multirun=True),
+    check(subprocess.run(command(f"seed={seeds}", *launcher, f"hydra.sweep.dir={sweep_dir}", multirun=True),
                          cwd=ROOT, capture_output=True, text=True, timeout=600))
-    return [sweep_dir / str(job) for job in range(len(SEEDS))]
+    return [sweep_dir / f"{job}_+experiment-tiny+seed-{seed}" for job, seed in enumerate(SEEDS)]
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +61,10 @@ def test_a_two_job_sweep_gives_each_job_a_whole_run_folder_identical_to_the_sing
     assert (jobs[0] / "metrics.json").read_bytes() != (jobs[1] / "metrics.json").read_bytes()
     if launcher:
         assert list((tmp_path / "sweep" / ".submitit").glob("*/*_log.out"))  # it ran through submitit
+    else:  # job folders that the other commands take unquoted
+        assert run_cli("evaluate", f"run_dir={jobs[0]}", "n_episodes=2") == 0
+        assert run_cli("compare", str(tmp_path / "sweep")) == 0
+        assert (tmp_path / "sweep" / "compare.csv").is_file()
 
 
 def test_a_sweep_whose_folder_names_are_too_long_fails_with_one_line(tmp_path):
