@@ -19,6 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 from agents.evaluate import EvalConfig
 from agents.ppo import VEC_ENVS, PPOConfig
 from agents.run_info import versions
+from agents.seeding import check_seed
 from envs.catalog import DataConfig
 from envs.errors import ConfigError, MusicRLError, RunFolderError
 from envs.listeners import ListenerConfig
@@ -35,6 +36,8 @@ class TrainConfig:
     """the run seed: every component (VAE, world, listeners, PPO, evaluation) derives its own stream from it"""
     resume: bool = False
     """continue PPO from the newest checkpoint of an existing run folder: hydra.run.dir=<run> resume=true"""
+    overwrite: bool = False
+    """start in a folder that holds a run anyway: the old folder is moved aside to <name>.replaced-<UTC time>"""
     data: DataConfig = field(default_factory=DataConfig)
     vae: VAEConfig = field(default_factory=VAEConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
@@ -61,6 +64,7 @@ def validate_data(cfg: DataConfig) -> None:
     if cfg.source == "csv":
         _require("data.path", cfg.path, bool(cfg.path), "a CSV path is required when data.source=csv")
     _require("data.n_tracks", cfg.n_tracks, cfg.n_tracks >= 10, "must be an integer >= 10")
+    check_seed("data.seed", cfg.seed)
 
 
 def validate_vae(cfg: VAEConfig) -> None:
@@ -120,6 +124,7 @@ def validate_eval(cfg: EvalConfig) -> None:
 
 def validate(cfg: TrainConfig) -> None:
     """Check every group; raise :class:`ConfigError` naming the first bad key."""
+    check_seed("seed", cfg.seed)
     validate_data(cfg.data)
     validate_vae(cfg.vae)
     cfg.reward.validate()
@@ -134,6 +139,16 @@ def validate(cfg: TrainConfig) -> None:
             cfg.reward.n_clusters <= cfg.data.n_tracks,
             f"must be <= the catalog size ({cfg.data.n_tracks} tracks)",
         )
+
+
+def check_inputs(cfg: TrainConfig) -> None:
+    """The input files of a run exist and are files (checked before any run folder is created)."""
+    if cfg.data.source == "csv" and cfg.data.path:
+        path = Path(cfg.data.path)
+        if not path.exists():
+            raise ConfigError(f"data.path={cfg.data.path!r}: no such file")
+        if not path.is_file():
+            raise ConfigError(f"data.path={cfg.data.path!r}: a directory, not a catalog file")
 
 
 def load_config(cfg: DictConfig | dict) -> TrainConfig:

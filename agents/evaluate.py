@@ -126,23 +126,24 @@ def rollout(env: MusicRecEnv, policy: Policy, n_episodes: int, seed: int) -> lis
     return episodes
 
 
-def ratio_mean_ci(sums: np.ndarray, counts: np.ndarray) -> tuple[float, float]:
-    """Per-step mean of a quantity summed per session, and its 95% half-width (cluster-robust ratio estimator)."""
+def ratio_mean_ci(sums: np.ndarray, counts: np.ndarray) -> tuple[float, float | None]:
+    """Per-step mean of a quantity summed per session, and its 95% half-width (cluster-robust ratio estimator);
+    None for the half-width of a single session."""
     total = counts.sum()
     mean = float(sums.sum() / total)
     n = len(sums)
     if n < 2:
-        return mean, float("nan")
+        return mean, None
     resid = sums - mean * counts
     se = np.sqrt(np.sum(resid**2) / (n * (n - 1))) / counts.mean()
     return mean, float(Z95 * se)
 
 
-def mean_ci(values: np.ndarray) -> tuple[float, float]:
-    """Mean of per-session values and its 95% half-width."""
+def mean_ci(values: np.ndarray) -> tuple[float, float | None]:
+    """Mean of per-session values and its 95% half-width (None for a single session)."""
     values = np.asarray(values, dtype=np.float64)
     if len(values) < 2:
-        return float(values.mean()), float("nan")
+        return float(values.mean()), None
     return float(values.mean()), float(Z95 * values.std(ddof=1) / np.sqrt(len(values)))
 
 
@@ -155,12 +156,15 @@ def _diversity(latents: np.ndarray, tracks: np.ndarray) -> float:
     return float(dist[np.triu_indices(len(z), 1)].mean())
 
 
-def summarise(episodes: Sequence[Episode], latents: np.ndarray) -> dict[str, float]:
-    """Every metric of the module docstring (with ``_ci95``) of a list of sessions."""
+def summarise(episodes: Sequence[Episode], latents: np.ndarray) -> dict[str, Any]:
+    """Every metric of the module docstring (with ``_ci95``) of a list of sessions; with one session the
+    half-widths are None and ``ci95_reason`` says why."""
     counts = np.array([len(e.rewards) for e in episodes], dtype=np.float64)
-    out: dict[str, float] = {}
+    out: dict[str, Any] = {}
+    if len(episodes) < 2:
+        out["ci95_reason"] = "one session: an interval needs two or more"
 
-    def put(name: str, mean_and_ci: tuple[float, float]) -> None:
+    def put(name: str, mean_and_ci: tuple[float, float | None]) -> None:
         out[name], out[f"{name}_ci95"] = mean_and_ci
 
     per_step = {
@@ -186,12 +190,22 @@ def summarise(episodes: Sequence[Episode], latents: np.ndarray) -> dict[str, flo
 
 def normalized_score(
     metrics: Mapping[str, Mapping[str, float]], policy: str = "ppo", key: str = "mean_reward"
-) -> float:
-    """(policy − random) / (oracle − random) on ``key``: 0 is random among the candidates, 1 the myopic oracle."""
+) -> float | None:
+    """(policy − random) / (oracle − random) on ``key``: 0 is random among the candidates, 1 the myopic oracle;
+    None when the oracle and random score the same (no scale: see :func:`score_undefined`)."""
     lo, hi = metrics["random"][key], metrics["oracle"][key]
-    if not np.isfinite(hi - lo) or abs(hi - lo) < 1e-12:
-        return float("nan")
+    if score_undefined(metrics, key):
+        return None
     return float((metrics[policy][key] - lo) / (hi - lo))
+
+
+def score_undefined(metrics: Mapping[str, Mapping[str, float]], key: str) -> str | None:
+    """Why a normalized score on ``key`` is undefined (the oracle scores as random does), or None."""
+    lo, hi = metrics["random"][key], metrics["oracle"][key]
+    if np.isfinite(hi - lo) and abs(hi - lo) >= 1e-12:
+        return None
+    return (f"the oracle and random score the same {key} ({hi:.6g}): every candidate is as good as another, "
+            "there is no scale")
 
 
 def evaluate_policies(
@@ -217,4 +231,8 @@ def evaluate_policies(
     if "ppo" in results and "random" in results and "oracle" in results:
         out["normalized_score"] = normalized_score(results, key="mean_expected_reward")
         out["normalized_score_realised"] = normalized_score(results, key="mean_reward")
+        for key, name in (("mean_expected_reward", "normalized_score"), ("mean_reward", "normalized_score_realised")):
+            reason = score_undefined(results, key)
+            if reason:
+                out[f"{name}_reason"] = reason
     return out

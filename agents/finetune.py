@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from filelock import FileLock
 from stable_baselines3 import PPO
 from stable_baselines3.common.logger import Logger
 
@@ -28,6 +27,7 @@ from agents.evaluate import Episode, rollout
 from agents.inference import LoadedRun, greedy_actor
 from agents.models import load_model, model_path, model_versions, reward_table_path, save_model_atomic
 from agents.ppo import make_vec_env
+from agents.run_folder import hold
 from agents.tensorboard import open_logger
 from envs.atomic import atomic_path
 from envs.errors import FeedbackError
@@ -39,18 +39,11 @@ from envs.world import World
 log = logging.getLogger(__name__)
 
 Answer = Callable[[int], tuple[float, int] | None]
-KEY = ["user_id", "session_id", "position", "track_id"]  # one served track of one session
 
 
 def listener_rows(logged: pd.DataFrame, users: Iterable[str]) -> pd.DataFrame:
     """The rows of a feedback log answered by ``users``: what a personal fine-tune for them learns from."""
     return logged[logged["user_id"].isin(list(users))].reset_index(drop=True)
-
-
-def unlogged(new: pd.DataFrame, logged: pd.DataFrame) -> pd.DataFrame:
-    """The rows of ``new`` not already in ``logged`` (same user, session, position and track)."""
-    seen = pd.MultiIndex.from_frame(logged[KEY].astype(str))
-    return new[~pd.MultiIndex.from_frame(new[KEY].astype(str)).isin(seen)].reset_index(drop=True)
 
 
 def repropagate(world: World, cfg: RewardConfig, feedback: pd.DataFrame) -> np.ndarray:
@@ -87,15 +80,16 @@ def continue_training(model: PPO, world: World, cfg: TrainConfig, feedback: pd.D
 
 
 def finetune(run: LoadedRun, feedback: pd.DataFrame, timesteps: int, seed: int = 0,
-             progress_bar: bool = False) -> LoadedRun:
+             progress_bar: bool = False, lock_timeout: float = 600.0) -> LoadedRun:
     """Fold ``feedback`` into a reward table, continue PPO from ``run``'s version, save the next version.
 
     Writes ``world/reward_table-v<N>.npy`` then ``ppo-v<N>.zip`` (each atomically; the model last, so a
     crash leaves no half version), N = the newest version + 1, and logs PPO to ``tb/finetune-v<N>``. The
-    previous model files are never touched; fine-tunes of one run folder take turns on a lock, so two never
-    claim the same version. Returns the new version, loaded (``run`` is unchanged).
+    previous model files are never touched; writers of one run folder take turns on its lock
+    (:func:`agents.run_folder.hold`, waiting up to ``lock_timeout`` seconds), so two fine-tunes never claim the
+    same version. Returns the new version, loaded (``run`` is unchanged).
     """
-    with FileLock(str(run.run_dir / ".versions.lock")):
+    with hold(run.run_dir, wait=lock_timeout):
         version = max(model_versions(run.run_dir)) + 1
         model = load_model(model_path(run.run_dir, run.version))
         world = continue_training(model, run.world, run.cfg, feedback, timesteps, seed,

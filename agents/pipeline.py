@@ -9,7 +9,6 @@ files that a killed writer (``kill -9``) left behind are removed when a run star
 from __future__ import annotations
 
 import io
-import json
 import logging
 import pickle
 import re
@@ -39,11 +38,12 @@ from agents.evaluate import (
 )
 from agents.models import latest_checkpoint, load_model, save_model_atomic
 from agents.ppo import build_model, make_vec_env, ppo_policy
+from agents.run_folder import claim
 from agents.run_info import RunInfo
 from agents.seeding import derive_seed
 from agents.tensorboard import latent_figure, log_hparams, log_values, open_logger, policies_figure
-from envs.atomic import atomic_path, write_text_atomic
-from envs.catalog import Normaliser, load_catalog
+from envs.atomic import atomic_path, write_json_atomic
+from envs.catalog import Normaliser, check_variety, load_catalog
 from envs.errors import ConfigError, RunFolderError
 from envs.feedback import write_feedback
 from envs.rewards import propagation_quality
@@ -91,6 +91,8 @@ def build_representation(cfg: TrainConfig, run_dir: Path, logger: Logger,
         check_catalog_size(cfg, len(catalog.tracks))
         normaliser = Normaliser(cfg.data.normalisation).fit(catalog.raw)
         features = normaliser.transform(catalog.raw)
+        source = cfg.data.path if cfg.data.source == "csv" else "the synthetic catalog"
+        check_variety(features, cfg.reward.n_clusters, f"{source} (normalised features)")
         info.data["catalog"] = {"schema": catalog.schema, "n_tracks": len(catalog.tracks),
                                 "problems": catalog.problems}
         log.info("catalog: %d tracks (schema %s)", len(catalog.tracks), catalog.schema)
@@ -100,6 +102,7 @@ def build_representation(cfg: TrainConfig, run_dir: Path, logger: Logger,
 
         encoder = LatentEncoder(cfg.vae, seed=derive_seed(cfg.seed, "vae")).fit(features, on_epoch=on_epoch)
         latents = encoder.transform(features)
+        check_variety(latents, cfg.reward.n_clusters, f"{source} (VAE latents, vae.latent_dim={cfg.vae.latent_dim})")
         ckpt = encoder.checkpoint()
         ckpt["normaliser"] = normaliser.to_dict()
         buffer = io.BytesIO()  # serialised in memory: a full disk raises OSError(ENOSPC), not a RuntimeError
@@ -143,10 +146,12 @@ def build_run_world(cfg: TrainConfig, run_dir: Path, logger: Logger, info: RunIn
         write_feedback(feedback, run_dir / "feedback.csv")
         truth = world.listeners().expected_reward_all(world.meta["served_listener"], cfg.reward.like_weight)
         quality = propagation_quality(world.reward_table, truth)
-        log_values(logger, {f"propagation/{key}": value for key, value in quality.items()}, 0)
+        numbers = {key: value for key, value in quality.items() if isinstance(value, float)}
+        log_values(logger, {f"propagation/{key}": value for key, value in numbers.items()}, 0)
         info.data["propagation_quality"] = quality
-        log.info("world: %d feedback rows; propagation vs truth: %s", len(feedback),
-                 ", ".join(f"{k}={v:.3f}" for k, v in quality.items()))
+        log.info("world: %d feedback rows; propagation vs truth: %s%s", len(feedback),
+                 ", ".join(f"{k}={v:.3f}" for k, v in numbers.items()),
+                 f" ({quality['reason']})" if "reason" in quality else "")
     return world
 
 
@@ -204,8 +209,8 @@ def evaluate_run(cfg: TrainConfig, world: World, model: PPO) -> dict[str, Any]:
 
 
 def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
-    """``metrics.json``, atomically, keys sorted (byte-identical for identical numbers)."""
-    write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    """``metrics.json``, atomically, strict JSON, keys sorted (byte-identical for identical numbers)."""
+    write_json_atomic(run_dir / "metrics.json", metrics)
 
 
 def log_results(cfg: TrainConfig, logger: Logger, metrics: dict[str, Any], step: int) -> None:
@@ -213,22 +218,30 @@ def log_results(cfg: TrainConfig, logger: Logger, metrics: dict[str, Any], step:
     values: dict[str, Any] = {f"final/{policy}/{key}": result[key] for policy, result in metrics["policies"].items()
                               for key in ("mean_reward", "like_rate", "mean_pct_listened", "skip_rate", "coverage",
                                           "diversity")}
-    values["final/normalized_score"] = metrics["normalized_score"]
+    values["final/normalized_score"] = _tb_number(metrics["normalized_score"])
     values["final/policies"] = policies_figure(metrics["policies"])
     log_values(logger, values, step)
     ppo = metrics["policies"]["ppo"]
-    log_hparams(logger, hparams(cfg), {"hparams/normalized_score": metrics["normalized_score"],
+    log_hparams(logger, hparams(cfg), {"hparams/normalized_score": _tb_number(metrics["normalized_score"]),
                                        "hparams/mean_reward": ppo["mean_reward"],
                                        "hparams/like_rate": ppo["like_rate"]}, step)
+
+
+def _tb_number(value: float | None) -> float:
+    """A metric for TensorBoard, where an undefined one (None in metrics.json) is NaN."""
+    return float("nan") if value is None else value
 
 
 def run(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     """Run the whole pipeline into ``run_dir``; return the metrics.
 
-    Torch, BLAS and OpenMP run on one thread: K-Means and float sums then give the same bits in a single
-    run, a joblib worker (which limits threads itself) or a submitit job, so a seed means one result.
+    The run folder is claimed first (:func:`agents.run_folder.claim`: its lock for the whole run; a folder
+    holding a run is refused unless ``resume`` or ``overwrite``). Torch, BLAS and OpenMP run on one thread:
+    K-Means and float sums then give the same bits in a single run, a joblib worker (which limits threads
+    itself) or a submitit job, so a seed means one result.
     """
-    with threadpool_limits(limits=1):
+    plain = OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)
+    with threadpool_limits(limits=1), claim(run_dir, plain, cfg.resume, cfg.overwrite):
         return _run(cfg, run_dir)
 
 

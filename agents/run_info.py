@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import platform
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from envs.atomic import write_text_atomic
+from envs.atomic import write_json_atomic
 
 FORMAT_VERSION = 1
 PACKAGES = (
@@ -93,5 +92,5 @@ class RunInfo:
             self.data["wall_time_s"][name] = round(time.perf_counter() - start, 3)
 
     def write(self, path: Path) -> None:
-        """Save as JSON (atomic)."""
-        write_text_atomic(path, json.dumps(self.data, indent=2) + "\n")
+        """Save as strict JSON (atomic)."""
+        write_json_atomic(path, self.data)

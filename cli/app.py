@@ -82,7 +82,14 @@ class App:
         bare = [i for i, arg in enumerate(sys.argv[1:], 1) if "=" not in arg and not arg.startswith("-")]
         if self.positional and len(bare) == 1:
             sys.argv[bare[0]] = f"{self.positional}={hydra_quote(sys.argv[bare[0]])}"
-        run_hydra(main, lambda: dotted_keys(self.schema))
+        try:
+            run_hydra(main, lambda: dotted_keys(self.schema))
+        except Exception as err:  # a sweep with failed jobs: one line each, then the summary
+            if self.multirun:
+                from cli.run_folder import report_failed_sweep
+
+                report_failed_sweep(err)
+            raise
 
 
 def hydra_quote(text: str) -> str:

@@ -129,8 +129,24 @@ def reader_gone() -> NoReturn:
     sys.exit(0)
 
 
+class JobFailed(Exception):
+    """A job of a sweep ended with a user error (its one line): the other jobs go on, the sweep reports it."""
+
+
+def _in_sweep() -> bool:
+    """Whether this is a job of a Hydra multirun (where exiting would take the other jobs' workers down)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def user_errors_exit(func: Callable[..., T]) -> Callable[..., T]:
-    """Run ``func`` with the error policy of the module docstring (MusicRLError, OSError, signals)."""
+    """Run ``func`` with the error policy of the module docstring (MusicRLError, OSError, signals).
+
+    In a job of a sweep, a user error is logged and raised as :class:`JobFailed` instead of exiting, so the
+    launcher finishes the other jobs and the sweep reports every failure at its end.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: object, **kwargs: object) -> T:
@@ -139,6 +155,9 @@ def user_errors_exit(func: Callable[..., T]) -> Callable[..., T]:
                 return func(*args, **kwargs)
         except MusicRLError as err:
             logging.getLogger("music-rl").debug("user error", exc_info=True)
+            if _in_sweep():
+                logging.getLogger("music-rl").error("error: %s", " ".join(str(err).split()))
+                raise JobFailed(" ".join(str(err).split())) from None
             fail(str(err))
         except Interrupted as stop:
             name = signal.Signals(stop.signum).name

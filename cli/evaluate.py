@@ -10,7 +10,7 @@ world); prints the per-policy table and writes the metrics JSON to ``out`` when 
 from __future__ import annotations
 
 import dataclasses
-import json
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +34,8 @@ class EvaluateConfig:
     """personal | population; null: the run's eval.protocol"""
     out: str | None = None
     """write the metrics JSON to this file; null: print the table only"""
+    lock_timeout: float = 600.0
+    """an out= inside the run folder is written under its lock: seconds to wait for it"""
 
 
 app = App("evaluate", EvaluateConfig, "evaluate a saved run again against ground-truth simulated listeners")
@@ -46,13 +48,16 @@ def main(raw: DictConfig) -> None:
     from agents.config import load_run_config, validate_eval
     from agents.pipeline import reevaluate
     from agents.report import metrics_table
-    from envs.atomic import write_text_atomic
-    from envs.errors import RunFolderError
+    from agents.run_folder import hold
+    from envs.atomic import write_json_atomic
+    from envs.errors import ConfigError, RunFolderError
 
     args: EvaluateConfig = app.typed(raw)
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise RunFolderError(f"run_dir={args.run_dir!r}: no such folder")
+    if args.out and Path(args.out).is_dir():
+        raise ConfigError(f"out={args.out!r}: a directory; give the path of the JSON file to write")
     cfg = load_run_config(run_dir)
     if args.n_episodes is not None:
         cfg.eval = dataclasses.replace(cfg.eval, n_episodes=args.n_episodes)
@@ -62,7 +67,9 @@ def main(raw: DictConfig) -> None:
     metrics = reevaluate(run_dir, cfg)
     print(metrics_table(metrics))
     if args.out:
-        write_text_atomic(args.out, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        inside = run_dir.resolve() in Path(args.out).resolve().parents
+        with hold(run_dir, wait=args.lock_timeout, command="music-rl evaluate") if inside else nullcontext():
+            write_json_atomic(args.out, metrics)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ class FinetuneConfig:
     """seed of the fine-tune's PPO"""
     policy_version: int | None = None
     """the model version to continue from; null: the newest"""
+    lock_timeout: float = 600.0
+    """seconds to wait for the run folder's lock while another command writes into it"""
 
 
 app = App("finetune", FinetuneConfig, "fine-tune a saved run from new feedback (writes the next model version)")
@@ -65,9 +67,10 @@ def main(raw: DictConfig) -> None:
     """Validate, log, fine-tune, report the new version."""
     import torch
 
-    from agents.finetune import finetune, listener_rows, unlogged
+    from agents.finetune import finetune, listener_rows
     from agents.inference import load_run
     from agents.models import model_path
+    from agents.run_folder import hold
     from envs.feedback import read_feedback
     from envs.feedback_store import COLUMNS, FeedbackStore
 
@@ -75,15 +78,16 @@ def main(raw: DictConfig) -> None:
     if args.timesteps < 1:
         raise ConfigError(f"timesteps={args.timesteps}: must be an integer >= 1")
     torch.set_num_threads(1)  # small networks: more threads only contend
-    run = load_run(Path(args.run_dir), args.policy_version)
-    ids = run.world.track_ids()
-    new = read_feedback(args.feedback, known_track_ids=ids)
-    new = with_serving_columns(new[[c for c in COLUMNS if c in new]], args.feedback, f"v{run.version}")
-    store = FeedbackStore(run.run_dir / "feedback.csv")
-    fresh = unlogged(new, store.read(known_track_ids=ids))
-    store.append(fresh)
-    rows = listener_rows(store.read(known_track_ids=ids), new["user_id"].unique())
-    tuned = finetune(run, rows, args.timesteps, seed=args.seed, progress_bar=sys.stderr.isatty())
+    read_feedback(args.feedback)  # a bad file is refused before waiting for the run folder
+    with hold(Path(args.run_dir), wait=args.lock_timeout, command="music-rl finetune"):
+        run = load_run(Path(args.run_dir), args.policy_version)  # the newest version once it is our turn
+        ids = run.world.track_ids()
+        new = read_feedback(args.feedback, known_track_ids=ids)
+        new = with_serving_columns(new[[c for c in COLUMNS if c in new]], args.feedback, f"v{run.version}")
+        store = FeedbackStore(run.run_dir / "feedback.csv")
+        fresh = store.append_new(new)
+        rows = listener_rows(store.read(known_track_ids=ids), new["user_id"].unique())
+        tuned = finetune(run, rows, args.timesteps, seed=args.seed, progress_bar=sys.stderr.isatty())
     print(f"{len(fresh)} new feedback rows appended to {store.path} ({len(new) - len(fresh)} already there); "
           f"fine-tuned v{run.version} on {len(rows)} rows of {new['user_id'].nunique()} user(s) for "
           f"{args.timesteps} steps -> {model_path(tuned.run_dir, tuned.version)} (version {tuned.version})")

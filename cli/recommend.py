@@ -65,6 +65,8 @@ class RecommendConfig:
     """who answers the cold start (feedback.csv user_id); null: cold-<time> or sim-<listener_seed>"""
     finetune_timesteps: int = 20_000
     """PPO steps of the cold start's fine-tune"""
+    lock_timeout: float = 600.0
+    """cold start: seconds to wait for the run folder's lock while another command writes into it"""
 
 
 app = App("recommend", RecommendConfig, "a session of next tracks from a saved run (cold start, fine-tune)")
@@ -112,9 +114,12 @@ def main(raw: DictConfig) -> None:
     given = args.track_id is not None or args.query is not None
     start = find_track(run.world, args.track_id, args.query) if given else None
     if args.cold_start:
+        from agents.run_folder import hold
         from cli.cold_start import cold_start
 
-        run, best, summary = cold_start(run, args.user_id, args.listener_seed, args.seed, args.finetune_timesteps)
+        with hold(run.run_dir, wait=args.lock_timeout, command="music-rl recommend cold_start=true"):
+            run, best, summary = cold_start(run, args.user_id, args.listener_seed, args.seed,
+                                            args.finetune_timesteps)
         start = best if start is None else start
     elif start is None:
         raise ConfigError('give track_id=... or query="artist - title" (or cold_start=true)')

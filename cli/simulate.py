@@ -48,6 +48,8 @@ class SimulateConfig:
     """the final comparison averages the last this many rounds"""
     policy_version: int | None = None
     """the model version both loops start from; null: the newest"""
+    lock_timeout: float = 600.0
+    """seconds to wait for the run folder's lock while another command writes into it"""
 
 
 app = App("simulate", SimulateConfig, "the online-learning loop against a frozen policy, for a simulated listener",
@@ -67,16 +69,24 @@ def main(raw: DictConfig) -> None:
     """Run both loops, print the rounds and the final comparison."""
     import torch
 
+    from agents.run_folder import hold
+
+    args: SimulateConfig = app.typed(raw)
+    validate(args)
+    torch.set_num_threads(1)
+    with hold(Path(args.run_dir), wait=args.lock_timeout, command="music-rl simulate"):
+        simulate(args)
+
+
+def simulate(args: SimulateConfig) -> None:
+    """Both loops, their table and TensorBoard curves (the run folder's lock held)."""
     from agents.finetune import simulate_online
     from agents.inference import load_run
     from agents.tensorboard import log_values, open_logger
     from envs.feedback_store import FeedbackStore
 
-    args: SimulateConfig = app.typed(raw)
-    validate(args)
-    torch.set_num_threads(1)
     run = load_run(Path(args.run_dir), args.policy_version)
-    name = f"listener{args.listener_seed}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    name = f"listener{args.listener_seed}-{datetime.now(UTC):%Y%m%dT%H%M%S.%f}"
     loggers = {side: open_logger(run.run_dir / "tb" / "online" / name / side) for side in ("online", "frozen")}
     store = FeedbackStore(run.run_dir / "online" / f"{name}.csv")
     print(f"listener {args.listener_seed}, policy v{run.version}, {args.sessions} sessions per round; "

@@ -49,12 +49,13 @@ def main(raw: DictConfig) -> float:
         raise
     score = metrics["normalized_score"]
     ppo = metrics["policies"]["ppo"]
-    log.info("normalized_score %.3f  (ppo mean_reward %.3f ± %.3f, like_rate %.3f)", score,
-             ppo["mean_reward"], ppo["mean_reward_ci95"], ppo["like_rate"])
+    shown = f"{score:.3f}" if score is not None else f"undefined ({metrics['normalized_score_reason']})"
+    log.info("normalized_score %s  (ppo mean_reward %.3f ± %.3f, like_rate %.3f)", shown,
+             ppo["mean_reward"], ppo["mean_reward_ci95"] or 0.0, ppo["like_rate"])
     if HydraConfig.get().mode.name == "RUN":
         print(f"\nrun folder: {run_dir}\nmetrics:    {run_dir / 'metrics.json'}\n"
               f"TensorBoard: .venv/bin/tensorboard --logdir {run_dir}   (every run: make tensorboard)")
-    return score
+    return float("nan") if score is None else score  # for sweepers (Optuna): an undefined score fails the trial
 
 
 if __name__ == "__main__":

@@ -6,10 +6,12 @@ A reader never sees a half-written artifact; a crash leaves either the old file 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -42,3 +44,12 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` atomically (UTF-8)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
+    """Write ``data`` as strict JSON (indented, keys sorted: byte-identical for identical data), atomically.
+
+    A NaN or an infinity is a bug of the caller, which writes an undefined value as ``null`` with its reason
+    beside it: ``ValueError`` here, rather than a bare ``NaN`` that JSON readers refuse.
+    """
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")

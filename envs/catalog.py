@@ -565,6 +565,29 @@ def _load_csv(cfg: DataConfig, min_tracks: int) -> Catalog:
     return Catalog(tracks=tracks, raw=raw, schema=schema, problems=problems)
 
 
+def count_distinct(rows: np.ndarray, enough: int) -> int:
+    """The number of distinct rows of ``rows``, counted up to at least ``enough`` (a large catalog's first
+    rows usually suffice: only a catalog with too little variety is read through)."""
+    for size in (4096, len(rows)):
+        distinct = len(np.unique(rows[:size], axis=0))
+        if distinct >= enough or size >= len(rows):
+            return distinct
+    return distinct
+
+
+def check_variety(rows: np.ndarray, n_clusters: int, what: str) -> None:
+    """Raise :class:`CatalogError` when the tracks' ``rows`` (features or latents) are too alike to form
+    ``n_clusters`` clusters: all the same, or fewer distinct rows than clusters."""
+    distinct = count_distinct(rows, max(n_clusters, 2))
+    if distinct < 2:
+        raise CatalogError(f"{what}: every one of the {len(rows)} tracks is the same: nothing to tell apart or "
+                           "learn")
+    if distinct < n_clusters:
+        raise CatalogError(f"{what}: too little variety: {distinct} distinct tracks among {len(rows)}, fewer "
+                           f"than reward.n_clusters={n_clusters} clusters; lower reward.n_clusters or use a richer "
+                           "catalog")
+
+
 def load_catalog(cfg: DataConfig, seed: int, min_tracks: int) -> Catalog:
     """The catalog described by ``cfg``: synthetic (seeded) or a CSV file, validated and repaired.
 

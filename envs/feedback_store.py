@@ -46,6 +46,7 @@ from envs.feedback import OPTIONAL, validate_feedback
 log = logging.getLogger(__name__)
 
 COLUMNS: tuple[str, ...] = (*FEEDBACK_COLUMNS, *OPTIONAL, "served_at", "policy_version")
+SERVED: tuple[str, ...] = ("user_id", "session_id", "position", "track_id")  # one served track of one session
 _STRINGS = ("user_id", "session_id", "track_id", "served_at", "policy_version")
 _HEADER = ",".join(COLUMNS) + "\n"
 _TORN_CLOSE = "," * len(COLUMNS) + "\n"
@@ -101,6 +102,18 @@ class FeedbackStore:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+    def append_new(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """Append the rows not logged yet (the same :data:`SERVED` values: user, session, position, track),
+        reading and appending under one hold of the lock, so a file submitted twice, or by concurrent
+        writers, lands once. Returns the rows appended."""
+        with self._lock:
+            fresh = rows
+            if self.path.exists() and not rows.empty:
+                seen = pd.MultiIndex.from_frame(self.read()[list(SERVED)].astype(str))
+                fresh = rows[~pd.MultiIndex.from_frame(rows[list(SERVED)].astype(str)).isin(seen)]
+            self.append(fresh)
+        return fresh.reset_index(drop=True)
 
     def read(self, known_track_ids: Iterable[str] | None = None) -> pd.DataFrame:
         """Read the whole log as a DataFrame with :data:`COLUMNS`, skipping torn records with a warning.

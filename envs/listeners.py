@@ -141,7 +141,7 @@ class ListenerConfig:
             return 0.0 <= v <= 1.0
 
         checks = [
-            ("seed", self.seed is None or self.seed >= 0, "must be null or an integer >= 0"),
+            ("seed", self.seed is None or 0 <= self.seed < 2**32, "must be null or an integer in 0..2**32-1"),
             ("population", self.population >= 1, "must be an integer >= 1"),
             ("held_out_fraction", 0.0 <= self.held_out_fraction < 1.0, "must be in [0, 1)"),
             ("n_taste_centres", self.n_taste_centres >= 1, "must be an integer >= 1"),

@@ -9,7 +9,6 @@ cluster)``; clusters without any feedback get a flat prior.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -51,6 +50,7 @@ class ProbeSelection(StrEnum):
 
 PROBE_SELECTIONS: tuple[str, ...] = tuple(ProbeSelection)
 PRIORS: tuple[str, ...] = ("global_mean", "zero")
+REWARD_LIMIT = 1e6  # the largest like_weight, penalty or prior: rewards, their sums and float32 copies stay finite
 
 
 @dataclass
@@ -79,17 +79,18 @@ class RewardConfig:
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first bad ``reward.*`` key, its value and what is allowed."""
         checks = [
-            ("like_weight", self.like_weight >= 0, "must be >= 0"),
-            ("early_skip_penalty", self.early_skip_penalty >= 0, "must be >= 0"),
+            ("like_weight", 0 <= self.like_weight <= REWARD_LIMIT, f"must be a number in [0, {REWARD_LIMIT:g}]"),
+            ("early_skip_penalty", 0 <= self.early_skip_penalty <= REWARD_LIMIT,
+             f"must be a number in [0, {REWARD_LIMIT:g}]"),
             ("early_skip_threshold", 0 <= self.early_skip_threshold <= 1, "must be in [0, 1]"),
             ("decay", self.decay in DECAYS, f"must be one of {', '.join(DECAYS)}"),
-            ("decay_scale", self.decay_scale > 0, "must be > 0"),
+            ("decay_scale", 0 < self.decay_scale <= REWARD_LIMIT, f"must be a number in (0, {REWARD_LIMIT:g}]"),
             ("n_clusters", self.n_clusters >= 1, "must be an integer >= 1"),
             ("probes_per_cluster", self.probes_per_cluster >= 1, "must be an integer >= 1"),
             ("probe_selection", self.probe_selection in PROBE_SELECTIONS,
              f"must be one of {', '.join(PROBE_SELECTIONS)}"),
             ("prior", _parse_prior(self.prior) is not None,
-             f"must be one of {', '.join(PRIORS)} or a finite number"),
+             f"must be one of {', '.join(PRIORS)} or a number in [-{REWARD_LIMIT:g}, {REWARD_LIMIT:g}]"),
         ]
         for key, ok, allowed in checks:
             if not ok:
@@ -104,7 +105,7 @@ def _parse_prior(prior: str) -> str | float | None:
         value = float(prior)
     except (TypeError, ValueError):
         return None
-    return value if math.isfinite(value) else None
+    return value if abs(value) <= REWARD_LIMIT else None  # NaN and infinities fail too
 
 
 def reward(pct: np.ndarray | float, liked: np.ndarray | float, cfg: RewardConfig) -> np.ndarray | float:
@@ -271,11 +272,12 @@ def propagate(
     return r_hat.astype(np.float32)
 
 
-def propagation_quality(r_hat: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+def propagation_quality(r_hat: np.ndarray, truth: np.ndarray) -> dict[str, float | str | None]:
     """How well a reward table matches the true expected rewards.
 
     Returns:
-        ``pearson`` and ``spearman`` correlations (nan when either input is constant) and ``rmse``.
+        ``pearson`` and ``spearman`` correlations and ``rmse``; the correlations are None, with ``reason``,
+        when either input is constant.
     """
     r_hat = np.asarray(r_hat, dtype=np.float64)
     truth = np.asarray(truth, dtype=np.float64)
@@ -283,7 +285,8 @@ def propagation_quality(r_hat: np.ndarray, truth: np.ndarray) -> dict[str, float
         raise ValueError(f"r_hat and truth must be equal 1-D arrays, got {r_hat.shape}, {truth.shape}")
     rmse = float(np.sqrt(np.mean((r_hat - truth) ** 2)))
     if r_hat.size < 2 or np.ptp(r_hat) == 0 or np.ptp(truth) == 0:
-        return {"pearson": math.nan, "spearman": math.nan, "rmse": rmse}
+        return {"pearson": None, "spearman": None, "rmse": rmse,
+                "reason": "a constant reward table (or truth): correlations are undefined"}
     from scipy import stats  # here, not at module level: scipy.stats costs ~0.3 s on every command
 
     return {

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from envs.atomic import atomic_path, write_text_atomic
+from envs.atomic import atomic_path, write_json_atomic
 from envs.candidates import CandidateIndex, build_neighbour_table
 from envs.catalog import FEATURES, Normaliser, synthetic_catalog
 from envs.errors import ConfigError, RunFolderError
@@ -103,7 +103,7 @@ class World:
         for name in ARRAYS:
             with atomic_path(out / f"{name}.npy") as tmp, open(tmp, "wb") as fh:
                 np.save(fh, getattr(self, name))
-        write_text_atomic(out / "meta.json", json.dumps(self.meta, indent=2, sort_keys=True) + "\n")
+        write_json_atomic(out / "meta.json", self.meta)
 
     @classmethod
     def load(cls, world_dir: str | Path) -> World:

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from agents.evaluate import Episode, mean_ci, normalized_score, ratio_mean_ci, summarise
+from agents.evaluate import Episode, mean_ci, normalized_score, ratio_mean_ci, score_undefined, summarise
 
 
 def test_ratio_ci_matches_the_mean_and_covers_the_truth():
@@ -17,8 +17,9 @@ def test_ratio_ci_matches_the_mean_and_covers_the_truth():
     assert 0.88 <= covered / 200 <= 0.99
 
 
-def test_mean_ci_of_one_value_is_nan_and_of_constants_zero():
-    assert np.isnan(mean_ci(np.array([1.0]))[1])
+def test_mean_ci_of_one_value_is_none_and_of_constants_zero():
+    assert mean_ci(np.array([1.0])) == (1.0, None)
+    assert ratio_mean_ci(np.array([3.0]), np.array([4.0])) == (0.75, None)
     assert mean_ci(np.array([2.0, 2.0, 2.0])) == (2.0, 0.0)
 
 
@@ -28,7 +29,8 @@ def test_normalized_score_is_zero_at_random_and_one_at_oracle():
     m["ppo"]["mean_reward"] = 1.0
     assert normalized_score(m) == 0.0
     m["oracle"]["mean_reward"] = 1.0
-    assert np.isnan(normalized_score(m))
+    assert normalized_score(m) is None  # undefined, written as null with its reason
+    assert "the oracle and random score the same" in score_undefined(m, "mean_reward")
 
 
 def test_summary_metrics_from_known_sessions():

@@ -147,7 +147,7 @@ def test_quality_on_known_inputs() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         q = propagation_quality(np.full(4, 2.0), truth)
-    assert math.isnan(q["pearson"]) and math.isnan(q["spearman"])
+    assert q["pearson"] is None and q["spearman"] is None and "constant" in q["reason"]
     assert q["rmse"] == pytest.approx(math.sqrt(1.5))
 
 

@@ -1,0 +1,170 @@
+"""A run folder's safety: one writer at a time, and never silently overwritten.
+
+**One writer at a time.** Every command that writes into a run folder holds its lock, ``<run>/.lock`` (an
+exclusive ``flock`` through :mod:`filelock`; the holder's pid, command and start time are in
+``<run>/.lock.json`` while it holds it). Training takes it at once or fails in one line; fine-tunes, cold
+starts, online simulations and evaluation outputs wait their turn up to a timeout. The lock is re-entrant
+within a process (one lock object per folder), so a command may take it in several places.
+
+**Never overwritten.** A run starts only in a folder that holds no run. A folder holding one (finished:
+``metrics.json``; interrupted: a VAE, world, checkpoints or model without it) is refused unless
+``resume=true`` (and then the saved config may differ only in :data:`SAFE_ON_RESUME`) or ``overwrite=true``,
+which moves the old folder aside to ``<name>.replaced-<UTC time>`` and deletes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+from omegaconf import OmegaConf
+
+from envs.atomic import write_text_atomic
+from envs.errors import RunFolderError
+
+LOCK_NAME = ".lock"
+# Keys that may differ between a run and its resume: budgets and how progress is shown, not what is learnt.
+SAFE_ON_RESUME: tuple[str, ...] = ("resume", "overwrite", "ppo.total_timesteps", "ppo.checkpoint_freq",
+                                   "ppo.progress_bar", "eval.n_episodes", "eval.eval_freq",
+                                   "eval.periodic_episodes")
+# What makes a folder hold a run (Hydra's .hydra/ and the job's log alone do not).
+RUN_ARTIFACTS: tuple[str, ...] = ("metrics.json", "ppo.zip", "vae.pt", "world", "checkpoints", "feedback.csv")
+
+
+def _lock(run_dir: Path) -> FileLock:
+    """The folder's lock object (the same one for every caller in this process: re-entrant)."""
+    return FileLock(run_dir / LOCK_NAME, is_singleton=True, thread_local=False)
+
+
+def _holder(run_dir: Path) -> str:
+    """Who holds the lock, as ``<pid>.lock.json`` says (or that it is unknown)."""
+    try:
+        info = json.loads((run_dir / f"{LOCK_NAME}.json").read_text(encoding="utf-8"))
+        return f"pid {info['pid']}, {info['command']}, since {info['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+@contextlib.contextmanager
+def hold(run_dir: Path, wait: float = 0.0, command: str | None = None, create: bool = False) -> Iterator[None]:
+    """Hold ``run_dir``'s lock: at once (``wait`` 0) or waiting up to ``wait`` seconds; ``create`` makes the
+    folder (a new run), else it must exist.
+
+    Raises:
+        RunFolderError: the folder does not exist (``create`` False), or another process holds the lock (one
+            line naming the holder and what to do).
+    """
+    if create:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    elif not run_dir.is_dir():
+        raise RunFolderError(f"{run_dir}: no such run folder")
+    lock = _lock(run_dir)
+    first = not lock.is_locked
+    try:
+        lock.acquire(timeout=max(wait, 0.0))  # 0: one try; a lock this process holds is taken again at once
+    except Timeout:
+        waited = f"; waited {wait:g} s (lock_timeout=...)" if wait > 0 else ""
+        raise RunFolderError(f"{run_dir}: in use by {_holder(run_dir)}{waited}; one writer at a time: "
+                             "wait for it to finish or use another folder") from None
+    try:
+        if first:
+            info = {"pid": os.getpid(), "command": command or " ".join(sys.argv[:3]),
+                    "since": datetime.now(UTC).isoformat(timespec="seconds")}
+            write_text_atomic(run_dir / f"{LOCK_NAME}.json", json.dumps(info) + "\n")
+        yield
+    finally:
+        if first:
+            (run_dir / f"{LOCK_NAME}.json").unlink(missing_ok=True)
+        lock.release()
+
+
+def _acquire_new(run_dir: Path) -> contextlib.ExitStack:
+    """:func:`hold` of a run's folder (created), at once, entered on an ExitStack that ``.close()`` releases."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(hold(run_dir, create=True))
+    return stack
+
+
+def held_run(run_dir: Path) -> str | None:
+    """What run ``run_dir`` holds: ``a finished run (...)``, ``an interrupted run (...)``, or None."""
+    if not run_dir.is_dir():
+        return None
+    present = [name for name in RUN_ARTIFACTS if (run_dir / name).exists()]
+    if not present:
+        return None
+    versions = sorted(p.name for p in run_dir.glob("ppo-v*.zip"))
+    extra = f", fine-tuned versions {', '.join(versions)}" if versions else ""
+    kind = "a finished run" if "metrics.json" in present else "an interrupted run"
+    return f"{kind} ({', '.join(present)}{extra})"
+
+
+def move_aside(run_dir: Path) -> Path:
+    """Rename ``run_dir`` to a sibling ``<name>.replaced-<UTC time>`` (deleting nothing); the new path."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    target = run_dir.with_name(f"{run_dir.name}.replaced-{stamp}")
+    os.rename(run_dir, target)
+    return target
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Leaf values of a nested dict by dotted key."""
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flat(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+def resume_differences(run_dir: Path, config: dict[str, Any]) -> list[str]:
+    """The keys (outside :data:`SAFE_ON_RESUME`) whose value in ``config`` differs from the run's saved
+    ``.hydra/config.yaml``, as ``key: saved -> new``."""
+    saved_path = run_dir / ".hydra" / "config.yaml"
+    if not saved_path.is_file():
+        return []
+    saved = _flat(OmegaConf.to_container(OmegaConf.load(saved_path)))
+    new = _flat(config)
+    keys = sorted((set(saved) | set(new)) - set(SAFE_ON_RESUME))
+    return [f"{key}: {saved.get(key)!r} -> {new.get(key)!r}" for key in keys if saved.get(key) != new.get(key)]
+
+
+def claim(run_dir: Path, config: dict[str, Any], resume: bool, overwrite: bool) -> contextlib.ExitStack:
+    """Take ``run_dir`` for a run (``config``: the run's config as plain data): its lock, held until the
+    returned stack is closed. A folder holding a run is continued (``resume``, config compatible) or moved
+    aside (``overwrite``), else refused.
+
+    Raises:
+        RunFolderError: the folder is in use, or holds a run and neither ``resume`` (with a compatible
+            config) nor ``overwrite`` was given.
+    """
+    stack = _acquire_new(run_dir)
+    try:
+        what = held_run(run_dir)
+        if what is None:
+            return stack
+        if resume:
+            differ = resume_differences(run_dir, config)
+            if differ:
+                raise RunFolderError(f"{run_dir}: resume=true with another config: {'; '.join(differ[:5])}"
+                                     f"{' ...' if len(differ) > 5 else ''} (only {', '.join(SAFE_ON_RESUME[2:])} "
+                                     "may change on resume)")
+            return stack
+        if not overwrite:
+            raise RunFolderError(f"{run_dir}: holds {what}; give another hydra.run.dir, resume=true to "
+                                 "continue it, or overwrite=true to move it aside")
+        (run_dir / f"{LOCK_NAME}.json").unlink(missing_ok=True)
+        moved = move_aside(run_dir)  # under the lock: nobody else is writing into it
+    except BaseException:
+        stack.close()
+        raise
+    stack.close()
+    logging.getLogger(__name__).warning("overwrite=true: %s moved aside to %s (nothing deleted)", run_dir, moved)
+    return _acquire_new(run_dir)

@@ -1,0 +1,127 @@
+"""The Hydra callback that guards ``music-rl train``'s folders (``hydra.callbacks.run_folder`` in conf/train.yaml).
+
+Hydra creates the run folder and writes ``.hydra/`` and the job's log before the job starts, so the checks
+that must come first run here, in the launching process:
+
+- a single run: the config is validated and its input files checked (a bad value or a missing catalog is one
+  line, exit 2, and no folder is created); then the folder is claimed (:func:`agents.run_folder.claim`: its
+  lock, and a folder holding a run refused unless ``resume=true`` or ``overwrite=true``);
+- a sweep: a sweep folder that holds jobs is refused unless ``resume=true`` (its saved sweep must match,
+  :data:`agents.run_folder.SAFE_ON_RESUME` aside) or ``overwrite=true`` (moved aside); every job then claims
+  its own folder;
+- every job that fails leaves ``<job>/failed.json`` (its overrides and the error's first line), which the
+  sweep's summary reads (:func:`failed_jobs`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from agents.config import check_inputs, load_config
+from agents.run_folder import SAFE_ON_RESUME, claim, held_run, move_aside
+from cli.errors import JobFailed, fail, first_line
+from envs.atomic import write_text_atomic
+from envs.errors import MusicRLError
+
+FAILED = "failed.json"
+_sweep: Path | None = None  # the sweep this process launched, for its summary
+
+
+def task_config(config: DictConfig) -> dict[str, Any]:
+    """The job's part of a composed config (without ``hydra``), as plain data."""
+    return OmegaConf.to_container(OmegaConf.masked_copy(config, [k for k in config if k != "hydra"]),
+                                  resolve=True, enum_to_str=True)
+
+
+class RunFolderGuard(Callback):
+    """See the module docstring."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Validate, check the inputs, claim the run folder (its lock is held until the process ends)."""
+        plain = task_config(config)
+        try:
+            cfg = load_config(plain)
+            check_inputs(cfg)
+            held = claim(Path(config.hydra.run.dir), plain, cfg.resume, cfg.overwrite)
+        except MusicRLError as err:
+            fail(str(err))
+        atexit.register(held.close)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Refuse a sweep folder that holds jobs, unless resumed (the same sweep) or overwritten."""
+        global _sweep
+        sweep = _sweep = Path(config.hydra.sweep.dir)
+        jobs = [p for p in sweep.iterdir() if p.is_dir() and held_run(p)] if sweep.is_dir() else []
+        if not jobs:
+            return
+        plain = task_config(config)
+        if plain.get("overwrite"):
+            moved = move_aside(sweep)
+            print(f"overwrite=true: {sweep} moved aside to {moved} (nothing deleted)", flush=True)
+            return
+        if not plain.get("resume"):
+            fail(f"{sweep}: holds {len(jobs)} job folder(s) of an earlier sweep; give another hydra.sweep.dir, "
+                 "resume=true to continue it, or overwrite=true to move it aside")
+        differ = _sweep_differences(sweep / "multirun.yaml", config)
+        if differ:
+            fail(f"{sweep}: resume=true with another sweep: {'; '.join(differ[:5])} (only "
+                 f"{', '.join(SAFE_ON_RESUME[2:])} may change on resume)")
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        """A failed job leaves ``failed.json`` in its folder, for the sweep's summary."""
+        if job_return.status != JobStatus.FAILED:
+            return
+        try:
+            _ = job_return.return_value  # a failed job's property raises its exception
+            return
+        except Exception as error:  # noqa: BLE001  (any failure is recorded, bugs too)
+            record = {"overrides": list(job_return.overrides or []), "error": first_line(str(error)),
+                      "user_error": isinstance(error, MusicRLError | JobFailed)}
+        write_text_atomic(Path(config.hydra.runtime.output_dir) / FAILED, json.dumps(record) + "\n")
+
+
+def _sweep_differences(saved_path: Path, config: DictConfig) -> list[str]:
+    """How the sweep about to run differs from the one saved in ``multirun.yaml`` (base config and sweep
+    overrides), the keys of :data:`SAFE_ON_RESUME` aside."""
+    if not saved_path.is_file():
+        return []
+    saved = OmegaConf.load(saved_path)
+    before = {str(o).lstrip("+~").split("=")[0]: str(o) for o in saved.hydra.overrides.task}
+    after = {str(o).lstrip("+~").split("=")[0]: str(o) for o in config.hydra.overrides.task}
+    keys = sorted((set(before) | set(after)) - set(SAFE_ON_RESUME))
+    return [f"{key}: {before.get(key)} -> {after.get(key)}" for key in keys if before.get(key) != after.get(key)]
+
+
+def report_failed_sweep(err: Exception) -> None:
+    """After a sweep in which jobs failed: one line per failed job (overrides and cause), then exit 2 when
+    every failure was a user error; a bug's exception is raised again (its traceback). Returns without a
+    word (the caller raises ``err``) when this process launched no sweep."""
+    if _sweep is None:
+        return
+    records = failed_jobs(_sweep)
+    n_jobs = sum(1 for p in _sweep.iterdir() if (p / ".hydra").is_dir())
+    for record in records:
+        print(f"failed: {record['job']} ({' '.join(record['overrides'])}): {record['error']}", file=sys.stderr)
+    if records and all(r["user_error"] for r in records):
+        fail(f"{len(records)} of {n_jobs} jobs of the sweep failed (above); the {n_jobs - len(records)} others "
+             f"finished and are kept in {_sweep}")
+
+
+def failed_jobs(sweep: Path) -> list[dict[str, Any]]:
+    """The ``failed.json`` records of a sweep folder's jobs, in job order."""
+    records = []
+    for path in sorted(sweep.glob(f"*/{FAILED}"), key=lambda p: p.parent.name):
+        try:
+            records.append(dict(json.loads(path.read_text(encoding="utf-8")), job=path.parent.name))
+        except (OSError, ValueError):
+            records.append({"job": path.parent.name, "overrides": [], "error": "unreadable failed.json",
+                            "user_error": False})
+    return records
