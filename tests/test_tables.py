@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cli.tables.render import cell
+from cli.bench.report import COLUMNS, Target, make_row
+from cli.tables.render import cell, markdown_table
 from cli.tables.results import Column, excerpt, lookup, resolve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,6 +128,35 @@ def test_check_names_a_hand_edited_block(repo):
     assert (repo / "README.md").read_text() == edited  # check writes nothing
 
 
+def fake_bench(path: Path) -> dict:
+    rows = [make_row("c", "neighbour table, N=2,000, d=5", "s", [0.011, 0.0105, 0.012],
+                     [Target("median", "<=", 10.0, "s")], peak_rss_mb=74.46, detail="CPU 0.01 s"),
+            make_row("a", "PPO steps/s", "×", [0.93], [Target("median", ">=", 0.95, "")], detail="x | y"),
+            {"id": "g", "what": "default make train", "error": "train exited 2"}]
+    report = {"format_version": 2, "created": "2026-01-02T03:04:05+0000", "command": ["music-rl", "bench"],
+              "machine": {"cpu_model": "Test CPU", "cores": 2, "memory_gb": 8.0, "platform": "Linux",
+                          "python": "3.11.7", "torch": "2.3.0", "git_commit": "0123456789abcdef"},
+              "results": rows}
+    path.write_text(json.dumps(report))
+    return report
+
+
+def test_a_bench_table_is_the_table_bench_prints(repo):
+    report = fake_bench(repo / "bench.json")
+    (repo / "bench_spec.yaml").write_text(yaml.safe_dump({"columns": [c.to_dict() for c in COLUMNS]},
+                                                         allow_unicode=True))
+    assert tables(repo, "collect", "name=bench", "sources=[bench.json]", "spec=bench_spec.yaml").returncode == 0
+    (repo / "BENCHMARKS.md").write_text("<!-- results:bench -->\n<!-- /results:bench -->\n")
+    assert tables(repo, "collect", "name=seeds", "sources=[runs/a]", "spec=spec.yaml").returncode == 0
+    assert tables(repo).returncode == 0
+    text = (repo / "BENCHMARKS.md").read_text()
+    assert markdown_table(COLUMNS, report["results"]) in text
+    assert "| c | neighbour table, N=2,000, d=5 | 0.011 s | 0.0105–0.012 | 3 | 74.5 | ≤ 10 s | yes |" in text
+    assert "x \\| y" in text  # a pipe inside a cell is escaped
+    assert "| g | default make train | — | — | — | — | — |  | — | — |" in text  # a failed measurement
+    assert "`music-rl bench`; code 0123456; 2026-01-02 03:04 UTC; Test CPU, 2 cores, 8.0 GB" in text
+
+
 def test_the_repository_documents_match_their_results_files():
     proc = subprocess.run([sys.executable, str(SCRIPT), "check=true"], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
@@ -147,6 +177,8 @@ def test_the_repository_documents_match_their_results_files():
      "column 'x': 'metrics.typo' is in none of the 1 source rows"),
     (lambda r: None, ["collect", "name=seeds", "sources=[runs/missing]"], "runs/missing: not a run folder"),
     (lambda r: None, ["collect", "name=other", "sources=[runs/a]"], "results/other.json does not exist yet"),
+    (lambda r: (r / "bench.json").write_text('{"format_version": 9}'),
+     ["collect", "name=seeds", "sources=[bench.json]"], "bench.json: not a bench.json of format 1 or 2"),
     (lambda r: None, ["collect", "name=seeds"], "sources: give the run folders"),
     (lambda r: None, ["check=yes please"], "check: Value 'yes please' is not a valid bool"),
 ])
