@@ -128,6 +128,27 @@ def test_check_names_a_hand_edited_block(repo):
     assert (repo / "README.md").read_text() == edited  # check writes nothing
 
 
+def test_collect_from_a_compare_csv(repo):
+    sweep = repo / "sweeps" / "s"
+    (sweep / "compare.csv").write_text("vae.latent_dim,n_seeds,normalized_score,normalized_score_ci95\n"
+                                       "5,2,1.2345,0.25\n2,1,0.5,nan\n")
+    spec = {"columns": [{"header": "latent_dim", "key": "compare.vae.latent_dim"},
+                        {"header": "score", "key": "compare.normalized_score", "format": ".2f",
+                         "ci": "compare.normalized_score_ci95"}]}
+    (repo / "compare.yaml").write_text(yaml.safe_dump(spec))
+    (repo / "README.md").write_text("<!-- results:sweep -->\n<!-- /results:sweep -->\n")
+    proc = tables(repo, "collect", "name=sweep", "sources=[sweeps/s/compare.csv]", "spec=compare.yaml")
+    assert proc.returncode == 0, proc.stderr
+    saved = json.loads((repo / "results" / "sweep.json").read_text())
+    assert saved["rows"][1] == {"source": "sweeps/s/compare.csv:3",
+                                "compare": {"vae.latent_dim": 2, "normalized_score": 0.5,
+                                            "normalized_score_ci95": None}}
+    assert saved["produced"]["commands"] == ["music-rl train -m seed=2,3", "music-rl compare sweeps/s"]
+    assert tables(repo).returncode == 0
+    text = (repo / "README.md").read_text()
+    assert "| 5 | 1.23 ± 0.25 |\n| 2 | 0.50 |\n" in text
+
+
 def fake_bench(path: Path) -> dict:
     rows = [make_row("c", "neighbour table, N=2,000, d=5", "s", [0.011, 0.0105, 0.012],
                      [Target("median", "<=", 10.0, "s")], peak_rss_mb=74.46, detail="CPU 0.01 s"),
