@@ -49,7 +49,8 @@ def metrics_table(metrics: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _overrides(job_dir: Path) -> dict[str, str]:
+def job_overrides(job_dir: Path) -> dict[str, str]:
+    """The command-line overrides of a run or sweep job (``.hydra/overrides.yaml``), key → value as typed."""
     path = job_dir / ".hydra" / "overrides.yaml"
     items = yaml.safe_load(path.read_text()) if path.is_file() else []
     out = {}
@@ -65,7 +66,7 @@ def collect_sweep(sweep_dir: Path) -> pd.DataFrame:
     for metrics_path in sorted(sweep_dir.glob("*/metrics.json")):
         job = metrics_path.parent
         metrics = json.loads(metrics_path.read_text())
-        row: dict[str, Any] = {"job": job.name, **_overrides(job)}
+        row: dict[str, Any] = {"job": job.name, **job_overrides(job)}
         row["normalized_score"] = metrics.get("normalized_score")
         policies = metrics["policies"]
         for key in ("mean_reward", "like_rate", "skip_rate", "coverage"):

@@ -27,3 +27,8 @@ class RunFolderError(MusicRLError):
 
 class UnknownTrackError(MusicRLError):
     """A track id or query matches no track of the catalog."""
+
+
+class ResultsError(MusicRLError):
+    """A results file (``results/<table>.json``) or a generated block of a document is missing, malformed or
+    out of date."""

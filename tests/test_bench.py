@@ -1,11 +1,11 @@
-"""scripts/bench.py in --quick mode: bench.json's structure, the Markdown table, targets and option errors.
+"""music-rl bench (scripts/bench.py) in quick mode: bench.json's structure, the Markdown table, targets, a failed
+stage and option errors.
 
 Benchmarks are not tests: nothing here asserts a timing, only that the figures are there and consistent.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -14,35 +14,21 @@ from pathlib import Path
 
 import pytest
 
+from cli.bench.build import task_neighbours
+from cli.bench.report import Target, make_row
+from cli.bench.runner import Runner, StageFailed
+from cli.bench.sizes import QUICK, SWEEP
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "bench.py"
 REPEATS = 2
 
 
-def _bench_module():
-    spec = importlib.util.spec_from_file_location("bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory) -> tuple[dict, str]:
     out = tmp_path_factory.mktemp("bench")
-    cmd = [
-        sys.executable,
-        str(SCRIPT),
-        "--quick",
-        "--only",
-        "a,c,e,f",
-        "--repeats",
-        str(REPEATS),
-        "--out",
-        str(out / "bench.json"),
-        "--workdir",
-        str(out / "work"),
-    ]
+    cmd = [sys.executable, str(SCRIPT), "quick=true", "only=[a,c,e,f]", f"repeats={REPEATS}",
+           f"out={out / 'bench.json'}", f"workdir={out / 'work'}"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return json.loads((out / "bench.json").read_text()), proc.stdout
@@ -56,6 +42,7 @@ def test_report_describes_the_machine_and_the_run(quick):
     assert report["quick"] is True and report["repeats"] == REPEATS
     assert report["only"] == ["a", "c", "e", "f"]
     assert report["sizes"]["table_tracks"] == [2000]
+    assert report["format_version"] == 2 and report["command"][:2] == ["music-rl", "bench"]
 
 
 def test_every_row_is_consistent(quick):
@@ -75,9 +62,9 @@ def test_every_row_is_consistent(quick):
 def test_each_measurement_has_its_rows(quick):
     rows = quick[0]["results"]
     by_id = {mid: [r for r in rows if r["id"] == mid] for mid in "acef"}
-    # (a): 3 observation modes x (dummy, vectorized, batched) (quick: n_envs = 2 only); ratios of two rates
-    assert len(by_id["a"]) == 9
-    assert {r["params"]["vec_env"] for r in by_id["a"]} == {"dummy", "vectorized", "batched"}
+    # (a): 3 observation modes x (dummy, vectorized) (quick: n_envs = 2 only); ratios of two rates
+    assert len(by_id["a"]) == 6
+    assert {r["params"]["vec_env"] for r in by_id["a"]} == {"dummy", "vectorized"}
     for r in by_id["a"]:
         assert len(r["params"]["real"]) == len(r["params"]["null"]) == len(r["values"]) == REPEATS
         assert r["median"] > 0
@@ -86,7 +73,7 @@ def test_each_measurement_has_its_rows(quick):
     assert [r["target"] != "" for r in by_id["c"]] == [False, True]
     # (f): p50 <= p99 for each forward path
     paths = {r["params"]["path"] for r in by_id["f"] if "path" in r["params"]}
-    assert paths == {"inference.policy_outputs", "lean actor forward"}
+    assert paths == {"policies.candidate_probabilities", "lean actor forward"}
     for path in paths:
         p50, p99 = (
             next(r for r in by_id["f"] if r["params"].get("path") == path and r["what"].endswith(q))
@@ -104,22 +91,30 @@ def test_markdown_table_has_one_line_per_row(quick):
 
 
 def test_targets_and_verdicts():
-    bench = _bench_module()
-    time_ok = bench.Target("median", "<=", 10.0, "s")
-    memory = bench.Target("peak_rss_mb", "<=", 1024, "MB")
-    row = bench.make_row("c", "x", "s", [3.0, 1.0, 2.0], [time_ok, memory], peak_rss_mb=2000.0)
+    time_ok = Target("median", "<=", 10.0, "s")
+    memory = Target("peak_rss_mb", "<=", 1024, "MB")
+    row = make_row("c", "x", "s", [3.0, 1.0, 2.0], [time_ok, memory], peak_rss_mb=2000.0)
     assert (row["median"], row["min"], row["max"]) == (2.0, 1.0, 3.0)
     assert row["met"] is False and row["target"] == "≤ 10 s; peak ≤ 1024 MB"
-    assert bench.make_row("a", "x", "×", [0.96], [bench.Target("median", ">=", 0.95, "")])["met"] is True
-    assert bench.make_row("h", "x", "s", [1.0], [memory])["met"] is None  # memory not measured
+    assert make_row("a", "x", "×", [0.96], [Target("median", ">=", 0.95, "")])["met"] is True
+    assert make_row("h", "x", "s", [1.0], [memory])["met"] is None  # memory not measured
 
 
-@pytest.mark.parametrize(
-    "args, message", [(["--only", "a,z"], "unknown measurement 'z'"), (["--repeats", "0"], "must be an integer >= 1")]
-)
+def test_a_failing_stage_names_its_log(tmp_path):
+    runner = Runner(tmp_path, QUICK, repeats=1, timeout_s=60)
+    with pytest.raises(StageFailed, match=r"task_neighbours exited 1; see .*-task_neighbours\.log"):
+        runner.child(task_neighbours, latents=str(tmp_path / "missing.npy"), k=4, repeats=1)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["only=[a,z]"], "only=[a,z]: unknown measurement 'z'; choose from a, b, c, d, e, f, g, h, i"),
+    (["repeats=0"], "repeats=0: must be an integer >= 1"),
+    (["only=a"], "only: "),
+])
 def test_bad_options_exit_with_one_line(args, message):
     proc = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert message in proc.stderr
 
 
@@ -128,4 +123,4 @@ def test_sweep_measures_what_make_sweep_runs():
     recipe = makefile[makefile.index("\nsweep:") :].split("\n\n")[0]
     source = re.search(r"^SWEEP_SOURCE \?= (\S+)", makefile, re.MULTILINE)
     overrides = set(re.findall(r"\b\w+\.\w+=\S+", recipe)) | ({source.group(1)} if source else set())
-    assert set(_bench_module().SWEEP) == overrides
+    assert set(SWEEP) == overrides

@@ -1,0 +1,145 @@
+"""``music-rl tables``: the result tables of README.md and BENCHMARKS.md, generated from ``results/*.json``.
+
+    music-rl tables                                   # rewrite every generated block; print the ones that changed
+    music-rl tables check=true                        # exit 2 naming the blocks that differ from results/
+    music-rl tables collect name=online_seeds sources=[outputs/runs/A,outputs/runs/B]
+    music-rl tables collect name=bench sources=[bench.json]
+    music-rl tables collect name=new_table sources=[outputs/sweeps/S] spec=my_columns.yaml
+
+``collect`` writes ``results/<name>.json`` from real outputs (run folders, sweep folders, compare.csv,
+bench.json: :mod:`cli.tables.collect`), with the columns of the existing file, or of ``spec`` for a new table
+or new columns. Rendering replaces what is between ``<!-- results:<name> -->`` and ``<!-- /results:<name> -->``
+(:mod:`cli.tables.render`). The file format and how to add a table: docs/RESULTS.md and
+:mod:`cli.tables.results`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from cli.app import CONF_DIR, App
+from cli.errors import user_errors_exit
+from cli.tables.results import Table, load_table
+from envs.errors import ConfigError, ResultsError
+
+NAME = re.compile(r"[\w-]+")
+
+
+class Action(StrEnum):
+    """What ``music-rl tables`` does."""
+
+    render = "render"
+    collect = "collect"
+
+
+@dataclass
+class TablesConfig:
+    """Arguments of ``music-rl tables``."""
+
+    action: Action = Action.render
+    """render: rewrite the generated blocks of the documents from the results files | collect: write
+    results/<name>.json from sources; a bare argument stands for it (music-rl tables collect ...)"""
+    check: bool = False
+    """render: write nothing; exit 2 naming the blocks that differ from their results files"""
+    name: str | None = None
+    """collect: the table (results/<name>.json, marker <!-- results:<name> -->)"""
+    sources: list[str] = field(default_factory=list)
+    """collect: run folders, sweep folders, compare.csv or bench.json files, one table row per run, job,
+    configuration or result, in this order"""
+    spec: str | None = None
+    """collect: a YAML file of the table's columns (docs/RESULTS.md), for a new table or to change its columns;
+    null: the columns of the existing results/<name>.json"""
+    results_dir: str = "results"
+    """the folder of the results files"""
+    documents: list[str] = field(default_factory=lambda: ["README.md", "BENCHMARKS.md"])
+    """the documents whose generated blocks are rendered"""
+
+
+app = App("tables", TablesConfig, "README and BENCHMARKS tables from the result files in results/",
+          positional="action")
+
+
+def load_tables(results_dir: Path) -> dict[str, Table]:
+    """Every results file of ``results_dir``, by table name."""
+    return {path.stem: load_table(path) for path in sorted(results_dir.glob("*.json"))}
+
+
+def run_collect(args: TablesConfig) -> None:
+    """Write ``results/<name>.json`` from the sources."""
+    from cli.tables.collect import collect, load_spec
+
+    if not args.name:
+        raise ConfigError("name: required: music-rl tables collect name=<table> sources=[...]")
+    if not NAME.fullmatch(args.name):
+        raise ConfigError(f"name={args.name}: a table's name is letters, digits, _ and - (it names a file and a "
+                          "marker)")
+    existing = Path(args.results_dir) / f"{args.name}.json"
+    if args.spec is not None:
+        columns = load_spec(Path(args.spec))
+    elif existing.is_file():
+        columns = load_table(existing).columns
+    else:
+        raise ConfigError(f"name={args.name}: {existing} does not exist yet: give its columns with spec=<file.yaml> "
+                          "(docs/RESULTS.md)")
+    table = collect(args.name, [Path(s) for s in args.sources], columns)
+    path = table.save(Path(args.results_dir))
+    print(f"{path}: {len(table.rows)} rows from {len(args.sources)} source(s); `music-rl tables` renders it")
+
+
+def run_render(args: TablesConfig) -> None:
+    """Rewrite (or, with ``check``, compare) every generated block of the documents."""
+    from cli.tables.render import rewrite
+    from envs.atomic import write_text_atomic
+
+    results_dir = Path(args.results_dir)
+    tables = load_tables(results_dir)
+    rewritten, changed, used = {}, [], set()
+    for doc in args.documents:
+        path = Path(doc)
+        if not path.is_file():
+            raise ConfigError(f"documents: {doc}: no such file")
+        text = path.read_text(encoding="utf-8")
+        new, blocks, stale = rewrite(text, doc, tables, str(results_dir))
+        if stale:
+            rewritten[path] = new
+        changed += [f"{doc}:{b.line} results:{b.name}" for b in stale]
+        used |= {b.name for b in blocks}
+    orphans = sorted(set(tables) - used)
+    if orphans:
+        raise ResultsError(f"{results_dir / orphans[0]}.json: no <!-- results:{orphans[0]} --> marker in "
+                           f"{', '.join(args.documents)} (add one where the table belongs, or delete the file)")
+    if args.check:
+        if changed:
+            raise ResultsError(f"stale generated blocks: {', '.join(changed)} (they differ from {results_dir}/: "
+                               "run music-rl tables)")
+        print(f"{len(used)} table(s) up to date")
+        return
+    for path, text in rewritten.items():
+        write_text_atomic(path, text)
+    print("\n".join(f"updated {c}" for c in changed) if changed else f"no block changed ({len(used)} table(s))")
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="tables")
+@user_errors_exit
+def main(raw: DictConfig) -> None:
+    """Collect a results file, or render (or check) the generated blocks."""
+    args: TablesConfig = app.typed(raw)
+    if args.action is Action.collect:
+        if args.check:
+            raise ConfigError("check=true: a key of render (music-rl tables check=true), not of collect")
+        run_collect(args)
+    else:
+        if args.name or args.sources or args.spec:
+            raise ConfigError("name, sources and spec are keys of collect: music-rl tables collect name=... "
+                              "sources=[...]")
+        run_render(args)
+
+
+if __name__ == "__main__":
+    app.run(main)
