@@ -121,6 +121,8 @@ def find_track(world: World, track_id: str | None = None, query: str | None = No
     labels = (tracks["artist"].astype(str) + " - " + tracks["name"].astype(str)).tolist()
     lower = pd.Series(labels).str.lower()
     q = query.strip().lower()
+    if len(q) > 1 and q[0] == q[-1] and q[0] in "'\"" and not (lower == q).any():
+        q = q[1:-1].strip()  # quotes typed into the value (the shell's and Hydra's quoting already removed)
     hits = np.flatnonzero(lower.to_numpy() == q)
     if not len(hits):
         hits = np.flatnonzero(lower.str.contains(q, regex=False).to_numpy())

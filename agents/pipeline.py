@@ -190,6 +190,11 @@ def train_ppo(cfg: TrainConfig, run_dir: Path, world: World, logger: Logger, inf
     callbacks = CallbackList([FeedbackStatsCallback(), PeriodicEvalCallback(periodic, cfg.eval.eval_freq),
                               checkpoints])
     remaining = cfg.ppo.total_timesteps - model.num_timesteps
+    rollout_steps = cfg.ppo.n_steps * cfg.ppo.n_envs
+    if 0 < remaining < rollout_steps:
+        log.warning("ppo.total_timesteps=%d leaves %d steps, less than one rollout (ppo.n_steps x ppo.n_envs = "
+                    "%d): PPO trains one whole rollout, %d steps", cfg.ppo.total_timesteps, remaining,
+                    rollout_steps, rollout_steps)
     with info.stage("ppo"):
         if remaining > 0:
             model.learn(remaining, callback=callbacks, progress_bar=cfg.ppo.progress_bar,
@@ -304,4 +309,9 @@ def reevaluate(run_dir: Path, cfg: TrainConfig) -> dict[str, Any]:
         raise RunFolderError(f"{run_dir / 'vae.pt'}: does not encode world/features.npy to world/latents.npy "
                              "(the VAE of another run?)")
     model = load_model(run_dir / "ppo.zip")
+    env = make_eval_env(world, cfg.env, None)
+    if model.observation_space.shape != env.observation_space.shape or model.action_space != env.action_space:
+        raise RunFolderError(f"{run_dir / 'ppo.zip'}: reads observations {model.observation_space.shape} and acts "
+                             f"in {model.action_space}, but the run's world and config give "
+                             f"{env.observation_space.shape} and {env.action_space} (a model of another run?)")
     return evaluate_run(cfg, world, model)

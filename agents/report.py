@@ -60,24 +60,41 @@ def job_overrides(job_dir: Path) -> dict[str, str]:
     return out
 
 
-def collect_sweep(sweep_dir: Path) -> pd.DataFrame:
-    """One row per finished job of a sweep folder: its overrides and final metrics."""
-    rows = []
-    for metrics_path in sorted(sweep_dir.glob("*/metrics.json")):
-        job = metrics_path.parent
-        metrics = json.loads(metrics_path.read_text())
+def _job_row(job: Path) -> dict[str, Any]:
+    """One finished job's overrides and final metrics; ValueError (why) for an unfinished or broken one."""
+    metrics_path = job / "metrics.json"
+    if not metrics_path.is_file():
+        failed = job / "failed.json"
+        why = json.loads(failed.read_text()).get("error", "") if failed.is_file() else ""
+        raise ValueError(f"failed: {why}" if why else "unfinished (no metrics.json)")
+    try:
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+        policies = metrics["policies"]
         row: dict[str, Any] = {"job": job.name, **job_overrides(job)}
         row["normalized_score"] = metrics.get("normalized_score")
-        policies = metrics["policies"]
         for key in ("mean_reward", "like_rate", "skip_rate", "coverage"):
-            row[f"ppo_{key}"] = policies["ppo"][key]
+            row[f"ppo_{key}"] = float(policies["ppo"][key])
         row["greedy_normalized_score"] = normalized_score(policies, "greedy", key="mean_expected_reward")
-        rows.append(row)
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, yaml.YAMLError) as err:
+        raise ValueError(f"broken metrics.json or overrides ({type(err).__name__}: {str(err)[:120]})") from None
+    return row
+
+
+def collect_sweep(sweep_dir: Path) -> tuple[pd.DataFrame, list[str]]:
+    """One row per finished job of a sweep folder (its overrides and final metrics), and one line per job
+    folder skipped because it is unfinished, failed or broken."""
+    if not sweep_dir.is_dir():
+        raise RunFolderError(f"{sweep_dir}: no such sweep folder")
+    rows, skipped = [], []
+    for job in sorted(p for p in sweep_dir.iterdir() if p.is_dir() and (p / ".hydra").is_dir()):
+        try:
+            rows.append(_job_row(job))
+        except ValueError as why:
+            skipped.append(f"{job.name}: {why}")
     if not rows:
-        raise RunFolderError(
-            f"{sweep_dir}: no job folder with a metrics.json (is it a finished sweep folder?)"
-        )
-    return pd.DataFrame(rows)
+        detail = f" ({len(skipped)} skipped: {'; '.join(skipped[:3])})" if skipped else ""
+        raise RunFolderError(f"{sweep_dir}: no finished job folder with a metrics.json{detail}")
+    return pd.DataFrame(rows), skipped
 
 
 def _mean_ci(values: pd.Series) -> tuple[float, float]:

@@ -31,6 +31,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from agents.seeding import check_seed
 from cli.errors import fail, first_line, run_hydra
 from cli.help import dotted_keys, help_text
 from envs.errors import ConfigError
@@ -68,12 +69,16 @@ class App:
             OmegaConf.update(raw, key, text, merge=False)
         try:
             merged = OmegaConf.merge(OmegaConf.structured(self.schema), raw)
-            return OmegaConf.to_object(merged)
+            typed = OmegaConf.to_object(merged)
         except MissingMandatoryValue as err:
             raise ConfigError(f"{err.full_key}: required: give {err.full_key}=... "
                               f"(music-rl {self.name} --help)") from None
         except OmegaConfBaseException as err:
             raise ConfigError(f"{err.full_key}: {first_line(str(err))}") from None
+        for field in dataclasses.fields(self.schema):  # every command's seeds: 0 <= seed < 2**32
+            if field.name == "seed" or field.name.endswith("_seed"):
+                check_seed(field.name, getattr(typed, field.name))
+        return typed
 
     def run(self, main: Callable[[], Any]) -> None:
         """Run the ``@hydra.main`` function ``main`` with the error policy (the console entry)."""

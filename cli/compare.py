@@ -9,6 +9,7 @@ into the sweep folder.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +40,9 @@ def main(raw: DictConfig) -> None:
 
     args: CompareConfig = app.typed(raw)
     sweep = Path(args.sweep_dir)
-    jobs = collect_sweep(sweep)
+    jobs, skipped = collect_sweep(sweep)
+    for line in skipped:
+        print(f"skipped {line}", file=sys.stderr)
     table = aggregate(jobs)
     print(markdown(table))
     with atomic_path(sweep / "compare.csv") as tmp:
@@ -48,7 +51,8 @@ def main(raw: DictConfig) -> None:
         jobs.to_csv(tmp, index=False)
     with atomic_path(sweep / "compare.png") as tmp:
         score_chart(table, tmp)
-    print(f"\n{len(jobs)} jobs, {len(table)} configurations -> {sweep / 'compare.csv'}, {sweep / 'compare.png'}")
+    print(f"\n{len(jobs)} jobs ({len(skipped)} skipped), {len(table)} configurations -> {sweep / 'compare.csv'}, "
+          f"{sweep / 'compare.png'}")
 
 
 if __name__ == "__main__":

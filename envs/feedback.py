@@ -74,7 +74,7 @@ def read_feedback(path: str | os.PathLike[str], known_track_ids: Sequence[str] |
     src = Path(path)
     _check_suffix(src)
     if not src.is_file():
-        raise FeedbackError(f"{src}: no such file")
+        raise FeedbackError(f"{src}: {'a directory, not a feedback log' if src.is_dir() else 'no such file'}")
     try:
         if src.suffix.lower() == ".csv":
             df = pd.read_csv(src, dtype=str, keep_default_na=False, na_filter=False, index_col=False)
@@ -282,7 +282,7 @@ def import_streaming_sessions(path: str | os.PathLike[str],
             raise ConfigError(f"skip_map[{flag!r}]={value!r}: must be a number in [0, 1]")
     src = Path(path)
     if not src.is_file():
-        raise FeedbackError(f"{src}: no such file")
+        raise FeedbackError(f"{src}: {'a directory, not a feedback log' if src.is_dir() else 'no such file'}")
     try:
         df = pd.read_csv(src, dtype=str, keep_default_na=False, na_filter=False, index_col=False)
     except pd.errors.EmptyDataError:

@@ -97,7 +97,6 @@ def catalog(name: str, strict: bool = False, min_tracks: int = 5) -> object:
     ("identical_rows.csv", ["identical_rows.csv: 1 usable tracks (kept 1 of 6 rows); at least 5 needed"]),
     ("too_few_tracks.csv", ["too_few_tracks.csv: 4 usable tracks", "at least 5 needed (env.k + 1)"]),
     ("latin1.csv", ["latin1.csv: not UTF-8 text", "re-save it as UTF-8"]),
-    ("gzipped.csv", ["gzipped.csv: not UTF-8 text"]),
     ("unterminated_quote.csv", ["unterminated_quote.csv: cannot parse as CSV", "EOF inside string"]),
     ("no_such_file.csv", ["no_such_file.csv: no such file", "data.path="]),
 ])
@@ -132,6 +131,68 @@ def test_crlf_bom_and_semicolons_read_like_the_plain_file(name):
     np.testing.assert_array_equal(other.raw, plain.raw)
     assert list(other.tracks.columns) == list(plain.tracks.columns)
     assert other.tracks["track_id"].tolist() == TRACK_IDS
+
+
+@pytest.mark.parametrize("suffix", [".csv.gz", ".csv.bz2", ".csv.xz", ".zip", ".csv"])
+def test_compressed_catalogs_read_like_the_plain_file(tmp_path, suffix):
+    """gzip, bz2, xz and zip, known by their first bytes, whatever the name (gzipped.csv is gzip)."""
+    import bz2
+    import gzip
+    import lzma
+    import zipfile
+
+    data = (BAD / "good.csv").read_bytes()
+    path = tmp_path / f"tracks{suffix}"
+    if suffix == ".zip":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("tracks.csv", data)
+    else:
+        packer = {".csv.gz": gzip.compress, ".csv.bz2": bz2.compress, ".csv.xz": lzma.compress,
+                  ".csv": gzip.compress}[suffix]
+        path.write_bytes(packer(data))
+    plain = catalog("good.csv")
+    packed = load_catalog(DataConfig(source="csv", path=str(path), strict=True), seed=0, min_tracks=5)
+    np.testing.assert_array_equal(packed.raw, plain.raw)
+    assert packed.tracks["track_id"].tolist() == TRACK_IDS
+
+
+def _rewrite(tmp_path: Path, name: str, edit: Callable[[str], str]) -> Path:
+    path = tmp_path / name
+    path.write_text(edit((BAD / "good.csv").read_text()))
+    return path
+
+
+def test_decimal_commas_are_read_consistently_scientific_notation_too(tmp_path):
+    def european(text: str) -> str:
+        lines = [line.replace(",", ";").replace(".", ",") for line in text.splitlines()]
+        lines[1] = lines[1].replace("0,202", "2,02e-1")  # speechiness in scientific notation
+        return "\n".join(lines) + "\n"
+
+    plain = catalog("good.csv")
+    comma = load_catalog(DataConfig(source="csv", path=str(_rewrite(tmp_path, "eu.csv", european)), strict=True),
+                         seed=0, min_tracks=5)
+    np.testing.assert_allclose(comma.raw, plain.raw)
+
+
+def test_a_file_mixing_decimal_commas_and_points_is_refused(entry, tmp_path):
+    def mixed(text: str) -> str:
+        lines = [line.replace(",", ";") for line in text.splitlines()]
+        lines[2] = lines[2].replace("0.207", "0,207")
+        return "\n".join(lines) + "\n"
+
+    path = _rewrite(tmp_path, "mixed.csv", mixed)
+    one_error_line(*entry(catalog, str(path)), "mixes decimal commas (column 'danceability' line 3: '0,207')",
+                   "and decimal points", "one decimal separator")
+
+
+def test_a_repeated_column_is_refused_when_read_and_reported_when_not(entry, tmp_path):
+    used = _rewrite(tmp_path, "dup_tempo.csv", lambda t: "\n".join(
+        line + "," + line.split(",")[-1] for line in t.splitlines()) + "\n")  # a second tempo column
+    one_error_line(*entry(catalog, str(used)), "column 'tempo' appears 2 times (columns 15, 16)", "ambiguous")
+    unused = _rewrite(tmp_path, "dup_note.csv", lambda t: "\n".join(
+        line + (",note,note" if i == 0 else ",a,b") for i, line in enumerate(t.splitlines())) + "\n")
+    loaded = catalog(str(unused))
+    assert any("column 'note' appears 2 times (columns 16, 17); unused" in p for p in loaded.problems)
 
 
 def test_na_metadata_stays_a_string():

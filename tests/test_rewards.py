@@ -155,10 +155,10 @@ def test_quality_on_known_inputs() -> None:
     ("field", "value", "message"),
     [
         ("decay", "foo", "reward.decay='foo': must be one of linear, exponential, gaussian, inverse, none"),
-        ("like_weight", -1.0, "reward.like_weight=-1.0: must be >= 0"),
+        ("like_weight", -1.0, "reward.like_weight=-1.0: must be a number in [0, 1e+06]"),
         ("n_clusters", 0, "reward.n_clusters=0"),
         ("probes_per_cluster", 0, "reward.probes_per_cluster=0"),
-        ("decay_scale", 0.0, "reward.decay_scale=0.0: must be > 0"),
+        ("decay_scale", 0.0, "reward.decay_scale=0.0: must be a number in (0, 1e+06]"),
         ("early_skip_threshold", 1.5, "reward.early_skip_threshold=1.5: must be in [0, 1]"),
         ("probe_selection", "far", "reward.probe_selection='far'"),
         ("prior", "nan", "reward.prior='nan'"),
