@@ -120,6 +120,12 @@ def validate_eval(cfg: EvalConfig) -> None:
         "eval.periodic_episodes", cfg.periodic_episodes, cfg.periodic_episodes >= 2, "must be an integer >= 2"
     )
     _require("eval.eval_freq", cfg.eval_freq, cfg.eval_freq >= 0, "must be an integer >= 0 (0: off)")
+    planner = cfg.planner
+    _require("eval.planner.horizon", planner.horizon, planner.horizon >= 1, "must be an integer >= 1 (1: the oracle)")
+    _require("eval.planner.samples", planner.samples, planner.samples >= 1, "must be an integer >= 1")
+    _require("eval.planner.gamma", planner.gamma, 0 <= planner.gamma <= 1, "must be in [0, 1]")
+    _require("eval.planner.n_episodes", planner.n_episodes, planner.n_episodes >= 0,
+             "must be an integer >= 0 (0: no planner)")
 
 
 def validate(cfg: TrainConfig) -> None:

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
 from agents.baselines import Policy
+from agents.planner import PlannerConfig
 from envs.music_env import EnvConfig, MusicRecEnv
 from envs.world import World
 
@@ -53,6 +54,8 @@ class EvalConfig:
     """periodic eval/* during training, every this many env steps (0: off)"""
     periodic_episodes: int = 40
     """sessions of each periodic evaluation"""
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    """the planning reference of the final evaluation (agents/planner.py)"""
 
 
 @dataclass
@@ -208,6 +211,23 @@ def score_undefined(metrics: Mapping[str, Mapping[str, float]], key: str) -> str
             "there is no scale")
 
 
+def paired_difference(a: Sequence[Episode], b: Sequence[Episode],
+                      field: str = "expected") -> tuple[float, float | None]:
+    """Per-step mean of ``field`` under ``a`` minus under ``b``, both played on the same sessions (paired), and
+    its 95% half-width (the difference of two cluster-robust ratio estimators, by the delta method)."""
+    if len(a) != len(b):
+        raise ValueError(f"paired episodes differ in number: {len(a)} and {len(b)}")
+    sums = [np.array([getattr(e, field).sum() for e in eps]) for eps in (a, b)]
+    counts = [np.array([len(e.rewards) for e in eps], dtype=np.float64) for eps in (a, b)]
+    means = [s.sum() / c.sum() for s, c in zip(sums, counts, strict=True)]
+    difference = float(means[0] - means[1])
+    n = len(a)
+    if n < 2:
+        return difference, None
+    resid = [(s - m * c) / c.mean() for s, c, m in zip(sums, counts, means, strict=True)]
+    return difference, float(Z95 * np.sqrt(np.sum((resid[0] - resid[1]) ** 2) / (n * (n - 1))))
+
+
 def evaluate_policies(
     world: World,
     env_cfg: EnvConfig,
@@ -215,13 +235,18 @@ def evaluate_policies(
     protocol: str,
     n_episodes: int,
     seed: int,
+    planner: tuple[Policy, int] | None = None,
 ) -> dict[str, Any]:
-    """Roll out every policy on the same fresh sessions; return the ``metrics.json`` structure."""
+    """Roll out every policy on the same fresh sessions; return the ``metrics.json`` structure.
+
+    ``planner`` (the planning reference and how many sessions it plays: the first of the same sessions) adds
+    ``policies.planner``, ``normalized_score_planner`` = (ppo − random) / (planner − random) on
+    ``mean_expected_reward`` over the sessions the planner played, and ``planner_minus_oracle`` (their paired
+    per-step difference in expected reward, with its 95% half-width).
+    """
     env = make_eval_env(world, env_cfg, eval_listeners(world, protocol))
-    results = {
-        name: summarise(rollout(env, policy, n_episodes, seed), world.latents)
-        for name, policy in policies.items()
-    }
+    episodes = {name: rollout(env, policy, n_episodes, seed) for name, policy in policies.items()}
+    results = {name: summarise(eps, world.latents) for name, eps in episodes.items()}
     out: dict[str, Any] = {
         "protocol": protocol,
         "n_episodes": n_episodes,
@@ -235,4 +260,26 @@ def evaluate_policies(
             reason = score_undefined(results, key)
             if reason:
                 out[f"{name}_reason"] = reason
+    if planner is not None and planner[1] > 0 and {"ppo", "random", "oracle"} <= set(results):
+        out.update(_planner_scores(env, planner[0], min(planner[1], n_episodes), seed, episodes, world))
+        results["planner"] = out.pop("planner")
+    return out
+
+
+def _planner_scores(env: MusicRecEnv, planner: Policy, n: int, seed: int, episodes: Mapping[str, list[Episode]],
+                    world: World) -> dict[str, Any]:
+    """The planner on the first ``n`` sessions, and the scores measured against it on those sessions."""
+    played = rollout(env, planner, n, seed)
+    same = {name: summarise(episodes[name][:n], world.latents) for name in ("ppo", "random", "oracle")}
+    same["planner"] = summarise(played, world.latents)
+    ceiling = dict(same, oracle=same["planner"])  # the scale from random (0) to the planner (1)
+    difference, half = paired_difference(played, episodes["oracle"][:n])
+    out: dict[str, Any] = {"planner": same["planner"], "planner_episodes": n,
+                           "normalized_score_planner": normalized_score(ceiling, key="mean_expected_reward"),
+                           "planner_minus_oracle": {"mean_expected_reward": difference, "ci95": half,
+                                                    "oracle_mean_expected_reward":
+                                                        same["oracle"]["mean_expected_reward"]}}
+    reason = score_undefined(ceiling, "mean_expected_reward")
+    if reason:
+        out["normalized_score_planner_reason"] = reason.replace("oracle", "planner")
     return out

@@ -37,6 +37,7 @@ from agents.evaluate import (
     train_listeners,
 )
 from agents.models import latest_checkpoint, load_model, save_model_atomic
+from agents.planner import planner_policy
 from agents.ppo import build_model, make_vec_env, ppo_policy
 from agents.run_folder import claim
 from agents.run_info import RunInfo
@@ -207,10 +208,12 @@ def train_ppo(cfg: TrainConfig, run_dir: Path, world: World, logger: Logger, inf
 
 
 def evaluate_run(cfg: TrainConfig, world: World, model: PPO) -> dict[str, Any]:
-    """Final evaluation: PPO and the baselines on the same fresh sessions (``metrics.json`` structure)."""
+    """Final evaluation: PPO, the baselines and the planning reference on the same fresh sessions
+    (``metrics.json`` structure)."""
     eval_seed = derive_seed(cfg.seed, "eval")
     policies = {"ppo": ppo_policy(model), **baseline_policies(eval_seed)}
-    return evaluate_policies(world, cfg.env, policies, cfg.eval.protocol, cfg.eval.n_episodes, eval_seed)
+    planner = (planner_policy(cfg.eval.planner, derive_seed(cfg.seed, "planner")), cfg.eval.planner.n_episodes)
+    return evaluate_policies(world, cfg.env, policies, cfg.eval.protocol, cfg.eval.n_episodes, eval_seed, planner)
 
 
 def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
@@ -224,10 +227,13 @@ def log_results(cfg: TrainConfig, logger: Logger, metrics: dict[str, Any], step:
                               for key in ("mean_reward", "like_rate", "mean_pct_listened", "skip_rate", "coverage",
                                           "diversity")}
     values["final/normalized_score"] = _tb_number(metrics["normalized_score"])
+    values["final/normalized_score_planner"] = _tb_number(metrics.get("normalized_score_planner"))
     values["final/policies"] = policies_figure(metrics["policies"])
     log_values(logger, values, step)
     ppo = metrics["policies"]["ppo"]
     log_hparams(logger, hparams(cfg), {"hparams/normalized_score": _tb_number(metrics["normalized_score"]),
+                                       "hparams/normalized_score_planner":
+                                           _tb_number(metrics.get("normalized_score_planner")),
                                        "hparams/mean_reward": ppo["mean_reward"],
                                        "hparams/like_rate": ppo["like_rate"]}, step)
 

@@ -42,11 +42,21 @@ def metrics_table(metrics: Mapping[str, Any]) -> str:
             )
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if "normalized_score" in metrics:
-        lines.append(
-            f"\nnormalized_score (ppo): {metrics['normalized_score']:.3f}   "
-            f"(on realised reward: {metrics.get('normalized_score_realised', float('nan')):.3f})"
-        )
+        lines.append(f"\nnormalized_score (ppo): {_shown(metrics, 'normalized_score')}   "
+                     f"(on realised reward: {_shown(metrics, 'normalized_score_realised')})")
+    if "normalized_score_planner" in metrics:
+        gap = metrics["planner_minus_oracle"]
+        lines.append(f"normalized_score_planner (ppo, 1 = the planner, {metrics['planner_episodes']} sessions): "
+                     f"{_shown(metrics, 'normalized_score_planner')}; planner - oracle: "
+                     f"{gap['mean_expected_reward']:+.3f}" + (f" ± {gap['ci95']:.3f}" if gap["ci95"] else "")
+                     + " expected reward per step")
     return "\n".join(lines)
+
+
+def _shown(metrics: Mapping[str, Any], key: str) -> str:
+    """A score as printed: three decimals, or why it is undefined."""
+    value = metrics.get(key)
+    return f"{value:.3f}" if value is not None else f"undefined ({metrics.get(f'{key}_reason', 'not measured')})"
 
 
 def job_overrides(job_dir: Path) -> dict[str, str]:

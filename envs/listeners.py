@@ -55,6 +55,7 @@ generator state)``; a session reads its generator in blocks of uniforms, a fixed
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from enum import StrEnum
@@ -381,6 +382,16 @@ class ListenerSession:
         self._ui = 0
         self._n_u = 3 + len(self._pi)  # uniforms per response: branch, value, like, one per centre (drift)
         self._params, self._inv2sb2, self._keep, self._drift = _session_constants(c)
+
+    def fork(self, rng: np.random.Generator) -> ListenerSession:
+        """A copy of this session in its current state (taste mixture, boredom window, tracks heard, skips,
+        whether the listener left) whose answers from now on are drawn from ``rng``: for simulating what
+        would follow a choice without touching this session or its random stream."""
+        twin = copy.copy(self)
+        twin._rng, twin._u, twin._ui = rng, [], 0
+        twin._pi, twin._window = list(self._pi), list(self._window)
+        twin._played, twin._cache = set(self._played), dict(self._cache)
+        return twin
 
     def affinity_now(self, track: int) -> float:
         """The affinity ``a_t(x)`` of a track in the current state (mixture, boredom, repeats)."""

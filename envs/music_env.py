@@ -393,6 +393,16 @@ class MusicRecEnv(gym.Env):
             self._cur_feat[:] = self._features[track]
             self._features.take(cands, axis=0, out=self._feat_block, mode="wrap")
 
+    def excluded_tracks(self) -> list[int]:
+        """The tracks the candidates exclude now: the session's so far (the start track included), or its last
+        ``no_repeat`` with a window."""
+        return self._order[-self._window:] if self._window else list(self._order)
+
+    @property
+    def steps_left(self) -> int:
+        """Recommendations left before the session is truncated."""
+        return self._session_length - self._steps
+
     def candidate_expected_rewards(self) -> np.ndarray:
         """True expected rewards (raw units) of the current candidates in the listener's current state.
 
