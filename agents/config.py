@@ -23,6 +23,7 @@ from agents.seeding import check_seed
 from envs.catalog import DataConfig
 from envs.errors import ConfigError, MusicRLError, RunFolderError
 from envs.listeners import ListenerConfig
+from envs.log_import import FeedbackConfig
 from envs.music_env import EnvConfig
 from envs.rewards import RewardConfig
 from vae.config import VAEConfig
@@ -45,6 +46,7 @@ class TrainConfig:
     listeners: ListenerConfig = field(default_factory=ListenerConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
 
 
 def _require(key: str, value: Any, ok: bool, allowed: str) -> None:
@@ -120,6 +122,9 @@ def validate_eval(cfg: EvalConfig) -> None:
         "eval.periodic_episodes", cfg.periodic_episodes, cfg.periodic_episodes >= 2, "must be an integer >= 2"
     )
     _require("eval.eval_freq", cfg.eval_freq, cfg.eval_freq >= 0, "must be an integer >= 0 (0: off)")
+    _require("eval.ope_log_steps", cfg.ope_log_steps, cfg.ope_log_steps >= 0, "must be an integer >= 0 (0: off)")
+    _require("eval.ope_epsilon", cfg.ope_epsilon, 0 < cfg.ope_epsilon <= 1,
+             "must be in (0, 1] (every candidate needs a non-zero probability)")
     planner = cfg.planner
     _require("eval.planner.horizon", planner.horizon, planner.horizon >= 1, "must be an integer >= 1 (1: the oracle)")
     _require("eval.planner.samples", planner.samples, planner.samples >= 1, "must be an integer >= 1")
@@ -149,12 +154,12 @@ def validate(cfg: TrainConfig) -> None:
 
 def check_inputs(cfg: TrainConfig) -> None:
     """The input files of a run exist and are files (checked before any run folder is created)."""
-    if cfg.data.source == "csv" and cfg.data.path:
-        path = Path(cfg.data.path)
-        if not path.exists():
-            raise ConfigError(f"data.path={cfg.data.path!r}: no such file")
-        if not path.is_file():
-            raise ConfigError(f"data.path={cfg.data.path!r}: a directory, not a catalog file")
+    given = {"data.path": cfg.data.path if cfg.data.source == "csv" else None, "feedback.path": cfg.feedback.path}
+    for key, value in given.items():
+        if value and not Path(value).exists():
+            raise ConfigError(f"{key}={value!r}: no such file")
+        if value and not Path(value).is_file():
+            raise ConfigError(f"{key}={value!r}: a directory, not a file")
 
 
 def load_config(cfg: DictConfig | dict) -> TrainConfig:

@@ -35,6 +35,13 @@ from envs.world import World
 Z95 = 1.959963984540054
 
 
+class Behaviour(StrEnum):
+    """The logging policy of a run's exploration log (agents/offpolicy.py)."""
+
+    uniform = "uniform"
+    epsilon_greedy = "epsilon_greedy"
+
+
 class Protocol(StrEnum):
     """Whom a policy is evaluated on (:func:`eval_listeners`)."""
 
@@ -56,6 +63,14 @@ class EvalConfig:
     """sessions of each periodic evaluation"""
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     """the planning reference of the final evaluation (agents/planner.py)"""
+    ope_log_steps: int = 10_000
+    """steps of the exploration log every run generates to check its off-policy estimators against the
+    simulator's truth (metrics.json["ope"]; 0: off)"""
+    ope_behaviour: Behaviour = Behaviour.uniform
+    """the exploration log's logging policy: uniform (each of the k candidates alike) | epsilon_greedy (the
+    highest r_hat with probability 1 - eval.ope_epsilon, else at random)"""
+    ope_epsilon: float = 0.3
+    """exploration rate of ope_behaviour=epsilon_greedy"""
 
 
 @dataclass
@@ -68,6 +83,8 @@ class Episode:
     pct: np.ndarray
     liked: np.ndarray
     tracks: np.ndarray
+    sources: np.ndarray | None = None  # the track each recommendation was made from (T,)
+    candidates: np.ndarray | None = None  # the candidates shown (T, k), the chosen one among them
 
 
 def eval_listeners(world: World, protocol: str) -> list[int] | None:
@@ -105,14 +122,18 @@ def rollout(env: MusicRecEnv, policy: Policy, n_episodes: int, seed: int) -> lis
                 "percentage_listened",
                 "liked",
                 "track",
+                "source",
+                "candidates",
             )
         }
         done = False
         while not done:
             action = policy(obs, env)
             expected = env.candidate_expected_rewards()  # the state the action is taken in
+            source = env.track
             obs, _, terminated, truncated, info = env.step(action)
-            info.update(expected_reward=float(expected[action]), oracle_expected_reward=float(expected.max()))
+            info.update(expected_reward=float(expected[action]), oracle_expected_reward=float(expected.max()),
+                        source=source)
             for key, values in cols.items():
                 values.append(info[key])
             done = terminated or truncated
@@ -124,6 +145,8 @@ def rollout(env: MusicRecEnv, policy: Policy, n_episodes: int, seed: int) -> lis
                 pct=np.asarray(cols["percentage_listened"], dtype=np.float64),
                 liked=np.asarray(cols["liked"], dtype=np.float64),
                 tracks=np.asarray(cols["track"], dtype=np.int64),
+                sources=np.asarray(cols["source"], dtype=np.int64),
+                candidates=np.asarray(cols["candidates"], dtype=np.int64),
             )
         )
     return episodes

@@ -21,6 +21,7 @@ import pandas as pd
 from stable_baselines3 import PPO
 from stable_baselines3.common.logger import Logger
 
+from agents.baselines import Policy
 from agents.callbacks import FeedbackStatsCallback
 from agents.config import TrainConfig
 from agents.evaluate import Episode, rollout
@@ -137,6 +138,7 @@ def probe_feedback(run: LoadedRun, answer: Answer, user_id: str, seed: int = 0,
         pct, liked = response
         row = {"user_id": user_id, "session_id": f"{user_id}-probe", "position": position,
                "track_id": ids[track], "percentage_listened": float(pct), "liked": int(liked),
+               "from_track_id": "", "candidates": ids[track], "action_prob": 1.0,  # shown alone, chosen surely
                "served_at": served_at, "policy_version": f"v{run.version}"}
         rows.append(row)
         if on_row is not None:
@@ -157,14 +159,32 @@ def simulated_answers(world: World, listener_seed: int, seed: int) -> Answer:
     return answer
 
 
-def _session_rows(episode: Episode, world: World, user: str, session: str, version: str) -> pd.DataFrame:
-    """The feedback rows of one simulated session."""
+def _session_rows(episode: Episode, world: World, user: str, session: str, version: str,
+                  propensities: list[float]) -> pd.DataFrame:
+    """The feedback rows of one simulated session, replayable: the track each step was chosen from, the
+    candidates shown and the logging policy's probability of the chosen one."""
     ids = world.track_ids()
     return pd.DataFrame({
         "user_id": user, "session_id": session, "position": np.arange(1, len(episode.tracks) + 1),
         "track_id": [ids[t] for t in episode.tracks], "percentage_listened": episode.pct,
-        "liked": episode.liked.astype(int), "served_at": utc_now(), "policy_version": version,
+        "liked": episode.liked.astype(int), "from_track_id": [ids[t] for t in episode.sources],
+        "candidates": [" ".join(ids[c] for c in shown) for shown in episode.candidates],
+        "action_prob": propensities, "served_at": utc_now(), "policy_version": version,
     })
+
+
+def exploring(actor: Policy, epsilon: float, rng: np.random.Generator) -> tuple[Policy, list[float]]:
+    """``actor`` with exploration: with probability ``epsilon`` one of the k candidates at random. Returns the
+    policy and the list it appends, decision by decision, the probability of the candidate it chose."""
+    taken: list[float] = []
+
+    def act(obs: np.ndarray, env: MusicRecEnv) -> int:
+        best, k = actor(obs, env), len(env.current_candidates)
+        action = int(rng.integers(k)) if rng.random() < epsilon else best
+        taken.append((1.0 - epsilon) * (action == best) + epsilon / k)
+        return action
+
+    return act, taken
 
 
 def _mean(episodes: list[Episode], field: str) -> float:
@@ -174,12 +194,14 @@ def _mean(episodes: list[Episode], field: str) -> float:
 
 def simulate_online(run: LoadedRun, listener_seed: int, rounds: int, finetune_every: int, timesteps: int,
                     sessions: int = 4, seed: int = 0, store: FeedbackStore | None = None,
-                    on_round: Callable[[dict[str, Any]], None] | None = None) -> pd.DataFrame:
+                    on_round: Callable[[dict[str, Any]], None] | None = None,
+                    exploration: float = 0.1) -> pd.DataFrame:
     """The online-learning loop against the same loop with the policy frozen, for one simulated listener.
 
     Round 0 probes the listener (cold start: :func:`probe_feedback`). In every round r >= 1 the online and
     the frozen policy each serve ``sessions`` sessions to the listener with the same seeds (same start tracks
-    and listener randomness); the online policy's sessions are answered and logged. After round 0 and every
+    and listener randomness); the online policy explores (with probability ``exploration`` a candidate at random,
+    its propensities logged) and its sessions are answered and logged. After round 0 and every
     ``finetune_every`` rounds the online policy is fine-tuned (in memory, ``timesteps`` more PPO steps) on all
     the listener's answers so far. ``store`` receives every answer. Returns one row per round r >= 1: the
     realised mean reward per step and the listener's expected reward per step (the noise-free measure) of
@@ -192,16 +214,19 @@ def simulate_online(run: LoadedRun, listener_seed: int, rounds: int, finetune_ev
     append(feedback)
     model = load_model(model_path(run.run_dir, run.version))
     target = continue_training(model, target, run.cfg, feedback, timesteps, seed=seed)  # cold start
-    online, frozen = greedy_actor(model.policy), greedy_actor(run.policy)
+    online, taken = exploring(greedy_actor(model.policy), exploration, np.random.default_rng([seed, 1]))
+    frozen = greedy_actor(run.policy)
     env = MusicRecEnv(target, dataclasses.replace(run.cfg.env, reward_source="simulator"))
     tunes, rows = 1, []
     for r in range(1, rounds + 1):
         session_seed = seed * 1_000_003 + r * sessions
+        taken.clear()
         ep_online = rollout(env, online, sessions, session_seed)
         ep_frozen = rollout(env, frozen, sessions, session_seed)
         version = f"v{run.version}+{tunes}"
-        new = pd.concat([_session_rows(e, target, user, f"{user}-r{r}s{i}", version)
-                         for i, e in enumerate(ep_online)], ignore_index=True)
+        ends = np.cumsum([len(e.tracks) for e in ep_online])
+        new = pd.concat([_session_rows(e, target, user, f"{user}-r{r}s{i}", version, taken[end - len(e.tracks):end])
+                         for i, (e, end) in enumerate(zip(ep_online, ends, strict=True))], ignore_index=True)
         append(new)
         feedback = pd.concat([feedback, new], ignore_index=True)
         row = {"round": r, "online_reward": _mean(ep_online, "rewards"),

@@ -8,6 +8,7 @@ files that a killed writer (``kill -9``) left behind are removed when a run star
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import pickle
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from omegaconf import OmegaConf
 from stable_baselines3 import PPO
@@ -37,16 +39,19 @@ from agents.evaluate import (
     train_listeners,
 )
 from agents.models import latest_checkpoint, load_model, save_model_atomic
+from agents.offpolicy import check_estimators, estimate_log
 from agents.planner import planner_policy
+from agents.policies import sampling_policy
 from agents.ppo import build_model, make_vec_env, ppo_policy
 from agents.run_folder import claim
 from agents.run_info import RunInfo
 from agents.seeding import derive_seed
 from agents.tensorboard import latent_figure, log_hparams, log_values, open_logger, policies_figure
 from envs.atomic import atomic_path, write_json_atomic
-from envs.catalog import Normaliser, check_variety, load_catalog
+from envs.catalog import Catalog, Normaliser, check_variety, load_catalog
 from envs.errors import ConfigError, RunFolderError
 from envs.feedback import write_feedback
+from envs.log_import import LogReport, read_log, split_sessions
 from envs.rewards import propagation_quality
 from envs.world import World, build_world
 from vae.encoder import LatentEncoder
@@ -84,26 +89,54 @@ def hparams(cfg: TrainConfig) -> dict[str, Any]:
     }
 
 
-def build_representation(cfg: TrainConfig, run_dir: Path, logger: Logger,
-                         info: RunInfo) -> tuple[Any, np.ndarray, np.ndarray]:
-    """Catalog → normalised features → fitted VAE → latents; saves ``vae.pt``. Returns (catalog, X, Z)."""
+def load_features(cfg: TrainConfig, info: RunInfo) -> tuple[Catalog, Normaliser, np.ndarray]:
+    """The catalog and its normalised features (checked for variety)."""
     with info.stage("catalog"):
         catalog = load_catalog(cfg.data, seed=cfg.data.seed, min_tracks=cfg.env.k + 1)
         check_catalog_size(cfg, len(catalog.tracks))
         normaliser = Normaliser(cfg.data.normalisation).fit(catalog.raw)
         features = normaliser.transform(catalog.raw)
-        source = cfg.data.path if cfg.data.source == "csv" else "the synthetic catalog"
-        check_variety(features, cfg.reward.n_clusters, f"{source} (normalised features)")
+        check_variety(features, cfg.reward.n_clusters, f"{catalog_name(cfg)} (normalised features)")
         info.data["catalog"] = {"schema": catalog.schema, "n_tracks": len(catalog.tracks),
                                 "problems": catalog.problems}
         log.info("catalog: %d tracks (schema %s)", len(catalog.tracks), catalog.schema)
+    return catalog, normaliser, features
+
+
+def catalog_name(cfg: TrainConfig) -> str:
+    """The catalog, as messages name it."""
+    return str(cfg.data.path) if cfg.data.source == "csv" else "the synthetic catalog"
+
+
+def read_user_log(cfg: TrainConfig, catalog: Catalog,
+                  info: RunInfo) -> tuple[pd.DataFrame | None, pd.DataFrame | None, LogReport | None]:
+    """A user's log (``feedback.path``) joined to the catalog and split by session into the part training
+    learns from and the part held out for off-policy evaluation; (None, None, None) without one."""
+    if not cfg.feedback.path:
+        return None, None, None
+    with info.stage("feedback"):
+        joined, report = read_log(cfg.feedback, catalog.tracks["track_id"].astype(str).tolist())
+        train, holdout = split_sessions(joined, cfg.feedback.holdout,
+                                        np.random.default_rng(derive_seed(cfg.seed, "holdout")))
+        log.info("%s; %d sessions (%d rows) kept for training, %d held out for off-policy evaluation",
+                 report.line(cfg.feedback.path), train["session_id"].nunique(), len(train),
+                 holdout["session_id"].nunique())
+        info.data["feedback_log"] = {**dataclasses.asdict(report), "path": cfg.feedback.path,
+                                     "rows_train": len(train), "rows_holdout": len(holdout)}
+    return train, holdout, report
+
+
+def fit_latents(cfg: TrainConfig, run_dir: Path, logger: Logger, info: RunInfo, catalog: Catalog,
+                normaliser: Normaliser, features: np.ndarray) -> np.ndarray:
+    """The fitted VAE's latents of the catalog; saves ``vae.pt`` (with the normaliser)."""
     with info.stage("vae"):
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
             log_values(logger, {f"vae/{key}": value for key, value in metrics.items()}, epoch)
 
         encoder = LatentEncoder(cfg.vae, seed=derive_seed(cfg.seed, "vae")).fit(features, on_epoch=on_epoch)
         latents = encoder.transform(features)
-        check_variety(latents, cfg.reward.n_clusters, f"{source} (VAE latents, vae.latent_dim={cfg.vae.latent_dim})")
+        check_variety(latents, cfg.reward.n_clusters,
+                      f"{catalog_name(cfg)} (VAE latents, vae.latent_dim={cfg.vae.latent_dim})")
         ckpt = encoder.checkpoint()
         ckpt["normaliser"] = normaliser.to_dict()
         buffer = io.BytesIO()  # serialised in memory: a full disk raises OSError(ENOSPC), not a RuntimeError
@@ -114,7 +147,7 @@ def build_representation(cfg: TrainConfig, run_dir: Path, logger: Logger,
         log_values(logger, {"vae/latent_map": latent_figure(latents, labels, "VAE latents (z0, z1) by genre")},
                    encoder.epochs_run)
         log.info("VAE: %d epochs, latent_dim %d", encoder.epochs_run, cfg.vae.latent_dim)
-    return catalog, features, latents
+    return latents
 
 
 def check_catalog_size(cfg: TrainConfig, n_tracks: int) -> None:
@@ -138,19 +171,25 @@ def load_encoder(path: Path) -> LatentEncoder:
 
 
 def build_run_world(cfg: TrainConfig, run_dir: Path, logger: Logger, info: RunInfo) -> World:
-    """The whole world of a fresh run, saved under ``world/`` with ``feedback.csv``."""
-    catalog, features, latents = build_representation(cfg, run_dir, logger, info)
+    """The whole world of a fresh run, saved under ``world/`` with ``feedback.csv`` (the log the rewards were
+    learnt from) and, for a user's log, ``feedback_holdout.csv`` (its held-out sessions)."""
+    catalog, normaliser, features = load_features(cfg, info)
+    user_log, holdout, report = read_user_log(cfg, catalog, info)
+    latents = fit_latents(cfg, run_dir, logger, info, catalog, normaliser, features)
     with info.stage("world"):
         world, feedback = build_world(catalog.tracks, features, latents, cfg.reward, cfg.listeners, cfg.env,
-                                      seed=derive_seed(cfg.seed, "world"), listener_seed=listener_seed(cfg))
+                                      seed=derive_seed(cfg.seed, "world"), listener_seed=listener_seed(cfg),
+                                      log=user_log, log_has_likes=report.has_likes if report else True)
         world.save(run_dir / "world")
         write_feedback(feedback, run_dir / "feedback.csv")
+        if holdout is not None and len(holdout):
+            write_feedback(holdout, run_dir / "feedback_holdout.csv")
         truth = world.listeners().expected_reward_all(world.meta["served_listener"], cfg.reward.like_weight)
         quality = propagation_quality(world.reward_table, truth)
         numbers = {key: value for key, value in quality.items() if isinstance(value, float)}
         log_values(logger, {f"propagation/{key}": value for key, value in numbers.items()}, 0)
         info.data["propagation_quality"] = quality
-        log.info("world: %d feedback rows; propagation vs truth: %s%s", len(feedback),
+        log.info("world: %d feedback rows; propagation vs the simulated listener's truth: %s%s", len(feedback),
                  ", ".join(f"{k}={v:.3f}" for k, v in numbers.items()),
                  f" ({quality['reason']})" if "reason" in quality else "")
     return world
@@ -211,7 +250,8 @@ def evaluate_run(cfg: TrainConfig, world: World, model: PPO) -> dict[str, Any]:
     """Final evaluation: PPO, the baselines and the planning reference on the same fresh sessions
     (``metrics.json`` structure)."""
     eval_seed = derive_seed(cfg.seed, "eval")
-    policies = {"ppo": ppo_policy(model), **baseline_policies(eval_seed)}
+    policies = {"ppo": ppo_policy(model), "ppo_sample": sampling_policy(model.policy, derive_seed(cfg.seed, "sample")),
+                **baseline_policies(eval_seed)}
     planner = (planner_policy(cfg.eval.planner, derive_seed(cfg.seed, "planner")), cfg.eval.planner.n_episodes)
     return evaluate_policies(world, cfg.env, policies, cfg.eval.protocol, cfg.eval.n_episodes, eval_seed, planner)
 
@@ -226,6 +266,11 @@ def log_results(cfg: TrainConfig, logger: Logger, metrics: dict[str, Any], step:
     values: dict[str, Any] = {f"final/{policy}/{key}": result[key] for policy, result in metrics["policies"].items()
                               for key in ("mean_reward", "like_rate", "mean_pct_listened", "skip_rate", "coverage",
                                           "diversity")}
+    for policy, entry in metrics.get("ope", {}).get("policies", {}).items():
+        values.update({f"ope/{policy}/{key}": _tb_number(value["value"] if isinstance(value, dict) else value)
+                       for key, value in entry.items() if key != "no_overlap"})
+    values.update({f"ope/rank_correlation/{key}": _tb_number(rho)
+                   for key, rho in metrics.get("ope", {}).get("rank_correlation", {}).items()})
     values["final/normalized_score"] = _tb_number(metrics["normalized_score"])
     values["final/normalized_score_planner"] = _tb_number(metrics.get("normalized_score_planner"))
     values["final/policies"] = policies_figure(metrics["policies"])
@@ -277,6 +322,11 @@ def _run(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
         model = train_ppo(cfg, run_dir, world, logger, info)
         with info.stage("evaluation"):
             metrics = evaluate_run(cfg, world, model)
+        if cfg.eval.ope_log_steps:
+            with info.stage("ope"):
+                truth = {name: result["mean_expected_reward"] for name, result in metrics["policies"].items()}
+                metrics["ope"] = check_estimators(world, cfg.env, model.policy, cfg.eval, truth,
+                                                  derive_seed(cfg.seed, "ope"), run_dir / "exploration.csv")
         write_metrics(run_dir, metrics)
         log_results(cfg, logger, metrics, model.num_timesteps)
         info.data["normalized_score"] = metrics["normalized_score"]
@@ -321,3 +371,10 @@ def reevaluate(run_dir: Path, cfg: TrainConfig) -> dict[str, Any]:
                              f"in {model.action_space}, but the run's world and config give "
                              f"{env.observation_space.shape} and {env.action_space} (a model of another run?)")
     return evaluate_run(cfg, world, model)
+
+
+def estimate_run_log(run_dir: Path, cfg: TrainConfig, log_path: str | Path) -> dict[str, Any]:
+    """The run's policies (``ppo.zip``) estimated off-policy on a log (``music-rl evaluate log=...``)."""
+    world = load_run_world(run_dir)
+    model = load_model(run_dir / "ppo.zip")
+    return estimate_log(world, cfg.env, model.policy, log_path, derive_seed(cfg.seed, "ope"))

@@ -14,7 +14,7 @@ rank.) The critic is an ordinary MLP over the whole observation.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -159,3 +159,15 @@ def candidate_probabilities(policy: ActorCriticPolicy, obs: np.ndarray) -> tuple
         probs = torch.softmax(policy.action_net(latent_pi), dim=-1)[0].numpy()
         value = float(policy.value_net(latent_vf)[0, 0])
     return probs.astype(np.float64), value
+
+
+def sampling_policy(policy: ActorCriticPolicy, seed: int) -> Callable[[np.ndarray, Any], int]:
+    """The policy as it explores: each candidate drawn with its probability (a generator seeded with ``seed``).
+    An evaluation policy (``agents.baselines.Policy``)."""
+    rng = np.random.default_rng(seed)
+
+    def act(obs: np.ndarray, env: Any) -> int:
+        probs = candidate_probabilities(policy, obs)[0]
+        return int(rng.choice(len(probs), p=probs / probs.sum()))
+
+    return act

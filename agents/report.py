@@ -53,6 +53,27 @@ def metrics_table(metrics: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def ope_table(ope: Mapping[str, Any]) -> str:
+    """Markdown table of off-policy estimates: a row per policy, a column per estimator (value ± 95%), and the
+    truth where the log has it."""
+    policies = ope["policies"]
+    first = next(iter(policies.values()))
+    estimators = [k for k in ("ips", "snips", "dm", "dr", "pdis") if k in first]
+    truths = [k for k in ("truth", "truth_on_policy") if k in first]
+    lines = [f"{ope.get('join', '')}".strip(), f"off-policy estimates of the mean reward per step on "
+             f"{ope['log_steps']} logged steps (95% intervals clustered by session)",
+             "| policy | " + " | ".join(estimators + truths) + " |", "|---" * (1 + len(estimators) + len(truths)) + "|"]
+    for name, entry in policies.items():
+        cells = [f"{entry[e]['value']:.3f}" + (f" ± {entry[e]['ci95']:.3f}" if entry[e]["ci95"] is not None else "")
+                 for e in estimators]
+        cells += [f"{entry[t]:.3f}" for t in truths]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |" + (f"  ({entry['no_overlap']})"
+                                                                  if "no_overlap" in entry else ""))
+    if "not_applicable" in ope:
+        lines.append(ope["not_applicable"])
+    return "\n".join(line for line in lines if line)
+
+
 def _shown(metrics: Mapping[str, Any], key: str) -> str:
     """A score as printed: three decimals, or why it is undefined."""
     value = metrics.get(key)

@@ -32,8 +32,12 @@ class EvaluateConfig:
     """evaluation sessions per policy; null: the run's eval.n_episodes"""
     protocol: Protocol | None = None
     """personal | population; null: the run's eval.protocol"""
+    log: str | None = None
+    """estimate the run's policies off-policy on this log instead (CSV or Parquet with from_track_id, candidates
+    and action_prob, as music-rl writes them), with no simulator; the JSON goes to out (default
+    <run_dir>/ope.json)"""
     out: str | None = None
-    """write the metrics JSON to this file; null: print the table only"""
+    """write the metrics JSON to this file; null: print the table only (with log=: <run_dir>/ope.json)"""
     lock_timeout: float = 600.0
     """an out= inside the run folder is written under its lock: seconds to wait for it"""
 
@@ -46,8 +50,8 @@ app = App("evaluate", EvaluateConfig, "evaluate a saved run again against ground
 def main(raw: DictConfig) -> None:
     """Load the run, evaluate every policy, print and optionally save the metrics."""
     from agents.config import load_run_config, validate_eval
-    from agents.pipeline import reevaluate
-    from agents.report import metrics_table
+    from agents.pipeline import estimate_run_log, reevaluate
+    from agents.report import metrics_table, ope_table
     from agents.run_folder import hold
     from envs.atomic import write_json_atomic
     from envs.errors import ConfigError, RunFolderError
@@ -64,8 +68,13 @@ def main(raw: DictConfig) -> None:
     if args.protocol is not None:
         cfg.eval = dataclasses.replace(cfg.eval, protocol=args.protocol)
     validate_eval(cfg.eval)
-    metrics = reevaluate(run_dir, cfg)
-    print(metrics_table(metrics))
+    if args.log:
+        metrics = estimate_run_log(run_dir, cfg, args.log)
+        print(ope_table(metrics))
+        args.out = args.out or str(run_dir / "ope.json")
+    else:
+        metrics = reevaluate(run_dir, cfg)
+        print(metrics_table(metrics))
     if args.out:
         inside = run_dir.resolve() in Path(args.out).resolve().parents
         with hold(run_dir, wait=args.lock_timeout, command="music-rl evaluate") if inside else nullcontext():

@@ -42,6 +42,8 @@ class FinetuneConfig:
     """seed of the fine-tune's PPO"""
     policy_version: int | None = None
     """the model version to continue from; null: the newest"""
+    strict: bool = False
+    """true: a feedback row whose track is not in the run's catalog is fatal (else counted, reported, dropped)"""
     lock_timeout: float = 600.0
     """seconds to wait for the run folder's lock while another command writes into it"""
 
@@ -73,6 +75,7 @@ def main(raw: DictConfig) -> None:
     from agents.run_folder import hold
     from envs.feedback import read_feedback
     from envs.feedback_store import COLUMNS, FeedbackStore
+    from envs.log_import import FeedbackConfig, read_log
 
     args: FinetuneConfig = app.typed(raw)
     if args.timesteps < 1:
@@ -82,7 +85,9 @@ def main(raw: DictConfig) -> None:
     with hold(Path(args.run_dir), wait=args.lock_timeout, command="music-rl finetune"):
         run = load_run(Path(args.run_dir), args.policy_version)  # the newest version once it is our turn
         ids = run.world.track_ids()
-        new = read_feedback(args.feedback, known_track_ids=ids)
+        new, report = read_log(FeedbackConfig(path=args.feedback, format="native", strict=args.strict), ids)
+        if report.unknown_rows:
+            print(report.line(args.feedback), file=sys.stderr)
         new = with_serving_columns(new[[c for c in COLUMNS if c in new]], args.feedback, f"v{run.version}")
         store = FeedbackStore(run.run_dir / "feedback.csv")
         fresh = store.append_new(new)

@@ -48,6 +48,9 @@ class SimulateConfig:
     """the final comparison averages the last this many rounds"""
     policy_version: int | None = None
     """the model version both loops start from; null: the newest"""
+    exploration: float = 0.1
+    """the online policy's exploration rate: with this probability a candidate at random (its propensity is
+    logged with every answer, so the log can be evaluated off-policy)"""
     lock_timeout: float = 600.0
     """seconds to wait for the run folder's lock while another command writes into it"""
 
@@ -61,6 +64,8 @@ def validate(args: SimulateConfig) -> None:
     for key in ("rounds", "finetune_every", "timesteps", "sessions", "last"):
         if getattr(args, key) < 1:
             raise ConfigError(f"{key}={getattr(args, key)}: must be an integer >= 1")
+    if not 0 <= args.exploration <= 1:
+        raise ConfigError(f"exploration={args.exploration}: must be in [0, 1]")
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="simulate")
@@ -104,7 +109,8 @@ def simulate(args: SimulateConfig) -> None:
 
     try:
         table = simulate_online(run, args.listener_seed, args.rounds, args.finetune_every, args.timesteps,
-                                args.sessions, args.seed, store=store, on_round=on_round)
+                                args.sessions, args.seed, store=store, on_round=on_round,
+                                exploration=args.exploration)
     finally:
         for logger in loggers.values():
             logger.close()

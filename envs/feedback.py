@@ -3,12 +3,16 @@ importing the Spotify Music Streaming Sessions Dataset.
 
 A feedback log has one row per track played::
 
-    user_id, session_id, position, track_id, percentage_listened, liked [, action_prob]
+    user_id, session_id, position, track_id, percentage_listened, liked [, from_track_id, candidates, action_prob]
 
 ``position`` is the 1-based place of the track in its session, ``percentage_listened`` a number in
-[0, 1], ``liked`` 0 or 1 and ``action_prob`` (optional) the probability with which the logging policy
-chose the track (for off-policy use). After :func:`read_feedback` the id columns are ``str``,
-``position`` and ``liked`` int64, the numbers float64; columns beyond the schema are kept after it.
+[0, 1], ``liked`` 0 or 1. The optional columns make a logged step replayable (off-policy evaluation):
+``from_track_id`` the track the recommendation was made from (the session's start track for its first
+step; empty for a probe, which is played in a fresh session), ``candidates`` the track ids shown, in order,
+space-separated (the chosen track among them), ``action_prob`` the logging policy's probability of the chosen
+one (1 for a deterministic choice: a probe, an argmax). After :func:`read_feedback` the id columns are
+``str``, ``position`` and ``liked`` int64, the numbers float64 (``action_prob`` NaN where not logged); columns
+beyond the schema are kept after it.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from envs.errors import ConfigError, FeedbackError
 from envs.listeners import ListenerPopulation
 
 COLUMNS: tuple[str, ...] = ("user_id", "session_id", "position", "track_id", "percentage_listened", "liked")
-OPTIONAL: tuple[str, ...] = ("action_prob",)
+OPTIONAL: tuple[str, ...] = ("from_track_id", "candidates", "action_prob")
 SUFFIXES: tuple[str, ...] = (".csv", ".parquet", ".pq")
 
 DEFAULT_SKIP_MAP: dict[str, float] = {"skip_1": 0.05, "skip_2": 0.2, "skip_3": 0.6, "not_skipped": 1.0}
@@ -123,10 +127,19 @@ def validate_feedback(df: pd.DataFrame, source: str = "feedback",
     liked = _flags(df["liked"])
     _fail(source, "liked", np.isnan(liked), df["liked"], "must be 0 or 1")
     out["liked"] = liked.astype(np.int64)
+    for col in ("from_track_id", "candidates"):
+        if col in df.columns:
+            out[col] = df[col].fillna("").astype(str).str.strip().to_numpy()
+    if "candidates" in df.columns:
+        shown = out["candidates"] != ""
+        chosen = [t in c.split() for t, c in zip(out["track_id"], out["candidates"], strict=True)]
+        _fail(source, "candidates", (shown & ~np.array(chosen, dtype=bool)).to_numpy(), df["candidates"],
+              "must hold the chosen track_id among the space-separated ids shown")
     if "action_prob" in df.columns:
         prob = _numbers(df["action_prob"])
-        _fail(source, "action_prob", ~((prob > 0) & (prob <= 1)), df["action_prob"],
-              "must be a number in (0, 1]")
+        given = ~df["action_prob"].astype(str).str.strip().isin(["", "nan", "NaN", "None"]).to_numpy()
+        _fail(source, "action_prob", given & ~((prob > 0) & (prob <= 1)), df["action_prob"],
+              "must be empty or a number in (0, 1]")
         out["action_prob"] = prob
     for col in df.columns:
         if col not in out.columns:
@@ -195,7 +208,8 @@ def probe_log(population: ListenerPopulation, listener_ids: Sequence[int], probe
         rng: draws every response.
 
     Returns:
-        A typed feedback frame (no ``action_prob``: the probes are not a policy's choices).
+        A typed feedback frame; each probe is shown alone (``candidates`` the probe, no ``from_track_id``:
+        a fresh session) with ``action_prob`` 1 (a deterministic choice).
     """
     rows = []
     probes = [int(t) for t in probe_tracks]
@@ -203,8 +217,9 @@ def probe_log(population: ListenerPopulation, listener_ids: Sequence[int], probe
         listener = int(listener)
         for pos, track in enumerate(probes, start=1):
             pct, liked = population.session(listener, rng).respond(track)
-            rows.append((f"listener-{listener}", f"probe-{listener}", pos, str(track_ids[track]), pct, liked))
-    return _frame(rows, with_prob=False)
+            tid = str(track_ids[track])
+            rows.append((f"listener-{listener}", f"probe-{listener}", pos, tid, pct, liked, "", tid, 1.0))
+    return _frame(rows)
 
 
 def random_walk_log(population: ListenerPopulation, listener_ids: Sequence[int], index: CandidateIndex,
@@ -212,9 +227,10 @@ def random_walk_log(population: ListenerPopulation, listener_ids: Sequence[int],
                     k: int = 4) -> pd.DataFrame:
     """Sessions of a uniformly random policy over the kNN candidates, as a logging policy would play them.
 
-    Every session starts on a random track (the seed track: not played to the listener, not logged); each
-    step offers ``index.candidates(current, played)`` (the first ``k``), picks one uniformly
-    (``action_prob = 1 / k``) and records the listener's answer; the picked track becomes current. A
+    Every session starts on a random track (the seed track: not played to the listener, not logged, but the
+    first step's ``from_track_id``); each step offers ``index.candidates(current, played)`` (the first ``k``,
+    logged as ``candidates``), picks one uniformly (``action_prob = 1 / k``) and records the listener's
+    answer; the picked track becomes current. A
     session ends after ``session_length`` tracks or when the listener leaves. Session ids are
     ``walk-<listener>-<n>``.
 
@@ -241,24 +257,25 @@ def random_walk_log(population: ListenerPopulation, listener_ids: Sequence[int],
             played[current] = True
             for pos in range(1, session_length + 1):
                 cands = index.candidates(current, played)[:k]
-                current = int(cands[int(rng.integers(k))])
+                shown = " ".join(str(track_ids[c]) for c in cands)
+                previous, current = current, int(cands[int(rng.integers(k))])
                 played[current] = True
                 touched.append(current)
                 pct, liked = session.respond(current)
                 rows.append((f"listener-{listener}", f"walk-{listener}-{s}", pos, str(track_ids[current]),
-                             pct, liked, 1.0 / k))
+                             pct, liked, str(track_ids[previous]), shown, 1.0 / k))
                 if session.left:
                     break
             played[touched] = False
-    return _frame(rows, with_prob=True)
+    return _frame(rows)
 
 
-def _frame(rows: list[tuple], with_prob: bool) -> pd.DataFrame:
-    """A typed feedback frame from row tuples (the dtypes :func:`read_feedback` returns)."""
-    columns = list(COLUMNS) + (["action_prob"] if with_prob else [])
-    df = pd.DataFrame(rows, columns=columns)
+def _frame(rows: list[tuple]) -> pd.DataFrame:
+    """A typed feedback frame from row tuples of every column (the dtypes :func:`read_feedback` returns)."""
+    df = pd.DataFrame(rows, columns=[*COLUMNS, *OPTIONAL])
     return df.astype({"user_id": str, "session_id": str, "position": np.int64, "track_id": str,
-                      "percentage_listened": np.float64, "liked": np.int64})
+                      "percentage_listened": np.float64, "liked": np.int64, "from_track_id": str,
+                      "candidates": str, "action_prob": np.float64})
 
 
 # ------------------------------------------------------------------------------------------- MSSD import

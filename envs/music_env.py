@@ -86,9 +86,9 @@ class EnvConfig:
     observation: Observation = Observation.candidates
     """seed: z_current | candidates: + the k candidates' latents (and features) | history: + recent
     [z, reward] rows"""
-    reward_source: RewardSource = RewardSource.simulator
-    """simulator: the listener answers (online) | propagated: the world's reward table r_hat (offline, learnt
-    from a feedback log)"""
+    reward_source: RewardSource = RewardSource.propagated
+    """propagated: the world's reward table r_hat, learnt from a feedback log (offline: the design's flow) |
+    simulator: the simulated listener answers (online)"""
     k: int = 4
     """candidates per step = the Discrete(k) action space"""
     n_neighbours: int = 32
@@ -100,7 +100,7 @@ class EnvConfig:
     no_repeat: Any = "session"
     """session: never repeat within a session | n >= 1: only the last n tracks are excluded"""
     reward_scale: Any = "auto"
-    """auto: 1 / (1 + like_weight), rewards of O(1) | a number > 0"""
+    """auto: 1 / (1 + like_weight), rewards of O(1) (1 when the feedback log has no likes) | a number > 0"""
     start_track: int | None = None
     """null: a random start track per session (seeded) | a track index"""
     candidate_features: bool = True
@@ -204,7 +204,8 @@ class EnvSetup:
             raise ConfigError(f"env.k={cfg.k}: must be <= the world's neighbour table width ({width})")
         like_weight = float(world.meta["like_weight"])
         penalty = float(world.meta["early_skip_penalty"])
-        scale = 1.0 / (1.0 + like_weight) if cfg.reward_scale == "auto" else float(cfg.reward_scale)
+        likes = world.meta.get("log_has_likes", True)  # a log without likes: rewards in [0, 1] already
+        scale = (1.0 / (1.0 + like_weight) if likes else 1.0) if cfg.reward_scale == "auto" else float(cfg.reward_scale)
         n_feat = 0 if cfg.observation == "seed" or not cfg.candidate_features else int(world.features.shape[1])
         base = d if cfg.observation == "seed" else (1 + cfg.k) * (d + n_feat)
         if cfg.observation != "history":
@@ -345,22 +346,38 @@ class MusicRecEnv(gym.Env):
         rewards of the candidates are not computed on a step (a quarter of its cost): ask
         :meth:`candidate_expected_rewards` before stepping.
         """
+        track = self._candidate(action)
+        session = self.session
+        pct, liked = session.respond(track)
+        terminated = False
+        if self._simulator:
+            terminated = session.left
+        elif session.left:  # offline rewards: the listener only informs, so a fresh session goes on
+            self.session = self._population.session(self.listener, self.np_random)
+        return self._move(track, pct, liked, terminated)
+
+    def replay(self, action: Any, pct: float, liked: int) -> tuple[np.ndarray, float, bool, dict[str, Any]]:
+        """Recommend candidate ``action`` with the listener's answer given (a logged one) rather than drawn: the
+        observations of a logged session, rebuilt. The simulated listener's state does not move.
+
+        Returns the observation, the (scaled) reward, whether the session is truncated, and the info of
+        :meth:`step`.
+        """
+        obs, scaled, _, truncated, info = self._move(self._candidate(action), float(pct), int(liked), False)
+        return obs, scaled, truncated, info
+
+    def _candidate(self, action: Any) -> int:
+        """The track of candidate ``action``."""
         a = int(action)
         if not 0 <= a < self._k:
             raise ValueError(f"action {action!r} outside Discrete({self._k})")
-        track = self._cand_list[a]
-        session = self.session
-        pct, liked = session.respond(track)
-        if self._simulator:
-            raw = reward(pct, liked, self.reward_definition)
-            terminated = session.left
-        else:
-            raw = float(self._table[track])
-            terminated = False
-            if session.left:  # offline rewards: the listener only informs, so a fresh session goes on
-                self.session = self._population.session(self.listener, self.np_random)
-        scaled = raw * self.reward_scale
+        return self._cand_list[a]
 
+    def _move(self, track: int, pct: float, liked: int,
+              terminated: bool) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """The step's reward, the played set, the history and the next state, after the answer (pct, liked)."""
+        raw = reward(pct, liked, self.reward_definition) if self._simulator else float(self._table[track])
+        scaled = raw * self.reward_scale
         played, order, window = self._played, self._order, self._window
         played[track] = True
         order.append(track)

@@ -222,11 +222,13 @@ def _derived_seed(seed: int, stream: int) -> int:
 
 def build_world(tracks: pd.DataFrame, features: np.ndarray, latents: np.ndarray, reward_cfg: RewardConfig,
                 listener_cfg: ListenerConfig, env_cfg: EnvConfig, seed: int, listener_seed: int | None = None,
-                latent_source: str = "vae") -> tuple[World, pd.DataFrame]:
-    """Latents → neighbour table, clusters, listeners, probe feedback, propagated rewards.
+                latent_source: str = "vae", log: pd.DataFrame | None = None,
+                log_has_likes: bool = True) -> tuple[World, pd.DataFrame]:
+    """Latents → neighbour table, clusters, listeners, feedback, propagated rewards.
 
-    The served listener (the ``personal`` protocol's listener: the first training listener) answers one
-    probe session over the probe tracks of every cluster; their rewards are propagated to every track.
+    Without ``log``, the served listener (the ``personal`` protocol's listener: the first training listener)
+    answers one probe session over the probe tracks of every cluster; with it (a feedback frame joined to the
+    catalog), the log's rewards are propagated instead. Either way the rewards are propagated to every track.
 
     Args:
         tracks: metadata, ``track_id`` first, row i = track i.
@@ -238,6 +240,9 @@ def build_world(tracks: pd.DataFrame, features: np.ndarray, latents: np.ndarray,
         seed: world seed (clusters, probe choice, probe responses).
         listener_seed: population seed; None: ``listener_cfg.seed`` or, when unset, derived from ``seed``.
         latent_source: "vae" or "pca", recorded in ``meta``.
+        log: the feedback the rewards are learnt from; None: the served listener's probe answers.
+        log_has_likes: False for a log without likes (MSSD): its rewards are the percentage listened, and the
+            env's reward scale is 1 rather than 1 / (1 + like_weight).
 
     Returns:
         The world and the feedback log its reward table was learnt from.
@@ -259,10 +264,14 @@ def build_world(tracks: pd.DataFrame, features: np.ndarray, latents: np.ndarray,
                                               np.random.default_rng([int(listener_seed), _STREAM_SPLIT]))
     served = int(train_ids[0])
     track_ids = tracks["track_id"].astype(str).to_numpy()
-    probes = select_probes(latents, clusters, centroids, reward_cfg.probes_per_cluster,
-                           reward_cfg.probe_selection, np.random.default_rng([seed, _STREAM_PROBES]))
-    log = probe_log(population, [served], probes, track_ids, np.random.default_rng([seed, _STREAM_FEEDBACK]))
+    source = "probes" if log is None else "log"
+    if log is None:
+        probes = select_probes(latents, clusters, centroids, reward_cfg.probes_per_cluster,
+                               reward_cfg.probe_selection, np.random.default_rng([seed, _STREAM_PROBES]))
+        log = probe_log(population, [served], probes, track_ids, np.random.default_rng([seed, _STREAM_FEEDBACK]))
     rows = pd.Index(track_ids).get_indexer(log["track_id"].astype(str))
+    if (rows < 0).any():
+        raise ValueError("log rows must be joined to the catalog first (envs.log_import.read_log)")
     observed = reward(log["percentage_listened"].to_numpy(), log["liked"].to_numpy(), reward_cfg)
     r_hat = propagate(latents, clusters, centroids, rows, observed, reward_cfg)
 
@@ -277,6 +286,8 @@ def build_world(tracks: pd.DataFrame, features: np.ndarray, latents: np.ndarray,
         "train_listeners": [int(i) for i in train_ids],
         "heldout_listeners": [int(i) for i in heldout_ids],
         "latent_source": latent_source,
+        "feedback": source,
+        "log_has_likes": bool(log_has_likes),
     }
     world = World(tracks=tracks.reset_index(drop=True), features=features, latents=latents,
                   neighbours=neighbours, clusters=clusters, centroids=centroids, reward_table=r_hat,

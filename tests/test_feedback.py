@@ -110,15 +110,27 @@ def test_writing_refuses_invalid_frames_and_leaves_nothing(world, tmp_path: Path
 
 def test_action_prob_is_validated(tmp_path: Path) -> None:
     path = _csv(tmp_path, HEADER + ",action_prob\nu,s,1,t1,0.5,0,0.25\nu,s,2,t1,0.5,0,0\n")
-    with pytest.raises(FeedbackError, match=r"column action_prob, row 2: must be a number in \(0, 1\]"):
+    with pytest.raises(FeedbackError, match=r"column action_prob, row 2: must be empty or a number in \(0, 1\]"):
         read_feedback(path)
+
+
+def test_propensity_columns_are_read_and_checked(tmp_path: Path) -> None:
+    header = HEADER + ",from_track_id,candidates,action_prob\n"
+    path = _csv(tmp_path, header + "u,s,1,t2,0.5,0,t1,t2 t3 t4 t5,0.25\nu,s,2,t9,0.5,0,,,\n")
+    log = read_feedback(path)
+    assert log["candidates"].tolist() == ["t2 t3 t4 t5", ""] and log["from_track_id"].tolist() == ["t1", ""]
+    assert log["action_prob"].iloc[0] == 0.25 and np.isnan(log["action_prob"].iloc[1])
+    bad = _csv(tmp_path, header + "u,s,1,t9,0.5,0,t1,t2 t3 t4 t5,0.25\n", "bad.csv")
+    with pytest.raises(FeedbackError, match=r"column candidates, row 1: must hold the chosen track_id"):
+        read_feedback(bad)
 
 
 def test_probe_log_plays_every_probe_to_every_listener(world) -> None:
     pop, _, ids = world
     probes = [5, 17, 99, 250, 300]
     log = probe_log(pop, [0, 3], probes, ids, np.random.default_rng(1))
-    assert len(log) == 10 and "action_prob" not in log.columns
+    assert len(log) == 10 and (log["action_prob"] == 1.0).all() and (log["from_track_id"] == "").all()
+    assert (log["candidates"] == log["track_id"]).all()  # a probe is shown alone, in a fresh session
     assert log.groupby("user_id")["track_id"].apply(list).tolist() == [[str(ids[t]) for t in probes]] * 2
     assert log["position"].tolist() == [1, 2, 3, 4, 5] * 2
     assert set(log["session_id"]) == {"probe-0", "probe-3"}

@@ -165,7 +165,7 @@ def test_invalid_rows_raise_naming_column_and_row(tmp_path: Path) -> None:
     assert len(store.read(known_track_ids=["t0", "t1"])) == 2  # the refused appends left nothing behind
 
     with open(path, "a", encoding="utf-8") as fh:
-        fh.write("u1,s1,2,t2,0.5,7,,,\n")
+        fh.write("u1,s1,2,t2,0.5,7,,,,,\n")
     with pytest.raises(FeedbackError, match=r"column liked, row 3: .*'7'"):
         store.read()
     with pytest.raises(FeedbackError, match="no such feedback log"):

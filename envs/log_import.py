@@ -1,0 +1,175 @@
+"""A listening log brought by the user, in the project's feedback format or the Spotify Music Streaming Sessions
+Dataset's (MSSD ``log_*.csv``), read and joined to the catalog by track id (config group ``feedback``).
+
+Joining: rows whose track is not in the catalog are counted and reported in one line, and dropped
+(``feedback.strict=true`` makes them fatal); a log that joins no row, or lacks a needed column, is one
+:class:`FeedbackError` line. The result is a feedback frame (:mod:`envs.feedback`'s schema) and a
+:class:`LogReport` of what was read.
+
+MSSD logs have no user ids: their sessions are pooled as one listener (``user_id`` ``mssd``), the personal
+protocol's single reward table; no likes (``liked`` is 0: the reward is the percentage listened); no candidate
+sets or propensities (off-policy evaluation is then limited to a reward model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from envs.errors import FeedbackError
+from envs.feedback import (
+    COLUMNS,
+    DEFAULT_SKIP_MAP,
+    MSSD_COLUMNS,
+    OPTIONAL,
+    SUFFIXES,
+    import_streaming_sessions,
+    read_feedback,
+)
+
+MSSD_USER = "mssd"  # the one listener an MSSD log's pooled sessions are
+
+
+class LogFormat(StrEnum):
+    """How a log file is read."""
+
+    auto = "auto"
+    native = "native"
+    mssd = "mssd"
+
+
+@dataclass
+class FeedbackConfig:
+    """The feedback log the reward table is learnt from (config group ``feedback``)."""
+
+    path: str | None = None
+    """null: the probe log answered by the simulated listener | a CSV or Parquet listening log (the project's
+    feedback format, or the MSSD's log_*.csv)"""
+    format: LogFormat = LogFormat.auto
+    """auto: from the header (the MSSD's session_position and skip flags) | native | mssd"""
+    columns: dict[str, str] = field(default_factory=dict)
+    """native logs: our name -> file column, e.g. {user_id: listener, percentage_listened: pct}"""
+    skip_map: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SKIP_MAP))
+    """MSSD skip flags -> percentage_listened, the first true flag in this order wins"""
+    strict: bool = False
+    """true: a row whose track is not in the catalog is fatal (else counted, reported and dropped)"""
+    holdout: float = 0.2
+    """share of a user log's sessions kept out of training, for off-policy evaluation of the run's policies"""
+
+
+@dataclass
+class LogReport:
+    """What reading and joining a log found."""
+
+    format: str
+    rows_read: int
+    rows_joined: int
+    sessions: int
+    users: int
+    unknown_rows: int
+    unknown_examples: list[str]
+    has_likes: bool
+    has_propensities: bool
+
+    def line(self, path: str | Path) -> str:
+        """One line for the run's log."""
+        unknown = (f"; {self.unknown_rows} rows whose track is not in the catalog dropped (e.g. "
+                   f"{', '.join(map(repr, self.unknown_examples))})" if self.unknown_rows else "")
+        likes = "" if self.has_likes else "; no likes: the reward is the percentage listened (like_weight moot)"
+        pooled = f"; sessions pooled as one listener ({MSSD_USER!r})" if self.format == "mssd" else ""
+        return (f"{path}: {self.format} log, {self.rows_read} rows, {self.sessions} sessions, {self.users} "
+                f"listener(s); {self.rows_joined} rows joined to the catalog{unknown}{likes}{pooled}")
+
+
+def detect_format(path: Path) -> LogFormat:
+    """``mssd`` when the header has the MSSD's session and skip columns, else ``native``."""
+    header = _read_any(path, nrows=0).columns
+    return LogFormat.mssd if all(c in header for c in (*MSSD_COLUMNS, "skip_1")) else LogFormat.native
+
+
+def _read_any(path: Path, nrows: int | None = None) -> pd.DataFrame:
+    """A CSV or Parquet file's cells as text (CSV) or as stored (Parquet)."""
+    if path.suffix.lower() not in SUFFIXES:
+        raise FeedbackError(f"{path}: suffix {path.suffix!r} not supported (one of {', '.join(SUFFIXES)})")
+    if not path.is_file():
+        raise FeedbackError(f"{path}: {'a directory, not a log' if path.is_dir() else 'no such file'}")
+    try:
+        if path.suffix.lower() == ".csv":
+            return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, index_col=False,
+                               nrows=nrows)
+        frame = pd.read_parquet(path)
+        return frame.head(nrows) if nrows is not None else frame
+    except pd.errors.EmptyDataError:
+        raise FeedbackError(f"{path}: empty file") from None
+    except (OSError, ValueError, pd.errors.ParserError) as err:
+        raise FeedbackError(f"{path}: unreadable ({str(err).strip().splitlines()[0] if str(err).strip() else err})"
+                            ) from None
+
+
+def _native(path: Path, columns: dict[str, str]) -> pd.DataFrame:
+    """A log in the project's format, its columns renamed by ``columns`` (our name -> file column)."""
+    if not columns:
+        return read_feedback(path)
+    allowed = (*COLUMNS, *OPTIONAL)
+    for ours, theirs in columns.items():
+        if ours not in allowed:
+            raise FeedbackError(f"feedback.columns.{ours}={theirs!r}: unknown name; allowed: {', '.join(allowed)}")
+    raw = _read_any(path)
+    missing = [f"{ours}={theirs!r}" for ours, theirs in columns.items() if theirs not in raw.columns]
+    if missing:
+        raise FeedbackError(f"{path}: feedback.columns maps to missing column(s) {', '.join(missing)}; the file "
+                            f"has {', '.join(list(raw.columns)[:20])}")
+    from envs.feedback import validate_feedback
+
+    return validate_feedback(raw.rename(columns={theirs: ours for ours, theirs in columns.items()}),
+                             source=str(path))
+
+
+def read_log(cfg: FeedbackConfig, known_track_ids: Sequence[str]) -> tuple[pd.DataFrame, LogReport]:
+    """The log of ``cfg.path`` as a feedback frame joined to the catalog (``known_track_ids``), and a report.
+
+    Raises:
+        FeedbackError: an unreadable file, a missing column, unknown tracks with ``cfg.strict``, or a log that
+            joins no row of the catalog.
+    """
+    if not cfg.path:
+        raise FeedbackError("feedback.path=None: no log to read")
+    path = Path(cfg.path)
+    fmt = detect_format(path) if cfg.format == LogFormat.auto else LogFormat(cfg.format)
+    if fmt == LogFormat.mssd:
+        log = import_streaming_sessions(path, skip_map=dict(cfg.skip_map)).assign(user_id=MSSD_USER)
+    else:
+        log = _native(path, dict(cfg.columns))
+    known = pd.Index([str(t) for t in known_track_ids])
+    joined = known.get_indexer(log["track_id"].astype(str)) >= 0
+    unknown = log.loc[~joined, "track_id"].astype(str)
+    if unknown.size and cfg.strict:
+        raise FeedbackError(f"{path}: {unknown.size} rows whose track is not in the catalog (e.g. "
+                            f"{unknown.iloc[0]!r}) [feedback.strict=true: fatal]")
+    if not joined.any():
+        raise FeedbackError(f"{path}: joins no row of the catalog: its track ids (e.g. {unknown.iloc[0]!r}) are "
+                            f"not the catalog's (e.g. {known[0]!r}); is it the log of this catalog?")
+    kept = log.loc[joined].reset_index(drop=True)
+    has_prob = "action_prob" in kept and kept["action_prob"].notna().any()
+    report = LogReport(format=str(fmt), rows_read=len(log), rows_joined=len(kept),
+                       sessions=kept["session_id"].nunique(), users=kept["user_id"].nunique(),
+                       unknown_rows=int(unknown.size), unknown_examples=list(dict.fromkeys(unknown))[:3],
+                       has_likes=bool(kept["liked"].any()) if fmt == LogFormat.native else False,
+                       has_propensities=bool(has_prob))
+    return kept, report
+
+
+def split_sessions(log: pd.DataFrame, holdout: float, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The log's sessions split into (training, held-out) rows, ``holdout`` of the sessions held out (at least
+    one session stays in training)."""
+    sessions = log["user_id"].astype(str) + "\x1f" + log["session_id"].astype(str)
+    unique = sessions.unique()
+    n_out = min(int(round(holdout * len(unique))), len(unique) - 1)
+    out = set(rng.permutation(unique)[:n_out].tolist())
+    held = sessions.isin(out).to_numpy()
+    return log.loc[~held].reset_index(drop=True), log.loc[held].reset_index(drop=True)
