@@ -32,6 +32,7 @@ from agents.evaluate import Behaviour, EvalConfig, make_eval_env
 from agents.ope import (
     ESTIMATORS,
     BanditLog,
+    Estimate,
     applicable,
     estimate,
     fit_reward_model,
@@ -42,6 +43,7 @@ from agents.policies import candidate_probabilities
 from envs.errors import FeedbackError
 from envs.feedback import write_feedback
 from envs.music_env import EnvConfig, MusicRecEnv
+from envs.rewards import reward
 from envs.world import World
 
 Probabilities = Callable[[np.ndarray, MusicRecEnv], np.ndarray]
@@ -234,10 +236,8 @@ def estimates(run: LoggedRun, seed: int, truth_on_policy: Mapping[str, float] | 
     q_hat = fit_reward_model(run.bandit, seed)
     policies: dict[str, Any] = {}
     for name, target in run.targets.items():
-        entry: dict[str, Any] = {key: {"value": e.value, "ci95": e.ci95}
-                                 for key, e in estimate(run.bandit, target, q_hat).items()}
-        pdis = per_decision_is(run.bandit, target)
-        entry["pdis"] = {"value": pdis.value, "ci95": pdis.ci95}
+        entry: dict[str, Any] = {key: _entry(e) for key, e in estimate(run.bandit, target, q_hat).items()}
+        entry["pdis"] = _entry(per_decision_is(run.bandit, target))
         if run.expected is not None:
             entry["truth"] = float((target * run.expected).sum(axis=1).mean())
         if truth_on_policy is not None and name in truth_on_policy:
@@ -280,22 +280,76 @@ def check_estimators(world: World, env_cfg: EnvConfig, policy: ActorCriticPolicy
     return {"behaviour": behaviour, "log": log_path.name, **estimates(logged, seed, truth_on_policy)}
 
 
-def estimate_log(world: World, env_cfg: EnvConfig, policy: ActorCriticPolicy, log_path: str | Path,
-                 seed: int) -> dict[str, Any]:
-    """The run's policies estimated off-policy on a log with no simulator behind it (``music-rl evaluate
-    log=...``): ``{"log", "log_steps", "join", "policies": {name: {estimator: {"value", "ci95"}}}}``, and
-    ``"not_applicable"`` (one line) for the estimators the log cannot feed."""
+def replay_played(world: World, env_cfg: EnvConfig, log: pd.DataFrame, policy: ActorCriticPolicy) -> LoggedRun:
+    """A log of played tracks only (no candidates, no propensities: the Spotify MSSD's) rebuilt in the run's
+    world: at each step after a session's first, the state is the tracks played before, the run's candidates
+    there are the alternatives, and the logged track is candidate 0 of the :class:`BanditLog` (which the
+    targets never choose: they choose among the run's candidates). Only DM reads it."""
+    env = make_eval_env(world, env_cfg, None)
+    index = pd.Index(world.track_ids())
+    targets = target_policies(policy, with_oracle=False)
+    arrays: dict[str, list[Any]] = {k: [] for k in ("session", "position", "reward", "context")}
+    probs: dict[str, list[np.ndarray]] = {name: [] for name in targets}
+    ordered = log.sort_values(["user_id", "session_id", "position"], kind="stable")
+    for session, (_, steps) in enumerate(ordered.groupby(["user_id", "session_id"], sort=False)):
+        tracks = index.get_indexer(steps["track_id"].astype(str))
+        obs, _ = env.reset(seed=session, options={"start_track": int(tracks[0])})
+        for position, (track, row) in enumerate(zip(tracks[1:], steps.iloc[1:].itertuples(index=False),
+                                                    strict=True)):
+            if env.steps_left <= 0 or track in env.excluded_tracks():
+                break  # beyond the run's session length, or a repeat the run's env would never offer
+            shown = np.concatenate([[track], env.current_candidates])
+            for name, probabilities in targets.items():
+                probs[name].append(np.concatenate([[0.0], probabilities(obs, env)]))
+            arrays["session"].append(session)
+            arrays["position"].append(position)
+            arrays["context"].append(step_context(world, env.track, shown, position, env_cfg.session_length))
+            arrays["reward"].append(reward(row.percentage_listened, row.liked, env.reward_definition))
+            obs, *_ = env.replay_track(int(track), row.percentage_listened, row.liked)
+    if not arrays["session"]:
+        raise FeedbackError("the log has no step after a session's first track that the run's world can replay")
+    n = len(arrays["session"])
+    bandit = BanditLog(session=np.asarray(arrays["session"], dtype=np.int64),
+                       position=np.asarray(arrays["position"], dtype=np.int64),
+                       action=np.zeros(n, dtype=np.int64), propensity=np.ones(n),
+                       reward=np.asarray(arrays["reward"], dtype=np.float64),
+                       context=np.asarray(arrays["context"], dtype=np.float32))
+    return LoggedRun(bandit, {name: np.asarray(p) for name, p in probs.items()}, None, log)
+
+
+def estimate_log(world: World, env_cfg: EnvConfig, policy: ActorCriticPolicy, log: pd.DataFrame,
+                 source: str, seed: int) -> dict[str, Any]:
+    """The run's policies estimated off-policy on a log joined to its catalog, with no simulator behind it:
+    ``{"log_steps", "policies": {name: {estimator: {"value", "ci95"}}}}`` and ``"not_applicable"`` (one line)
+    for the estimators the log cannot feed (a log without candidates or propensities: DM only)."""
+    has_candidates = "candidates" in log and bool((log["candidates"].astype(str) != "").all())
+    has_propensities = "action_prob" in log and bool(log["action_prob"].notna().all())
+    usable, why_not = applicable(has_candidates, has_propensities)
+    if has_candidates and has_propensities:
+        found = estimates(replay(world, env_cfg, log, policy, source), seed)
+    else:
+        logged = replay_played(world, env_cfg, log, policy)
+        q_hat = fit_reward_model(logged.bandit, seed)
+        found = {"log_steps": logged.bandit.n, "policies": {
+            name: {"dm": _entry(estimate(logged.bandit, target, q_hat)["dm"])}
+            for name, target in logged.targets.items()}}
+    out: dict[str, Any] = {"log": source, "log_steps": found["log_steps"], "policies": found["policies"]}
+    if why_not:
+        out["not_applicable"] = why_not
+    return out
+
+
+def estimate_log_file(world: World, env_cfg: EnvConfig, policy: ActorCriticPolicy, log_path: str | Path,
+                      seed: int) -> dict[str, Any]:
+    """:func:`estimate_log` of a log file (``music-rl evaluate log=...``), read and joined to the run's catalog
+    (rows of unknown tracks reported in ``join``)."""
     from envs.log_import import FeedbackConfig, read_log
 
     joined, report = read_log(FeedbackConfig(path=str(log_path)), world.track_ids())
-    has_candidates = "candidates" in joined and bool((joined["candidates"] != "").all())
-    usable, why_not = applicable(has_candidates, report.has_propensities)
-    out: dict[str, Any] = {"log": str(log_path), "join": report.line(log_path)}
-    if why_not:
-        out["not_applicable"] = why_not
-    if not (has_candidates and report.has_propensities):
-        raise FeedbackError(f"{log_path}: {why_not}; replaying a log needs them (this version estimates logs "
-                            "with candidates and propensities)")
-    logged = replay(world, env_cfg, joined, policy, str(log_path))
-    found = estimates(logged, seed)
-    return {**out, "log_steps": found["log_steps"], "policies": found["policies"]}
+    return {"join": report.line(log_path), **estimate_log(world, env_cfg, policy, joined, str(log_path), seed)}
+
+
+def _entry(e: Estimate) -> dict[str, float | None]:
+    """An estimate as JSON: its value (None when undefined) and 95% half-width."""
+    value = e.value if np.isfinite(e.value) else None
+    return {"value": value, "ci95": e.ci95 if value is not None else None}

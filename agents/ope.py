@@ -275,23 +275,17 @@ def applicable(has_candidates: bool, has_propensities: bool) -> tuple[list[str],
     """The estimators of ``ESTIMATORS`` that apply to a log, and one line saying which do not and why (None when
     all apply).
 
-    - IPS, SNIPS (and DR) need the logging probability of each logged action.
-    - DM (and DR) need the candidate sets shown: the target's choice is among them, and the reward model scores
-      each candidate's features; a log of played tracks only (e.g. the Spotify MSSD) gives no alternative to score.
-    - Without candidate sets but with propensities, IPS and SNIPS still apply: they need only the target's
-      probability of each logged track (build each step with candidate 0 the logged track and candidate 1 the rest
-      of the target's choices).
+    IPS, SNIPS and DR need the logging probability of each chosen candidate among the candidates shown. DM needs
+    neither: a reward model fitted on the logged (state, track) pairs scores the candidates the run's world gives
+    at each logged state (for a log of played tracks only, such as the Spotify MSSD's, the states are rebuilt
+    from the tracks played before).
     """
     if has_candidates and has_propensities:
         return list(ESTIMATORS), None
-    if has_candidates:
-        return ["dm"], ("IPS, SNIPS and DR need the logging probability of each chosen candidate (no propensities "
-                        "logged); DM applies, as good as its reward model fitted on the logger's choices")
-    if has_propensities:
-        return ["ips", "snips"], ("DM and DR need the candidate sets shown (none logged) for the reward model to "
-                                  "score the target's choices; IPS and SNIPS apply")
-    return [], ("no estimator applies: IPS, SNIPS and DR need propensities and DM the candidate sets shown, and "
-                "neither is logged (e.g. the Spotify MSSD)")
+    missing = " and ".join(what for what, has in (("the candidates shown", has_candidates),
+                                                  ("the logging policy's propensities", has_propensities)) if not has)
+    return ["dm"], (f"IPS, SNIPS and DR do not apply: they need {missing}, which this log does not record; DM "
+                    "applies, as good as its reward model fitted on the logged tracks")
 
 
 def check_target(log: BanditLog, target: np.ndarray) -> np.ndarray:

@@ -39,7 +39,7 @@ from agents.evaluate import (
     train_listeners,
 )
 from agents.models import latest_checkpoint, load_model, save_model_atomic
-from agents.offpolicy import check_estimators, estimate_log
+from agents.offpolicy import check_estimators, estimate_log, estimate_log_file
 from agents.planner import planner_policy
 from agents.policies import sampling_policy
 from agents.ppo import build_model, make_vec_env, ppo_policy
@@ -50,7 +50,7 @@ from agents.tensorboard import latent_figure, log_hparams, log_values, open_logg
 from envs.atomic import atomic_path, write_json_atomic
 from envs.catalog import Catalog, Normaliser, check_variety, load_catalog
 from envs.errors import ConfigError, RunFolderError
-from envs.feedback import write_feedback
+from envs.feedback import read_feedback, write_feedback
 from envs.log_import import LogReport, read_log, split_sessions
 from envs.rewards import propagation_quality
 from envs.world import World, build_world
@@ -322,6 +322,13 @@ def _run(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
         model = train_ppo(cfg, run_dir, world, logger, info)
         with info.stage("evaluation"):
             metrics = evaluate_run(cfg, world, model)
+        holdout = run_dir / "feedback_holdout.csv"
+        if holdout.is_file():  # a user's log: its held-out sessions judge the policies, not the simulator
+            with info.stage("ope_holdout"):
+                metrics["ope_holdout"] = estimate_log(world, cfg.env, model.policy, read_feedback(holdout),
+                                                      holdout.name, derive_seed(cfg.seed, "ope"))
+                metrics["scored_by"] = (f"the simulated listener {world.meta['served_listener']}, not the log's "
+                                        "listeners: judge a run on a user's log by ope_holdout")
         if cfg.eval.ope_log_steps:
             with info.stage("ope"):
                 truth = {name: result["mean_expected_reward"] for name, result in metrics["policies"].items()}
@@ -377,4 +384,4 @@ def estimate_run_log(run_dir: Path, cfg: TrainConfig, log_path: str | Path) -> d
     """The run's policies (``ppo.zip``) estimated off-policy on a log (``music-rl evaluate log=...``)."""
     world = load_run_world(run_dir)
     model = load_model(run_dir / "ppo.zip")
-    return estimate_log(world, cfg.env, model.policy, log_path, derive_seed(cfg.seed, "ope"))
+    return estimate_log_file(world, cfg.env, model.policy, log_path, derive_seed(cfg.seed, "ope"))

@@ -6,14 +6,13 @@ field), an :class:`App` and a ``@hydra.main`` function::
 
     app = App("evaluate", EvaluateConfig, "re-evaluate a saved run")
 
-    @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
+    @hydra.main(version_base="1.3", config_path=app.config_path, config_name=app.name)
     @user_errors_exit
     def main(raw: DictConfig) -> None:
         cfg = app.typed(raw)
         ...
 
-``conf/<command>.yaml`` selects the schema (``<command>_schema``) and the help (``override hydra/help:
-<command>``); ``app.run(main)`` is what ``music-rl <command>`` and ``scripts/<command>.py`` call.
+``app.run(main)`` is what ``music-rl <command>`` and ``scripts/<command>.py`` call.
 """
 
 from __future__ import annotations
@@ -40,27 +39,47 @@ CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 MULTIRUN_FLAGS = ("-m", "--multirun")
 
 
+STDERR_LOGGING = {  # the log records of a command with no output folder: to stderr, no log file
+    "version": 1, "formatters": {"simple": {"format": "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "simple", "stream": "ext://sys.stderr"}},
+    "root": {"level": "INFO", "handlers": ["console"]}, "disable_existing_loggers": False}
+
+
 class App:
     """One command: registers ``<name>_schema`` and ``hydra/help/<name>`` in Hydra's ConfigStore.
 
+    The main job (``output_folder``) composes ``conf/<name>.yaml`` with the config groups of ``conf/`` and
+    writes a Hydra run folder. Every other command reads or writes an existing run folder, never a new one:
+    its whole primary config is registered here (its schema, log records to stderr, no output folder) and its
+    keys are its own (``music-rl finetune feedback=<file>`` is a key, not the main job's ``feedback`` group).
+
     Args:
-        name: the command (``music-rl <name>``, ``scripts/<name>.py``, ``conf/<name>.yaml``).
+        name: the command (``music-rl <name>``, ``scripts/<name>.py``).
         schema: the config dataclass.
         summary: one line for ``--help``.
         multirun: whether ``-m`` sweeps make sense for it (others refuse ``-m`` in one line).
         positional: a key that one bare argument stands for (``compare DIR`` is ``compare sweep_dir=DIR``).
         script: the name of its ``scripts/<script>.py`` wrapper, when it is not ``name``.
+        output_folder: the main job: ``conf/<name>.yaml`` and Hydra's run folders.
     """
 
     def __init__(self, name: str, schema: type, summary: str, multirun: bool = False,
-                 positional: str | None = None, script: str | None = None) -> None:
+                 positional: str | None = None, script: str | None = None, output_folder: bool = False) -> None:
         self.name, self.schema, self.summary, self.multirun = name, schema, summary, multirun
         self.positional = positional
+        self.config_path = CONF_DIR if output_folder else None
         store = ConfigStore.instance()
         store.store(name=f"{name}_schema", node=schema)
         store.store(group="hydra/help", name=name,
                     node={"app_name": f"music-rl {name}", "header": "", "footer": "",
-                          "template": help_text(name, script or name, summary, schema, multirun)})
+                          "template": help_text(name, script or name, summary, schema, multirun,
+                                                groups=output_folder)})
+        if not output_folder:
+            store.store(group="hydra/job_logging", name="stderr", node=STDERR_LOGGING)
+            store.store(name=name, node={
+                "defaults": [f"{name}_schema", {"override hydra/job_logging": "stderr"},
+                             {"override hydra/help": name}, "_self_"],
+                "hydra": {"output_subdir": None, "run": {"dir": "."}}})
 
     def typed(self, raw: DictConfig) -> Any:
         """The composed config as the schema's dataclass; strings typed on the command line stay verbatim

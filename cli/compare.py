@@ -16,7 +16,7 @@ from pathlib import Path
 import hydra
 from omegaconf import MISSING, DictConfig
 
-from cli.app import CONF_DIR, App
+from cli.app import App
 from cli.errors import user_errors_exit
 
 
@@ -31,7 +31,7 @@ class CompareConfig:
 app = App("compare", CompareConfig, "the jobs of a sweep side by side, seeds aggregated", positional="sweep_dir")
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="compare")
+@hydra.main(version_base="1.3", config_path=app.config_path, config_name=app.name)
 @user_errors_exit
 def main(raw: DictConfig) -> None:
     """Collect, aggregate, print and save."""

@@ -18,7 +18,7 @@ import hydra
 from omegaconf import MISSING, DictConfig
 
 from agents.evaluate import Protocol
-from cli.app import CONF_DIR, App
+from cli.app import App
 from cli.errors import user_errors_exit
 
 
@@ -45,7 +45,7 @@ class EvaluateConfig:
 app = App("evaluate", EvaluateConfig, "evaluate a saved run again against ground-truth simulated listeners")
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=app.config_path, config_name=app.name)
 @user_errors_exit
 def main(raw: DictConfig) -> None:
     """Load the run, evaluate every policy, print and optionally save the metrics."""

@@ -22,7 +22,7 @@ import hydra
 import pandas as pd
 from omegaconf import MISSING, DictConfig
 
-from cli.app import CONF_DIR, App
+from cli.app import App
 from cli.errors import user_errors_exit
 from envs.errors import ConfigError
 
@@ -63,7 +63,7 @@ def with_serving_columns(new: pd.DataFrame, source: str, version: str) -> pd.Dat
     return new.assign(served_at=given["served_at"], policy_version=given["policy_version"].replace("", version))
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="finetune")
+@hydra.main(version_base="1.3", config_path=app.config_path, config_name=app.name)
 @user_errors_exit
 def main(raw: DictConfig) -> None:
     """Validate, log, fine-tune, report the new version."""

@@ -96,7 +96,7 @@ def dotted_keys(cls: type) -> list[str]:
     return [row[0] for row in key_rows(cls)]
 
 
-def help_text(command: str, script: str, summary: str, schema: type, multirun: bool) -> str:
+def help_text(command: str, script: str, summary: str, schema: type, multirun: bool, groups: bool) -> str:
     """The text ``music-rl <command> --help`` prints (a ``string.Template`` for Hydra, ``$`` escaped)."""
     lines = [f"music-rl {command}: {summary}", "",
              f"Usage: music-rl {command} [key=value ...]    (the same: scripts/{script}.py [key=value ...])",
@@ -106,7 +106,8 @@ def help_text(command: str, script: str, summary: str, schema: type, multirun: b
         head = f"  {key} ({kind}) = {default}"
         text = f"{head}: {doc}" if doc else head
         lines += textwrap.wrap(text, WIDTH, subsequent_indent="      ")
-    lines += ["", "Config groups (group=option): $APP_CONFIG_GROUPS", "",
+    lines += ["", "Config groups (group=option): $APP_CONFIG_GROUPS"] if groups else []
+    lines += ["",
               "Flags: --cfg job prints the composed config (with your overrides) and exits; --info; "
               "--hydra-help for Hydra's own options."
               + (" -m/--multirun runs a sweep (key=a,b,c)." if multirun else "")]

@@ -25,7 +25,7 @@ from typing import Any
 import hydra
 from omegaconf import MISSING, DictConfig
 
-from cli.app import CONF_DIR, App
+from cli.app import App
 from cli.errors import user_errors_exit
 from envs.errors import ConfigError
 
@@ -98,7 +98,7 @@ def format_table(steps: list[dict[str, Any]], version: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="recommend")
+@hydra.main(version_base="1.3", config_path=app.config_path, config_name=app.name)
 @user_errors_exit
 def main(raw: DictConfig) -> None:
     """Load, (cold start), recommend, print."""

@@ -21,7 +21,7 @@ from typing import Any
 import hydra
 from omegaconf import MISSING, DictConfig
 
-from cli.app import CONF_DIR, App
+from cli.app import App
 from cli.errors import user_errors_exit
 from envs.errors import ConfigError
 
@@ -68,7 +68,7 @@ def validate(args: SimulateConfig) -> None:
         raise ConfigError(f"exploration={args.exploration}: must be in [0, 1]")
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="simulate")
+@hydra.main(version_base="1.3", config_path=app.config_path, config_name=app.name)
 @user_errors_exit
 def main(raw: DictConfig) -> None:
     """Run both loops, print the rounds and the final comparison."""

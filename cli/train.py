@@ -21,16 +21,16 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from agents.config import TrainConfig, validate
-from cli.app import CONF_DIR, App
+from cli.app import App
 from cli.errors import fail, os_error_line, user_errors_exit
 
 log = logging.getLogger("music-rl")
 
 app = App("train", TrainConfig, "train a run: catalog -> VAE -> world -> PPO -> evaluation, into a run folder",
-          multirun=True)
+          multirun=True, output_folder=True)
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+@hydra.main(version_base="1.3", config_path=app.config_path, config_name=app.name)
 @user_errors_exit
 def main(raw: DictConfig) -> float:
     """Validate the config, run the pipeline, report where the run is."""

@@ -363,7 +363,12 @@ class MusicRecEnv(gym.Env):
         Returns the observation, the (scaled) reward, whether the session is truncated, and the info of
         :meth:`step`.
         """
-        obs, scaled, _, truncated, info = self._move(self._candidate(action), float(pct), int(liked), False)
+        return self.replay_track(self._candidate(action), pct, liked)
+
+    def replay_track(self, track: int, pct: float, liked: int) -> tuple[np.ndarray, float, bool, dict[str, Any]]:
+        """:meth:`replay` of a logged track that need not be one of the candidates (a log of played tracks, such
+        as the Spotify MSSD's, shows none)."""
+        obs, scaled, _, truncated, info = self._move(int(track), float(pct), int(liked), False)
         return obs, scaled, truncated, info
 
     def _candidate(self, action: Any) -> int:

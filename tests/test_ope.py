@@ -342,11 +342,11 @@ def test_no_overlap() -> None:
 def test_applicable() -> None:
     assert applicable(True, True) == (list(ESTIMATORS), None)
     names, why = applicable(True, False)
-    assert names == ["dm"] and "propensities" in why
+    assert names == ["dm"] and "propensities" in why and "candidates" not in why
     names, why = applicable(False, True)
-    assert names == ["ips", "snips"] and "candidate sets" in why
+    assert names == ["dm"] and "the candidates shown" in why and "propensities" not in why
     names, why = applicable(False, False)
-    assert names == [] and "MSSD" in why
+    assert names == ["dm"] and "the candidates shown and the logging policy's propensities" in why
     for has in ((True, False), (False, True), (False, False)):
         assert "\n" not in applicable(*has)[1]
 

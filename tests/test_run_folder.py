@@ -194,7 +194,7 @@ def test_compare_skips_broken_and_unfinished_jobs(finished, tmp_path, capsys):
     ("reward.early_skip_penalty=nan", ["reward.early_skip_penalty=nan"]),
     ("reward.prior=1e400", ["reward.prior='inf': must be one of global_mean, zero or a number"]),
     ("data=csv data.path=/no/such/tracks.csv", ["data.path='/no/such/tracks.csv': no such file"]),
-    ("data=csv data.path=/tmp", ["data.path='/tmp': a directory, not a catalog file"]),
+    ("data=csv data.path=/tmp", ["data.path='/tmp': a directory, not a file"]),
 ])
 def test_bad_values_and_inputs_fail_before_any_run_folder(tmp_path, override, fragments):
     run = tmp_path / "run"

@@ -35,7 +35,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from cli.app import CONF_DIR, App
+from cli.app import App
 from cli.bench import build, end_to_end, env_step, inference, throughput
 from cli.bench.report import load_average, new_report, summary
 from cli.bench.runner import ROOT, Runner, StageFailed
@@ -111,7 +111,7 @@ def measure(runner: Runner, only: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="bench")
+@hydra.main(version_base="1.3", config_path=app.config_path, config_name=app.name)
 @user_errors_exit
 def main(raw: DictConfig) -> None:
     """Run the chosen measurements; write bench.json; print the table. Exit 1 if a measurement failed."""

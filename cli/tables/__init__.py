@@ -23,7 +23,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from cli.app import CONF_DIR, App
+from cli.app import App
 from cli.errors import user_errors_exit
 from cli.tables.results import Table, load_table
 from envs.errors import ConfigError, ResultsError
@@ -125,7 +125,7 @@ def run_render(args: TablesConfig) -> None:
     print("\n".join(f"updated {c}" for c in changed) if changed else f"no block changed ({len(used)} table(s))")
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="tables")
+@hydra.main(version_base="1.3", config_path=app.config_path, config_name=app.name)
 @user_errors_exit
 def main(raw: DictConfig) -> None:
     """Collect a results file, or render (or check) the generated blocks."""
