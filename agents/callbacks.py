@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -66,24 +67,74 @@ class _Means:
 
 
 class PeriodicEvalCallback(BaseCallback):
-    """Every ``eval_freq`` steps, score the deterministic policy with ``evaluate`` and log ``eval/*``.
+    """Every ``eval_freq`` steps, score the deterministic policy with ``evaluate`` and log ``eval/*``; keep the
+    learning curve against training time; optionally stop when the score has plateaued.
 
     :param evaluate: maps the model to a metrics dict with ``mean_reward``, ``like_rate`` and
         ``normalized_score`` (the caller closes over the eval env, sessions and baseline figures).
+    :param eval_freq: steps between evaluations (0: none).
+    :param plateau_patience: with a number, stop training once the smoothed score (:func:`smoothed`) has not
+        risen by ``plateau_delta`` over the best so far for this many evaluations in a row; None: never stop.
+
+    ``curve`` lists every evaluation: ``timesteps``, ``train_s`` (seconds of training since it started, the
+    evaluations' own time left out), ``normalized_score`` and its ``smoothed`` value; ``stopped_at`` the
+    timesteps where a plateau stopped training (None otherwise); ``eval_seconds`` the time the evaluations took.
     """
 
-    def __init__(self, evaluate: Callable[[PPO], dict[str, float]], eval_freq: int) -> None:
+    def __init__(self, evaluate: Callable[[PPO], dict[str, float]], eval_freq: int,
+                 plateau_patience: int | None = None, plateau_delta: float = 0.0) -> None:
         super().__init__()
         self.evaluate, self.eval_freq = evaluate, eval_freq
+        self.plateau_patience, self.plateau_delta = plateau_patience, plateau_delta
         self._next = eval_freq
+        self.curve: list[dict[str, float]] = []
+        self.stopped_at: int | None = None
+        self._start = 0.0
+        self.eval_seconds = 0.0
+
+    def _on_training_start(self) -> None:
+        self._next = (self.num_timesteps // self.eval_freq + 1) * self.eval_freq if self.eval_freq else 0
+        self._start, self.eval_seconds = time.perf_counter(), 0.0
 
     def _on_step(self) -> bool:
-        if self.eval_freq and self.num_timesteps >= self._next:
-            self._next += self.eval_freq
-            for key, value in self.evaluate(self.model).items():
-                self.logger.record(f"eval/{key}", value)
+        if not self.eval_freq or self.num_timesteps < self._next:
+            return True
+        self._next += self.eval_freq
+        began = time.perf_counter()
+        train_s = began - self._start - self.eval_seconds
+        results = self.evaluate(self.model)
+        for key, value in results.items():
+            self.logger.record(f"eval/{key}", value)
+        self.logger.dump(self.num_timesteps)
+        self.eval_seconds += time.perf_counter() - began
+        score = results.get("normalized_score")
+        self.curve.append({"timesteps": self.num_timesteps, "train_s": round(train_s, 3), "normalized_score": score})
+        self.curve[-1]["smoothed"] = smoothed([p["normalized_score"] for p in self.curve])[-1]
+        if self.plateau_patience and self._plateaued():
+            self.stopped_at = self.num_timesteps
+            log.info("eval.stop_on_plateau: the smoothed normalized_score rose less than %g over %d evaluations: "
+                     "training stops at %d steps", self.plateau_delta, self.plateau_patience, self.num_timesteps)
+            self.logger.record("eval/stopped_on_plateau", self.num_timesteps)
             self.logger.dump(self.num_timesteps)
+            return False
         return True
+
+    def _plateaued(self) -> bool:
+        """No new best smoothed score (by ``plateau_delta``) in the last ``plateau_patience`` evaluations."""
+        values = [p["smoothed"] for p in self.curve if p["smoothed"] is not None]
+        if len(values) <= self.plateau_patience:
+            return False
+        before = max(values[: -self.plateau_patience])
+        return max(values[-self.plateau_patience:]) < before + self.plateau_delta
+
+
+def smoothed(scores: list[float | None], window: int = 3) -> list[float | None]:
+    """The running mean of the last ``window`` defined scores at each point (None before the first)."""
+    out: list[float | None] = []
+    for i in range(len(scores)):
+        recent = [s for s in scores[max(0, i - window + 1): i + 1] if s is not None]
+        out.append(round(sum(recent) / len(recent), 6) if recent else None)
+    return out
 
 
 class CheckpointCallback(BaseCallback):

@@ -61,6 +61,13 @@ class EvalConfig:
     """periodic eval/* during training, every this many env steps (0: off)"""
     periodic_episodes: int = 40
     """sessions of each periodic evaluation"""
+    stop_on_plateau: bool = False
+    """stop training once the periodic normalized_score (a running mean of 3 evaluations) has not risen by
+    eval.plateau_delta over its best for eval.plateau_patience evaluations in a row (needs eval.eval_freq)"""
+    plateau_patience: int = 4
+    """evaluations without a new best before eval.stop_on_plateau stops training"""
+    plateau_delta: float = 0.02
+    """the rise of the smoothed periodic normalized_score that counts as a new best"""
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     """the planning reference of the final evaluation (agents/planner.py)"""
     ope_log_steps: int = 10_000

@@ -227,8 +227,10 @@ def train_ppo(cfg: TrainConfig, run_dir: Path, world: World, logger: Logger, inf
                 "normalized_score": normalized_score(res, key="mean_expected_reward")}
 
     checkpoints = CheckpointCallback(ckpt_dir, cfg.ppo.checkpoint_freq)
-    callbacks = CallbackList([FeedbackStatsCallback(), PeriodicEvalCallback(periodic, cfg.eval.eval_freq),
-                              checkpoints])
+    evaluator = PeriodicEvalCallback(periodic, cfg.eval.eval_freq,
+                                     cfg.eval.plateau_patience if cfg.eval.stop_on_plateau else None,
+                                     cfg.eval.plateau_delta)
+    callbacks = CallbackList([FeedbackStatsCallback(), evaluator, checkpoints])
     remaining = cfg.ppo.total_timesteps - model.num_timesteps
     rollout_steps = cfg.ppo.n_steps * cfg.ppo.n_envs
     if 0 < remaining < rollout_steps:
@@ -240,6 +242,10 @@ def train_ppo(cfg: TrainConfig, run_dir: Path, world: World, logger: Logger, inf
             model.learn(remaining, callback=callbacks, progress_bar=cfg.ppo.progress_bar,
                         reset_num_timesteps=resume_from is None, tb_log_name="ppo")
     venv.close()
+    info.data.update(ppo_timesteps=int(model.num_timesteps), learning_curve=evaluator.curve,
+                     periodic_eval_s=round(evaluator.eval_seconds, 3))
+    if evaluator.stopped_at is not None:
+        info.data["stopped_on_plateau"] = evaluator.stopped_at
     if checkpoints.interrupted is not None:
         raise TrainingInterrupted(checkpoints.interrupted, ckpt_dir)
     save_model_atomic(model, run_dir / "ppo.zip")

@@ -44,8 +44,8 @@ def test_no_yaml_restates_a_default():
     """conf/ selects and overrides: a value equal to the dataclass default is written in one place only."""
     defaults = _leaves(OmegaConf.to_container(OmegaConf.structured(TrainConfig())))
     for path in CONF.rglob("*.yaml"):
-        if "hydra" in path.relative_to(CONF).parts:
-            continue
+        if "hydra" in path.relative_to(CONF).parts or path.name.startswith("defaults_v"):
+            continue  # Hydra's own settings; a pinned version of the defaults restates them on purpose
         text = yaml.safe_load(path.read_text()) or {}
         group = path.parent.relative_to(CONF).parts
         package = "" if not group or group[0] == "experiment" or "@package _global_" in path.read_text() \
