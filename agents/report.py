@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -236,9 +237,8 @@ def score_chart(table: pd.DataFrame, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     config = [c for c in table.columns if is_config_column(c)]
-    labels = [
-        ", ".join(f"{c.split('.')[-1]}={row[c]}" for c in config) or "default" for _, row in table.iterrows()
-    ]
+    labels = [textwrap.shorten(", ".join(f"{c.split('.')[-1]}={row[c]}" for c in config) or "default", 70,
+                               placeholder=" ...") for _, row in table.iterrows()]
     score = SCORES[0]
     y = np.arange(len(table))
     iqm = table[f"{score}_iqm"].to_numpy(dtype=float)
