@@ -113,7 +113,7 @@ def collect_sweep(sweep_dir: Path) -> tuple[pd.DataFrame, list[str]]:
 def is_config_column(column: str) -> bool:
     """Whether a column of :func:`collect_sweep`'s jobs or of :func:`aggregate`'s table names a configuration's
     key (an override), rather than the job, its replicate or a figure."""
-    return (column not in ("job", "n_seeds", *REPLICATE_KEYS)
+    return (column not in ("job", "n_seeds", "n_paired", *REPLICATE_KEYS)
             and not column.startswith((*JOB_METRICS, POI)))
 
 
@@ -243,7 +243,7 @@ def score_chart(table: pd.DataFrame, path: Path) -> None:
     y = np.arange(len(table))
     iqm = table[f"{score}_iqm"].to_numpy(dtype=float)
     iqm_err = np.abs(np.vstack([iqm - table[f"{score}_iqm_lo"], table[f"{score}_iqm_hi"] - iqm]))
-    fig, ax = plt.subplots(figsize=(8, max(3, 0.45 * len(table) + 1)))
+    fig, ax = plt.subplots(figsize=(8, max(3.5, 0.45 * len(table) + 1.5)))
     ax.barh(y, table[score], xerr=np.nan_to_num(table[f"{score}_ci95"].to_numpy(dtype=float)), capsize=3,
             color="C0", alpha=0.6, label="ppo mean (95% t-interval)")
     ax.errorbar(iqm, y + 0.2, xerr=np.nan_to_num(iqm_err), fmt="D", color="C1", capsize=3, ms=5,
@@ -253,10 +253,10 @@ def score_chart(table: pd.DataFrame, path: Path) -> None:
     ax.invert_yaxis()
     ax.axvline(0, color="k", lw=0.8)
     ax.axvline(1, color="k", lw=0.8, ls="--")
-    ax.set_xlabel(f"{score} over replicates (0 = random, 1 = oracle); n = {table['n_seeds'].min()}"
-                  + (f"..{table['n_seeds'].max()}" if table["n_seeds"].max() != table["n_seeds"].min() else "")
-                  + " per configuration")
-    ax.legend(loc="lower right", fontsize=7)
+    n_min, n_max = table["n_seeds"].min(), table["n_seeds"].max()
+    ax.set_xlabel(f"{score} (0 = random, 1 = oracle), {n_min}" + (f"..{n_max}" if n_max != n_min else "")
+                  + " replicates per configuration", fontsize=9)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120, format="png")
     plt.close(fig)

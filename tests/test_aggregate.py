@@ -12,7 +12,7 @@ import pytest
 from conftest import run_cli
 
 from agents.aggregate import improvement_interval, iqm, iqm_interval, probability_of_improvement, t_interval
-from agents.report import aggregate, markdown
+from agents.report import aggregate, is_config_column, markdown
 
 
 @pytest.mark.parametrize("scores, expected", [
@@ -86,6 +86,7 @@ def test_aggregate_groups_replicates_and_compares_the_best_with_each_other():
     jobs = jobs_of({"2": [s - 0.5 for s in best], "5": best, "4": [0.85, 0.85, 0.85, 0.85, 0.85]})
     table, notes = aggregate(jobs)
     assert list(table["vae.latent_dim"]) == ["5", "4", "2"] and list(table["n_seeds"]) == [5, 5, 5]
+    assert [c for c in table.columns if is_config_column(c)] == ["vae.latent_dim"]  # what the chart's labels show
     assert table.loc[0, "normalized_score_iqm"] == pytest.approx((0.8 + 0.9 + 0.95) / 3)  # 0.7 and 1.0 left out
     assert math.isnan(table.loc[0, "poi_best"])  # the best itself
     worst = table.loc[2]
