@@ -2,30 +2,36 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+# one stamp per set of extras installed: `make train` installs the project and its dev tools, `make test` adds
+# the sweep plugins (Ray, Optuna, submitit: pyproject.toml's extra "sweeps") to the same venv
+STAMP  := $(VENV)/.installed-dev
+STAMP_SWEEPS := $(VENV)/.installed-dev-sweeps
+comma  := ,
 
 .PHONY: venv train test sweep tensorboard bench lint clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(VENV)/.installed-%: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
-	touch $(STAMP)
+	$(PY) -m pip install --quiet -e ".[$(subst -,$(comma),$*)]"
+	touch $@
 
 train: $(STAMP)  ## the main job on the embedded synthetic catalog
 	$(PY) scripts/train.py $(ARGS)
 
-test: $(STAMP)  ## the test suite
+test: $(STAMP_SWEEPS)  ## the test suite (with the launcher and sweeper plugins)
 	$(PY) -m pytest $(ARGS)
 
 # The design's offline experiment: PPO learns from the propagated reward table, so the decay matters.
 SWEEP_SOURCE ?= env.reward_source=propagated
+# replicates of every configuration, e.g. SEEDS=0,1,2,3,4 (music-rl compare then gives IQM intervals)
+SEEDS ?=
 
-sweep: $(STAMP)  ## 18-job sweep: latent_dim x like_weight x decay, joblib launcher
+sweep: $(STAMP)  ## 18-job sweep: latent_dim x like_weight x decay (x SEEDS), joblib launcher
 	$(PY) scripts/train.py -m vae.latent_dim=2,4,5 reward.like_weight=10,100 \
-		reward.decay=linear,exponential,gaussian $(SWEEP_SOURCE) $(ARGS)
+		reward.decay=linear,exponential,gaussian $(SWEEP_SOURCE) $(if $(SEEDS),seed=$(SEEDS)) $(ARGS)
 
 tensorboard: $(STAMP)  ## every run and sweep job side by side
 	$(VENV)/bin/tensorboard --logdir outputs $(ARGS)

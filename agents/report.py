@@ -1,9 +1,11 @@
-"""Tables of results: one run's policies, and a whole sweep's configurations (``scripts/compare.py``)."""
+"""Tables of results: one run's policies, and a whole sweep's configurations over their replicates
+(``scripts/compare.py``; the interval estimates are :mod:`agents.aggregate`'s)."""
 
 from __future__ import annotations
 
 import json
 import math
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,8 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from scipy import stats
 
+from agents.aggregate import MIN_REPLICATES, improvement_interval, iqm_interval, t_interval
 from agents.evaluate import normalized_score
 from envs.errors import RunFolderError
 
@@ -27,6 +29,17 @@ POLICY_COLUMNS = (
     "diversity",
     "mean_return",
 )
+# jobs that differ only in these are replicates of one configuration (a seed picks a listener too)
+REPLICATE_KEYS = ("seed", "listeners.seed")
+# the scores of a job: per configuration, the mean and its 95% interval, and the IQM and its bootstrap interval;
+# the probability of improvement on the first
+SCORES = ("normalized_score", "normalized_score_planner")
+# per configuration, the mean and its 95% interval of each of these; a job reports them all (compare_jobs.csv)
+COMPARED = (*SCORES, "greedy_normalized_score", "ppo_mean_reward", "ppo_like_rate")
+JOB_METRICS = (*COMPARED, "ppo_skip_rate", "ppo_coverage")
+# per configuration, from the best configuration (the highest IQM of SCORES[0]): P(best > it) on the same
+# replicates, its interval, and how many replicates the two share
+POI = "poi_best"
 
 
 def metrics_table(metrics: Mapping[str, Any]) -> str:
@@ -102,7 +115,7 @@ def _job_row(job: Path) -> dict[str, Any]:
         metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
         policies = metrics["policies"]
         row: dict[str, Any] = {"job": job.name, **job_overrides(job)}
-        row["normalized_score"] = metrics.get("normalized_score")
+        row.update({score: metrics[score] for score in SCORES if score in metrics})
         for key in ("mean_reward", "like_rate", "skip_rate", "coverage"):
             row[f"ppo_{key}"] = float(policies["ppo"][key])
         row["greedy_normalized_score"] = normalized_score(policies, "greedy", key="mean_expected_reward")
@@ -128,84 +141,153 @@ def collect_sweep(sweep_dir: Path) -> tuple[pd.DataFrame, list[str]]:
     return pd.DataFrame(rows), skipped
 
 
-def _mean_ci(values: pd.Series) -> tuple[float, float]:
-    v = values.astype(float).to_numpy()
-    if len(v) < 2:
-        return float(v.mean()), float("nan")
-    return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+def is_config_column(column: str) -> bool:
+    """Whether a column of :func:`collect_sweep`'s jobs or of :func:`aggregate`'s table names a configuration's
+    key (an override), rather than the job, its replicate or a figure."""
+    return (column not in ("job", "n_seeds", "n_paired", *REPLICATE_KEYS)
+            and not column.startswith((*JOB_METRICS, POI)))
 
 
-def aggregate(
-    jobs: pd.DataFrame,
-    metrics: tuple[str, ...] = (
-        "normalized_score",
-        "greedy_normalized_score",
-        "ppo_mean_reward",
-        "ppo_like_rate",
-    ),
-) -> pd.DataFrame:
-    """Group jobs by their swept values (all overrides but ``seed``); mean and 95% CI over seeds."""
-    swept = [
-        c
-        for c in jobs.columns
-        if c not in ("job", "seed", "greedy_normalized_score", "normalized_score")
-        and not c.startswith("ppo_")
-    ]
-    groups = jobs.groupby(swept, dropna=False, sort=False) if swept else [((), jobs)]
-    rows = []
-    for key, group in groups:
-        key = key if isinstance(key, tuple) else (key,)
-        row: dict[str, Any] = dict(zip(swept, key, strict=True))
-        row["n_seeds"] = len(group)
-        for metric in metrics:
-            row[metric], row[f"{metric}_ci95"] = _mean_ci(group[metric])
-        rows.append(row)
-    return pd.DataFrame(rows).sort_values("normalized_score", ascending=False, ignore_index=True)
+def replicate_ids(jobs: pd.DataFrame) -> pd.Series:
+    """Each job's replicate: its ``seed`` and ``listeners.seed`` overrides (``default`` where not given)."""
+    keys = [k for k in REPLICATE_KEYS if k in jobs.columns]
+    return jobs.apply(lambda job: " ".join(f"{k}={job[k] if pd.notna(job[k]) else 'default'}" for k in keys),
+                      axis=1) if keys else pd.Series("default", index=jobs.index)
+
+
+def _undefined_notes(jobs: pd.DataFrame, values: pd.DataFrame) -> list[str]:
+    """One note per metric that some jobs leave undefined (``null`` in metrics.json, or absent)."""
+    notes = []
+    for metric in values.columns:
+        missing = jobs.loc[values[metric].isna(), "job"].tolist()
+        if missing and len(missing) < len(jobs):
+            shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+            notes.append(f"{metric}: undefined in {len(missing)} of {len(jobs)} jobs ({shown}), left out of its "
+                         "figures")
+    return notes
+
+
+def _figures(values: pd.DataFrame) -> dict[str, float]:
+    """One configuration's figures over its replicates: mean and 95% half-width of every metric, IQM and its
+    interval of the scores; undefined values left out."""
+    nan = float("nan")
+    row: dict[str, float] = {}
+    for metric in values.columns:
+        v = values[metric].dropna().to_numpy()
+        row[metric], row[f"{metric}_ci95"] = t_interval(v) if len(v) else (nan, nan)
+        if metric in SCORES:
+            row[f"{metric}_iqm"], row[f"{metric}_iqm_lo"], row[f"{metric}_iqm_hi"] = (
+                iqm_interval(v) if len(v) else (nan, nan, nan))
+    return row
+
+
+def _improvement(best: pd.Series, other: pd.Series) -> dict[str, float]:
+    """P(best > other) on the replicates both have a score for (each indexed by replicate), its interval and
+    their number."""
+    both = pd.concat([best, other], axis=1, join="inner").dropna()
+    if both.empty:
+        return {POI: float("nan"), f"{POI}_lo": float("nan"), f"{POI}_hi": float("nan"), "n_paired": 0}
+    p, lo, hi = improvement_interval(both.iloc[:, 0].to_numpy(), both.iloc[:, 1].to_numpy())
+    return {POI: p, f"{POI}_lo": lo, f"{POI}_hi": hi, "n_paired": len(both)}
+
+
+def aggregate(jobs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Group jobs into configurations (every override but the replicate's, :data:`REPLICATE_KEYS`): per
+    configuration the mean and 95% interval of each metric over its replicates, the IQM and its stratified
+    bootstrap interval of the scores, and the probability that the best configuration (the highest IQM) beats it
+    on the same replicates. Sorted best first; with notes on what the figures leave out or cannot say."""
+    config = [c for c in jobs.columns if is_config_column(c)]
+    values = jobs[[m for m in COMPARED if m in jobs.columns]].astype(float)
+    notes = _undefined_notes(jobs, values)
+    replicate = replicate_ids(jobs)
+    groups = list(jobs.groupby(config, dropna=False, sort=False).groups.values()) if config else [jobs.index]
+    rows = [{**{c: jobs.at[index[0], c] for c in config}, "n_seeds": len(index), **_figures(values.loc[index])}
+            for index in groups]
+    score = SCORES[0]
+    by_replicate = [values.loc[index, score].groupby(replicate.loc[index]).mean() for index in groups]
+    iqms = np.array([row[f"{score}_iqm"] for row in rows])
+    if np.isfinite(iqms).any():
+        best = int(np.nanargmax(iqms))
+        for i, row in enumerate(rows):
+            row.update(_improvement(by_replicate[best], by_replicate[i]) if i != best else {})
+    table = pd.DataFrame(rows).sort_values(f"{score}_iqm", ascending=False, ignore_index=True, na_position="last")
+    fewest = int(table["n_seeds"].min())
+    if fewest < MIN_REPLICATES:
+        few = int((table["n_seeds"] < MIN_REPLICATES).sum())
+        notes.append(f"{few} of {len(table)} configurations have fewer than {MIN_REPLICATES} replicates (fewest: "
+                     f"{fewest}): their IQM is the mean or nearly, and the bootstrap intervals and probabilities of "
+                     "improvement say little; run more seeds (make sweep SEEDS=0,1,2,3,4)")
+    unpaired = int((table["n_paired"] == 0).sum()) if "n_paired" in table else 0
+    if unpaired:
+        notes.append(f"{POI}: {unpaired} configuration(s) share no replicate (seed, listeners.seed) with the best "
+                     "one: no probability of improvement for them")
+    return table, notes
+
+
+def _cell(value: Any) -> str:
+    """A plain cell: a missing value as a dash, a whole number without decimals."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _interval_cell(value: float, lo: float, hi: float) -> str:
+    return "–" if math.isnan(value) else f"{value:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
 def markdown(table: pd.DataFrame) -> str:
-    """The aggregated table as Markdown, metrics as ``mean ± ci``."""
-    metric_cols = [c for c in table.columns if f"{c}_ci95" in table.columns]
-    plain = [c for c in table.columns if c not in metric_cols and not c.endswith("_ci95")]
-    header = plain + metric_cols
+    """The aggregated table as Markdown: means as ``mean ± half-width``, IQMs and probabilities of improvement
+    as ``value [lo, hi]``, the best configuration's own probability as a dash."""
+    helpers = {c for c in table.columns for base in table.columns
+               if c in (f"{base}_ci95", f"{base}_lo", f"{base}_hi")}
+    header = [c for c in table.columns if c not in helpers]
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for _, row in table.iterrows():
-        cells = [str(row[c]) for c in plain]
-        for c in metric_cols:
-            ci = row[f"{c}_ci95"]
-            cells.append(f"{row[c]:.3f}" + (f" ± {ci:.3f}" if math.isfinite(ci) else ""))
+        cells = []
+        for c in header:
+            if f"{c}_ci95" in table.columns:
+                ci = row[f"{c}_ci95"]
+                cells.append("–" if math.isnan(row[c]) else
+                             f"{row[c]:.3f}" + (f" ± {ci:.3f}" if math.isfinite(ci) else ""))
+            elif f"{c}_lo" in table.columns:
+                cells.append(_interval_cell(row[c], row[f"{c}_lo"], row[f"{c}_hi"]))
+            else:
+                cells.append(_cell(row[c]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def score_chart(table: pd.DataFrame, path: Path) -> None:
-    """PNG bar chart of normalized_score (± 95% CI) per configuration."""
+    """PNG chart of normalized_score per configuration: the mean (bar) with its 95% interval, the IQM (diamond)
+    with its bootstrap interval, greedy's mean marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    swept = [
-        c
-        for c in table.columns
-        if not c.endswith("_ci95")
-        and c
-        not in ("n_seeds", "normalized_score", "greedy_normalized_score", "ppo_mean_reward", "ppo_like_rate")
-    ]
-    labels = [
-        ", ".join(f"{c.split('.')[-1]}={row[c]}" for c in swept) or "default" for _, row in table.iterrows()
-    ]
-    errs = np.nan_to_num(table["normalized_score_ci95"].to_numpy(dtype=float))
-    fig, ax = plt.subplots(figsize=(8, max(3, 0.35 * len(table) + 1)))
+    config = [c for c in table.columns if is_config_column(c)]
+    labels = [textwrap.shorten(", ".join(f"{c.split('.')[-1]}={row[c]}" for c in config) or "default", 70,
+                               placeholder=" ...") for _, row in table.iterrows()]
+    score = SCORES[0]
     y = np.arange(len(table))
-    ax.barh(y, table["normalized_score"], xerr=errs, capsize=3, color="C0", label="ppo")
-    ax.scatter(table["greedy_normalized_score"], y, color="C3", marker="|", s=200, label="greedy", zorder=3)
+    iqm = table[f"{score}_iqm"].to_numpy(dtype=float)
+    iqm_err = np.abs(np.vstack([iqm - table[f"{score}_iqm_lo"], table[f"{score}_iqm_hi"] - iqm]))
+    fig, ax = plt.subplots(figsize=(8, max(3.5, 0.45 * len(table) + 1.5)))
+    ax.barh(y, table[score], xerr=np.nan_to_num(table[f"{score}_ci95"].to_numpy(dtype=float)), capsize=3,
+            color="C0", alpha=0.6, label="ppo mean (95% t-interval)")
+    ax.errorbar(iqm, y + 0.2, xerr=np.nan_to_num(iqm_err), fmt="D", color="C1", capsize=3, ms=5,
+                label="ppo IQM (95% bootstrap interval)")
+    ax.scatter(table["greedy_normalized_score"], y, color="C3", marker="|", s=200, label="greedy mean", zorder=3)
     ax.set_yticks(y, labels, fontsize=7)
     ax.invert_yaxis()
     ax.axvline(0, color="k", lw=0.8)
     ax.axvline(1, color="k", lw=0.8, ls="--")
-    ax.set_xlabel("normalized_score (0 = random, 1 = oracle)")
-    ax.legend(loc="lower right")
+    n_min, n_max = table["n_seeds"].min(), table["n_seeds"].max()
+    ax.set_xlabel(f"{score} (0 = random, 1 = oracle), {n_min}" + (f"..{n_max}" if n_max != n_min else "")
+                  + " replicates per configuration", fontsize=9)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120, format="png")
     plt.close(fig)

@@ -1,10 +1,17 @@
-"""``music-rl compare``: the jobs of a sweep side by side, one row per configuration, seeds aggregated.
+"""``music-rl compare``: the jobs of a sweep side by side, one row per configuration, replicates aggregated.
 
     music-rl compare outputs/sweeps/<date>/<time>          # the same: sweep_dir=outputs/sweeps/<date>/<time>
 
-Prints a Markdown table sorted by normalized_score, writes ``compare.csv`` (one row per configuration),
-``compare_jobs.csv`` (one row per job) and ``compare.png`` (normalized_score per configuration, greedy marked)
-into the sweep folder.
+Jobs that differ only in ``seed`` and ``listeners.seed`` are replicates of one configuration (a seed picks a
+listener too). Per configuration: the mean of every metric with its 95% Student-t interval; the interquartile mean
+(IQM) of normalized_score with its 95% stratified-bootstrap interval; ``poi_best``, the probability that the best
+configuration (the highest IQM) scores higher than this one on the same replicate, with its paired-bootstrap
+interval (Agarwal et al., NeurIPS 2021; :mod:`agents.aggregate`). Notes follow the table: undefined scores left
+out, fewer than 5 replicates (when the IQM and the intervals say little).
+
+Prints a Markdown table sorted by IQM, writes ``compare.csv`` (one row per configuration), ``compare_jobs.csv``
+(one row per job) and ``compare.png`` (normalized_score per configuration: the mean and the IQM with their
+intervals, greedy marked) into the sweep folder.
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ class CompareConfig:
     """the sweep folder (outputs/sweeps/<date>/<time>); a bare argument stands for it"""
 
 
-app = App("compare", CompareConfig, "the jobs of a sweep side by side, seeds aggregated", positional="sweep_dir")
+app = App("compare", CompareConfig, "the jobs of a sweep side by side, replicates aggregated with intervals",
+          positional="sweep_dir")
 
 
 @hydra.main(version_base="1.3", config_path=app.config_path, config_name=app.name)
@@ -43,8 +51,10 @@ def main(raw: DictConfig) -> None:
     jobs, skipped = collect_sweep(sweep)
     for line in skipped:
         print(f"skipped {line}", file=sys.stderr)
-    table = aggregate(jobs)
+    table, notes = aggregate(jobs)
     print(markdown(table))
+    for note in notes:
+        print(f"note: {note}")
     with atomic_path(sweep / "compare.csv") as tmp:
         table.to_csv(tmp, index=False)
     with atomic_path(sweep / "compare_jobs.csv") as tmp:

@@ -8,6 +8,9 @@
   syntax, a config group option that does not exist, a value of the wrong type) → one line built from the
   exception's own fields (the key, the override), exit 2; ``HYDRA_FULL_ERROR=1`` in the environment shows
   Hydra's full report instead;
+- a launcher or sweeper plugin that is not installed (``hydra/launcher=ray_local`` without hydra-ray-launcher,
+  or without the ray it imports) → one line naming it and ``pip install -e ".[sweeps]"``, exit 2; a launcher
+  that cannot reach its cluster (``hydra/launcher=ray_cluster`` with no Ray running there) → one line, exit 2;
 - SIGTERM / SIGINT → ``interrupted: ...`` and exit ``128 + signal`` (PPO training saves a checkpoint first:
   :class:`agents.callbacks.CheckpointCallback`); files already written are complete, being atomic.
 
@@ -184,6 +187,40 @@ def first_line(text: str) -> str:
     return ""
 
 
+# the Hydra plugins of pyproject.toml's extra "sweeps": the configs each one provides, and the modules it imports
+_PLUGINS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "hydra-ray-launcher": (("hydra/launcher/ray",), ("ray", "hydra_plugins.hydra_ray_launcher")),
+    "hydra-submitit-launcher": (("hydra/launcher/submitit_local", "hydra/launcher/submitit_slurm"),
+                                ("submitit", "hydra_plugins.hydra_submitit_launcher")),
+    "hydra-optuna-sweeper": (("hydra/sweeper/optuna",), ("optuna", "hydra_plugins.hydra_optuna_sweeper")),
+}
+INSTALL_PLUGINS = 'pip install -e ".[sweeps]" (the launcher and sweeper plugins)'
+
+
+def _chain(err: BaseException) -> Iterator[BaseException]:
+    """``err`` and the exceptions it was raised from or while handling, innermost last."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        yield err
+        err = err.__cause__ or err.__context__
+
+
+def missing_plugin_line(err: BaseException) -> str | None:
+    """One line for a launcher or sweeper plugin that is not installed (Hydra misses its config, or it misses a
+    module it imports), or None when ``err`` is about something else."""
+    from hydra.errors import MissingConfigException
+
+    for exc in _chain(err):
+        for plugin, (configs, modules) in _PLUGINS.items():
+            if isinstance(exc, MissingConfigException) and exc.missing_cfg_file in configs:
+                return f"{exc.missing_cfg_file}: the Hydra plugin {plugin} is not installed; {INSTALL_PLUGINS}"
+            name = exc.name if isinstance(exc, ImportError) else None
+            if name and any(name == m or name.startswith(f"{m}.") for m in modules):
+                return f"{plugin}: cannot import {name}, not installed; {INSTALL_PLUGINS}"
+    return None
+
+
 def hydra_error_line(err: BaseException, keys: Callable[[], list[str]]) -> str:
     """One line for a Hydra composition or override error, from the exception's own fields.
 
@@ -192,6 +229,9 @@ def hydra_error_line(err: BaseException, keys: Callable[[], list[str]]) -> str:
     from hydra.errors import MissingConfigException, OverrideParseException
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+    plugin = missing_plugin_line(err)
+    if plugin is not None:
+        return plugin
     if isinstance(err, OverrideParseException):
         return (f"override {err.override!r}: {first_line(err.message)} (Hydra's override grammar: key=value; "
                 "quote a value holding , = [ ] or spaces: 'key=\"a, b\"'; key=a,b sweeps with -m)")
@@ -243,6 +283,16 @@ def run_hydra(main: Callable[[], Any], keys: Callable[[], list[str]]) -> None:
         fail(f"interrupted by {signal.Signals(stop.signum).name}", 128 + stop.signum)
     except BrokenPipeError:  # --help or --cfg into a reader that stopped early
         reader_gone()
+    except ImportError as err:  # a launcher or sweeper plugin importing what is not installed
+        line = None if inside_job(err) else missing_plugin_line(err)
+        if line is None:
+            raise
+        fail(line)
+    except ConnectionError as err:  # a launcher that cannot reach its cluster (hydra/launcher=ray_cluster)
+        if inside_job(err):
+            raise
+        fail(f"the sweep's launcher cannot reach its cluster: {first_line(str(err))} (hydra/launcher=ray_cluster: "
+             "start Ray there, or give hydra.launcher.ray.init.address=<head>:<port>)")
     except OSError as err:  # Hydra creating the output folder or writing .hydra/ and the job's log
         line = os_error_line(err)
         if line is None:

@@ -15,7 +15,7 @@ from cli.errors import fail
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("cli.train", "train a run: catalog -> VAE -> world -> PPO -> evaluation, into a run folder"),
     "evaluate": ("cli.evaluate", "evaluate a saved run again against ground-truth simulated listeners"),
-    "compare": ("cli.compare", "the jobs of a sweep side by side, seeds aggregated"),
+    "compare": ("cli.compare", "the jobs of a sweep side by side, replicates aggregated with intervals"),
     "recommend": ("cli.recommend", "a session of next tracks from a saved run (cold start, fine-tune)"),
     "finetune": ("cli.finetune", "fine-tune a saved run from new feedback (writes the next model version)"),
     "simulate": ("cli.simulate", "the online-learning loop against a frozen policy, for a simulated listener"),

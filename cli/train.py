@@ -6,9 +6,11 @@
     music-rl train --config-dir <run>/.hydra --config-name config   # reproduce a run
     music-rl train hydra.run.dir=<run> resume=true   # continue PPO from the last checkpoint
 
-Returns normalized_score to Hydra (for sweepers such as Optuna). Exit status: 0 done; 2 an error the user
-can fix (one ``error:`` line: config, data, run folder, unwritable or full output folder); 128 + signal when
-SIGTERM/SIGINT stopped it (143/130; during PPO after saving a checkpoint that ``resume=true`` continues).
+Returns normalized_score to Hydra (for sweepers such as Optuna); None when it is undefined, which Optuna's sweeper
+records as a failed trial before going on with the study (a NaN would stop the study with a traceback).
+Exit status: 0 done; 2 an error the user can fix (one ``error:`` line: config, data, run folder, unwritable or
+full output folder, a launcher or sweeper plugin not installed); 128 + signal when SIGTERM/SIGINT stopped it
+(143/130; during PPO after saving a checkpoint that ``resume=true`` continues).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ app = App("train", TrainConfig, "train a run: catalog -> VAE -> world -> PPO -> 
 
 @hydra.main(version_base="1.3", config_path=app.config_path, config_name=app.name)
 @user_errors_exit
-def main(raw: DictConfig) -> float:
+def main(raw: DictConfig) -> float | None:
     """Validate the config, run the pipeline, report where the run is."""
     from agents.pipeline import TrainingInterrupted, run  # torch and SB3 load only once a job starts
 
@@ -55,7 +57,7 @@ def main(raw: DictConfig) -> float:
     if HydraConfig.get().mode.name == "RUN":
         print(f"\nrun folder: {run_dir}\nmetrics:    {run_dir / 'metrics.json'}\n"
               f"TensorBoard: .venv/bin/tensorboard --logdir {run_dir}   (every run: make tensorboard)")
-    return float("nan") if score is None else score  # for sweepers (Optuna): an undefined score fails the trial
+    return score  # for sweepers (Optuna): None fails the trial (a NaN would make its sweeper raise)
 
 
 if __name__ == "__main__":
