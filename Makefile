@@ -21,8 +21,8 @@ $(VENV)/.installed-%: pyproject.toml
 train: $(STAMP)  ## the main job on the embedded synthetic catalog
 	$(PY) scripts/train.py $(ARGS)
 
-test: $(STAMP_SWEEPS)  ## the test suite (with the launcher and sweeper plugins)
-	$(PY) -m pytest $(ARGS)
+test: $(STAMP_SWEEPS)  ## the test suite (with the launcher and sweeper plugins), one worker per core
+	$(PY) -m pytest -n 2 --dist loadgroup $(ARGS)
 
 # The design's offline experiment: PPO learns from the propagated reward table, so the decay matters.
 SWEEP_SOURCE ?= env.reward_source=propagated

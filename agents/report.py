@@ -35,7 +35,7 @@ REPLICATE_KEYS = ("seed", "listeners.seed")
 # the probability of improvement on the first
 SCORES = ("normalized_score", "normalized_score_planner")
 # per configuration, the mean and its 95% interval of each of these; a job reports them all (compare_jobs.csv)
-COMPARED = (*SCORES, "greedy_normalized_score", "ppo_mean_reward", "ppo_like_rate")
+COMPARED = (*SCORES, "greedy_normalized_score", "ppo_mean_reward", "ppo_like_rate", "ppo_seconds")
 JOB_METRICS = (*COMPARED, "ppo_skip_rate", "ppo_coverage")
 # per configuration, from the best configuration (the highest IQM of SCORES[0]): P(best > it) on the same
 # replicates, its interval, and how many replicates the two share
@@ -119,6 +119,9 @@ def _job_row(job: Path) -> dict[str, Any]:
         for key in ("mean_reward", "like_rate", "skip_rate", "coverage"):
             row[f"ppo_{key}"] = float(policies["ppo"][key])
         row["greedy_normalized_score"] = normalized_score(policies, "greedy", key="mean_expected_reward")
+        info = job / "run_info.json"
+        row["ppo_seconds"] = (json.loads(info.read_text(encoding="utf-8"))["wall_time_s"].get("ppo")
+                              if info.is_file() else None)
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, yaml.YAMLError) as err:
         raise ValueError(f"broken metrics.json or overrides ({type(err).__name__}: {str(err)[:120]})") from None
     return row
@@ -222,6 +225,48 @@ def aggregate(jobs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         notes.append(f"{POI}: {unpaired} configuration(s) share no replicate (seed, listeners.seed) with the best "
                      "one: no probability of improvement for them")
     return table, notes
+
+
+def against_baseline(jobs: pd.DataFrame, baseline: Mapping[str, str]) -> pd.DataFrame:
+    """Every configuration against its baseline, paired by replicate: the baseline of a configuration is the one
+    with ``baseline``'s values for those keys and the configuration's own for the others. Per configuration:
+    the mean difference in normalized_score (it minus its baseline) with a 95% t-interval, and the mean ratio of
+    PPO's wall time (``run_info.json`` ``wall_time_s.ppo``) with its interval, over the replicates both have."""
+    config = [c for c in jobs.columns if is_config_column(c)]
+    missing = [k for k in baseline if k not in config]
+    if missing:
+        raise RunFolderError(f"baseline: {', '.join(missing)} is not a key the sweep's jobs vary "
+                             f"(they vary: {', '.join(config) or 'nothing'})")
+    keyed = jobs.assign(_replicate=replicate_ids(jobs))
+    is_base = np.logical_and.reduce([keyed[k].astype(str) == str(v) for k, v in baseline.items()])
+    others = [c for c in config if c not in baseline]
+    rows = []
+    for values, group in keyed[~is_base].groupby(config, dropna=False, sort=False):
+        values = values if isinstance(values, tuple) else (values,)
+        match = dict(zip(config, values, strict=True))
+        base = keyed[is_base & np.logical_and.reduce([keyed[k].astype(str) == str(match[k]) for k in others]
+                                                      or [np.ones(len(keyed), dtype=bool)])]
+        both = group.merge(base, on="_replicate", suffixes=("", "_base"))
+        diff = (both[SCORES[0]] - both[f"{SCORES[0]}_base"]).dropna().to_numpy(dtype=float)
+        ratio = (both["ppo_seconds"] / both["ppo_seconds_base"]).dropna().to_numpy(dtype=float)
+        row = {**match, "n_paired": len(both)}
+        for name, v in (("score_diff", diff), ("time_ratio", ratio)):
+            mean, half = t_interval(v) if len(v) else (float("nan"), float("nan"))
+            row.update({name: mean, f"{name}_lo": mean - half, f"{name}_hi": mean + half})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def frame_markdown(frame: pd.DataFrame, digits: int = 3) -> str:
+    """Any table as Markdown: numbers to ``digits`` decimals, missing values as dashes."""
+    def cell(value: Any) -> str:
+        if isinstance(value, float) and not math.isnan(value) and not value.is_integer():
+            return f"{value:.{digits}f}"
+        return _cell(value)
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|---" * len(frame.columns) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
 
 
 def _cell(value: Any) -> str:

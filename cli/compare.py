@@ -17,7 +17,7 @@ intervals, greedy marked) into the sweep folder.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import hydra
@@ -25,6 +25,7 @@ from omegaconf import MISSING, DictConfig
 
 from cli.app import App
 from cli.errors import user_errors_exit
+from envs.errors import ConfigError
 
 
 @dataclass
@@ -33,6 +34,10 @@ class CompareConfig:
 
     sweep_dir: str = MISSING
     """the sweep folder (outputs/sweeps/<date>/<time>); a bare argument stands for it"""
+    baseline: list[str] = field(default_factory=list)
+    """compare every configuration with a baseline, paired by seed: the baseline's key:value pairs, e.g.
+    [experiment:defaults_v1]; the mean difference in normalized_score and the ratio of PPO's wall time, with
+    95% intervals (compare_baseline.csv)"""
 
 
 app = App("compare", CompareConfig, "the jobs of a sweep side by side, replicates aggregated with intervals",
@@ -43,7 +48,8 @@ app = App("compare", CompareConfig, "the jobs of a sweep side by side, replicate
 @user_errors_exit
 def main(raw: DictConfig) -> None:
     """Collect, aggregate, print and save."""
-    from agents.report import aggregate, collect_sweep, markdown, score_chart
+    from agents.ope_accuracy import ope_accuracy, ope_pairs
+    from agents.report import against_baseline, aggregate, collect_sweep, frame_markdown, markdown, score_chart
     from envs.atomic import atomic_path
 
     args: CompareConfig = app.typed(raw)
@@ -61,6 +67,17 @@ def main(raw: DictConfig) -> None:
         jobs.to_csv(tmp, index=False)
     with atomic_path(sweep / "compare.png") as tmp:
         score_chart(table, tmp)
+    pairs = [item.partition(":") for item in args.baseline]
+    if any(not sep or not key for key, sep, _ in pairs):
+        raise ConfigError(f"baseline={args.baseline}: give key:value pairs, e.g. [experiment:defaults_v1]")
+    baseline = {key: value for key, _, value in pairs}
+    extra = {"compare_baseline.csv": against_baseline(jobs, baseline) if baseline else None,
+             "ope_accuracy.csv": ope_accuracy(ope_pairs(sweep))}
+    for name, frame in extra.items():
+        if frame is not None and not frame.empty:
+            print(f"\n{name}:\n{frame_markdown(frame)}")
+            with atomic_path(sweep / name) as tmp:
+                frame.to_csv(tmp, index=False)
     print(f"\n{len(jobs)} jobs ({len(skipped)} skipped), {len(table)} configurations -> {sweep / 'compare.csv'}, "
           f"{sweep / 'compare.png'}")
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from conftest import ROOT, TINY, run_cli
 
-pytestmark = pytest.mark.slow  # runs whole commands (seconds each), though none trains
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sweeps")]  # one worker: Ray instances never overlap
 
 OPTUNA_TINY = "+experiment=[optuna_ppo,tiny]"  # conf/experiment/optuna_ppo.yaml on the tests' budget
 # what `pip install -e ".[dev]"` without the extra "sweeps" leaves out, shown by hiding it from the import system

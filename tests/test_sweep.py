@@ -19,7 +19,7 @@ import pytest
 import yaml
 from conftest import ROOT, TINY, run_cli
 
-pytestmark = pytest.mark.slow  # trains (a tiny budget, still seconds per test)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sweeps")]  # one worker: Ray instances never overlap
 
 SEEDS = (0, 1)
 # Ray on this machine's loopback only (its node address 127.0.0.1, not the network's), no usage statistics, no
