@@ -65,6 +65,10 @@ def validate_data(cfg: DataConfig) -> None:
     _choice("data.normalisation", cfg.normalisation, ("physical", "minmax"))
     if cfg.source == "csv":
         _require("data.path", cfg.path, bool(cfg.path), "a CSV path is required when data.source=csv")
+    else:
+        _require("data.path", cfg.path, not cfg.path, "is set but data.source=synthetic: add data=csv to read it")
+    _require("data.delimiter", cfg.delimiter, cfg.delimiter is None or len(cfg.delimiter) == 1,
+             "must be null (sniffed) or one character, e.g. ';' or a tab")
     _require("data.n_tracks", cfg.n_tracks, cfg.n_tracks >= 10, "must be an integer >= 10")
     check_seed("data.seed", cfg.seed)
 
@@ -101,11 +105,13 @@ def validate_ppo(cfg: PPOConfig, observation: str) -> None:
         cfg.batch_size <= cfg.n_steps * cfg.n_envs,
         f"must be <= ppo.n_steps * ppo.n_envs = {cfg.n_steps * cfg.n_envs}",
     )
-    _require("ppo.learning_rate", cfg.learning_rate, cfg.learning_rate > 0, "must be > 0")
+    _require("ppo.learning_rate", cfg.learning_rate, 0 < cfg.learning_rate <= 1, "must be in (0, 1]")
     for key in ("gamma", "gae_lambda"):
         _require(f"ppo.{key}", getattr(cfg, key), 0 <= getattr(cfg, key) <= 1, "must be in [0, 1]")
-    _require("ppo.clip_range", cfg.clip_range, cfg.clip_range > 0, "must be > 0")
-    _require("ppo.ent_coef", cfg.ent_coef, cfg.ent_coef >= 0, "must be >= 0")
+    _require("ppo.clip_range", cfg.clip_range, 0 < cfg.clip_range <= 10, "must be in (0, 10]")
+    for key in ("ent_coef", "vf_coef"):
+        _require(f"ppo.{key}", getattr(cfg, key), 0 <= getattr(cfg, key) <= 1e3, "must be in [0, 1000]")
+    _require("ppo.max_grad_norm", cfg.max_grad_norm, 0 < cfg.max_grad_norm <= 1e6, "must be in (0, 1e6]")
     for key in ("net_arch", "scorer_arch"):
         arch = list(getattr(cfg, key))
         _require(f"ppo.{key}", arch, all(w >= 1 for w in arch), "must be a list of positive layer widths")
@@ -122,6 +128,8 @@ def validate_eval(cfg: EvalConfig) -> None:
         "eval.periodic_episodes", cfg.periodic_episodes, cfg.periodic_episodes >= 2, "must be an integer >= 2"
     )
     _require("eval.eval_freq", cfg.eval_freq, cfg.eval_freq >= 0, "must be an integer >= 0 (0: off)")
+    _require("eval.plateau_patience", cfg.plateau_patience, cfg.plateau_patience >= 1, "must be an integer >= 1")
+    _require("eval.plateau_delta", cfg.plateau_delta, 0 <= cfg.plateau_delta < float("inf"), "must be a number >= 0")
     _require("eval.ope_log_steps", cfg.ope_log_steps, cfg.ope_log_steps >= 0, "must be an integer >= 0 (0: off)")
     _require("eval.ope_epsilon", cfg.ope_epsilon, 0 < cfg.ope_epsilon <= 1,
              "must be in (0, 1] (every candidate needs a non-zero probability)")
@@ -143,6 +151,11 @@ def validate(cfg: TrainConfig) -> None:
     cfg.env.validate(cfg.data.n_tracks if cfg.data.source == "synthetic" else None)
     validate_ppo(cfg.ppo, cfg.env.observation)
     validate_eval(cfg.eval)
+    if cfg.eval.protocol == "population":
+        held = min(round(cfg.listeners.held_out_fraction * cfg.listeners.population), cfg.listeners.population - 1)
+        _require("listeners.held_out_fraction", cfg.listeners.held_out_fraction, held >= 1,
+                 f"eval.protocol=population holds out no listener of listeners.population="
+                 f"{cfg.listeners.population}: raise it or the population")
     if cfg.data.source == "synthetic":
         _require(
             "reward.n_clusters",

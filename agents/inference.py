@@ -69,7 +69,13 @@ def load_run(run_dir: str | Path, version: int | None = None) -> LoadedRun:
             raise RunFolderError(f"{table}: missing (the reward table of "
                                  f"{model_path(run_dir, version).name})")
         world = dataclasses.replace(world, reward_table=np.load(table, allow_pickle=False))
-    return LoadedRun(run_dir, cfg, world, load_policy(model_path(run_dir, version)), version)
+    policy = load_policy(model_path(run_dir, version))
+    expected = MusicRecEnv(world, dataclasses.replace(cfg.env, start_track=None)).observation_space.shape
+    if policy.observation_space.shape != expected:  # every command that loads a run: checked before any work
+        raise RunFolderError(f"{model_path(run_dir, version)}: the policy reads observations of shape "
+                             f"{policy.observation_space.shape} but the run's world and config give {expected} "
+                             "(a model of another run?)")
+    return LoadedRun(run_dir, cfg, world, policy, version)
 
 
 def track_label(tracks: pd.DataFrame, i: int) -> str:
@@ -155,14 +161,8 @@ def check_length(run: LoadedRun, length: int) -> None:
 def session_env(run: LoadedRun, length: int) -> MusicRecEnv:
     """The run's env, on the propagated reward table, for a session of ``length`` recommendations."""
     check_length(run, length)
-    env = MusicRecEnv(run.world, dataclasses.replace(run.cfg.env, reward_source="propagated",
-                                                     session_length=length, start_track=None))
-    expected, got = run.policy.observation_space.shape, env.observation_space.shape
-    if expected != got:
-        raise RunFolderError(f"{model_path(run.run_dir, run.version)}: the policy reads observations of "
-                             f"shape {expected} but the run's env gives {got} (a run of another music-rl "
-                             "version?)")
-    return env
+    return MusicRecEnv(run.world, dataclasses.replace(run.cfg.env, reward_source="propagated",
+                                                      session_length=length, start_track=None))
 
 
 def _track_fields(tracks: pd.DataFrame, i: int) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import logging
 import pickle
 import re
@@ -321,6 +322,8 @@ def _run(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
         if not resuming:  # checkpoints of an earlier run in this folder must never be resumed on a new world
             for old in (run_dir / "checkpoints").glob("ppo_*_steps.zip"):
                 old.unlink()
+        if resuming and (run_dir / "run_info.json").is_file():  # what the first part of the run recorded
+            info.data["before_resume"] = json.loads((run_dir / "run_info.json").read_text(encoding="utf-8"))
         world = load_run_world(run_dir) if resuming else build_run_world(cfg, run_dir, logger, info)
         if world.latents.shape[1] != cfg.vae.latent_dim:
             raise RunFolderError(f"{run_dir / 'world'}: latents have d={world.latents.shape[1]} but "
@@ -374,7 +377,8 @@ def reevaluate(run_dir: Path, cfg: TrainConfig) -> dict[str, Any]:
     """
     world = load_run_world(run_dir)
     encoder = load_encoder(run_dir / "vae.pt")
-    if not np.allclose(encoder.transform(world.features), world.latents, atol=1e-4):
+    latents = encoder.transform(world.features)
+    if latents.shape != world.latents.shape or not np.allclose(latents, world.latents, atol=1e-4):
         raise RunFolderError(f"{run_dir / 'vae.pt'}: does not encode world/features.npy to world/latents.npy "
                              "(the VAE of another run?)")
     model = load_model(run_dir / "ppo.zip")

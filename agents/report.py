@@ -31,6 +31,8 @@ POLICY_COLUMNS = (
 )
 # jobs that differ only in these are replicates of one configuration (a seed picks a listener too)
 REPLICATE_KEYS = ("seed", "listeners.seed")
+# overrides that say how a job ran, not what it is: never a configuration's key
+HOW_KEYS = ("resume", "overwrite")
 # the scores of a job: per configuration, the mean and its 95% interval, and the IQM and its bootstrap interval;
 # the probability of improvement on the first
 SCORES = ("normalized_score", "normalized_score_planner")
@@ -94,9 +96,18 @@ def _shown(metrics: Mapping[str, Any], key: str) -> str:
 
 
 def job_overrides(job_dir: Path) -> dict[str, str]:
-    """The command-line overrides of a run or sweep job (``.hydra/overrides.yaml``), key → value as typed."""
+    """The command-line overrides of a run or sweep job (``.hydra/overrides.yaml``), key → value as typed.
+
+    Raises:
+        ValueError: the file is missing or is not a YAML list of overrides (a broken job folder).
+    """
     path = job_dir / ".hydra" / "overrides.yaml"
-    items = yaml.safe_load(path.read_text()) if path.is_file() else []
+    try:
+        items = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ValueError(f"{path.name}: missing or unreadable ({type(err).__name__})") from None
+    if not isinstance(items, list | None):
+        raise ValueError(f"{path.name}: not a list of overrides")
     out = {}
     for item in items or []:
         key, _, value = str(item).partition("=")
@@ -115,7 +126,9 @@ def _job_row(job: Path) -> dict[str, Any]:
         metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
         policies = metrics["policies"]
         row: dict[str, Any] = {"job": job.name, **job_overrides(job)}
-        row.update({score: metrics[score] for score in SCORES if score in metrics})
+        row.update({score: None if metrics[score] is None else float(metrics[score])
+                    for score in SCORES if score in metrics})
+        row["score_reason"] = "; ".join(metrics[f"{s}_reason"] for s in SCORES if f"{s}_reason" in metrics)
         for key in ("mean_reward", "like_rate", "skip_rate", "coverage"):
             row[f"ppo_{key}"] = float(policies["ppo"][key])
         row["greedy_normalized_score"] = normalized_score(policies, "greedy", key="mean_expected_reward")
@@ -123,7 +136,8 @@ def _job_row(job: Path) -> dict[str, Any]:
         row["ppo_seconds"] = (json.loads(info.read_text(encoding="utf-8"))["wall_time_s"].get("ppo")
                               if info.is_file() else None)
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, yaml.YAMLError) as err:
-        raise ValueError(f"broken metrics.json or overrides ({type(err).__name__}: {str(err)[:120]})") from None
+        raise ValueError(f"broken metrics.json, run_info.json or overrides ({type(err).__name__}: "
+                         f"{(str(err).strip().splitlines() or [''])[0][:120]})") from None
     return row
 
 
@@ -147,7 +161,7 @@ def collect_sweep(sweep_dir: Path) -> tuple[pd.DataFrame, list[str]]:
 def is_config_column(column: str) -> bool:
     """Whether a column of :func:`collect_sweep`'s jobs or of :func:`aggregate`'s table names a configuration's
     key (an override), rather than the job, its replicate or a figure."""
-    return (column not in ("job", "n_seeds", "n_paired", *REPLICATE_KEYS)
+    return (column not in ("job", "score_reason", "n_seeds", "n_paired", *REPLICATE_KEYS, *HOW_KEYS)
             and not column.startswith((*JOB_METRICS, POI)))
 
 
@@ -159,10 +173,16 @@ def replicate_ids(jobs: pd.DataFrame) -> pd.Series:
 
 
 def _undefined_notes(jobs: pd.DataFrame, values: pd.DataFrame) -> list[str]:
-    """One note per metric that some jobs leave undefined (``null`` in metrics.json, or absent)."""
+    """One note per metric that some jobs leave undefined (``null`` in metrics.json, with its reason there, or
+    absent)."""
     notes = []
     for metric in values.columns:
         missing = jobs.loc[values[metric].isna(), "job"].tolist()
+        if missing and metric in SCORES:
+            why = {r for r, m in zip(jobs["score_reason"], values[metric].isna(), strict=True) if m and r}
+            notes.append(f"{metric}: undefined in {len(missing)} of {len(jobs)} jobs ({', '.join(missing[:3])}"
+                         f"{' ...' if len(missing) > 3 else ''}){': ' + '; '.join(sorted(why)) if why else ''}")
+            continue
         if missing and len(missing) < len(jobs):
             shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
             notes.append(f"{metric}: undefined in {len(missing)} of {len(jobs)} jobs ({shown}), left out of its "

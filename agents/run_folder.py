@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
 from filelock import FileLock, Timeout
 from omegaconf import OmegaConf
 
@@ -106,6 +107,14 @@ def held_run(run_dir: Path) -> str | None:
     return f"{kind} ({', '.join(present)}{extra})"
 
 
+def latest_steps(run_dir: Path) -> int | None:
+    """The most timesteps a checkpoint of the run folder holds (``checkpoints/ppo_<n>_steps.zip``), or None."""
+    from agents.models import latest_checkpoint
+
+    newest = latest_checkpoint(run_dir / "checkpoints")
+    return int(newest.name.split("_")[1]) if newest is not None else None
+
+
 def move_aside(run_dir: Path) -> Path:
     """Rename ``run_dir`` to a sibling ``<name>.replaced-<UTC time>`` (deleting nothing); the new path."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
@@ -128,9 +137,12 @@ def resume_differences(run_dir: Path, config: dict[str, Any]) -> list[str]:
     """The keys (outside :data:`SAFE_ON_RESUME`) whose value in ``config`` differs from the run's saved
     ``.hydra/config.yaml``, as ``key: saved -> new``."""
     saved_path = run_dir / ".hydra" / "config.yaml"
-    if not saved_path.is_file():
-        return []
-    saved = _flat(OmegaConf.to_container(OmegaConf.load(saved_path)))
+    try:
+        saved = _flat(OmegaConf.to_container(OmegaConf.load(saved_path)))
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        raise RunFolderError(f"{saved_path}: {'missing' if not saved_path.is_file() else 'unreadable'}: the run's "
+                             f"config cannot be checked against this one ({type(err).__name__}); resume needs it"
+                             ) from None
     new = _flat(config)
     keys = sorted((set(saved) | set(new)) - set(SAFE_ON_RESUME))
     return [f"{key}: {saved.get(key)!r} -> {new.get(key)!r}" for key in keys if saved.get(key) != new.get(key)]
@@ -150,7 +162,14 @@ def claim(run_dir: Path, config: dict[str, Any], resume: bool, overwrite: bool) 
         what = held_run(run_dir)
         if what is None:
             return stack
+        if resume and overwrite:
+            raise RunFolderError("resume=true and overwrite=true: choose one (continue the run, or move it aside)")
         if resume:
+            trained = latest_steps(run_dir)
+            asked = int(config.get("ppo", {}).get("total_timesteps", 0))
+            if trained is not None and asked < trained:
+                raise RunFolderError(f"{run_dir}: resume=true with ppo.total_timesteps={asked}, below the {trained} "
+                                     "steps already trained: ask for more steps, or start a new run")
             differ = resume_differences(run_dir, config)
             if differ:
                 raise RunFolderError(f"{run_dir}: resume=true with another config: {'; '.join(differ[:5])}"
@@ -168,3 +187,33 @@ def claim(run_dir: Path, config: dict[str, Any], resume: bool, overwrite: bool) 
     stack.close()
     logging.getLogger(__name__).warning("overwrite=true: %s moved aside to %s (nothing deleted)", run_dir, moved)
     return _acquire_new(run_dir)
+
+
+def run_folder_of(path: Path) -> Path | None:
+    """The run folder ``path`` is in (the nearest folder above it with ``.hydra/config.yaml``), or None."""
+    for folder in Path(path).resolve().parents:
+        if (folder / ".hydra" / "config.yaml").is_file():
+            return folder
+    return None
+
+
+def check_output(path: Path, own: tuple[str, ...] = ()) -> Path | None:
+    """Refuse an output ``path`` that cannot be written (a file on the way to it) or that would replace a run
+    folder's artifact: a file of its ``.hydra``, ``world``, ``checkpoints``, ``tb`` or ``online`` folders, or
+    any existing file of it but the command's ``own`` outputs. Returns the run folder the output is in (to
+    write it under that folder's lock), or None.
+
+    Raises:
+        RunFolderError: naming the path and what to do.
+    """
+    for above in Path(path).resolve().parents:
+        if above.exists() and not above.is_dir():
+            raise RunFolderError(f"{path}: {above} is a file, not a folder; choose another path")
+    folder = run_folder_of(path)
+    if folder is None:
+        return None
+    inside = Path(path).resolve().relative_to(folder)
+    if inside.parts[0] in (".hydra", "world", "checkpoints", "tb", "online") or (
+            Path(path).exists() and inside.name not in own):
+        raise RunFolderError(f"{path}: would replace a file of the run folder {folder}; choose another path")
+    return folder

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from agents.seeding import check_seed
@@ -37,6 +37,9 @@ from envs.errors import ConfigError
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 MULTIRUN_FLAGS = ("-m", "--multirun")
+# Hydra's flags that take the next argument as their value (never a positional argument of a command)
+VALUE_FLAGS = ("--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir",
+               "-cd", "--info", "-i", "--experimental-rerun")
 
 
 STDERR_LOGGING = {  # the log records of a command with no output folder: to stderr, no log file
@@ -94,16 +97,22 @@ class App:
                               f"(music-rl {self.name} --help)") from None
         except OmegaConfBaseException as err:
             raise ConfigError(f"{err.full_key}: {first_line(str(err))}") from None
-        for field in dataclasses.fields(self.schema):  # every command's seeds: 0 <= seed < 2**32
-            if field.name == "seed" or field.name.endswith("_seed"):
-                check_seed(field.name, getattr(typed, field.name))
+        for field in dataclasses.fields(self.schema):
+            value = getattr(typed, field.name)
+            if field.name == "seed" or field.name.endswith("_seed"):  # every command's seeds: 0 <= seed < 2**32
+                check_seed(field.name, value)
+            elif field.name == "lock_timeout" and not 0 <= value < float("inf"):
+                raise ConfigError(f"lock_timeout={value}: must be a number of seconds >= 0")
+            elif field.default is MISSING and isinstance(value, str) and not value.strip():
+                raise ConfigError(f"{field.name}: empty; give {field.name}=<a path> (music-rl {self.name} --help)")
         return typed
 
     def run(self, main: Callable[[], Any]) -> None:
         """Run the ``@hydra.main`` function ``main`` with the error policy (the console entry)."""
         if not self.multirun and any(arg in MULTIRUN_FLAGS for arg in sys.argv[1:]):
             fail(f"music-rl {self.name}: -m/--multirun is not supported (it does not sweep)")
-        bare = [i for i, arg in enumerate(sys.argv[1:], 1) if "=" not in arg and not arg.startswith("-")]
+        bare = [i for i, arg in enumerate(sys.argv[1:], 1) if "=" not in arg and not arg.startswith("-")
+                and sys.argv[i - 1] not in VALUE_FLAGS]
         if self.positional and len(bare) == 1:
             sys.argv[bare[0]] = f"{self.positional}={hydra_quote(sys.argv[bare[0]])}"
         try:

@@ -48,6 +48,10 @@ _WHY: dict[int, str] = {
     errno.EFBIG: "the file size limit was reached: raise it (ulimit -f) or write elsewhere",
     errno.ENAMETOOLONG: "the name is too long for the file system: shorten it (for a sweep with many "
                         "overrides: hydra.sweep.subdir='${hydra.job.num}')",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+    errno.EEXIST: "a part of the path is a file, not a folder: choose another path",
+    errno.EISDIR: "it is a folder: give a file's path",
+    errno.ENOENT: "no such file or folder: check the path",
 }
 
 
@@ -283,6 +287,10 @@ def run_hydra(main: Callable[[], Any], keys: Callable[[], list[str]]) -> None:
         fail(f"interrupted by {signal.Signals(stop.signum).name}", 128 + stop.signum)
     except BrokenPipeError:  # --help or --cfg into a reader that stopped early
         reader_gone()
+    except ValueError as err:  # Hydra reading the command line (flags that exclude each other, a number too long)
+        if inside_job(err):
+            raise
+        fail(f"command line: {first_line(str(err))}")
     except ImportError as err:  # a launcher or sweeper plugin importing what is not installed
         line = None if inside_job(err) else missing_plugin_line(err)
         if line is None:

@@ -52,7 +52,7 @@ def main(raw: DictConfig) -> None:
     from agents.config import load_run_config, validate_eval
     from agents.pipeline import estimate_run_log, reevaluate
     from agents.report import metrics_table, ope_table
-    from agents.run_folder import hold
+    from agents.run_folder import check_output, hold
     from envs.atomic import write_json_atomic
     from envs.errors import ConfigError, RunFolderError
 
@@ -62,6 +62,8 @@ def main(raw: DictConfig) -> None:
         raise RunFolderError(f"run_dir={args.run_dir!r}: no such folder")
     if args.out and Path(args.out).is_dir():
         raise ConfigError(f"out={args.out!r}: a directory; give the path of the JSON file to write")
+    if args.out:
+        check_output(Path(args.out), own=("ope.json",))  # refused before the work, not after
     cfg = load_run_config(run_dir)
     if args.n_episodes is not None:
         cfg.eval = dataclasses.replace(cfg.eval, n_episodes=args.n_episodes)
@@ -76,8 +78,8 @@ def main(raw: DictConfig) -> None:
         metrics = reevaluate(run_dir, cfg)
         print(metrics_table(metrics))
     if args.out:
-        inside = run_dir.resolve() in Path(args.out).resolve().parents
-        with hold(run_dir, wait=args.lock_timeout, command="music-rl evaluate") if inside else nullcontext():
+        folder = check_output(Path(args.out), own=("ope.json",))
+        with hold(folder, wait=args.lock_timeout, command="music-rl evaluate") if folder else nullcontext():
             write_json_atomic(args.out, metrics)
 
 

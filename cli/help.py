@@ -100,8 +100,9 @@ def help_text(command: str, script: str, summary: str, schema: type, multirun: b
     """The text ``music-rl <command> --help`` prints (a ``string.Template`` for Hydra, ``$`` escaped)."""
     lines = [f"music-rl {command}: {summary}", "",
              f"Usage: music-rl {command} [key=value ...]    (the same: scripts/{script}.py [key=value ...])",
-             "Values holding , = [ ] or spaces are quoted for Hydra inside quotes for the shell: "
-             "'query=\"Artist, Title\"'.", "", "Keys (type = default: meaning):"]
+             "A value holding anything but ASCII letters, digits, spaces and _ - + . / : $ % * @ ? | (a comma, "
+             "=, brackets, parentheses, & !, quotes, an accent) is quoted for Hydra inside quotes for the shell: "
+             "'query=\"Artist, Title (Live)\"'.", "", "Keys (type = default: meaning):"]
     for key, kind, default, doc in key_rows(schema):
         head = f"  {key} ({kind}) = {default}"
         text = f"{head}: {doc}" if doc else head

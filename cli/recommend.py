@@ -111,6 +111,8 @@ def main(raw: DictConfig) -> None:
     run = load_run(Path(args.run_dir), args.policy_version)
     check_length(run, args.length)
     summary = None
+    if args.track_id is not None and args.query is not None:
+        raise ConfigError("give track_id=... or query=..., not both")
     given = args.track_id is not None or args.query is not None
     start = find_track(run.world, args.track_id, args.query) if given else None
     if args.cold_start:

@@ -16,6 +16,7 @@ that must come first run here, in the launching process:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -26,10 +27,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from agents.config import check_inputs, load_config
-from agents.run_folder import SAFE_ON_RESUME, claim, held_run, move_aside
-from cli.errors import JobFailed, fail, first_line
+from agents.run_folder import SAFE_ON_RESUME, claim, held_run, hold, move_aside
+from cli.errors import JobFailed, fail, first_line, os_error_line
 from envs.atomic import write_text_atomic
-from envs.errors import MusicRLError
+from envs.errors import ConfigError, MusicRLError
 
 FAILED = "failed.json"
 _sweep: Path | None = None  # the sweep this process launched, for its summary
@@ -47,25 +48,40 @@ class RunFolderGuard(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Validate, check the inputs, claim the run folder (its lock is held until the process ends)."""
         plain = task_config(config)
+        run_dir = str(config.hydra.run.dir)
         try:
             cfg = load_config(plain)
             check_inputs(cfg)
-            held = claim(Path(config.hydra.run.dir), plain, cfg.resume, cfg.overwrite)
+            if not run_dir.strip() or Path(run_dir).resolve() == Path.cwd().resolve():
+                raise ConfigError(f"hydra.run.dir={run_dir!r}: a run needs a folder of its own, not the current one")
+            if Path(run_dir).exists() and not Path(run_dir).is_dir():
+                raise ConfigError(f"hydra.run.dir={run_dir!r}: a file, not a folder")
+            held = claim(Path(run_dir), plain, cfg.resume, cfg.overwrite)
         except MusicRLError as err:
             fail(str(err))
+        except OSError as err:
+            fail(os_error_line(err) or f"hydra.run.dir={run_dir!r}: {err.strerror or err}")
         atexit.register(held.close)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Refuse a sweep folder that holds jobs, unless resumed (the same sweep) or overwritten."""
         global _sweep
         sweep = _sweep = Path(config.hydra.sweep.dir)
-        jobs = [p for p in sweep.iterdir() if p.is_dir() and held_run(p)] if sweep.is_dir() else []
-        if not jobs:
-            return
+        if held_run(sweep):
+            fail(f"{sweep}: holds a single run; a sweep needs a folder of its own (hydra.sweep.dir)")
         plain = task_config(config)
-        if plain.get("overwrite"):
+        if plain.get("resume") and plain.get("overwrite"):
+            fail("resume=true and overwrite=true: choose one (continue the sweep, or move it aside)")
+        held = _hold_sweep(sweep)
+        jobs = [p for p in sweep.iterdir() if p.is_dir() and (p / ".hydra").is_dir()]
+        if jobs and plain.get("overwrite"):
+            held.close()
+            (sweep / ".lock.json").unlink(missing_ok=True)
             moved = move_aside(sweep)
             print(f"overwrite=true: {sweep} moved aside to {moved} (nothing deleted)", flush=True)
+            held = _hold_sweep(sweep)
+        atexit.register(held.close)
+        if not jobs or plain.get("overwrite"):
             return
         if not plain.get("resume"):
             fail(f"{sweep}: holds {len(jobs)} job folder(s) of an earlier sweep; give another hydra.sweep.dir, "
@@ -86,6 +102,19 @@ class RunFolderGuard(Callback):
             record = {"overrides": list(job_return.overrides or []), "error": first_line(str(error)),
                       "user_error": isinstance(error, MusicRLError | JobFailed)}
         write_text_atomic(Path(config.hydra.runtime.output_dir) / FAILED, json.dumps(record) + "\n")
+
+
+def _hold_sweep(sweep: Path) -> contextlib.ExitStack:
+    """The sweep folder's lock (the folder created), held until the returned stack is closed: one sweep at a
+    time in a folder."""
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(hold(sweep, command="music-rl train -m", create=True))
+    except MusicRLError as err:
+        fail(str(err))
+    except OSError as err:
+        fail(os_error_line(err) or f"hydra.sweep.dir={str(sweep)!r}: {err.strerror or err}")
+    return held
 
 
 def _sweep_differences(saved_path: Path, config: DictConfig) -> list[str]:

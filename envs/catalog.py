@@ -51,7 +51,8 @@ class DataConfig:
     n_tracks: int = 20000
     """size of the synthetic catalog (unused by CSV catalogs)"""
     columns: dict[str, str] = field(default_factory=dict)
-    """our name -> file column: track_id, name, artist, genre or a feature, e.g. {tempo: BPM} (schema custom)"""
+    """our name -> file column: track_id, name, artist, genre or a feature, one entry each given with a +:
+    +data.columns.tempo=BPM (schema custom)"""
     strict: bool = False
     """true: any catalog problem (dropped row, repaired value, constant column) is fatal"""
     normalisation: Normalisation = Normalisation.physical

@@ -142,7 +142,7 @@ def _resolve(path: Path, columns: list[str], overrides: dict[str, str]) -> tuple
 
 # the first bytes of the compressed files pandas reads, and their pandas name
 _MAGIC: tuple[tuple[bytes, str], ...] = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"),
-                                        (b"PK\x03\x04", "zip"))
+                                        (b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"))  # the last: an empty zip
 
 
 def _compression(path: Path) -> str | None:

@@ -17,6 +17,7 @@ beyond the schema are kept after it.
 
 from __future__ import annotations
 
+import csv
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -76,19 +77,39 @@ def read_feedback(path: str | os.PathLike[str], known_track_ids: Sequence[str] |
             [0, 1], ``liked`` not 0/1, a position that is not an integer >= 0, unknown track ids.
     """
     src = Path(path)
+    return validate_feedback(read_log_table(src, f"a feedback log starts with {','.join(COLUMNS)}"),
+                             source=str(src), known_track_ids=known_track_ids)
+
+
+def read_log_table(src: Path, empty_hint: str, nrows: int | None = None) -> pd.DataFrame:
+    """A log file's table (CSV: every cell as text, the delimiter sniffed from the header among , ; tab;
+    Parquet: as stored), refused in one :class:`FeedbackError` line when it cannot be read as one: a missing
+    file or a folder, another suffix, a compressed file, an empty one (``empty_hint`` says what is expected),
+    a column name written twice."""
     _check_suffix(src)
     if not src.is_file():
-        raise FeedbackError(f"{src}: {'a directory, not a feedback log' if src.is_dir() else 'no such file'}")
+        raise FeedbackError(f"{src}: {'a directory, not a log' if src.is_dir() else 'no such file'}")
+    with open(src, "rb") as fh:
+        head = fh.read(4096)
+    if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"PK\x03\x04")) and src.suffix.lower() == ".csv":
+        raise FeedbackError(f"{src}: a compressed file; logs are read uncompressed (.csv) or as Parquet")
     try:
-        if src.suffix.lower() == ".csv":
-            df = pd.read_csv(src, dtype=str, keep_default_na=False, na_filter=False, index_col=False)
-        else:
-            df = pd.read_parquet(src)
+        if src.suffix.lower() != ".csv":
+            frame = pd.read_parquet(src)
+            return frame.head(nrows) if nrows is not None else frame
+        header = head.decode("utf-8", errors="replace").lstrip("\ufeff").splitlines()[:1] or [""]
+        delimiter = max((",", ";", "\t"), key=header[0].count)
+        names = next(csv.reader(header, delimiter=delimiter), [])
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise FeedbackError(f"{src}: column(s) {', '.join(map(repr, repeated))} written more than once: which "
+                                "one to read is ambiguous")
+        return pd.read_csv(src, sep=delimiter, dtype=str, keep_default_na=False, na_filter=False, index_col=False,
+                           nrows=nrows, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
-        raise FeedbackError(f"{src}: empty file (a feedback log starts with {','.join(COLUMNS)})") from None
+        raise FeedbackError(f"{src}: empty file ({empty_hint})") from None
     except (OSError, ValueError, pd.errors.ParserError) as err:
         raise FeedbackError(f"{src}: unreadable ({_first_line(err)})") from None
-    return validate_feedback(df, source=str(src), known_track_ids=known_track_ids)
 
 
 def validate_feedback(df: pd.DataFrame, source: str = "feedback",
@@ -298,15 +319,7 @@ def import_streaming_sessions(path: str | os.PathLike[str],
         if not isinstance(value, int | float) or not 0.0 <= float(value) <= 1.0:
             raise ConfigError(f"skip_map[{flag!r}]={value!r}: must be a number in [0, 1]")
     src = Path(path)
-    if not src.is_file():
-        raise FeedbackError(f"{src}: {'a directory, not a feedback log' if src.is_dir() else 'no such file'}")
-    try:
-        df = pd.read_csv(src, dtype=str, keep_default_na=False, na_filter=False, index_col=False)
-    except pd.errors.EmptyDataError:
-        raise FeedbackError(f"{src}: empty file (an MSSD log has a header: {', '.join(MSSD_COLUMNS)}, ...)"
-                            ) from None
-    except (OSError, ValueError, pd.errors.ParserError) as err:
-        raise FeedbackError(f"{src}: unreadable ({_first_line(err)})") from None
+    df = read_log_table(src, f"an MSSD log has a header: {', '.join(MSSD_COLUMNS)}, ...").astype(str)
     missing = [c for c in (*MSSD_COLUMNS, *skip_map) if c not in df.columns]
     if missing:
         raise FeedbackError(f"{src}: missing MSSD column(s) {', '.join(missing)}")

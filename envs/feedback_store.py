@@ -160,8 +160,9 @@ class FeedbackStore:
                 first = fh.readline()
         except FileNotFoundError:
             return
-        if first and first != _HEADER:
-            frame = _parse(self.path.read_text(encoding="utf-8", errors="replace"), self.path, None)
+        if first and first != _HEADER:  # every record is rewritten: none may be lost to a torn-line skip
+            frame = _parse(self.path.read_text(encoding="utf-8", errors="replace"), self.path, None,
+                           refuse_skipped=True)
             with atomic_path(self.path) as tmp:
                 tmp.write_text(_HEADER + _to_csv(frame), encoding="utf-8")
 
@@ -239,8 +240,10 @@ def _to_csv(frame: pd.DataFrame) -> str:
     return frame.to_csv(header=False, index=False, lineterminator="\n")
 
 
-def _parse(text: str, path: Path, known_track_ids: Iterable[str] | None) -> pd.DataFrame:
-    """Parse the text of a log: drop torn records (one warning), validate and type the rest."""
+def _parse(text: str, path: Path, known_track_ids: Iterable[str] | None,
+           refuse_skipped: bool = False) -> pd.DataFrame:
+    """Parse the text of a log: drop torn records (one warning), validate and type the rest; with
+    ``refuse_skipped`` a record that would be dropped is a :class:`FeedbackError` instead (before a rewrite)."""
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader, list(COLUMNS))
@@ -268,6 +271,10 @@ def _parse(text: str, path: Path, known_track_ids: Iterable[str] | None) -> pd.D
         garbled |= (given & pd.to_numeric(frame[col], errors="coerce").isna()).to_numpy()
     garbled |= _garbled_times(frame["served_at"])
     skipped = sorted([*torn, *np.asarray(lines, dtype=np.int64)[garbled].tolist()])
+    if skipped and refuse_skipped:
+        raise FeedbackError(f"{path}: line(s) {', '.join(map(str, skipped[:5]))} cannot be read (torn or garbled); "
+                            "the log must be rewritten with the full header before appending, which would drop "
+                            "them: fix or remove them first")
     if skipped:
         log.warning("%s: skipped %d torn line(s) at line(s) %s (an append cut short by a crash)",
                     path, len(skipped), ", ".join(map(str, skipped)))

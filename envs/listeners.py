@@ -166,11 +166,14 @@ class ListenerConfig:
             ("boredom_window", self.boredom_window >= 0, "must be an integer >= 0"),
             ("boredom_width", self.boredom_width > 0, "must be > 0"),
             ("repeat_penalty", unit(self.repeat_penalty), "must be in [0, 1]"),
-            ("drift", self.drift >= 0, "must be >= 0"),
+            ("drift", 0 <= self.drift <= 10, "must be in [0, 10]"),
         ]
         for key, ok, allowed in checks:
+            value = getattr(self, key)
+            if isinstance(value, float) and not math.isfinite(value):
+                ok, allowed = False, "must be a finite number"
             if not ok:
-                raise ConfigError(f"listeners.{key}={getattr(self, key)!r}: {allowed}")
+                raise ConfigError(f"listeners.{key}={value!r}: {allowed}")
 
 
 def taste_scale(X: np.ndarray, scaling: str) -> np.ndarray:

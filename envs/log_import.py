@@ -27,9 +27,10 @@ from envs.feedback import (
     DEFAULT_SKIP_MAP,
     MSSD_COLUMNS,
     OPTIONAL,
-    SUFFIXES,
     import_streaming_sessions,
     read_feedback,
+    read_log_table,
+    validate_feedback,
 )
 
 MSSD_USER = "mssd"  # the one listener an MSSD log's pooled sessions are
@@ -53,9 +54,10 @@ class FeedbackConfig:
     format: LogFormat = LogFormat.auto
     """auto: from the header (the MSSD's session_position and skip flags) | native | mssd"""
     columns: dict[str, str] = field(default_factory=dict)
-    """native logs: our name -> file column, e.g. {user_id: listener, percentage_listened: pct}"""
+    """native logs: our name -> file column, one entry each given with a +: +feedback.columns.user_id=listener"""
     skip_map: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SKIP_MAP))
-    """MSSD skip flags -> percentage_listened, the first true flag in this order wins"""
+    """MSSD skip flags -> percentage_listened, the first true flag in this order wins (an entry changed as
+    feedback.skip_map.skip_3=0.5)"""
     strict: bool = False
     """true: a row whose track is not in the catalog is fatal (else counted, reported and dropped)"""
     holdout: float = 0.2
@@ -88,27 +90,8 @@ class LogReport:
 
 def detect_format(path: Path) -> LogFormat:
     """``mssd`` when the header has the MSSD's session and skip columns, else ``native``."""
-    header = _read_any(path, nrows=0).columns
+    header = read_log_table(path, "a log starts with its header", nrows=0).columns
     return LogFormat.mssd if all(c in header for c in (*MSSD_COLUMNS, "skip_1")) else LogFormat.native
-
-
-def _read_any(path: Path, nrows: int | None = None) -> pd.DataFrame:
-    """A CSV or Parquet file's cells as text (CSV) or as stored (Parquet)."""
-    if path.suffix.lower() not in SUFFIXES:
-        raise FeedbackError(f"{path}: suffix {path.suffix!r} not supported (one of {', '.join(SUFFIXES)})")
-    if not path.is_file():
-        raise FeedbackError(f"{path}: {'a directory, not a log' if path.is_dir() else 'no such file'}")
-    try:
-        if path.suffix.lower() == ".csv":
-            return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, index_col=False,
-                               nrows=nrows)
-        frame = pd.read_parquet(path)
-        return frame.head(nrows) if nrows is not None else frame
-    except pd.errors.EmptyDataError:
-        raise FeedbackError(f"{path}: empty file") from None
-    except (OSError, ValueError, pd.errors.ParserError) as err:
-        raise FeedbackError(f"{path}: unreadable ({str(err).strip().splitlines()[0] if str(err).strip() else err})"
-                            ) from None
 
 
 def _native(path: Path, columns: dict[str, str]) -> pd.DataFrame:
@@ -119,13 +102,11 @@ def _native(path: Path, columns: dict[str, str]) -> pd.DataFrame:
     for ours, theirs in columns.items():
         if ours not in allowed:
             raise FeedbackError(f"feedback.columns.{ours}={theirs!r}: unknown name; allowed: {', '.join(allowed)}")
-    raw = _read_any(path)
+    raw = read_log_table(path, "a log starts with its header")
     missing = [f"{ours}={theirs!r}" for ours, theirs in columns.items() if theirs not in raw.columns]
     if missing:
         raise FeedbackError(f"{path}: feedback.columns maps to missing column(s) {', '.join(missing)}; the file "
                             f"has {', '.join(list(raw.columns)[:20])}")
-    from envs.feedback import validate_feedback
-
     return validate_feedback(raw.rename(columns={theirs: ours for ours, theirs in columns.items()}),
                              source=str(path))
 
