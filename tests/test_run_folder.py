@@ -195,6 +195,11 @@ def test_compare_skips_broken_and_unfinished_jobs(finished, tmp_path, capsys):
     ("reward.prior=1e400", ["reward.prior='inf': must be one of global_mean, zero or a number"]),
     ("data=csv data.path=/no/such/tracks.csv", ["data.path='/no/such/tracks.csv': no such file"]),
     ("data=csv data.path=/tmp", ["data.path='/tmp': a directory, not a file"]),
+    ("data.path=/tmp/x.csv", ["data.path='/tmp/x.csv': is set but data.source=synthetic: add data=csv"]),
+    ("ppo.ent_coef=inf", ["ppo.ent_coef=inf: must be in [0, 1000]"]),
+    ("listeners.drift=inf", ["listeners.drift=inf: must be a finite number"]),
+    ("vae.lr=1e10", ["vae.lr=1e+10: must be in (0, 1]"]),
+    ("eval.protocol=population listeners.held_out_fraction=0", ["eval.protocol=population holds out no listener"]),
 ])
 def test_bad_values_and_inputs_fail_before_any_run_folder(tmp_path, override, fragments):
     run = tmp_path / "run"
@@ -261,3 +266,37 @@ def test_metrics_and_run_info_are_strict_json(finished):
     for name in ("metrics.json", "run_info.json", "world/meta.json"):
         strict_json(finished / name)
     assert not os.path.exists(finished / ".lock.json")  # the lock was released
+
+
+@pytest.mark.parametrize("run_dir, fragment", [("", "a run needs a folder of its own"),
+                                               ("{file}", "a file, not a folder")])
+def test_an_empty_run_folder_or_a_file_is_refused(tmp_path, run_dir, fragment):
+    (tmp_path / "a_file").write_text("x")
+    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *TINY,
+           f"hydra.run.dir={run_dir.format(file=tmp_path / 'a_file')}"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    one_line(proc, fragment)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # nothing written in the current folder
+
+
+def test_evaluate_never_replaces_a_file_of_a_run(finished, tmp_path, capsys):
+    before = digest(finished)
+    for out in (finished / "metrics.json", finished / "world" / "meta.json", finished / "metrics.json" / "x.json"):
+        assert run_cli("evaluate", f"run_dir={finished}", "n_episodes=2", f"out={out}") == 2
+        assert "error: " in capsys.readouterr().err
+    assert digest(finished) == before
+    assert run_cli("evaluate", f"run_dir={finished}", "n_episodes=2", f"out={tmp_path / 'm.json'}") == 0
+    strict_json(tmp_path / "m.json")
+
+
+def test_two_sweeps_into_one_folder_one_refused_at_once(tmp_path):
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", *TINY, "seed=0,1", f"hydra.sweep.dir={sweep}"]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [subprocess.CompletedProcess(p.args, p.wait(timeout=600), *p.communicate()) for p in procs]
+    assert sorted(r.returncode for r in results) == [0, 2], [r.stderr[-2000:] for r in results]
+    loser = next(r for r in results if r.returncode == 2)
+    assert "in use by pid" in loser.stderr or "holds 2 job folder(s)" in loser.stderr
+    for job in sweep.glob("*_*"):
+        assert (job / "metrics.json").is_file() and not (job / "failed.json").exists()

@@ -11,7 +11,8 @@ a. PPO training throughput on MusicRec-v0 / on a null env (:mod:`cli.bench.throu
 b. the CPU cost of ``env.step`` (:mod:`cli.bench.env_step`);
 c. the neighbour table build, d. VAE training per epoch, e. reward propagation (:mod:`cli.bench.build`);
 f. one next-track recommendation from a loaded run folder (:mod:`cli.bench.inference`);
-g. the default ``make train``, h. a 1M-track world end to end, i. ``make sweep`` (:mod:`cli.bench.end_to_end`).
+g. the default ``make train``, h. a 1M-track world end to end, i. ``make sweep`` (:mod:`cli.bench.end_to_end`);
+j. the planning reference's score and cost per lookahead (:mod:`cli.bench.planner`).
 
 Every stage runs in a fresh subprocess (:mod:`cli.bench.runner`), so its peak resident memory is its own.
 Timings are repeated ``repeats`` times and reported as median and min–max; "load" is the 1-minute load
@@ -36,7 +37,7 @@ import hydra
 from omegaconf import DictConfig
 
 from cli.app import App
-from cli.bench import build, end_to_end, env_step, inference, throughput
+from cli.bench import build, end_to_end, env_step, inference, planner, throughput
 from cli.bench.report import load_average, new_report, summary
 from cli.bench.runner import ROOT, Runner, StageFailed
 from cli.bench.sizes import QUICK, Sizes
@@ -54,6 +55,7 @@ MEASUREMENTS: dict[str, tuple[str, Bench]] = {
     "g": ("default make train (≤ 5 min, ≤ 2 GB)", end_to_end.bench_g),
     "h": ("1M-track world end to end (≤ 4 GB)", end_to_end.bench_h),
     "i": ("make sweep, 18 jobs (≤ 30 min)", end_to_end.bench_i),
+    "j": ("planner lookahead: score and cost per session", planner.bench_j),
 }
 OPT_IN = "i"
 

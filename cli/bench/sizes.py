@@ -43,6 +43,11 @@ class Sizes:
         "ppo.progress_bar=false",
     )
     sweep: tuple[str, ...] = SWEEP
+    planner_tracks: int = 20_000  # (j) the default catalog size
+    planner_grid: tuple[tuple[int, int], ...] = ((1, 1), (2, 2), (3, 2), (3, 4), (5, 1), (5, 2), (5, 4), (5, 8),
+                                                 (8, 4), (10, 4))  # (horizon, samples)
+    planner_listeners: tuple[int, ...] = (100, 101, 102)
+    planner_sessions: int = 100
 
 
 QUICK = Sizes(
@@ -65,4 +70,8 @@ QUICK = Sizes(
     world_tracks=2_000,
     world_train=(TINY,),
     sweep=("vae.latent_dim=2,5", TINY),
+    planner_tracks=2_000,
+    planner_grid=((1, 1), (3, 2)),
+    planner_listeners=(100,),
+    planner_sessions=4,
 )
