@@ -86,7 +86,7 @@ def hparams(cfg: TrainConfig) -> dict[str, Any]:
         "n_clusters": cfg.reward.n_clusters, "seed": cfg.seed, "total_timesteps": cfg.ppo.total_timesteps,
         "policy": cfg.ppo.policy, "protocol": cfg.eval.protocol, "listener_seed": listener_seed(cfg),
         "data_source": cfg.data.source, "n_tracks": cfg.data.n_tracks, "ent_coef": cfg.ppo.ent_coef,
-        "learning_rate": cfg.ppo.learning_rate, "gamma": cfg.ppo.gamma,
+        "learning_rate": cfg.ppo.learning_rate, "lr_schedule": cfg.ppo.lr_schedule, "gamma": cfg.ppo.gamma,
     }
 
 

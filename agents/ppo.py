@@ -36,6 +36,25 @@ class VecEnvKind(StrEnum):
     subproc = "subproc"
 
 
+class LRSchedule(StrEnum):
+    """How PPO's learning rate moves over training."""
+
+    constant = "constant"
+    linear = "linear"
+
+
+@dataclass(frozen=True)
+class LinearDecay:
+    """A learning rate decaying linearly from ``initial`` to 0 (SB3 calls a schedule with the share of training
+    left, from 1 to 0); a class, so a saved model unpickles it by name."""
+
+    initial: float
+
+    def __call__(self, progress_remaining: float) -> float:
+        """The learning rate with ``progress_remaining`` of training left."""
+        return self.initial * progress_remaining
+
+
 @dataclass
 class PPOConfig:
     """Every PPO hyperparameter (config group ``ppo``)."""
@@ -57,7 +76,9 @@ class PPOConfig:
     n_epochs: int = 10
     """passes over a rollout per update"""
     learning_rate: float = 3e-4
-    """Adam learning rate"""
+    """Adam learning rate (the initial one with ppo.lr_schedule=linear)"""
+    lr_schedule: LRSchedule = LRSchedule.constant
+    """constant | linear: decays linearly to 0 over ppo.total_timesteps (from a resume's own start on resume)"""
     gamma: float = 0.9
     """discount factor"""
     gae_lambda: float = 0.95
@@ -133,7 +154,7 @@ def build_model(cfg: PPOConfig, env_cfg: EnvConfig, venv: VecEnv, world: World, 
         n_steps=cfg.n_steps,
         batch_size=cfg.batch_size,
         n_epochs=cfg.n_epochs,
-        learning_rate=cfg.learning_rate,
+        learning_rate=LinearDecay(cfg.learning_rate) if cfg.lr_schedule == LRSchedule.linear else cfg.learning_rate,
         gamma=cfg.gamma,
         gae_lambda=cfg.gae_lambda,
         clip_range=cfg.clip_range,
