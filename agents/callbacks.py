@@ -137,6 +137,17 @@ def smoothed(scores: list[float | None], window: int = 3) -> list[float | None]:
     return out
 
 
+def time_to_quality(curve: list[dict[str, float]], fraction: float = 0.95) -> dict[str, float] | None:
+    """When a learning curve (:attr:`PeriodicEvalCallback.curve`) first reached ``fraction`` of its final
+    smoothed score: ``timesteps`` and ``train_s`` of that evaluation, with the ``final`` smoothed score. None
+    when the curve is empty or its final smoothed score is not above 0 (no quality to reach a share of)."""
+    final = curve[-1]["smoothed"] if curve else None
+    if final is None or final <= 0:
+        return None
+    first = next(p for p in curve if p["smoothed"] is not None and p["smoothed"] >= fraction * final)
+    return {"fraction": fraction, "final": final, "timesteps": first["timesteps"], "train_s": first["train_s"]}
+
+
 class CheckpointCallback(BaseCallback):
     """Save ``checkpoints/ppo_<n>_steps.zip`` atomically every ``save_freq`` steps, and on SIGTERM/SIGINT.
 

@@ -28,7 +28,7 @@ from stable_baselines3.common.logger import Logger
 from threadpoolctl import threadpool_limits
 
 from agents.baselines import baseline_policies
-from agents.callbacks import CheckpointCallback, FeedbackStatsCallback, PeriodicEvalCallback
+from agents.callbacks import CheckpointCallback, FeedbackStatsCallback, PeriodicEvalCallback, time_to_quality
 from agents.config import TrainConfig
 from agents.evaluate import (
     eval_listeners,
@@ -244,6 +244,7 @@ def train_ppo(cfg: TrainConfig, run_dir: Path, world: World, logger: Logger, inf
                         reset_num_timesteps=resume_from is None, tb_log_name="ppo")
     venv.close()
     info.data.update(ppo_timesteps=int(model.num_timesteps), learning_curve=evaluator.curve,
+                     time_to_quality=time_to_quality(evaluator.curve),
                      periodic_eval_s=round(evaluator.eval_seconds, 3))
     if evaluator.stopped_at is not None:
         info.data["stopped_on_plateau"] = evaluator.stopped_at

@@ -57,25 +57,29 @@ class LinearDecay:
 
 @dataclass
 class PPOConfig:
-    """Every PPO hyperparameter (config group ``ppo``)."""
+    """Every PPO hyperparameter (config group ``ppo``).
+
+    The defaults reach v1's quality (``+experiment=defaults_v1``) in about a third of its PPO time: fewer
+    epochs over larger minibatches at a higher learning rate, 16 sessions per rollout (BENCHMARKS.md, time to
+    quality)."""
 
     policy: PolicyName = PolicyName.candidate_scorer
     """candidate_scorer: one shared network scores every candidate (permutation-equivariant) | mlp: SB3's
     stock MlpPolicy, kept for comparison (the only choice with env.observation=seed)"""
-    total_timesteps: int = 600_000
+    total_timesteps: int = 400_000
     """environment steps of training"""
-    n_envs: int = 8
+    n_envs: int = 16
     """sessions stepped in parallel"""
     vec_env: VecEnvKind = VecEnvKind.vectorized
     """vectorized: MusicRecEnvs in one loop, no per-step copies (the same transitions as dummy) | dummy: SB3's
     DummyVecEnv over Monitor | subproc: SB3's SubprocVecEnv"""
     n_steps: int = 256
     """steps per env per rollout"""
-    batch_size: int = 256
+    batch_size: int = 512
     """minibatch size of an update"""
-    n_epochs: int = 10
+    n_epochs: int = 5
     """passes over a rollout per update"""
-    learning_rate: float = 3e-4
+    learning_rate: float = 1e-3
     """Adam learning rate (the initial one with ppo.lr_schedule=linear)"""
     lr_schedule: LRSchedule = LRSchedule.constant
     """constant | linear: decays linearly to 0 over ppo.total_timesteps (from a resume's own start on resume)"""
