@@ -70,11 +70,16 @@ class PeriodicEvalCallback(BaseCallback):
     """Every ``eval_freq`` steps, score the deterministic policy with ``evaluate`` and log ``eval/*``; keep the
     learning curve against training time; optionally stop when the score has plateaued.
 
+    Evaluations happen between rollouts (and when training ends), so each scores a policy trained on exactly
+    the timesteps it is logged at: the first rollout boundary at or past every multiple of ``eval_freq``.
+
     :param evaluate: maps the model to a metrics dict with ``mean_reward``, ``like_rate`` and
         ``normalized_score`` (the caller closes over the eval env, sessions and baseline figures).
     :param eval_freq: steps between evaluations (0: none).
     :param plateau_patience: with a number, stop training once the smoothed score (:func:`smoothed`) has not
         risen by ``plateau_delta`` over the best so far for this many evaluations in a row; None: never stop.
+        The stop comes at the first step of the next rollout, whose steps are dropped: the model's timestep
+        count goes back to the evaluated one, so the saved model and checkpoint are the evaluated policy.
 
     ``curve`` lists every evaluation: ``timesteps``, ``train_s`` (seconds of training since it started, the
     evaluations' own time left out), ``normalized_score`` and its ``smoothed`` value; ``stopped_at`` the
@@ -93,31 +98,47 @@ class PeriodicEvalCallback(BaseCallback):
         self.eval_seconds = 0.0
 
     def _on_training_start(self) -> None:
-        self._next = (self.num_timesteps // self.eval_freq + 1) * self.eval_freq if self.eval_freq else 0
+        self._next = self._following(self.model.num_timesteps)
         self._start, self.eval_seconds = time.perf_counter(), 0.0
 
+    def _following(self, timesteps: int) -> int:
+        """The next multiple of ``eval_freq`` after ``timesteps`` (0: never)."""
+        return (timesteps // self.eval_freq + 1) * self.eval_freq if self.eval_freq else 0
+
+    def _on_rollout_start(self) -> None:
+        self._evaluate_when_due()
+
+    def _on_training_end(self) -> None:
+        if self.stopped_at is None:
+            self._evaluate_when_due(last=True)
+
     def _on_step(self) -> bool:
-        if not self.eval_freq or self.num_timesteps < self._next:
+        if self.stopped_at is None:
             return True
-        self._next += self.eval_freq
+        self.model.num_timesteps = self.stopped_at  # the dropped rollout's steps were never trained on
+        return False
+
+    def _evaluate_when_due(self, last: bool = False) -> None:
+        timesteps = self.model.num_timesteps
+        if not self.eval_freq or timesteps < self._next:
+            return
+        self._next = self._following(timesteps)
         began = time.perf_counter()
         train_s = began - self._start - self.eval_seconds
         results = self.evaluate(self.model)
         for key, value in results.items():
             self.logger.record(f"eval/{key}", value)
-        self.logger.dump(self.num_timesteps)
+        self.logger.dump(timesteps)
         self.eval_seconds += time.perf_counter() - began
         score = results.get("normalized_score")
-        self.curve.append({"timesteps": self.num_timesteps, "train_s": round(train_s, 3), "normalized_score": score})
+        self.curve.append({"timesteps": timesteps, "train_s": round(train_s, 3), "normalized_score": score})
         self.curve[-1]["smoothed"] = smoothed([p["normalized_score"] for p in self.curve])[-1]
-        if self.plateau_patience and self._plateaued():
-            self.stopped_at = self.num_timesteps
+        if self.plateau_patience and not last and self._plateaued():
+            self.stopped_at = timesteps
             log.info("eval.stop_on_plateau: the smoothed normalized_score rose less than %g over %d evaluations: "
-                     "training stops at %d steps", self.plateau_delta, self.plateau_patience, self.num_timesteps)
-            self.logger.record("eval/stopped_on_plateau", self.num_timesteps)
-            self.logger.dump(self.num_timesteps)
-            return False
-        return True
+                     "training stops at %d steps", self.plateau_delta, self.plateau_patience, timesteps)
+            self.logger.record("eval/stopped_on_plateau", timesteps)
+            self.logger.dump(timesteps)
 
     def _plateaued(self) -> bool:
         """No new best smoothed score (by ``plateau_delta``) in the last ``plateau_patience`` evaluations."""
@@ -180,14 +201,14 @@ class CheckpointCallback(BaseCallback):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
-        if self.interrupted is None and self.num_timesteps > self._trained:  # a resume after this evaluates
-            self.save()
+        if self.interrupted is None and not self._path(self.model.num_timesteps).exists():
+            self.save()  # the trained policy (a plateau's stop has set the count back to the evaluated one)
 
     def save(self, timesteps: int | None = None) -> Path:
         """Write a checkpoint now (numbered ``timesteps``, default the model's) and prune all but the newest
         ``keep``."""
         timesteps = self.model.num_timesteps if timesteps is None else timesteps
-        path = self.folder / f"ppo_{timesteps}_steps.zip"
+        path = self._path(timesteps)
         counted = self.model.num_timesteps
         self.model.num_timesteps = timesteps  # the saved counter is the one training resumes from
         try:
@@ -199,6 +220,9 @@ class CheckpointCallback(BaseCallback):
         for _, old in ordered[: -self.keep]:
             old.unlink(missing_ok=True)
         return path
+
+    def _path(self, timesteps: int) -> Path:
+        return self.folder / f"ppo_{timesteps}_steps.zip"
 
     def _on_rollout_start(self) -> None:
         self._trained = self.num_timesteps

@@ -25,7 +25,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from agents.baselines import Policy
 from agents.config import TrainConfig, load_run_config
 from agents.models import load_policy, model_path, model_versions, reward_table_path
-from agents.policies import candidate_probabilities
+from agents.policies import candidate_distribution, candidate_probabilities
 from envs.errors import ConfigError, RunFolderError, UnknownTrackError
 from envs.music_env import MusicRecEnv
 from envs.world import World
@@ -144,7 +144,7 @@ def greedy_actor(policy: ActorCriticPolicy) -> Policy:
     """The policy as an evaluation policy (agents.baselines.Policy): the most probable candidate."""
 
     def act(obs: np.ndarray, env: MusicRecEnv) -> int:
-        return int(np.argmax(candidate_probabilities(policy, obs)[0]))
+        return int(np.argmax(candidate_distribution(policy, obs)))
 
     return act
 

@@ -39,7 +39,7 @@ from agents.ope import (
     no_overlap,
     per_decision_is,
 )
-from agents.policies import candidate_probabilities
+from agents.policies import candidate_distributions
 from envs.errors import FeedbackError
 from envs.feedback import write_feedback
 from envs.music_env import EnvConfig, MusicRecEnv
@@ -77,21 +77,22 @@ def behaviour_probabilities(behaviour: str, epsilon: float) -> Probabilities:
     return lambda obs, env: (1.0 - epsilon) * greedy(obs, env) + epsilon * uniform(obs, env)
 
 
-def target_policies(policy: ActorCriticPolicy, with_oracle: bool) -> dict[str, Probabilities]:
-    """The policies OPE estimates (module docstring); ``with_oracle`` only where the listener's state is known."""
-    def ppo_sample(obs: np.ndarray, env: MusicRecEnv) -> np.ndarray:
-        return candidate_probabilities(policy, obs)[0]
-
-    def ppo(obs: np.ndarray, env: MusicRecEnv) -> np.ndarray:
-        out = np.zeros(len(env.current_candidates))
-        out[int(np.argmax(ppo_sample(obs, env)))] = 1.0
-        return out
-
-    targets = {"ppo": ppo, "ppo_sample": ppo_sample, "random": uniform, "nearest": one_hot(nearest_policy),
-               "greedy": one_hot(greedy_policy)}
+def target_policies(with_oracle: bool) -> dict[str, Probabilities]:
+    """The baselines OPE estimates, step by step (module docstring); ``with_oracle`` only where the listener's
+    state is known. PPO's targets come in one batch when the log is complete (:func:`policy_targets`)."""
+    targets = {"random": uniform, "nearest": one_hot(nearest_policy), "greedy": one_hot(greedy_policy)}
     if with_oracle:
         targets["oracle"] = one_hot(oracle_policy)
     return targets
+
+
+def policy_targets(policy: ActorCriticPolicy, observations: np.ndarray) -> dict[str, np.ndarray]:
+    """PPO's targets at every logged observation (n, obs_dim): ``ppo`` (the deterministic policy: its most
+    probable candidate, one-hot) and ``ppo_sample`` (its distribution), (n, k) each."""
+    probs = candidate_distributions(policy, observations)
+    greedy = np.zeros_like(probs)
+    greedy[np.arange(len(probs)), probs.argmax(axis=1)] = 1.0
+    return {"ppo": greedy, "ppo_sample": probs}
 
 
 def step_context(world: World, current: int, candidates: np.ndarray, position: int, length: int) -> np.ndarray:
@@ -119,11 +120,11 @@ class _Recorder:
     """Collects a log's steps (feedback rows and their arrays) as they are played or replayed: :meth:`decide`
     before the env moves (what was shown, the targets' probabilities), :meth:`answer` after it."""
 
-    def __init__(self, targets: Mapping[str, Probabilities]) -> None:
-        self.targets = targets
+    def __init__(self, policy: ActorCriticPolicy, targets: Mapping[str, Probabilities]) -> None:
+        self.policy, self.targets = policy, targets
         self.rows: list[tuple[Any, ...]] = []
         self.arrays: dict[str, list[Any]] = {k: [] for k in ("session", "position", "action", "propensity",
-                                                             "reward", "context", "expected")}
+                                                             "reward", "context", "expected", "obs")}
         self.probs: dict[str, list[np.ndarray]] = {name: [] for name in targets}
         self._pending: tuple[Any, ...] = ()
 
@@ -134,7 +135,7 @@ class _Recorder:
         for name, probabilities in self.targets.items():
             self.probs[name].append(probabilities(obs, env))
         values = {"session": session, "position": position, "action": action, "propensity": propensity,
-                  "expected": expected,
+                  "expected": expected, "obs": obs,
                   "context": step_context(env.world, env.track, candidates, position, env.cfg.session_length)}
         for key, value in values.items():
             self.arrays[key].append(value)
@@ -161,7 +162,9 @@ class _Recorder:
         frame = pd.DataFrame(self.rows, columns=["user_id", "session_id", "position", "track_id",
                                                  "percentage_listened", "liked", "from_track_id", "candidates",
                                                  "action_prob"])
-        return LoggedRun(bandit, {n: np.asarray(p) for n, p in self.probs.items()}, expected, frame)
+        targets = {**policy_targets(self.policy, np.asarray(a["obs"])),
+                   **{n: np.asarray(p) for n, p in self.probs.items()}}
+        return LoggedRun(bandit, targets, expected, frame)
 
 
 def explore(world: World, env_cfg: EnvConfig, policy: ActorCriticPolicy, behaviour: str, epsilon: float,
@@ -171,7 +174,7 @@ def explore(world: World, env_cfg: EnvConfig, policy: ActorCriticPolicy, behavio
     env = make_eval_env(world, env_cfg, None)
     log_policy = behaviour_probabilities(behaviour, epsilon)
     rng = np.random.default_rng(seed)
-    recorder = _Recorder(target_policies(policy, with_oracle=True))
+    recorder = _Recorder(policy, target_policies(with_oracle=True))
     session, steps = 0, 0
     while steps < n_steps:
         obs, _ = env.reset(seed=seed + session)
@@ -199,7 +202,7 @@ def replay(world: World, env_cfg: EnvConfig, log: pd.DataFrame, policy: ActorCri
     """
     env = make_eval_env(world, env_cfg, None)
     index = pd.Index(world.track_ids())
-    recorder = _Recorder(target_policies(policy, with_oracle=False))
+    recorder = _Recorder(policy, target_policies(with_oracle=False))
     ordered = log.sort_values(["user_id", "session_id", "position"], kind="stable")
     for session, (_, steps) in enumerate(ordered.groupby(["user_id", "session_id"], sort=False)):
         first = steps.iloc[0]
@@ -287,8 +290,8 @@ def replay_played(world: World, env_cfg: EnvConfig, log: pd.DataFrame, policy: A
     targets never choose: they choose among the run's candidates). Only DM reads it."""
     env = make_eval_env(world, env_cfg, None)
     index = pd.Index(world.track_ids())
-    targets = target_policies(policy, with_oracle=False)
-    arrays: dict[str, list[Any]] = {k: [] for k in ("session", "position", "reward", "context")}
+    targets = target_policies(with_oracle=False)
+    arrays: dict[str, list[Any]] = {k: [] for k in ("session", "position", "reward", "context", "obs")}
     probs: dict[str, list[np.ndarray]] = {name: [] for name in targets}
     ordered = log.sort_values(["user_id", "session_id", "position"], kind="stable")
     for session, (_, steps) in enumerate(ordered.groupby(["user_id", "session_id"], sort=False)):
@@ -303,6 +306,7 @@ def replay_played(world: World, env_cfg: EnvConfig, log: pd.DataFrame, policy: A
                 probs[name].append(np.concatenate([[0.0], probabilities(obs, env)]))
             arrays["session"].append(session)
             arrays["position"].append(position)
+            arrays["obs"].append(obs)
             arrays["context"].append(step_context(world, env.track, shown, position, env_cfg.session_length))
             arrays["reward"].append(reward(row.percentage_listened, row.liked, env.reward_definition))
             obs, *_ = env.replay_track(int(track), row.percentage_listened, row.liked)
@@ -314,7 +318,9 @@ def replay_played(world: World, env_cfg: EnvConfig, log: pd.DataFrame, policy: A
                        action=np.zeros(n, dtype=np.int64), propensity=np.ones(n),
                        reward=np.asarray(arrays["reward"], dtype=np.float64),
                        context=np.asarray(arrays["context"], dtype=np.float32))
-    return LoggedRun(bandit, {name: np.asarray(p) for name, p in probs.items()}, None, log)
+    policies = {name: np.hstack([np.zeros((n, 1)), p])  # the logged track, column 0, is never a target's choice
+                for name, p in policy_targets(policy, np.asarray(arrays["obs"])).items()}
+    return LoggedRun(bandit, {**policies, **{name: np.asarray(p) for name, p in probs.items()}}, None, log)
 
 
 def estimate_log(world: World, env_cfg: EnvConfig, policy: ActorCriticPolicy, log: pd.DataFrame,

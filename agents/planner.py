@@ -31,9 +31,9 @@ class PlannerConfig:
     """rollouts per candidate (the listener's answers, hence drift, boredom and leaving, are drawn)"""
     gamma: float = 0.9
     """discount of the rollouts' expected rewards"""
-    n_episodes: int = 100
-    """evaluation sessions the planner plays (its cost; the first of the sessions every policy plays; 0: no
-    planner)"""
+    n_episodes: int = 50
+    """evaluation sessions the planner plays (its cost: 20-30 ms per session; the first of the sessions every
+    policy plays; 0: no planner)"""
 
 
 def rollout_value(env: MusicRecEnv, first: int, horizon: int, gamma: float, rng: np.random.Generator,

@@ -148,12 +148,32 @@ class CandidateScorerPolicy(ActorCriticPolicy):
         return data
 
 
+def _latents(policy: ActorCriticPolicy, obs: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """The actor's and the critic's inputs for a batch of observations (n, obs_dim)."""
+    features = policy.extract_features(torch.as_tensor(obs, dtype=torch.float32))
+    return features if isinstance(features, tuple) else (features, features)
+
+
+def candidate_distributions(policy: ActorCriticPolicy, observations: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    """Candidate probabilities (n, k) of a batch of observations (n, obs_dim): the actor only, ``chunk`` rows
+    per forward pass."""
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(observations), chunk):
+            latent_pi = policy.mlp_extractor.forward_actor(_latents(policy, observations[start:start + chunk])[0])
+            out.append(torch.softmax(policy.action_net(latent_pi), dim=-1).numpy().astype(np.float64))
+    return np.concatenate(out)
+
+
+def candidate_distribution(policy: ActorCriticPolicy, obs: np.ndarray) -> np.ndarray:
+    """Candidate probabilities (k,) of one observation (the actor only)."""
+    return candidate_distributions(policy, np.asarray(obs).reshape(1, -1))[0]
+
+
 def candidate_probabilities(policy: ActorCriticPolicy, obs: np.ndarray) -> tuple[np.ndarray, float]:
     """Candidate probabilities (k,) and the critic's value of one observation, in one forward pass."""
     with torch.inference_mode():
-        obs_t = torch.as_tensor(obs, dtype=torch.float32).reshape(1, -1)
-        features = policy.extract_features(obs_t)
-        pi_features, vf_features = features if isinstance(features, tuple) else (features, features)
+        pi_features, vf_features = _latents(policy, np.asarray(obs).reshape(1, -1))
         latent_pi = policy.mlp_extractor.forward_actor(pi_features)
         latent_vf = policy.mlp_extractor.forward_critic(vf_features)
         probs = torch.softmax(policy.action_net(latent_pi), dim=-1)[0].numpy()
@@ -167,7 +187,7 @@ def sampling_policy(policy: ActorCriticPolicy, seed: int) -> Callable[[np.ndarra
     rng = np.random.default_rng(seed)
 
     def act(obs: np.ndarray, env: Any) -> int:
-        probs = candidate_probabilities(policy, obs)[0]
+        probs = candidate_distribution(policy, obs)
         return int(rng.choice(len(probs), p=probs / probs.sum()))
 
     return act

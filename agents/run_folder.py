@@ -35,7 +35,8 @@ LOCK_NAME = ".lock"
 # Keys that may differ between a run and its resume: budgets and how progress is shown, not what is learnt.
 SAFE_ON_RESUME: tuple[str, ...] = ("resume", "overwrite", "ppo.total_timesteps", "ppo.checkpoint_freq",
                                    "ppo.progress_bar", "eval.n_episodes", "eval.eval_freq",
-                                   "eval.periodic_episodes")
+                                   "eval.periodic_episodes", "eval.stop_on_plateau", "eval.plateau_patience",
+                                   "eval.plateau_delta")
 # What makes a folder hold a run (Hydra's .hydra/ and the job's log alone do not).
 RUN_ARTIFACTS: tuple[str, ...] = ("metrics.json", "ppo.zip", "vae.pt", "world", "checkpoints", "feedback.csv")
 

@@ -154,15 +154,19 @@ def test_a_sweep_on_a_ray_cluster_reports_a_failing_job_and_finishes_the_other(t
     assert (sweep_dir / "1_+experiment-tiny+reward.n_clusters-3000" / "failed.json").is_file()
 
 
-def test_a_two_trial_optuna_study_on_the_tiny_budget(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "-m", "+experiment=[optuna_ppo,tiny]",
+@pytest.mark.parametrize(("study", "params"), [
+    ("optuna_ppo", {"ppo.learning_rate", "ppo.ent_coef", "ppo.gamma", "ppo.n_epochs", "ppo.clip_range"}),
+    ("optuna_time_to_quality", {"ppo.n_envs", "ppo.batch_size", "ppo.n_epochs", "ppo.learning_rate",
+                                "ppo.lr_schedule"}),
+])
+def test_a_two_trial_optuna_study_on_the_tiny_budget(tmp_path, study, params):
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "-m", f"+experiment=[{study},tiny]",
                            "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={tmp_path}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     check(proc)
     results = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
     jobs = sorted(tmp_path.glob("*/metrics.json"))
-    assert len(jobs) == 2 and set(results["best_params"]) == {"ppo.learning_rate", "ppo.ent_coef", "ppo.gamma",
-                                                              "ppo.n_epochs", "ppo.clip_range"}
+    assert len(jobs) == 2 and set(results["best_params"]) == params
     scores = [yaml.safe_load(job.read_text())["normalized_score"] for job in jobs]
     assert results["best_value"] == max(scores)
     assert run_cli("compare", str(tmp_path)) == 0  # each trial its own configuration
