@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from stable_baselines3.common.policies import ActorCriticPolicy
 
-from agents.baselines import greedy_policy, nearest_policy, oracle_policy
+from agents.baselines import greedy_policy, nearest_policy
 from agents.evaluate import Behaviour, EvalConfig, make_eval_env
 from agents.ope import (
     ESTIMATORS,
@@ -77,22 +77,24 @@ def behaviour_probabilities(behaviour: str, epsilon: float) -> Probabilities:
     return lambda obs, env: (1.0 - epsilon) * greedy(obs, env) + epsilon * uniform(obs, env)
 
 
-def target_policies(with_oracle: bool) -> dict[str, Probabilities]:
-    """The baselines OPE estimates, step by step (module docstring); ``with_oracle`` only where the listener's
-    state is known. PPO's targets come in one batch when the log is complete (:func:`policy_targets`)."""
-    targets = {"random": uniform, "nearest": one_hot(nearest_policy), "greedy": one_hot(greedy_policy)}
-    if with_oracle:
-        targets["oracle"] = one_hot(oracle_policy)
-    return targets
+def target_policies() -> dict[str, Probabilities]:
+    """The baselines OPE estimates step by step (module docstring). PPO's targets come in one batch when the
+    log is complete (:func:`policy_targets`), and the oracle's from the truth where a log has it."""
+    return {"random": uniform, "nearest": one_hot(nearest_policy), "greedy": one_hot(greedy_policy)}
 
 
 def policy_targets(policy: ActorCriticPolicy, observations: np.ndarray) -> dict[str, np.ndarray]:
     """PPO's targets at every logged observation (n, obs_dim): ``ppo`` (the deterministic policy: its most
     probable candidate, one-hot) and ``ppo_sample`` (its distribution), (n, k) each."""
     probs = candidate_distributions(policy, observations)
-    greedy = np.zeros_like(probs)
-    greedy[np.arange(len(probs)), probs.argmax(axis=1)] = 1.0
-    return {"ppo": greedy, "ppo_sample": probs}
+    return {"ppo": argmax_one_hot(probs), "ppo_sample": probs}
+
+
+def argmax_one_hot(scores: np.ndarray) -> np.ndarray:
+    """(n, k): 1 on each row's highest score."""
+    out = np.zeros_like(scores, dtype=np.float64)
+    out[np.arange(len(scores)), scores.argmax(axis=1)] = 1.0
+    return out
 
 
 def step_context(world: World, current: int, candidates: np.ndarray, position: int, length: int) -> np.ndarray:
@@ -164,6 +166,8 @@ class _Recorder:
                                                  "action_prob"])
         targets = {**policy_targets(self.policy, np.asarray(a["obs"])),
                    **{n: np.asarray(p) for n, p in self.probs.items()}}
+        if expected is not None:
+            targets["oracle"] = argmax_one_hot(expected)
         return LoggedRun(bandit, targets, expected, frame)
 
 
@@ -174,7 +178,7 @@ def explore(world: World, env_cfg: EnvConfig, policy: ActorCriticPolicy, behavio
     env = make_eval_env(world, env_cfg, None)
     log_policy = behaviour_probabilities(behaviour, epsilon)
     rng = np.random.default_rng(seed)
-    recorder = _Recorder(policy, target_policies(with_oracle=True))
+    recorder = _Recorder(policy, target_policies())
     session, steps = 0, 0
     while steps < n_steps:
         obs, _ = env.reset(seed=seed + session)
@@ -202,7 +206,7 @@ def replay(world: World, env_cfg: EnvConfig, log: pd.DataFrame, policy: ActorCri
     """
     env = make_eval_env(world, env_cfg, None)
     index = pd.Index(world.track_ids())
-    recorder = _Recorder(policy, target_policies(with_oracle=False))
+    recorder = _Recorder(policy, target_policies())
     ordered = log.sort_values(["user_id", "session_id", "position"], kind="stable")
     for session, (_, steps) in enumerate(ordered.groupby(["user_id", "session_id"], sort=False)):
         first = steps.iloc[0]
@@ -290,7 +294,7 @@ def replay_played(world: World, env_cfg: EnvConfig, log: pd.DataFrame, policy: A
     targets never choose: they choose among the run's candidates). Only DM reads it."""
     env = make_eval_env(world, env_cfg, None)
     index = pd.Index(world.track_ids())
-    targets = target_policies(with_oracle=False)
+    targets = target_policies()
     arrays: dict[str, list[Any]] = {k: [] for k in ("session", "position", "reward", "context", "obs")}
     probs: dict[str, list[np.ndarray]] = {name: [] for name in targets}
     ordered = log.sort_values(["user_id", "session_id", "position"], kind="stable")

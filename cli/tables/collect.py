@@ -3,9 +3,10 @@
 A source is one of:
 
 - a run folder (``metrics.json``): one row, the document ``{"metrics": <metrics.json>, "config":
-  <.hydra/config.yaml>, "overrides": <.hydra/overrides.yaml as key: value>}``;
+  <.hydra/config.yaml>, "overrides": <.hydra/overrides.yaml as key: value>, "run_info": <run_info.json>}``;
 - a sweep folder (``<job>/metrics.json``): one such row per job, in job order;
-- a ``compare.csv`` (``music-rl compare``): one row per configuration, ``{"compare": {<column>: <value>}}``;
+- a ``compare.csv`` or another CSV of ``music-rl compare`` (``compare_baseline.csv``, ``ope_accuracy.csv``): one
+  row per CSV row, ``{"compare": {<column>: <value>}}``;
 - a ``bench.json`` (``music-rl bench``): one row per result, the result itself (``id``, ``what``, ``median``...).
 
 A row of the results file keeps only what the columns read (:func:`cli.tables.results.excerpt`), with its
@@ -81,12 +82,12 @@ def run_source(run_dir: Path, command: bool = True) -> Source:
     from agents.report import job_overrides
 
     metrics = _read_json(run_dir / "metrics.json")
+    info = _read_json(run_dir / "run_info.json") if (run_dir / "run_info.json").is_file() else {}
     doc = {"metrics": metrics, "config": _read_yaml(run_dir / ".hydra" / "config.yaml") or {},
-           "overrides": job_overrides(run_dir)}
+           "overrides": job_overrides(run_dir), "run_info": info}
     typed = _read_yaml(run_dir / ".hydra" / "overrides.yaml") or []
     src = Source(rows=[(label(run_dir), doc)], times=[_mtime(run_dir / "metrics.json")],
                  commands=[" ".join(["music-rl train", *map(str, typed)])] if command else [])
-    info = _read_json(run_dir / "run_info.json") if (run_dir / "run_info.json").is_file() else {}
     if info:
         versions = info.get("versions", {})
         src.machines.append(f"{info.get('platform', 'unknown platform')}; Python {versions.get('python', '?')}, "
