@@ -128,7 +128,7 @@ def _job_row(job: Path) -> dict[str, Any]:
         row: dict[str, Any] = {"job": job.name, **job_overrides(job)}
         row.update({score: None if metrics[score] is None else float(metrics[score])
                     for score in SCORES if score in metrics})
-        row["score_reason"] = "; ".join(metrics[f"{s}_reason"] for s in SCORES if f"{s}_reason" in metrics)
+        row["score_reason"] = "; ".join(metrics[f"{s}_reason"] for s in SCORES if metrics.get(f"{s}_reason"))
         for key in ("mean_reward", "like_rate", "skip_rate", "coverage"):
             row[f"ppo_{key}"] = float(policies["ppo"][key])
         row["greedy_normalized_score"] = normalized_score(policies, "greedy", key="mean_expected_reward")
@@ -179,7 +179,8 @@ def _undefined_notes(jobs: pd.DataFrame, values: pd.DataFrame) -> list[str]:
     for metric in values.columns:
         missing = jobs.loc[values[metric].isna(), "job"].tolist()
         if missing and metric in SCORES:
-            why = {r for r, m in zip(jobs["score_reason"], values[metric].isna(), strict=True) if m and r}
+            reasons = jobs.get("score_reason", pd.Series("", index=jobs.index))  # absent in hand-made tables
+            why = {r for r, m in zip(reasons, values[metric].isna(), strict=True) if m and isinstance(r, str) and r}
             notes.append(f"{metric}: undefined in {len(missing)} of {len(jobs)} jobs ({', '.join(missing[:3])}"
                          f"{' ...' if len(missing) > 3 else ''}){': ' + '; '.join(sorted(why)) if why else ''}")
             continue

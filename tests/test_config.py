@@ -69,7 +69,7 @@ def test_every_key_is_documented_in_its_dataclass():
         ("vae.latent_dim=0", "vae.latent_dim=0: must be an integer >= 1"),
         ("vae.latent_dim=12", "vae.latent_dim=12: must be an integer in 1..11"),
         ("vae.epochs=0", "vae.epochs=0"),
-        ("vae.lr=-1", "vae.lr=-1.0: must be > 0"),
+        ("vae.lr=-1", "vae.lr=-1.0: must be in (0, 1]"),
         ("reward.like_weight=-1", "reward.like_weight=-1.0"),
         ("reward.n_clusters=30000", "reward.n_clusters=30000"),
         ("env.k=64", "env.n_neighbours=32: must be an integer >= env.k (64)"),

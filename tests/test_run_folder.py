@@ -167,7 +167,7 @@ def test_a_sweep_with_a_failing_job_finishes_the_others_and_reports_it(tmp_path)
     again = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "-m", *TINY,
                             "reward.n_clusters=8,3000", f"hydra.sweep.dir={sweep}"],
                            cwd=ROOT, capture_output=True, text=True, timeout=600)
-    one_line(again, f"{sweep}: holds 1 job folder(s) of an earlier sweep", "resume=true")
+    one_line(again, f"{sweep}: holds 2 job folder(s) of an earlier sweep", "resume=true")
 
 
 def test_compare_skips_broken_and_unfinished_jobs(finished, tmp_path, capsys):
@@ -198,7 +198,7 @@ def test_compare_skips_broken_and_unfinished_jobs(finished, tmp_path, capsys):
     ("data.path=/tmp/x.csv", ["data.path='/tmp/x.csv': is set but data.source=synthetic: add data=csv"]),
     ("ppo.ent_coef=inf", ["ppo.ent_coef=inf: must be in [0, 1000]"]),
     ("listeners.drift=inf", ["listeners.drift=inf: must be a finite number"]),
-    ("vae.lr=1e10", ["vae.lr=1e+10: must be in (0, 1]"]),
+    ("vae.lr=1e10", ["vae.lr=10000000000.0: must be in (0, 1]"]),
     ("eval.protocol=population listeners.held_out_fraction=0", ["eval.protocol=population holds out no listener"]),
 ])
 def test_bad_values_and_inputs_fail_before_any_run_folder(tmp_path, override, fragments):
