@@ -27,6 +27,7 @@ from gymnasium import spaces
 from stable_baselines3 import SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.noise import NormalActionNoise
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
 from agents.baselines import Policy
@@ -134,3 +135,12 @@ def model_policy(model: BaseAlgorithm) -> Policy:
         return int(action) if discrete else action
 
     return act
+
+
+def restart_replay(model: BaseAlgorithm, group: Any, timesteps: int) -> None:
+    """Before continuing a loaded off-policy model (a resume, a fine-tune) for ``timesteps`` steps: its replay buffer
+    starts empty (a model file holds none), and it collects ``min(<group>.learning_starts, timesteps // 2)``
+    transitions before its updates resume (``group``: the model's :class:`OffPolicyConfig`). Nothing for PPO."""
+    if isinstance(model, OffPolicyAlgorithm):
+        model.replay_buffer.reset()
+        model.learning_starts = model.num_timesteps + min(group.learning_starts, timesteps // 2)

@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import Logger
-from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
+from agents.algos import restart_replay
 from agents.baselines import Policy
 from agents.callbacks import FeedbackStatsCallback
 from agents.config import TrainConfig
@@ -79,9 +79,7 @@ def continue_training(model: BaseAlgorithm, world: World, cfg: TrainConfig, feed
     venv = make_vec_env(world, env_cfg, None, model.n_envs, group.vec_env, seed)
     model.set_env(venv)
     model.set_random_seed(seed)
-    if isinstance(model, OffPolicyAlgorithm):
-        model.replay_buffer.reset()
-        model.learning_starts = model.num_timesteps + min(group.learning_starts, timesteps // 2)
+    restart_replay(model, group, timesteps)
     model.set_logger(open_logger(tb_dir) if tb_dir else Logger(None, []))
     model.learn(timesteps, reset_num_timesteps=False, callback=FeedbackStatsCallback(),
                 progress_bar=progress_bar)

@@ -29,7 +29,7 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import VecEnv
 from threadpoolctl import threadpool_limits
 
-from agents.algos import build_offpolicy_model, model_policy
+from agents.algos import build_offpolicy_model, model_policy, restart_replay
 from agents.baselines import baseline_policies
 from agents.callbacks import CheckpointCallback, FeedbackStatsCallback, PeriodicEvalCallback
 from agents.config import TrainConfig, algo_budget
@@ -223,6 +223,7 @@ def train_model(cfg: TrainConfig, run_dir: Path, world: World, logger: Logger, i
     resume_from = latest_checkpoint(ckpt_dir, algo) if cfg.resume else None
     if resume_from is not None:
         model = load_model(resume_from, env=venv, algo=algo)
+        restart_replay(model, group, group.total_timesteps - model.num_timesteps)
         log.info("resuming from %s at %d timesteps", resume_from.name, model.num_timesteps)
     else:
         model = build_learner(cfg, venv, world, algo_seed)
@@ -299,7 +300,7 @@ def log_results(cfg: TrainConfig, logger: Logger, metrics: dict[str, Any], step:
                    for key, rho in metrics.get("ope", {}).get("rank_correlation", {}).items()})
     values["final/normalized_score"] = _tb_number(metrics["normalized_score"])
     values["final/normalized_score_planner"] = _tb_number(metrics.get("normalized_score_planner"))
-    values["final/policies"] = policies_figure(metrics["policies"])
+    values["final/policies"] = policies_figure(metrics["policies"], learnt=learnt_name(metrics))
     log_values(logger, values, step)
     learnt = metrics["policies"][learnt_name(metrics)]
     log_hparams(logger, hparams(cfg), {"hparams/normalized_score": _tb_number(metrics["normalized_score"]),
@@ -419,7 +420,7 @@ def reevaluate(run_dir: Path, cfg: TrainConfig) -> dict[str, Any]:
 
 def estimate_run_log(run_dir: Path, cfg: TrainConfig, log_path: str | Path) -> dict[str, Any]:
     """The run's policies (``ppo.zip``) estimated off-policy on a log (``music-rl evaluate log=...``); a latent
-    run's cannot be (:data:`LATENT_NO_OPE`)."""
+    run's cannot be (:data:`LATENT_NO_OPE`): one line."""
     if cfg.env.action == "latent":
         raise ConfigError(f"log={log_path}: {LATENT_NO_OPE}")
     world = load_run_world(run_dir)

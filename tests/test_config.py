@@ -118,3 +118,14 @@ def test_a_wrong_type_or_choice_is_refused_while_composing(override, message):
     with pytest.raises(ConfigCompositionException) as err:
         compose(override)
     assert message in str(err.value.__cause__)
+
+
+@pytest.mark.parametrize("overrides", [
+    ("env.action=latent",),
+    ("env.action=latent", "algo=sac", "env.observation=seed"),  # the latent actor is an MLP: any observation
+    ("+formulation=latent_td3", "env.observation=history"),
+    ("+experiment=action_comparison",),
+])
+def test_latent_actions_compose_with_every_algorithm(overrides):
+    cfg = load_config(compose(*overrides))
+    assert cfg.algo == "ppo" or cfg.env.action == "latent"

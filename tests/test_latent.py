@@ -191,3 +191,16 @@ def test_finetune_continues_the_runs_algorithm_into_a_new_version(latent_run, tm
     assert json.loads(capsys.readouterr().out)["policy_version"] == 2
     assert run_cli("simulate", f"run_dir={run}", "rounds=1") == 2  # the online loop is the discrete runs'
     assert "env.action=latent" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_an_offpolicy_run_resumes_from_its_checkpoint_with_an_empty_buffer(latent_run, tmp_path):
+    algo, pristine = latent_run
+    run = Path(shutil.copytree(pristine, tmp_path / "run"))
+    (run / "metrics.json").unlink()  # as if it had been stopped after its last checkpoint
+    proc = train(run, "env.action=latent", f"algo={algo}", "env.reward_source=simulator", "resume=true",
+                 f"{algo}.total_timesteps=2048")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"resuming from {algo}_1024_steps.zip" in proc.stdout + proc.stderr
+    assert load_model(run / f"{algo}.zip", algo=algo).num_timesteps == 2048
+    assert json.loads((run / "metrics.json").read_text())["algo"] == algo
