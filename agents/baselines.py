@@ -1,6 +1,8 @@
 """Reference policies: random, nearest, greedy (on the propagated table) and the oracle.
 
-A policy maps (observation, env) to an action index among the env's current candidates. Baselines read
+A policy maps (observation, env) to an action index among the env's current candidates (which
+:func:`agents.evaluate.rollout` plays in either action space) or, a learnt latent policy, to the env's action
+itself (a point: :func:`agents.algos.model_policy`). Baselines read
 what they need from the unwrapped :class:`envs.music_env.MusicRecEnv`: the candidates, the propagated
 reward table (what the logs alone know) or the listener's true expected rewards (what only the oracle knows).
 """
@@ -8,12 +10,13 @@ reward table (what the logs alone know) or the listener's true expected rewards 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from envs.music_env import MusicRecEnv
 
-Policy = Callable[[np.ndarray, MusicRecEnv], int]
+Policy = Callable[[np.ndarray, MusicRecEnv], Any]  # a candidate index (int), or an action of the env
 
 
 def random_policy(rng: np.random.Generator) -> Policy:

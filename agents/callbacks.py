@@ -3,11 +3,12 @@
 Logged scalars (TensorBoard, next to SB3's own ``rollout/``, ``train/`` and ``time/``):
 
 - ``rollout/like_rate``, ``rollout/mean_pct_listened``, ``rollout/skip_rate`` (pct < 0.5): the listener's
-  answers to the tracks PPO chose while collecting the last rollout (the listener's true expected rewards
-  are not computed during training: about 5-12 % of PPO's time, BENCHMARKS.md; evaluation computes them);
+  answers to the tracks the learner chose while collecting the last rollout (an off-policy algorithm's rollout:
+  its ``train_freq`` steps between updates); the listener's true expected rewards are not computed during
+  training (about 5-12 % of PPO's time, BENCHMARKS.md; evaluation computes them);
 - ``eval/mean_reward``, ``eval/like_rate``, ``eval/mean_expected_reward``, ``eval/normalized_score``:
-  deterministic PPO on fresh sessions of the evaluation listeners, scored against random and oracle figures
-  measured once on the same sessions.
+  the deterministic learnt policy on fresh sessions of the evaluation listeners, scored against random and
+  oracle figures measured once on the same sessions.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from stable_baselines3 import PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
-from agents.models import CHECKPOINT_RE, save_model_atomic
+from agents.models import CHECKPOINT_RE, checkpoint_path, save_model_atomic
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class PeriodicEvalCallback(BaseCallback):
     timesteps where a plateau stopped training (None otherwise); ``eval_seconds`` the time the evaluations took.
     """
 
-    def __init__(self, evaluate: Callable[[PPO], dict[str, float]], eval_freq: int,
+    def __init__(self, evaluate: Callable[[BaseAlgorithm], dict[str, float]], eval_freq: int,
                  plateau_patience: int | None = None, plateau_delta: float = 0.0) -> None:
         super().__init__()
         self.evaluate, self.eval_freq = evaluate, eval_freq
@@ -170,7 +171,7 @@ def time_to_quality(curve: list[dict[str, float]], fraction: float = 0.95) -> di
 
 
 class CheckpointCallback(BaseCallback):
-    """Save ``checkpoints/ppo_<n>_steps.zip`` atomically every ``save_freq`` steps, and on SIGTERM/SIGINT.
+    """Save ``checkpoints/<algo>_<n>_steps.zip`` atomically every ``save_freq`` steps, and on SIGTERM/SIGINT.
 
     A checkpoint holds the policy trained on exactly ``n`` timesteps: periodic ones are written when a
     rollout starts (the previous one trained) and when training ends, the one on a signal is numbered with
@@ -180,9 +181,9 @@ class CheckpointCallback(BaseCallback):
     ``interrupted`` tells the caller, which exits without evaluating.
     """
 
-    def __init__(self, folder: Path, save_freq: int, keep: int = 3) -> None:
+    def __init__(self, folder: Path, save_freq: int, keep: int = 3, algo: str = "ppo") -> None:
         super().__init__()
-        self.folder, self.save_freq, self.keep = folder, save_freq, keep
+        self.folder, self.save_freq, self.keep, self.algo = folder, save_freq, keep, algo
         self.interrupted: int | None = None
         self._next = 0
         self._trained = 0
@@ -201,28 +202,25 @@ class CheckpointCallback(BaseCallback):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
-        if self.interrupted is None and not self._path(self.model.num_timesteps).exists():
+        if self.interrupted is None and not checkpoint_path(self.folder, self.algo, self.model.num_timesteps).exists():
             self.save()  # the trained policy (a plateau's stop has set the count back to the evaluated one)
 
     def save(self, timesteps: int | None = None) -> Path:
         """Write a checkpoint now (numbered ``timesteps``, default the model's) and prune all but the newest
         ``keep``."""
         timesteps = self.model.num_timesteps if timesteps is None else timesteps
-        path = self._path(timesteps)
+        path = checkpoint_path(self.folder, self.algo, timesteps)
         counted = self.model.num_timesteps
         self.model.num_timesteps = timesteps  # the saved counter is the one training resumes from
         try:
             save_model_atomic(self.model, path)
         finally:
             self.model.num_timesteps = counted
-        ordered = sorted((int(m.group(1)), p) for p in self.folder.glob("ppo_*_steps.zip")
+        ordered = sorted((int(m.group(1)), p) for p in self.folder.glob(f"{self.algo}_*_steps.zip")
                          if (m := CHECKPOINT_RE.match(p.name)))
         for _, old in ordered[: -self.keep]:
             old.unlink(missing_ok=True)
         return path
-
-    def _path(self, timesteps: int) -> Path:
-        return self.folder / f"ppo_{timesteps}_steps.zip"
 
     def _on_rollout_start(self) -> None:
         self._trained = self.num_timesteps

@@ -16,6 +16,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from agents.algos import ALGOS, Algo, OffPolicyConfig, SACConfig, TD3Config
 from agents.evaluate import EvalConfig
 from agents.ppo import VEC_ENVS, PPOConfig
 from agents.run_info import versions
@@ -35,6 +36,9 @@ class TrainConfig:
 
     seed: int = 0
     """the run seed: every component (VAE, world, listeners, PPO, evaluation) derives its own stream from it"""
+    algo: Algo = Algo.ppo
+    """the learning algorithm: ppo (the only choice with env.action=discrete) | sac | td3 (SB3's off-policy
+    actors for env.action=latent; their groups sac and td3); saved as <algo>.zip, policies.<algo> in metrics.json"""
     resume: bool = False
     """continue PPO from the newest checkpoint of an existing run folder: hydra.run.dir=<run> resume=true"""
     overwrite: bool = False
@@ -45,6 +49,8 @@ class TrainConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
     listeners: ListenerConfig = field(default_factory=ListenerConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    sac: SACConfig = field(default_factory=SACConfig)
+    td3: TD3Config = field(default_factory=TD3Config)
     eval: EvalConfig = field(default_factory=EvalConfig)
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
 
@@ -87,13 +93,13 @@ def validate_vae(cfg: VAEConfig) -> None:
     )
 
 
-def validate_ppo(cfg: PPOConfig, observation: str) -> None:
+def validate_ppo(cfg: PPOConfig, observation: str, action: str = "discrete") -> None:
     """Check the ``ppo`` group (and that the policy can read the env's observation)."""
     _choice("ppo.policy", cfg.policy, ("candidate_scorer", "mlp"))
     _require(
         "ppo.policy",
         cfg.policy,
-        not (cfg.policy == "candidate_scorer" and observation == "seed"),
+        not (cfg.policy == "candidate_scorer" and observation == "seed" and action == "discrete"),
         "candidate_scorer needs env.observation=candidates or history (use ppo.policy=mlp with seed)",
     )
     _choice("ppo.vec_env", cfg.vec_env, VEC_ENVS)
@@ -116,6 +122,43 @@ def validate_ppo(cfg: PPOConfig, observation: str) -> None:
         arch = list(getattr(cfg, key))
         _require(f"ppo.{key}", arch, all(w >= 1 for w in arch), "must be a list of positive layer widths")
     _require("ppo.checkpoint_freq", cfg.checkpoint_freq, cfg.checkpoint_freq >= 1, "must be an integer >= 1")
+
+
+def validate_offpolicy(group: str, cfg: OffPolicyConfig) -> None:
+    """Check the ``sac`` or ``td3`` group."""
+    _choice(f"{group}.vec_env", cfg.vec_env, VEC_ENVS)
+    for key in ("total_timesteps", "n_envs", "buffer_size", "batch_size", "train_freq", "gradient_steps",
+                "checkpoint_freq"):
+        _require(f"{group}.{key}", getattr(cfg, key), getattr(cfg, key) >= 1, "must be an integer >= 1")
+    _require(f"{group}.learning_starts", cfg.learning_starts, cfg.learning_starts >= 0, "must be an integer >= 0")
+    _require(f"{group}.learning_rate", cfg.learning_rate, cfg.learning_rate > 0, "must be > 0")
+    _require(f"{group}.gamma", cfg.gamma, 0 <= cfg.gamma <= 1, "must be in [0, 1]")
+    _require(f"{group}.tau", cfg.tau, 0 < cfg.tau <= 1, "must be in (0, 1]")
+    for key in ("actor_arch", "critic_arch"):
+        arch = list(getattr(cfg, key))
+        _require(f"{group}.{key}", arch, all(w >= 1 for w in arch), "must be a list of positive layer widths")
+    if isinstance(cfg, SACConfig):
+        coef = cfg.ent_coef
+        number = isinstance(coef, int | float) and not isinstance(coef, bool)
+        _require("sac.ent_coef", coef, coef == "auto" or (number and coef > 0), "must be 'auto' or a number > 0")
+    if isinstance(cfg, TD3Config):
+        for key in ("action_noise", "target_policy_noise", "target_noise_clip"):
+            _require(f"td3.{key}", getattr(cfg, key), getattr(cfg, key) >= 0, "must be >= 0")
+        _require("td3.policy_delay", cfg.policy_delay, cfg.policy_delay >= 1, "must be an integer >= 1")
+
+
+def validate_algo(cfg: TrainConfig) -> None:
+    """Check ``algo`` against ``env.action``, and the groups of the off-policy algorithms."""
+    _choice("algo", cfg.algo, ALGOS)
+    _require("algo", cfg.algo, cfg.algo == "ppo" or cfg.env.action == "latent",
+             "SAC and TD3 act in a continuous space: they need env.action=latent (env.action=discrete is PPO's)")
+    validate_offpolicy("sac", cfg.sac)
+    validate_offpolicy("td3", cfg.td3)
+
+
+def algo_budget(cfg: TrainConfig) -> int:
+    """The run's training budget: ``<algo>.total_timesteps``."""
+    return int(getattr(cfg, cfg.algo).total_timesteps)
 
 
 def validate_eval(cfg: EvalConfig) -> None:
@@ -149,7 +192,8 @@ def validate(cfg: TrainConfig) -> None:
     cfg.reward.validate()
     cfg.listeners.validate()
     cfg.env.validate(cfg.data.n_tracks if cfg.data.source == "synthetic" else None)
-    validate_ppo(cfg.ppo, cfg.env.observation)
+    validate_ppo(cfg.ppo, cfg.env.observation, cfg.env.action)
+    validate_algo(cfg)
     validate_eval(cfg.eval)
     if cfg.eval.protocol == "population":
         held = min(round(cfg.listeners.held_out_fraction * cfg.listeners.population), cfg.listeners.population - 1)

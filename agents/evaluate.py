@@ -10,8 +10,15 @@ steps of one session are correlated):
 expected reward of the chosen tracks: the same quantity without response noise), ``mean_return``, ``like_rate``,
 ``mean_pct_listened``, ``skip_rate`` (pct < 0.5), ``early_skip_rate`` (pct < 0.1), ``coverage`` (distinct tracks
 / catalog size), ``diversity`` (mean pairwise latent distance within a session), ``mean_length``.
-``normalized_score`` = (ppo − random) / (oracle − random) on ``mean_expected_reward``; ``normalized_score_realised``
-is the same on ``mean_reward``. Both estimate the same quantity (the expected reward per step is the conditional
+With ``env.action=latent`` also ``outside_candidates_rate`` (the share of steps whose track is none of the k
+candidates) and ``mean_distance`` (from the proposed point to the track played, in the latent space).
+``normalized_score`` = (learnt − random) / (oracle − random) on ``mean_expected_reward``, the learnt policy being
+``policies.<algo>`` (``ppo`` unless ``algo`` says otherwise); ``normalized_score_realised`` is the same on
+``mean_reward``.
+
+The baselines choose among the k candidates in either action space: :func:`rollout` turns their candidate index
+into the env's action (:meth:`envs.music_env.MusicRecEnv.candidate_action`), so every policy plays the same env on
+the same sessions. Both estimate the same quantity (the expected reward per step is the conditional
 mean of the realised one), but the realised reward carries the listener's response noise — with like_weight 10
 and like rates near 10%, a step's reward has a standard deviation of about 3 — so the expected-reward score is the
 headline: its interval is several times narrower for the same sessions.
@@ -91,7 +98,9 @@ class Episode:
     liked: np.ndarray
     tracks: np.ndarray
     sources: np.ndarray | None = None  # the track each recommendation was made from (T,)
-    candidates: np.ndarray | None = None  # the candidates shown (T, k), the chosen one among them
+    candidates: np.ndarray | None = None  # the candidates shown (T, k); the chosen one among them unless latent
+    distance: np.ndarray | None = None  # latent actions: from the proposed point to the track played (T,)
+    outside: np.ndarray | None = None  # latent actions: whether the track played is none of the candidates (T,)
 
 
 def eval_listeners(world: World, protocol: str) -> list[int] | None:
@@ -116,7 +125,9 @@ def make_eval_env(world: World, env_cfg: EnvConfig, listener_ids: Sequence[int] 
 
 
 def rollout(env: MusicRecEnv, policy: Policy, n_episodes: int, seed: int) -> list[Episode]:
-    """Play ``n_episodes`` sessions; episode i is reset with seed ``seed + i`` for every policy alike."""
+    """Play ``n_episodes`` sessions; episode i is reset with seed ``seed + i`` for every policy alike. A policy
+    that returns a candidate index plays that candidate, whatever the env's action space."""
+    latent = env.cfg.action == "latent"
     episodes = []
     for i in range(n_episodes):
         obs, _ = env.reset(seed=seed + i)
@@ -131,16 +142,18 @@ def rollout(env: MusicRecEnv, policy: Policy, n_episodes: int, seed: int) -> lis
                 "track",
                 "source",
                 "candidates",
+                *(("distance", "outside_candidates") if latent else ()),
             )
         }
         done = False
         while not done:
-            action = policy(obs, env)
+            choice = policy(obs, env)
+            action = env.candidate_action(choice) if np.ndim(choice) == 0 else choice
             expected = env.candidate_expected_rewards()  # the state the action is taken in
+            chosen = env.expected_reward_of(action)
             source = env.track
             obs, _, terminated, truncated, info = env.step(action)
-            info.update(expected_reward=float(expected[action]), oracle_expected_reward=float(expected.max()),
-                        source=source)
+            info.update(expected_reward=chosen, oracle_expected_reward=float(expected.max()), source=source)
             for key, values in cols.items():
                 values.append(info[key])
             done = terminated or truncated
@@ -154,6 +167,8 @@ def rollout(env: MusicRecEnv, policy: Policy, n_episodes: int, seed: int) -> lis
                 tracks=np.asarray(cols["track"], dtype=np.int64),
                 sources=np.asarray(cols["source"], dtype=np.int64),
                 candidates=np.asarray(cols["candidates"], dtype=np.int64),
+                distance=np.asarray(cols["distance"], dtype=np.float64) if latent else None,
+                outside=np.asarray(cols["outside_candidates"], dtype=np.float64) if latent else None,
             )
         )
     return episodes
@@ -209,6 +224,9 @@ def summarise(episodes: Sequence[Episode], latents: np.ndarray) -> dict[str, Any
         "skip_rate": [(e.pct < 0.5).astype(float) for e in episodes],
         "early_skip_rate": [(e.pct < 0.1).astype(float) for e in episodes],
     }
+    if episodes[0].outside is not None:  # latent actions
+        per_step.update(outside_candidates_rate=[e.outside for e in episodes],
+                        mean_distance=[e.distance for e in episodes])
     for name, arrays in per_step.items():
         put(name, ratio_mean_ci(np.array([a.sum() for a in arrays]), counts))
     put("mean_return", mean_ci(np.array([e.rewards.sum() for e in episodes])))
@@ -224,8 +242,9 @@ def summarise(episodes: Sequence[Episode], latents: np.ndarray) -> dict[str, Any
 def normalized_score(
     metrics: Mapping[str, Mapping[str, float]], policy: str = "ppo", key: str = "mean_reward"
 ) -> float | None:
-    """(policy − random) / (oracle − random) on ``key``: 0 is random among the candidates, 1 the myopic oracle;
-    None when the oracle and random score the same (no scale: see :func:`score_undefined`)."""
+    """(policy − random) / (oracle − random) on ``key`` (``policy``: the learnt one, ``policies.<algo>``): 0 is
+    random among the candidates, 1 the myopic oracle; None when the oracle and random score the same (no scale:
+    see :func:`score_undefined`)."""
     lo, hi = metrics["random"][key], metrics["oracle"][key]
     if score_undefined(metrics, key):
         return None
@@ -266,11 +285,13 @@ def evaluate_policies(
     n_episodes: int,
     seed: int,
     planner: tuple[Policy, int] | None = None,
+    learnt: str = "ppo",
 ) -> dict[str, Any]:
     """Roll out every policy on the same fresh sessions; return the ``metrics.json`` structure.
 
-    ``planner`` (the planning reference and how many sessions it plays: the first of the same sessions) adds
-    ``policies.planner``, ``normalized_score_planner`` = (ppo − random) / (planner − random) on
+    ``learnt`` names the learnt policy among ``policies``: the normalized scores are its. ``planner`` (the
+    planning reference and how many sessions it plays: the first of the same sessions) adds
+    ``policies.planner``, ``normalized_score_planner`` = (learnt − random) / (planner − random) on
     ``mean_expected_reward`` over the sessions the planner played, and ``planner_minus_oracle`` (their paired
     per-step difference in expected reward, with its 95% half-width).
     """
@@ -283,29 +304,30 @@ def evaluate_policies(
         "eval_seed": seed,
         "policies": results,
     }
-    if "ppo" in results and "random" in results and "oracle" in results:
-        out["normalized_score"] = normalized_score(results, key="mean_expected_reward")
-        out["normalized_score_realised"] = normalized_score(results, key="mean_reward")
+    if {learnt, "random", "oracle"} <= set(results):
+        out["normalized_score"] = normalized_score(results, learnt, key="mean_expected_reward")
+        out["normalized_score_realised"] = normalized_score(results, learnt, key="mean_reward")
         for key, name in (("mean_expected_reward", "normalized_score"), ("mean_reward", "normalized_score_realised")):
             reason = score_undefined(results, key)
             if reason:
                 out[f"{name}_reason"] = reason
-    if planner is not None and planner[1] > 0 and {"ppo", "random", "oracle"} <= set(results):
-        out.update(_planner_scores(env, planner[0], min(planner[1], n_episodes), seed, episodes, world))
+    if planner is not None and planner[1] > 0 and {learnt, "random", "oracle"} <= set(results):
+        out.update(_planner_scores(env, planner[0], min(planner[1], n_episodes), seed, episodes, world, learnt))
         results["planner"] = out.pop("planner")
     return out
 
 
 def _planner_scores(env: MusicRecEnv, planner: Policy, n: int, seed: int, episodes: Mapping[str, list[Episode]],
-                    world: World) -> dict[str, Any]:
+                    world: World, learnt: str) -> dict[str, Any]:
     """The planner on the first ``n`` sessions, and the scores measured against it on those sessions."""
     played = rollout(env, planner, n, seed)
-    same = {name: summarise(episodes[name][:n], world.latents) for name in ("ppo", "random", "oracle")}
+    same = {name: summarise(episodes[name][:n], world.latents) for name in (learnt, "random", "oracle")}
     same["planner"] = summarise(played, world.latents)
     ceiling = dict(same, oracle=same["planner"])  # the scale from random (0) to the planner (1)
     difference, half = paired_difference(played, episodes["oracle"][:n])
     out: dict[str, Any] = {"planner": same["planner"], "planner_episodes": n,
-                           "normalized_score_planner": normalized_score(ceiling, key="mean_expected_reward"),
+                           "normalized_score_planner": normalized_score(ceiling, learnt,
+                                                                        key="mean_expected_reward"),
                            "planner_minus_oracle": {"mean_expected_reward": difference, "ci95": half,
                                                     "oracle_mean_expected_reward":
                                                         same["oracle"]["mean_expected_reward"]}}

@@ -1,5 +1,10 @@
-"""Learning from feedback: re-propagate rewards, continue PPO, write a new model version; cold-start probing;
-the online-learning loop.
+"""Learning from feedback: re-propagate rewards, continue the run's algorithm, write a new model version;
+cold-start probing; the online-learning loop.
+
+A fine-tune continues the run's model (PPO, SAC or TD3) on the re-propagated table. An off-policy actor's
+replay buffer is not kept: the model file holds none, and its transitions' rewards are the old table's, which
+the fine-tune replaces; the buffer starts empty and the first ``min(<algo>.learning_starts, timesteps / 2)``
+steps of the fine-tune refill it before the updates resume.
 
 The reward table is personal (the ``personal`` protocol): a fine-tune learns from every logged answer of the
 listeners it is for (:func:`listener_rows`), propagated over the run's clusters (:func:`repropagate`).
@@ -18,9 +23,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from stable_baselines3 import PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import Logger
 
+from agents.algos import restart_replay
 from agents.baselines import Policy
 from agents.callbacks import FeedbackStatsCallback
 from agents.config import TrainConfig
@@ -31,7 +37,7 @@ from agents.ppo import make_vec_env
 from agents.run_folder import hold
 from agents.tensorboard import open_logger
 from envs.atomic import atomic_path
-from envs.errors import FeedbackError
+from envs.errors import ConfigError, FeedbackError
 from envs.feedback_store import FeedbackStore, utc_now
 from envs.music_env import MusicRecEnv
 from envs.rewards import RewardConfig, propagate, reward, select_probes
@@ -59,19 +65,21 @@ def repropagate(world: World, cfg: RewardConfig, feedback: pd.DataFrame) -> np.n
     return propagate(world.latents, world.clusters, world.centroids, rows, np.asarray(observed, float), cfg)
 
 
-def continue_training(model: PPO, world: World, cfg: TrainConfig, feedback: pd.DataFrame, timesteps: int,
-                      seed: int, tb_dir: Path | None = None, progress_bar: bool = False) -> World:
+def continue_training(model: BaseAlgorithm, world: World, cfg: TrainConfig, feedback: pd.DataFrame,
+                      timesteps: int, seed: int, tb_dir: Path | None = None, progress_bar: bool = False) -> World:
     """Re-propagate the reward table from ``feedback`` and continue ``model`` on it for ``timesteps`` steps.
 
-    The model is trained in place (SB3 seeded with ``seed``); with ``tb_dir`` PPO's scalars go there, their
-    steps continuing the model's. Returns the world with the new reward table; nothing is written to the
-    run folder.
+    The model is trained in place (SB3 seeded with ``seed``); with ``tb_dir`` its scalars go there, their
+    steps continuing the model's. An off-policy model refills its replay buffer first (module docstring).
+    Returns the world with the new reward table; nothing is written to the run folder.
     """
     world = dataclasses.replace(world, reward_table=repropagate(world, cfg.reward, feedback))
     env_cfg = dataclasses.replace(cfg.env, reward_source="propagated")
-    venv = make_vec_env(world, env_cfg, None, model.n_envs, cfg.ppo.vec_env, seed)
+    group = getattr(cfg, cfg.algo)
+    venv = make_vec_env(world, env_cfg, None, model.n_envs, group.vec_env, seed)
     model.set_env(venv)
     model.set_random_seed(seed)
+    restart_replay(model, group, timesteps)
     model.set_logger(open_logger(tb_dir) if tb_dir else Logger(None, []))
     model.learn(timesteps, reset_num_timesteps=False, callback=FeedbackStatsCallback(),
                 progress_bar=progress_bar)
@@ -82,22 +90,23 @@ def continue_training(model: PPO, world: World, cfg: TrainConfig, feedback: pd.D
 
 def finetune(run: LoadedRun, feedback: pd.DataFrame, timesteps: int, seed: int = 0,
              progress_bar: bool = False, lock_timeout: float = 600.0) -> LoadedRun:
-    """Fold ``feedback`` into a reward table, continue PPO from ``run``'s version, save the next version.
+    """Fold ``feedback`` into a reward table, continue the model of ``run``'s version, save the next version.
 
-    Writes ``world/reward_table-v<N>.npy`` then ``ppo-v<N>.zip`` (each atomically; the model last, so a
+    Writes ``world/reward_table-v<N>.npy`` then ``<algo>-v<N>.zip`` (each atomically; the model last, so a
     crash leaves no half version), N = the newest version + 1, and logs PPO to ``tb/finetune-v<N>``. The
     previous model files are never touched; writers of one run folder take turns on its lock
     (:func:`agents.run_folder.hold`, waiting up to ``lock_timeout`` seconds), so two fine-tunes never claim the
     same version. Returns the new version, loaded (``run`` is unchanged).
     """
+    algo = run.cfg.algo
     with hold(run.run_dir, wait=lock_timeout):
-        version = max(model_versions(run.run_dir)) + 1
-        model = load_model(model_path(run.run_dir, run.version))
+        version = max(model_versions(run.run_dir, algo)) + 1
+        model = load_model(run.model_file, algo=algo)
         world = continue_training(model, run.world, run.cfg, feedback, timesteps, seed,
                                   run.run_dir / "tb" / f"finetune-v{version}", progress_bar)
         with atomic_path(reward_table_path(run.run_dir, version)) as tmp, open(tmp, "wb") as fh:
             np.save(fh, world.reward_table)
-        save_model_atomic(model, model_path(run.run_dir, version))
+        save_model_atomic(model, model_path(run.run_dir, version, algo))
     log.info("fine-tuned version %d for %d steps on %d feedback rows -> version %d", run.version, timesteps,
              len(feedback), version)
     return dataclasses.replace(run, world=world, policy=model.policy, version=version)
@@ -192,6 +201,14 @@ def _mean(episodes: list[Episode], field: str) -> float:
     return float(np.concatenate([getattr(e, field) for e in episodes]).mean())
 
 
+def check_online(run: LoadedRun) -> None:
+    """Refuse a run of ``env.action=latent`` for the online loop (:class:`ConfigError`, one line)."""
+    if run.cfg.env.action == "latent":
+        raise ConfigError(f"{run.run_dir}: env.action=latent: the online loop logs the probability of each "
+                          "recommendation among the k candidates, which a latent action does not have (recommend, "
+                          "cold start and finetune work for it)")
+
+
 def simulate_online(run: LoadedRun, listener_seed: int, rounds: int, finetune_every: int, timesteps: int,
                     sessions: int = 4, seed: int = 0, store: FeedbackStore | None = None,
                     on_round: Callable[[dict[str, Any]], None] | None = None,
@@ -205,8 +222,10 @@ def simulate_online(run: LoadedRun, listener_seed: int, rounds: int, finetune_ev
     ``finetune_every`` rounds the online policy is fine-tuned (in memory, ``timesteps`` more PPO steps) on all
     the listener's answers so far. ``store`` receives every answer. Returns one row per round r >= 1: the
     realised mean reward per step and the listener's expected reward per step (the noise-free measure) of
-    both policies, and the online policy's version (``v<base>+<fine-tunes>``).
+    both policies, and the online policy's version (``v<base>+<fine-tunes>``). A run of ``env.action=latent``
+    is refused (:class:`ConfigError`): the loop logs each answer's propensity among the k candidates.
     """
+    check_online(run)
     target = world_for_listener(run.world, listener_seed)
     user = f"sim-{listener_seed}"
     append = store.append if store is not None else (lambda rows: None)

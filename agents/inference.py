@@ -5,8 +5,9 @@ its policy network.
 
 A recommendation step: the k nearest unplayed candidates of the current track (the run's neighbour table,
 O(1)) → one forward pass of the policy (candidate probabilities and the critic's value) → the pick (most
-probable, or drawn) becomes the current track. The session is walked in the run's own env (propagated
-rewards), so the policy sees exactly the observations it was trained on.
+probable, or drawn) becomes the current track. With ``env.action=latent`` the policy proposes a point of the
+latent space instead and the unplayed track nearest to it is played, a candidate or not. The session is walked
+in the run's own env (propagated rewards), so the policy sees exactly the observations it was trained on.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from stable_baselines3.common.policies import ActorCriticPolicy
+import torch
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 
 from agents.baselines import Policy
 from agents.config import TrainConfig, load_run_config
@@ -30,19 +32,25 @@ from envs.errors import ConfigError, RunFolderError, UnknownTrackError
 from envs.music_env import MusicRecEnv
 from envs.world import World
 
-RUN_FILES = (".hydra/config.yaml", "world", "ppo.zip")
+RUN_FILES = (".hydra/config.yaml", "world")  # and the model of the run's algo, <algo>.zip
 N_CLOSEST = 3
 
 
 @dataclass
 class LoadedRun:
-    """A run folder ready for inference: its config, its world (with the version's reward table), a policy."""
+    """A run folder ready for inference: its config, its world (with the version's reward table), a policy (PPO's
+    actor-critic, or SAC's or TD3's actor and critics)."""
 
     run_dir: Path
     cfg: TrainConfig
     world: World
-    policy: ActorCriticPolicy
+    policy: BasePolicy
     version: int
+
+    @property
+    def model_file(self) -> Path:
+        """The model file of this version: ``<algo>.zip`` or ``<algo>-v<N>.zip``."""
+        return model_path(self.run_dir, self.version, self.cfg.algo)
 
 
 def load_config_of(run_dir: Path) -> TrainConfig:
@@ -50,14 +58,18 @@ def load_config_of(run_dir: Path) -> TrainConfig:
     for name in RUN_FILES:
         if not (run_dir / name).exists():
             raise RunFolderError(f"{run_dir / name}: missing; is {run_dir} a finished music-rl run folder?")
-    return load_run_config(run_dir)
+    cfg = load_run_config(run_dir)
+    model = model_path(run_dir, 1, cfg.algo)
+    if not model.exists():
+        raise RunFolderError(f"{model}: missing; is {run_dir} a finished music-rl run folder?")
+    return cfg
 
 
 def load_run(run_dir: str | Path, version: int | None = None) -> LoadedRun:
     """Load config, world and the policy of a model version (default: the newest) of a run folder."""
     run_dir = Path(run_dir)
     cfg = load_config_of(run_dir)
-    versions = model_versions(run_dir)
+    versions = model_versions(run_dir, cfg.algo)
     version = versions[-1] if version is None else int(version)
     if version not in versions:
         raise ConfigError(f"policy_version={version}: {run_dir} holds versions "
@@ -67,12 +79,13 @@ def load_run(run_dir: str | Path, version: int | None = None) -> LoadedRun:
         table = reward_table_path(run_dir, version)
         if not table.is_file():
             raise RunFolderError(f"{table}: missing (the reward table of "
-                                 f"{model_path(run_dir, version).name})")
+                                 f"{model_path(run_dir, version, cfg.algo).name})")
         world = dataclasses.replace(world, reward_table=np.load(table, allow_pickle=False))
-    policy = load_policy(model_path(run_dir, version))
+    path = model_path(run_dir, version, cfg.algo)
+    policy = load_policy(path, cfg.algo)
     expected = MusicRecEnv(world, dataclasses.replace(cfg.env, start_track=None)).observation_space.shape
     if policy.observation_space.shape != expected:  # every command that loads a run: checked before any work
-        raise RunFolderError(f"{model_path(run_dir, version)}: the policy reads observations of shape "
+        raise RunFolderError(f"{path}: the policy reads observations of shape "
                              f"{policy.observation_space.shape} but the run's world and config give {expected} "
                              "(a model of another run?)")
     return LoadedRun(run_dir, cfg, world, policy, version)
@@ -178,25 +191,56 @@ def recommend(run: LoadedRun, start: int, length: int, sample: bool = False,
               seed: int = 0) -> list[dict[str, Any]]:
     """Walk a session of ``length`` recommendations from track row ``start``.
 
-    Each step: the k nearest unplayed candidates → policy probabilities and value → the pick (the most
-    probable, or a draw from the probabilities when ``sample``, seeded by ``seed``) → the pick becomes the
-    current track. Returns one JSON-able dict per step: ``position``, ``from`` (track fields), ``value``
-    (the critic's estimate of the discounted return, in the env's scaled reward units), ``candidates``
-    (track fields + ``probability``, nearest first) and ``pick`` (index into ``candidates``).
+    Each step: the k nearest unplayed candidates → the policy → the track played becomes the current track.
+    Returns one JSON-able dict per step: ``position``, ``from`` (track fields) and ``candidates`` (track fields,
+    nearest first), and
+
+    - discrete: ``value`` (the critic's estimate of the discounted return, in the env's scaled reward units),
+      each candidate's ``probability`` and ``pick`` (index into ``candidates``: the most probable, or a draw
+      from the probabilities when ``sample``, seeded by ``seed``);
+    - latent: ``proposed`` (the policy's point in ``[0, 1]^d``: its mean, or a draw when ``sample``; TD3's actor
+      has no draw), ``played`` (track fields), ``distance`` (from the point to the track played) and
+      ``outside_candidates``.
     """
     env = session_env(run, length)
     obs, _ = env.reset(seed=seed, options={"start_track": int(start)})
+    step_of = _latent_step if run.cfg.env.action == "latent" else _discrete_step
     rng = np.random.default_rng(seed)
-    tracks = run.world.tracks
+    if sample:
+        torch.manual_seed(seed)  # a latent draw comes from torch's generator
     steps = []
     for position in range(1, length + 1):
-        probs, value = candidate_probabilities(run.policy, obs)
-        pick = int(rng.choice(len(probs), p=probs / probs.sum())) if sample else int(np.argmax(probs))
-        steps.append({
-            "position": position, "from": _track_fields(tracks, env.track), "value": value,
+        step, action = step_of(run, env, obs, sample, rng)
+        obs, _, _, _, info = env.step(action)
+        steps.append({"position": position, **step, **_played(run, info)})
+    return steps
+
+
+def _discrete_step(run: LoadedRun, env: MusicRecEnv, obs: np.ndarray, sample: bool,
+                   rng: np.random.Generator) -> tuple[dict[str, Any], int]:
+    """What a discrete step shows before it is played, and the candidate it picks."""
+    assert isinstance(run.policy, ActorCriticPolicy)
+    probs, value = candidate_probabilities(run.policy, obs)
+    pick = int(rng.choice(len(probs), p=probs / probs.sum())) if sample else int(np.argmax(probs))
+    tracks = run.world.tracks
+    return {"from": _track_fields(tracks, env.track), "value": value,
             "candidates": [dict(_track_fields(tracks, int(t)), probability=float(p))
                            for t, p in zip(env.current_candidates, probs, strict=True)],
-            "pick": pick,
-        })
-        obs, *_ = env.step(pick)
-    return steps
+            "pick": pick}, pick
+
+
+def _latent_step(run: LoadedRun, env: MusicRecEnv, obs: np.ndarray, sample: bool,
+                 rng: np.random.Generator) -> tuple[dict[str, Any], np.ndarray]:
+    """What a latent step shows before it is played, and the point it proposes."""
+    action, _ = run.policy.predict(obs, deterministic=not sample)
+    tracks = run.world.tracks
+    return {"from": _track_fields(tracks, env.track),
+            "candidates": [_track_fields(tracks, int(t)) for t in env.current_candidates]}, action
+
+
+def _played(run: LoadedRun, info: dict[str, Any]) -> dict[str, Any]:
+    """What a latent step played (none for a discrete step: its pick says it)."""
+    if "proposed" not in info:
+        return {}
+    return {"proposed": [float(v) for v in info["proposed"]], "played": _track_fields(run.world.tracks, info["track"]),
+            "distance": float(info["distance"]), "outside_candidates": bool(info["outside_candidates"])}

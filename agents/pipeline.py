@@ -1,8 +1,10 @@
-"""The main job: catalog → normalised features → VAE latents → world → PPO → evaluation → run folder.
+"""The main job: catalog → normalised features → VAE latents → world → PPO (or SAC, TD3) → evaluation → run
+folder.
 
 Every artifact of a run folder (README "What a run writes") is written into it, each atomically. With
-``resume=true`` on a run folder that already holds a world, a VAE and PPO checkpoints, the first stages are
-loaded instead of rebuilt and PPO continues from its newest checkpoint to ``ppo.total_timesteps``. Temporary
+``resume=true`` on a run folder that already holds a world, a VAE and checkpoints, the first stages are
+loaded instead of rebuilt and the algorithm continues from its newest checkpoint to ``<algo>.total_timesteps``
+(SAC and TD3 with an empty replay buffer: checkpoints hold none). Temporary
 files that a killed writer (``kill -9``) left behind are removed when a run starts in the folder again.
 """
 
@@ -22,14 +24,16 @@ import numpy as np
 import pandas as pd
 import torch
 from omegaconf import OmegaConf
-from stable_baselines3 import PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.vec_env import VecEnv
 from threadpoolctl import threadpool_limits
 
+from agents.algos import build_offpolicy_model, model_policy, restart_replay
 from agents.baselines import baseline_policies
 from agents.callbacks import CheckpointCallback, FeedbackStatsCallback, PeriodicEvalCallback, time_to_quality
-from agents.config import TrainConfig
+from agents.config import TrainConfig, algo_budget
 from agents.evaluate import (
     eval_listeners,
     evaluate_policies,
@@ -39,11 +43,11 @@ from agents.evaluate import (
     summarise,
     train_listeners,
 )
-from agents.models import latest_checkpoint, load_model, save_model_atomic
+from agents.models import CHECKPOINT_RE, latest_checkpoint, load_model, model_path, save_model_atomic
 from agents.offpolicy import check_estimators, estimate_log, estimate_log_file
 from agents.planner import planner_policy
 from agents.policies import sampling_policy
-from agents.ppo import build_model, make_vec_env, ppo_policy
+from agents.ppo import build_model, make_vec_env
 from agents.run_folder import claim
 from agents.run_info import RunInfo
 from agents.seeding import derive_seed
@@ -62,6 +66,8 @@ log = logging.getLogger(__name__)
 CODE_DIR = Path(__file__).resolve().parent.parent
 # envs.atomic.atomic_path's temporary names: ".<target name>.<8 random characters>.tmp"
 TEMPORARY_RE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+LATENT_NO_OPE = ("off-policy estimates weigh the k candidates by the policy's probabilities (agents/offpolicy.py): "
+                 "a latent action has none; not estimated for env.action=latent")
 
 
 class TrainingInterrupted(Exception):
@@ -83,10 +89,11 @@ def hparams(cfg: TrainConfig) -> dict[str, Any]:
     return {
         "latent_dim": cfg.vae.latent_dim, "like_weight": cfg.reward.like_weight, "decay": cfg.reward.decay,
         "observation": cfg.env.observation, "reward_source": cfg.env.reward_source,
-        "n_clusters": cfg.reward.n_clusters, "seed": cfg.seed, "total_timesteps": cfg.ppo.total_timesteps,
+        "n_clusters": cfg.reward.n_clusters, "seed": cfg.seed, "total_timesteps": algo_budget(cfg),
         "policy": cfg.ppo.policy, "protocol": cfg.eval.protocol, "listener_seed": listener_seed(cfg),
         "data_source": cfg.data.source, "n_tracks": cfg.data.n_tracks, "ent_coef": cfg.ppo.ent_coef,
         "learning_rate": cfg.ppo.learning_rate, "lr_schedule": cfg.ppo.lr_schedule, "gamma": cfg.ppo.gamma,
+        "action": cfg.env.action, "algo": cfg.algo,
     }
 
 
@@ -201,18 +208,27 @@ def load_run_world(run_dir: Path) -> World:
     return World.load(run_dir / "world")
 
 
-def train_ppo(cfg: TrainConfig, run_dir: Path, world: World, logger: Logger, info: RunInfo) -> PPO:
-    """Train (or resume) PPO on the world; saves ``ppo.zip``."""
+def build_learner(cfg: TrainConfig, venv: VecEnv, world: World, seed: int) -> BaseAlgorithm:
+    """A fresh model of ``cfg.algo`` on ``venv``: PPO (:func:`agents.ppo.build_model`), SAC or TD3."""
+    if cfg.algo == "ppo":
+        return build_model(cfg.ppo, cfg.env, venv, world, seed)
+    return build_offpolicy_model(cfg.algo, getattr(cfg, cfg.algo), venv, seed)
+
+
+def train_model(cfg: TrainConfig, run_dir: Path, world: World, logger: Logger, info: RunInfo) -> BaseAlgorithm:
+    """Train (or resume) ``cfg.algo`` on the world; saves ``<algo>.zip``."""
+    algo, group = str(cfg.algo), getattr(cfg, cfg.algo)
     ckpt_dir = run_dir / "checkpoints"
-    ppo_seed = derive_seed(cfg.seed, "ppo")
-    venv = make_vec_env(world, cfg.env, train_listeners(world, cfg.eval.protocol), cfg.ppo.n_envs,
-                        cfg.ppo.vec_env, ppo_seed)
-    resume_from = latest_checkpoint(ckpt_dir) if cfg.resume else None
+    algo_seed = derive_seed(cfg.seed, algo)
+    venv = make_vec_env(world, cfg.env, train_listeners(world, cfg.eval.protocol), group.n_envs,
+                        group.vec_env, algo_seed)
+    resume_from = latest_checkpoint(ckpt_dir, algo) if cfg.resume else None
     if resume_from is not None:
-        model = load_model(resume_from, env=venv)
+        model = load_model(resume_from, env=venv, algo=algo)
+        restart_replay(model, group, group.total_timesteps - model.num_timesteps)
         log.info("resuming from %s at %d timesteps", resume_from.name, model.num_timesteps)
     else:
-        model = build_model(cfg.ppo, cfg.env, venv, world, ppo_seed)
+        model = build_learner(cfg, venv, world, algo_seed)
     model.set_logger(logger)
 
     eval_env = make_eval_env(world, cfg.env, eval_listeners(world, cfg.eval.protocol))
@@ -220,48 +236,54 @@ def train_ppo(cfg: TrainConfig, run_dir: Path, world: World, logger: Logger, inf
     reference = {name: summarise(rollout(eval_env, pol, cfg.eval.periodic_episodes, eval_seed), world.latents)
                  for name, pol in baseline_policies(eval_seed).items() if name in ("random", "oracle")}
 
-    def periodic(m: PPO) -> dict[str, float]:
-        episodes = rollout(eval_env, ppo_policy(m), cfg.eval.periodic_episodes, eval_seed)
-        res = dict(reference, ppo=summarise(episodes, world.latents))
-        return {"mean_reward": res["ppo"]["mean_reward"], "like_rate": res["ppo"]["like_rate"],
-                "mean_expected_reward": res["ppo"]["mean_expected_reward"],
-                "normalized_score": normalized_score(res, key="mean_expected_reward")}
+    def periodic(m: BaseAlgorithm) -> dict[str, float]:
+        episodes = rollout(eval_env, model_policy(m), cfg.eval.periodic_episodes, eval_seed)
+        res = dict(reference, learnt=summarise(episodes, world.latents))
+        return {"mean_reward": res["learnt"]["mean_reward"], "like_rate": res["learnt"]["like_rate"],
+                "mean_expected_reward": res["learnt"]["mean_expected_reward"],
+                "normalized_score": normalized_score(res, "learnt", key="mean_expected_reward")}
 
-    checkpoints = CheckpointCallback(ckpt_dir, cfg.ppo.checkpoint_freq)
+    checkpoints = CheckpointCallback(ckpt_dir, group.checkpoint_freq, algo=algo)
     evaluator = PeriodicEvalCallback(periodic, cfg.eval.eval_freq,
                                      cfg.eval.plateau_patience if cfg.eval.stop_on_plateau else None,
                                      cfg.eval.plateau_delta)
     callbacks = CallbackList([FeedbackStatsCallback(), evaluator, checkpoints])
-    remaining = cfg.ppo.total_timesteps - model.num_timesteps
+    remaining = group.total_timesteps - model.num_timesteps
     rollout_steps = cfg.ppo.n_steps * cfg.ppo.n_envs
-    if 0 < remaining < rollout_steps:
+    if algo == "ppo" and 0 < remaining < rollout_steps:
         log.warning("ppo.total_timesteps=%d leaves %d steps, less than one rollout (ppo.n_steps x ppo.n_envs = "
                     "%d): PPO trains one whole rollout, %d steps", cfg.ppo.total_timesteps, remaining,
                     rollout_steps, rollout_steps)
-    with info.stage("ppo"):
+    with info.stage(algo):
         if remaining > 0:
-            model.learn(remaining, callback=callbacks, progress_bar=cfg.ppo.progress_bar,
-                        reset_num_timesteps=resume_from is None, tb_log_name="ppo")
+            model.learn(remaining, callback=callbacks, progress_bar=group.progress_bar,
+                        reset_num_timesteps=resume_from is None, tb_log_name=algo)
     venv.close()
-    info.data.update(ppo_timesteps=int(model.num_timesteps), learning_curve=evaluator.curve,
-                     time_to_quality=time_to_quality(evaluator.curve),
-                     periodic_eval_s=round(evaluator.eval_seconds, 3))
+    info.data.update({f"{algo}_timesteps": int(model.num_timesteps), "learning_curve": evaluator.curve,
+                      "time_to_quality": time_to_quality(evaluator.curve),
+                      "periodic_eval_s": round(evaluator.eval_seconds, 3)})
     if evaluator.stopped_at is not None:
         info.data["stopped_on_plateau"] = evaluator.stopped_at
     if checkpoints.interrupted is not None:
         raise TrainingInterrupted(checkpoints.interrupted, ckpt_dir)
-    save_model_atomic(model, run_dir / "ppo.zip")
+    save_model_atomic(model, model_path(run_dir, 1, algo))
     return model
 
 
-def evaluate_run(cfg: TrainConfig, world: World, model: PPO) -> dict[str, Any]:
-    """Final evaluation: PPO, the baselines and the planning reference on the same fresh sessions
-    (``metrics.json`` structure)."""
+def evaluate_run(cfg: TrainConfig, world: World, model: BaseAlgorithm) -> dict[str, Any]:
+    """Final evaluation: the learnt policy (``policies.<algo>``; a discrete one also drawing from its
+    probabilities, ``ppo_sample``), the baselines and the planning reference on the same fresh sessions
+    (``metrics.json`` structure; a latent run's also names its ``action`` and ``algo``)."""
     eval_seed = derive_seed(cfg.seed, "eval")
-    policies = {"ppo": ppo_policy(model), "ppo_sample": sampling_policy(model.policy, derive_seed(cfg.seed, "sample")),
-                **baseline_policies(eval_seed)}
+    learnt = {str(cfg.algo): model_policy(model)}
+    if cfg.env.action == "discrete":
+        learnt["ppo_sample"] = sampling_policy(model.policy, derive_seed(cfg.seed, "sample"))
     planner = (planner_policy(cfg.eval.planner, derive_seed(cfg.seed, "planner")), cfg.eval.planner.n_episodes)
-    return evaluate_policies(world, cfg.env, policies, cfg.eval.protocol, cfg.eval.n_episodes, eval_seed, planner)
+    metrics = evaluate_policies(world, cfg.env, {**learnt, **baseline_policies(eval_seed)}, cfg.eval.protocol,
+                                cfg.eval.n_episodes, eval_seed, planner, learnt=str(cfg.algo))
+    if cfg.env.action == "latent":  # a discrete run's metrics.json stays as it was: PPO over Discrete(k)
+        metrics.update(action=str(cfg.env.action), algo=str(cfg.algo))
+    return metrics
 
 
 def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
@@ -281,14 +303,19 @@ def log_results(cfg: TrainConfig, logger: Logger, metrics: dict[str, Any], step:
                    for key, rho in metrics.get("ope", {}).get("rank_correlation", {}).items()})
     values["final/normalized_score"] = _tb_number(metrics["normalized_score"])
     values["final/normalized_score_planner"] = _tb_number(metrics.get("normalized_score_planner"))
-    values["final/policies"] = policies_figure(metrics["policies"])
+    values["final/policies"] = policies_figure(metrics["policies"], learnt=learnt_name(metrics))
     log_values(logger, values, step)
-    ppo = metrics["policies"]["ppo"]
+    learnt = metrics["policies"][learnt_name(metrics)]
     log_hparams(logger, hparams(cfg), {"hparams/normalized_score": _tb_number(metrics["normalized_score"]),
                                        "hparams/normalized_score_planner":
                                            _tb_number(metrics.get("normalized_score_planner")),
-                                       "hparams/mean_reward": ppo["mean_reward"],
-                                       "hparams/like_rate": ppo["like_rate"]}, step)
+                                       "hparams/mean_reward": learnt["mean_reward"],
+                                       "hparams/like_rate": learnt["like_rate"]}, step)
+
+
+def learnt_name(metrics: dict[str, Any]) -> str:
+    """The learnt policy's key in ``metrics["policies"]``: its ``algo`` (``ppo`` when absent: a discrete run)."""
+    return str(metrics.get("algo", "ppo"))
 
 
 def _tb_number(value: float | None) -> float:
@@ -317,29 +344,34 @@ def _run(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     logger = open_logger(run_dir / "tb")
     try:
         log_values(logger, {"config": "```yaml\n" + OmegaConf.to_yaml(OmegaConf.structured(cfg)) + "\n```"}, 0)
-        resuming = cfg.resume and (run_dir / "world").is_dir() and latest_checkpoint(run_dir / "checkpoints")
+        resuming = (cfg.resume and (run_dir / "world").is_dir()
+                    and latest_checkpoint(run_dir / "checkpoints", cfg.algo))
         if cfg.resume and not resuming:
-            log.warning("resume=true but %s holds no world and checkpoint: starting a fresh run", run_dir)
+            log.warning("resume=true but %s holds no world and %s checkpoint: starting a fresh run", run_dir,
+                        cfg.algo)
         if not resuming:  # checkpoints of an earlier run in this folder must never be resumed on a new world
-            for old in (run_dir / "checkpoints").glob("ppo_*_steps.zip"):
-                old.unlink()
+            for old in (run_dir / "checkpoints").glob("*_steps.zip"):
+                if CHECKPOINT_RE.match(old.name):
+                    old.unlink()
         if resuming and (run_dir / "run_info.json").is_file():  # what the first part of the run recorded
             info.data["before_resume"] = json.loads((run_dir / "run_info.json").read_text(encoding="utf-8"))
         world = load_run_world(run_dir) if resuming else build_run_world(cfg, run_dir, logger, info)
         if world.latents.shape[1] != cfg.vae.latent_dim:
             raise RunFolderError(f"{run_dir / 'world'}: latents have d={world.latents.shape[1]} but "
                                  f"vae.latent_dim={cfg.vae.latent_dim}")
-        model = train_ppo(cfg, run_dir, world, logger, info)
+        model = train_model(cfg, run_dir, world, logger, info)
         with info.stage("evaluation"):
             metrics = evaluate_run(cfg, world, model)
         holdout = run_dir / "feedback_holdout.csv"
-        if holdout.is_file():  # a user's log: its held-out sessions judge the policies, not the simulator
+        if cfg.env.action == "latent" and (holdout.is_file() or cfg.eval.ope_log_steps):
+            metrics["ope_reason"] = LATENT_NO_OPE
+        elif holdout.is_file():  # a user's log: its held-out sessions judge the policies, not the simulator
             with info.stage("ope_holdout"):
                 metrics["ope_holdout"] = estimate_log(world, cfg.env, model.policy, read_feedback(holdout),
                                                       holdout.name, derive_seed(cfg.seed, "ope"))
                 metrics["scored_by"] = (f"the simulated listener {world.meta['served_listener']}, not the log's "
                                         "listeners: judge a run on a user's log by ope_holdout")
-        if cfg.eval.ope_log_steps:
+        if cfg.eval.ope_log_steps and cfg.env.action == "discrete":
             with info.stage("ope"):
                 truth = {name: result["mean_expected_reward"] for name, result in metrics["policies"].items()}
                 metrics["ope"] = check_estimators(world, cfg.env, model.policy, cfg.eval, truth,
@@ -373,7 +405,7 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
 def reevaluate(run_dir: Path, cfg: TrainConfig) -> dict[str, Any]:
     """Evaluate a saved run folder again (``scripts/evaluate.py``).
 
-    Every artifact is checked first: the world, ``vae.pt`` (its latents must be the world's) and ``ppo.zip``;
+    Every artifact is checked first: the world, ``vae.pt`` (its latents must be the world's) and ``<algo>.zip``;
     a missing, corrupt or foreign one is a :class:`RunFolderError` naming it.
     """
     world = load_run_world(run_dir)
@@ -382,17 +414,21 @@ def reevaluate(run_dir: Path, cfg: TrainConfig) -> dict[str, Any]:
     if latents.shape != world.latents.shape or not np.allclose(latents, world.latents, atol=1e-4):
         raise RunFolderError(f"{run_dir / 'vae.pt'}: does not encode world/features.npy to world/latents.npy "
                              "(the VAE of another run?)")
-    model = load_model(run_dir / "ppo.zip")
+    path = model_path(run_dir, 1, cfg.algo)
+    model = load_model(path, algo=cfg.algo)
     env = make_eval_env(world, cfg.env, None)
     if model.observation_space.shape != env.observation_space.shape or model.action_space != env.action_space:
-        raise RunFolderError(f"{run_dir / 'ppo.zip'}: reads observations {model.observation_space.shape} and acts "
+        raise RunFolderError(f"{path}: reads observations {model.observation_space.shape} and acts "
                              f"in {model.action_space}, but the run's world and config give "
                              f"{env.observation_space.shape} and {env.action_space} (a model of another run?)")
     return evaluate_run(cfg, world, model)
 
 
 def estimate_run_log(run_dir: Path, cfg: TrainConfig, log_path: str | Path) -> dict[str, Any]:
-    """The run's policies (``ppo.zip``) estimated off-policy on a log (``music-rl evaluate log=...``)."""
+    """The run's policies (``ppo.zip``) estimated off-policy on a log (``music-rl evaluate log=...``); a latent
+    run's cannot be (:data:`LATENT_NO_OPE`): one line."""
+    if cfg.env.action == "latent":
+        raise ConfigError(f"log={log_path}: {LATENT_NO_OPE}")
     world = load_run_world(run_dir)
     model = load_model(run_dir / "ppo.zip")
     return estimate_log_file(world, cfg.env, model.policy, log_path, derive_seed(cfg.seed, "ope"))

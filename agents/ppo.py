@@ -1,4 +1,12 @@
-"""SB3 PPO wiring: the PPO config group, vectorised envs, the model, checkpoints and resume."""
+"""SB3 PPO wiring: the PPO config group, vectorised envs, the model.
+
+With ``env.action=discrete`` the actor is the candidate scorer (:mod:`agents.policies`) or SB3's MlpPolicy
+over Discrete(k). With ``env.action=latent`` it is a diagonal Gaussian over the point (SB3's MlpPolicy over the
+same observation): ``ppo.policy=candidate_scorer`` (the default) gives it the scorer's hidden widths
+(``ppo.scorer_arch``) and the critic ``ppo.net_arch``, a network of the candidate scorer's size reading the
+same observation, so that comparing the two formulations compares the actions rather than the networks;
+``ppo.policy=mlp`` is SB3's MlpPolicy with ``ppo.net_arch`` for both, as with discrete.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +16,10 @@ from enum import StrEnum
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 from stable_baselines3 import PPO
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
-from agents.baselines import Policy
 from agents.policies import CandidateScorerPolicy
 from agents.vec_env import session_vec_env
 from envs.errors import ConfigError
@@ -64,8 +70,9 @@ class PPOConfig:
     quality)."""
 
     policy: PolicyName = PolicyName.candidate_scorer
-    """candidate_scorer: one shared network scores every candidate (permutation-equivariant) | mlp: SB3's
-    stock MlpPolicy, kept for comparison (the only choice with env.observation=seed)"""
+    """candidate_scorer: one shared network scores every candidate (permutation-equivariant); with
+    env.action=latent, a Gaussian actor of the scorer's widths over the same observation | mlp: SB3's stock
+    MlpPolicy, kept for comparison (the only choice with env.observation=seed and env.action=discrete)"""
     total_timesteps: int = 400_000
     """environment steps of training"""
     n_envs: int = 16
@@ -135,9 +142,12 @@ def make_vec_env(
 def policy_spec(
     cfg: PPOConfig, env_cfg: EnvConfig, latent_dim: int, n_features: int
 ) -> tuple[type | str, dict[str, Any]]:
-    """The SB3 policy class and its kwargs for ``ppo.policy`` (``n_features``: features per track)."""
+    """The SB3 policy class and its kwargs for ``ppo.policy`` and ``env.action`` (``n_features``: features per
+    track)."""
     if cfg.policy == "mlp":
         return "MlpPolicy", {"net_arch": list(cfg.net_arch)}
+    if env_cfg.action == "latent":  # the candidate scorer's counterpart for a point (module docstring)
+        return "MlpPolicy", {"net_arch": {"pi": list(cfg.scorer_arch), "vf": list(cfg.net_arch)}}
     history = env_cfg.history if env_cfg.observation == "history" else 0
     return CandidateScorerPolicy, {
         "latent_dim": latent_dim,
@@ -171,12 +181,3 @@ def build_model(cfg: PPOConfig, env_cfg: EnvConfig, venv: VecEnv, world: World, 
         verbose=0,
     )
 
-
-def ppo_policy(model: PPO) -> Policy:
-    """Wrap a PPO model as an evaluation policy (deterministic: the most probable candidate)."""
-
-    def act(obs: np.ndarray, env: MusicRecEnv) -> int:
-        action, _ = model.predict(obs, deterministic=True)
-        return int(action)
-
-    return act

@@ -28,6 +28,8 @@ POLICY_COLUMNS = (
     "coverage",
     "diversity",
     "mean_return",
+    "outside_candidates_rate",  # latent actions only
+    "mean_distance",  # latent actions only
 )
 # jobs that differ only in these are replicates of one configuration (a seed picks a listener too)
 REPLICATE_KEYS = ("seed", "listeners.seed")
@@ -36,8 +38,11 @@ HOW_KEYS = ("resume", "overwrite")
 # the scores of a job: per configuration, the mean and its 95% interval, and the IQM and its bootstrap interval;
 # the probability of improvement on the first
 SCORES = ("normalized_score", "normalized_score_planner")
-# per configuration, the mean and its 95% interval of each of these; a job reports them all (compare_jobs.csv)
-COMPARED = (*SCORES, "greedy_normalized_score", "ppo_mean_reward", "ppo_like_rate", "ppo_seconds")
+# per configuration, the mean and its 95% interval of each of these; a job reports them all (compare_jobs.csv).
+# ppo_*: the learnt policy's, policies.<algo> (PPO's unless the run's algo is another); the share of its tracks
+# outside the k candidates only where a job has a latent action (0 for a discrete one, by construction)
+OUTSIDE = "ppo_outside_candidates_rate"
+COMPARED = (*SCORES, "greedy_normalized_score", "ppo_mean_reward", "ppo_like_rate", OUTSIDE, "ppo_seconds")
 JOB_METRICS = (*COMPARED, "ppo_skip_rate", "ppo_coverage")
 # per configuration, from the best configuration (the highest IQM of SCORES[0]): P(best > it) on the same
 # replicates, its interval, and how many replicates the two share
@@ -56,12 +61,13 @@ def metrics_table(metrics: Mapping[str, Any]) -> str:
                 f"{values[col]:.3f}" + (f" ± {ci:.3f}" if ci is not None and math.isfinite(ci) else "")
             )
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    learnt = metrics.get("algo", "ppo")
     if "normalized_score" in metrics:
-        lines.append(f"\nnormalized_score (ppo): {_shown(metrics, 'normalized_score')}   "
+        lines.append(f"\nnormalized_score ({learnt}): {_shown(metrics, 'normalized_score')}   "
                      f"(on realised reward: {_shown(metrics, 'normalized_score_realised')})")
     if "normalized_score_planner" in metrics:
         gap = metrics["planner_minus_oracle"]
-        lines.append(f"normalized_score_planner (ppo, 1 = the planner, {metrics['planner_episodes']} sessions): "
+        lines.append(f"normalized_score_planner ({learnt}, 1 = the planner, {metrics['planner_episodes']} sessions): "
                      f"{_shown(metrics, 'normalized_score_planner')}; planner - oracle: "
                      f"{gap['mean_expected_reward']:+.3f}" + (f" ± {gap['ci95']:.3f}" if gap["ci95"] else "")
                      + " expected reward per step")
@@ -125,12 +131,14 @@ def _job_row(job: Path) -> dict[str, Any]:
     try:
         metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
         policies = metrics["policies"]
+        learnt = policies[metrics.get("algo", "ppo")]
         row: dict[str, Any] = {"job": job.name, **job_overrides(job)}
         row.update({score: None if metrics[score] is None else float(metrics[score])
                     for score in SCORES if score in metrics})
         row["score_reason"] = "; ".join(metrics[f"{s}_reason"] for s in SCORES if metrics.get(f"{s}_reason"))
-        for key in ("mean_reward", "like_rate", "skip_rate", "coverage"):
-            row[f"ppo_{key}"] = float(policies["ppo"][key])
+        for key in ("mean_reward", "like_rate", "skip_rate", "coverage", "outside_candidates_rate"):
+            if key in learnt:
+                row[f"ppo_{key}"] = float(learnt[key])
         row["greedy_normalized_score"] = normalized_score(policies, "greedy", key="mean_expected_reward")
         info = job / "run_info.json"
         row["ppo_seconds"] = (json.loads(info.read_text(encoding="utf-8"))["wall_time_s"].get("ppo")
@@ -155,7 +163,10 @@ def collect_sweep(sweep_dir: Path) -> tuple[pd.DataFrame, list[str]]:
     if not rows:
         detail = f" ({len(skipped)} skipped: {'; '.join(skipped[:3])})" if skipped else ""
         raise RunFolderError(f"{sweep_dir}: no finished job folder with a metrics.json{detail}")
-    return pd.DataFrame(rows), skipped
+    jobs = pd.DataFrame(rows)
+    if OUTSIDE in jobs:  # a sweep with latent actions: a discrete job's tracks are all candidates
+        jobs[OUTSIDE] = jobs[OUTSIDE].fillna(0.0)
+    return jobs, skipped
 
 
 def is_config_column(column: str) -> bool:
@@ -342,9 +353,9 @@ def score_chart(table: pd.DataFrame, path: Path) -> None:
     iqm_err = np.abs(np.vstack([iqm - table[f"{score}_iqm_lo"], table[f"{score}_iqm_hi"] - iqm]))
     fig, ax = plt.subplots(figsize=(8, max(3.5, 0.45 * len(table) + 1.5)))
     ax.barh(y, table[score], xerr=np.nan_to_num(table[f"{score}_ci95"].to_numpy(dtype=float)), capsize=3,
-            color="C0", alpha=0.6, label="ppo mean (95% t-interval)")
+            color="C0", alpha=0.6, label="learnt policy mean (95% t-interval)")
     ax.errorbar(iqm, y + 0.2, xerr=np.nan_to_num(iqm_err), fmt="D", color="C1", capsize=3, ms=5,
-                label="ppo IQM (95% bootstrap interval)")
+                label="learnt policy IQM (95% bootstrap interval)")
     ax.scatter(table["greedy_normalized_score"], y, color="C3", marker="|", s=200, label="greedy mean", zorder=3)
     ax.set_yticks(y, labels, fontsize=7)
     ax.invert_yaxis()

@@ -28,17 +28,20 @@ import yaml
 from filelock import FileLock, Timeout
 from omegaconf import OmegaConf
 
+from agents.algos import ALGOS
+from agents.models import MODEL_FILES
 from envs.atomic import write_text_atomic
 from envs.errors import RunFolderError
 
 LOCK_NAME = ".lock"
 # Keys that may differ between a run and its resume: budgets and how progress is shown, not what is learnt.
-SAFE_ON_RESUME: tuple[str, ...] = ("resume", "overwrite", "ppo.total_timesteps", "ppo.checkpoint_freq",
-                                   "ppo.progress_bar", "eval.n_episodes", "eval.eval_freq",
-                                   "eval.periodic_episodes", "eval.stop_on_plateau", "eval.plateau_patience",
-                                   "eval.plateau_delta")
+SAFE_ON_RESUME: tuple[str, ...] = ("resume", "overwrite", *(f"{algo}.{key}" for algo in ALGOS
+                                                             for key in ("total_timesteps", "checkpoint_freq",
+                                                                         "progress_bar")),
+                                   "eval.n_episodes", "eval.eval_freq", "eval.periodic_episodes",
+                                   "eval.stop_on_plateau", "eval.plateau_patience", "eval.plateau_delta")
 # What makes a folder hold a run (Hydra's .hydra/ and the job's log alone do not).
-RUN_ARTIFACTS: tuple[str, ...] = ("metrics.json", "ppo.zip", "vae.pt", "world", "checkpoints", "feedback.csv")
+RUN_ARTIFACTS: tuple[str, ...] = ("metrics.json", *MODEL_FILES, "vae.pt", "world", "checkpoints", "feedback.csv")
 
 
 def _lock(run_dir: Path) -> FileLock:
@@ -102,7 +105,7 @@ def held_run(run_dir: Path) -> str | None:
     present = [name for name in RUN_ARTIFACTS if (run_dir / name).exists()]
     if not present:
         return None
-    versions = sorted(p.name for p in run_dir.glob("ppo-v*.zip"))
+    versions = sorted(p.name for p in run_dir.glob("*-v*.zip"))
     extra = f", fine-tuned versions {', '.join(versions)}" if versions else ""
     kind = "a finished run" if "metrics.json" in present else "an interrupted run"
     return f"{kind} ({', '.join(present)}{extra})"

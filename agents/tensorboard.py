@@ -61,14 +61,15 @@ def latent_figure(latents: np.ndarray, labels: np.ndarray | None, title: str) ->
     return fig
 
 
-def policies_figure(policies: Mapping[str, Mapping[str, float]], key: str = "mean_reward") -> plt.Figure:
-    """Bar chart of ``key`` per policy with its 95% interval."""
+def policies_figure(policies: Mapping[str, Mapping[str, float]], key: str = "mean_reward",
+                    learnt: str = "ppo") -> plt.Figure:
+    """Bar chart of ``key`` per policy with its 95% interval, the learnt policy (``policies.<algo>``) in colour."""
     names = list(policies)
     values = [policies[n][key] for n in names]
     errs = [policies[n].get(f"{key}_ci95", 0.0) for n in names]
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.bar(names, values, yerr=errs, capsize=4, color=["C0" if n == "ppo" else "C7" for n in names])
+    ax.bar(names, values, yerr=errs, capsize=4, color=["C0" if n == learnt else "C7" for n in names])
     ax.set_ylabel(key.replace("_", " "))
-    ax.set_title(f"PPO against the baselines ({key}, 95% CI)")
+    ax.set_title(f"{learnt.upper()} against the baselines ({key}, 95% CI)")
     fig.tight_layout()
     return fig

@@ -50,7 +50,7 @@ class SessionVecEnv(VecEnv):
         self._dones = np.zeros(self.num_envs, dtype=bool)
         self._returns = [0.0] * self.num_envs
         self._lengths = [0] * self.num_envs
-        self._actions: list[int] = []
+        self._actions: list[Any] = []
         self._t_start = time.time()
         self.metadata = first.metadata
 
@@ -65,8 +65,8 @@ class SessionVecEnv(VecEnv):
         return self._obs.copy()
 
     def step_async(self, actions: np.ndarray) -> None:
-        """Store the actions of the next :meth:`step_wait`."""
-        self._actions = np.asarray(actions).reshape(self.num_envs).tolist()
+        """Store the actions of the next :meth:`step_wait` (one per session: an index, or a latent point)."""
+        self._actions = np.asarray(actions).reshape(self.num_envs, *self.action_space.shape).tolist()
 
     def step_wait(self) -> VecEnvStepReturn:
         """Step every session; a finished one is reset at once (its last observation in the info)."""

@@ -2,7 +2,7 @@
 
     music-rl evaluate run_dir=outputs/runs/<date>/<time> [n_episodes=500] [protocol=population] [out=m.json]
 
-Uses the run's saved config (``.hydra/config.yaml``), world and ``ppo.zip`` (``vae.pt`` is checked against the
+Uses the run's saved config (``.hydra/config.yaml``), world and ``<algo>.zip`` (``vae.pt`` is checked against the
 world); prints the per-policy table and writes the metrics JSON to ``out`` when given (the run's own
 ``metrics.json`` is left untouched). A missing, corrupt or foreign artifact is one ``error:`` line, exit 2.
 """

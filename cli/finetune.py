@@ -6,9 +6,10 @@ next model version.
 The new feedback (CSV or Parquet, the feedback-log schema) is validated against the run's catalog and
 appended to the run's feedback.csv (rows already logged, same user, session, position and track, are not
 appended twice; ``served_at`` defaults to now, ``policy_version`` to the version fine-tuned from). The reward
-table is personal: every logged answer of the users in the new feedback is propagated into a new table, PPO
-continues from the newest model (or ``policy_version``) on it for ``timesteps`` steps, and is saved as
-``ppo-v<N>.zip`` with ``world/reward_table-v<N>.npy``; the old models are never overwritten. TensorBoard:
+table is personal: every logged answer of the users in the new feedback is propagated into a new table, the
+run's algorithm (PPO, SAC or TD3) continues from the newest model (or ``policy_version``) on it for ``timesteps``
+steps, and is saved as ``<algo>-v<N>.zip`` with ``world/reward_table-v<N>.npy``; the old models are never
+overwritten. SAC and TD3 start the fine-tune with an empty replay buffer (agents/finetune.py). TensorBoard:
 ``<run>/tb/finetune-v<N>``.
 """
 
@@ -37,9 +38,9 @@ class FinetuneConfig:
     """the new feedback: a CSV or Parquet log (user_id, session_id, position, track_id, percentage_listened,
     liked [, served_at, policy_version])"""
     timesteps: int = 20_000
-    """PPO steps of the fine-tune"""
+    """environment steps of the fine-tune"""
     seed: int = 0
-    """seed of the fine-tune's PPO"""
+    """seed of the fine-tune's training"""
     policy_version: int | None = None
     """the model version to continue from; null: the newest"""
     strict: bool = False
@@ -71,7 +72,6 @@ def main(raw: DictConfig) -> None:
 
     from agents.finetune import finetune, listener_rows
     from agents.inference import load_run
-    from agents.models import model_path
     from agents.run_folder import hold
     from envs.feedback import read_feedback
     from envs.feedback_store import COLUMNS, FeedbackStore
@@ -95,7 +95,7 @@ def main(raw: DictConfig) -> None:
         tuned = finetune(run, rows, args.timesteps, seed=args.seed, progress_bar=sys.stderr.isatty())
     print(f"{len(fresh)} new feedback rows appended to {store.path} ({len(new) - len(fresh)} already there); "
           f"fine-tuned v{run.version} on {len(rows)} rows of {new['user_id'].nunique()} user(s) for "
-          f"{args.timesteps} steps -> {model_path(tuned.run_dir, tuned.version)} (version {tuned.version})")
+          f"{args.timesteps} steps -> {tuned.model_file} (version {tuned.version})")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@
     music-rl recommend run_dir=<run> cold_start=true listener_seed=7  # a simulated listener answers
 
 Each step shows the k candidates (nearest unplayed first) with the policy's probabilities, the pick and the
-critic's value; ``format=json`` prints the same content as JSON. ``policy_version=N`` picks a model version
+critic's value; for a run with ``env.action=latent``, the point the policy proposes, the track played (the
+unplayed track nearest to it) and its distance, and whether it is one of the candidates shown. ``format=json``
+prints the same content as JSON. ``policy_version=N`` picks a model version
 (default: the newest). Cold start plays the probe tracks of every cluster (the most typical track of every
 cluster first; ``q`` stops early), appends each answer to the run's feedback.csv as it comes, fine-tunes a
 new policy version on this listener's answers and recommends from it, starting at ``track_id``/``query``
@@ -50,7 +52,8 @@ class RecommendConfig:
     length: int = 10
     """recommendations in the session"""
     sample: bool = False
-    """draw each pick from the policy's probabilities instead of taking the most probable"""
+    """draw each pick from the policy's probabilities instead of taking the most probable (latent runs: draw the
+    point from PPO's or SAC's distribution instead of its mean; TD3's actor is deterministic)"""
     seed: int = 0
     """seed of the draws (sample=true) and of cold start's simulated answers"""
     format: OutputFormat = OutputFormat.table
@@ -64,7 +67,7 @@ class RecommendConfig:
     user_id: str | None = None
     """who answers the cold start (feedback.csv user_id); null: cold-<time> or sim-<listener_seed>"""
     finetune_timesteps: int = 20_000
-    """PPO steps of the cold start's fine-tune"""
+    """environment steps of the cold start's fine-tune"""
     lock_timeout: float = 600.0
     """cold start: seconds to wait for the run folder's lock while another command writes into it"""
 
@@ -87,11 +90,22 @@ def _label(fields: dict[str, Any]) -> str:
 
 
 def format_table(steps: list[dict[str, Any]], version: int) -> str:
-    """The human-readable session: each step's candidates, probabilities, pick (->) and value."""
+    """The human-readable session: each step's candidates, probabilities, pick (->) and value; for a latent run,
+    the proposed point, the track played, its distance and the candidates shown."""
     n = len(steps)
-    lines = [f"policy version {version}, {n} recommendation{'s' if n != 1 else ''} "
-             "(-> the pick; % the policy's probability; value: the critic's estimate of the return ahead)"]
+    latent = bool(steps) and "proposed" in steps[0]
+    legend = ("point: the policy's proposal in the latent space; -> the unplayed track nearest to it, at distance; "
+              "the candidates shown (* the one played)" if latent else
+              "-> the pick; % the policy's probability; value: the critic's estimate of the return ahead")
+    lines = [f"policy version {version}, {n} recommendation{'s' if n != 1 else ''} ({legend})"]
     for step in steps:
+        if latent:
+            point = ", ".join(f"{v:.3f}" for v in step["proposed"])
+            where = "outside the candidates" if step["outside_candidates"] else "a candidate"
+            lines.append(f"\n#{step['position']}  from {_label(step['from'])}   point ({point})")
+            lines.append(f"  -> {_label(step['played'])}   distance {step['distance']:.4f}, {where}")
+            lines += [f"     {'*' if cand == step['played'] else ' '} {_label(cand)}" for cand in step["candidates"]]
+            continue
         lines.append(f"\n#{step['position']}  from {_label(step['from'])}   value {step['value']:.3f}")
         lines += [f"  {'->' if i == step['pick'] else '  '} {cand['probability']:6.1%}  {_label(cand)}"
                   for i, cand in enumerate(step["candidates"])]

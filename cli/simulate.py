@@ -85,12 +85,13 @@ def main(raw: DictConfig) -> None:
 
 def simulate(args: SimulateConfig) -> None:
     """Both loops, their table and TensorBoard curves (the run folder's lock held)."""
-    from agents.finetune import simulate_online
+    from agents.finetune import check_online, simulate_online
     from agents.inference import load_run
     from agents.tensorboard import log_values, open_logger
     from envs.feedback_store import FeedbackStore
 
     run = load_run(Path(args.run_dir), args.policy_version)
+    check_online(run)
     name = f"listener{args.listener_seed}-{datetime.now(UTC):%Y%m%dT%H%M%S.%f}"
     loggers = {side: open_logger(run.run_dir / "tb" / "online" / name / side) for side in ("online", "frozen")}
     store = FeedbackStore(run.run_dir / "online" / f"{name}.csv")

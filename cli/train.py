@@ -1,10 +1,11 @@
-"""``music-rl train``: a run, catalog → VAE → world → PPO → evaluation, into a Hydra run folder.
+"""``music-rl train``: a run, catalog → VAE → world → PPO (or SAC, TD3) → evaluation, into a Hydra run folder.
 
     music-rl train                                   # the default job (make train)
     music-rl train vae.latent_dim=2 reward.like_weight=100
     music-rl train -m vae.latent_dim=2,4,5 seed=0,1,2   # a sweep (joblib launcher)
     music-rl train --config-dir <run>/.hydra --config-name config   # reproduce a run
     music-rl train hydra.run.dir=<run> resume=true   # continue PPO from the last checkpoint
+    music-rl train env.action=latent algo=sac        # a point of the latent space as the action, learnt by SAC
 
 Returns normalized_score to Hydra (for sweepers such as Optuna); None when it is undefined, which Optuna's sweeper
 records as a failed trial before going on with the study (a NaN would stop the study with a traceback).
@@ -50,10 +51,10 @@ def main(raw: DictConfig) -> float | None:
             err.filename = str(run_dir)
         raise
     score = metrics["normalized_score"]
-    ppo = metrics["policies"]["ppo"]
+    learnt = metrics["policies"][cfg.algo]
     shown = f"{score:.3f}" if score is not None else f"undefined ({metrics['normalized_score_reason']})"
-    log.info("normalized_score %s  (ppo mean_reward %.3f ± %.3f, like_rate %.3f)", shown,
-             ppo["mean_reward"], ppo["mean_reward_ci95"] or 0.0, ppo["like_rate"])
+    log.info("normalized_score %s  (%s mean_reward %.3f ± %.3f, like_rate %.3f)", shown, cfg.algo,
+             learnt["mean_reward"], learnt["mean_reward_ci95"] or 0.0, learnt["like_rate"])
     if HydraConfig.get().mode.name == "RUN":
         print(f"\nrun folder: {run_dir}\nmetrics:    {run_dir / 'metrics.json'}\n"
               f"TensorBoard: .venv/bin/tensorboard --logdir {run_dir}   (every run: make tensorboard)")

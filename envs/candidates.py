@@ -4,6 +4,10 @@ The heavy work happens once per run: :func:`build_neighbour_table` stores the ``
 tracks of every track (a kd-tree query). Every env step then only scans one row of that table
 (microseconds); when a session has played most of a row, :class:`CandidateIndex` falls back to an
 exact search over all unplayed tracks.
+
+With ``env.action=latent`` the action is a point of the latent space rather than a candidate:
+:meth:`CandidateIndex.nearest_unplayed` finds the unplayed track nearest to an arbitrary point (a kd-tree over
+the latents, built on first use).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from scipy.spatial import cKDTree
 from envs.errors import ConfigError
 
 _QUERY_CHUNK = 65536  # rows per kd-tree query: caps the (chunk, K + 1) float64/int64 buffers at ~35 MB
+_POINT_QUERY = 32  # neighbours of a point asked first by nearest_unplayed (about the cost of 1; more than a
+# default session excludes), multiplied by 8 while all of them are played
 
 
 def build_neighbour_table(Z: np.ndarray, n_neighbours: int) -> np.ndarray:
@@ -90,6 +96,7 @@ class CandidateIndex:
         self.n_tracks = n
         self._Z = np.ascontiguousarray(Z, dtype=np.float64)
         self._table = np.ascontiguousarray(table, dtype=np.int32)  # no copy of a contiguous table
+        self._tree: cKDTree | None = None  # over every track, for nearest_unplayed (built on first use)
 
     def candidates(self, current: int, played: np.ndarray) -> np.ndarray:
         """Return the ``k`` nearest tracks to ``current`` that are neither ``current`` nor played.
@@ -130,3 +137,39 @@ class CandidateIndex:
         near = np.flatnonzero(dist <= kth)
         order = np.lexsort((pool[near], dist[near]))[: self.k]
         return pool[near[order]]
+
+    def nearest_unplayed(self, point: np.ndarray, played: np.ndarray) -> tuple[int, float]:
+        """The unplayed track nearest to an arbitrary ``point`` of the latent space, and its distance.
+
+        A kd-tree query of the 32 nearest tracks (as fast as one; more than a default session ever excludes);
+        when all of them are played (or the last one ties with the best unplayed one), the query widens
+        eightfold (256, 2048, ...) until it finds one; once it would cover the catalog, an exact search over
+        every unplayed track. Equal distances: the lower index.
+
+        Args:
+            point: (d,) coordinates, in the latents' space.
+            played: boolean mask (N,), True for tracks the caller excludes (owned by the caller).
+
+        Raises:
+            ValueError: every track is played.
+        """
+        if self._tree is None:
+            self._tree = cKDTree(self._Z, leafsize=32, balanced_tree=False, compact_nodes=False)
+        point = np.asarray(point, dtype=np.float64)
+        n, width = self.n_tracks, _POINT_QUERY
+        while width < n:
+            dist, idx = self._tree.query(point, k=width)
+            free = ~played[idx]
+            if free.any():
+                best = dist[free].min()
+                if best < dist[-1]:  # every track at that distance was returned
+                    tied = idx[free & (dist == best)]
+                    return int(tied.min()), float(best)
+            width *= 8
+        pool = np.flatnonzero(~played)
+        if not pool.size:
+            raise ValueError("every track is played: no track left to recommend")
+        diff = self._Z[pool] - point
+        dist = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        best = int(np.argmin(dist))  # the first minimum: the lowest index among equals
+        return int(pool[best]), float(dist[best])

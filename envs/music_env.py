@@ -1,7 +1,18 @@
 """The Gymnasium env ``MusicRec-v0``: recommend one of the k nearest unplayed tracks, step by step.
 
-State: the current track. Action: ``Discrete(k)``, an index into the current candidates (the k nearest
-tracks in latent space not played in the session, nearest first). The chosen track becomes the next state.
+State: the current track. Action (``env.action``), the two formulations of the design:
+
+- ``discrete`` (the default): ``Discrete(k)``, an index into the current candidates (the k nearest tracks in
+  latent space not played in the session, nearest first);
+- ``latent``: a point of the latent space, ``Box(-1, 1, (d,))`` as SB3 expects of continuous actions, mapped to
+  ``[0, 1]^d`` (the latents' range) by ``(a + 1) / 2``; the env plays the unplayed track nearest to that point
+  (:meth:`envs.candidates.CandidateIndex.nearest_unplayed`: a kd-tree query that widens while the nearest
+  tracks are all played, then an exact search over the unplayed ones). The k candidates are still computed
+  and observed, but the action is free: it may play a track outside them. :meth:`MusicRecEnv.candidate_action`
+  gives the point that plays candidate i (its latent mapped to ``[-1, 1]``), so policies that choose among the
+  candidates play the same env.
+
+The chosen track becomes the next state.
 
 Observation (a flat float32 ``Box``, so any SB3 policy can read it):
 
@@ -64,8 +75,16 @@ class RewardSource(StrEnum):
     propagated = "propagated"
 
 
+class ActionKind(StrEnum):
+    """What an action is (the module docstring)."""
+
+    discrete = "discrete"
+    latent = "latent"
+
+
 OBSERVATIONS: tuple[str, ...] = tuple(Observation)
 REWARD_SOURCES: tuple[str, ...] = tuple(RewardSource)
+ACTIONS: tuple[str, ...] = tuple(ActionKind)
 
 
 def _is_int(value: Any) -> bool:
@@ -89,8 +108,11 @@ class EnvConfig:
     reward_source: RewardSource = RewardSource.propagated
     """propagated: the world's reward table r_hat, learnt from a feedback log (offline: the design's flow) |
     simulator: the simulated listener answers (online)"""
+    action: ActionKind = ActionKind.discrete
+    """discrete: Discrete(k), one of the k candidates | latent: a point of the latent space (Box(-1, 1, (d,)),
+    mapped to [0, 1]^d); the unplayed track nearest to it is played, inside the candidates or not"""
     k: int = 4
-    """candidates per step = the Discrete(k) action space"""
+    """candidates per step: the Discrete(k) action space, the candidates observed"""
     n_neighbours: int = 32
     """neighbour table width K, built once per world"""
     session_length: int = 20
@@ -120,6 +142,7 @@ class EnvConfig:
                 raise ConfigError(f"env.{key}={getattr(self, key)!r}: {allowed}")
 
         require("observation", self.observation in OBSERVATIONS, f"must be one of {', '.join(OBSERVATIONS)}")
+        require("action", self.action in ACTIONS, f"must be one of {', '.join(ACTIONS)}")
         require("reward_source", self.reward_source in REWARD_SOURCES,
                 f"must be one of {', '.join(REWARD_SOURCES)}")
         require("k", _is_int(self.k) and self.k >= 1, "must be an integer >= 1")
@@ -193,6 +216,7 @@ class EnvSetup:
     reward: RewardConfig  # the reward definition of the world (like_weight, early-skip penalty and threshold)
     reward_scale: float
     observation_space: spaces.Box
+    action_space: spaces.Discrete | spaces.Box
 
     @classmethod
     def of(cls, world: World, cfg: EnvConfig) -> EnvSetup:
@@ -223,7 +247,9 @@ class EnvSetup:
             space = spaces.Box(low, high, dtype=np.float32)
         definition = RewardConfig(like_weight=like_weight, early_skip_penalty=penalty,
                                   early_skip_threshold=float(world.meta["early_skip_threshold"]))
-        return cls(cfg, n, d, n_feat, definition, scale, space)
+        actions = (spaces.Box(-1.0, 1.0, (d,), np.float32) if cfg.action == "latent"
+                   else spaces.Discrete(cfg.k))
+        return cls(cfg, n, d, n_feat, definition, scale, space, actions)
 
     @property
     def k(self) -> int:
@@ -260,8 +286,8 @@ class MusicRecEnv(gym.Env):
 
     Attributes used by baseline policies and evaluation: ``world``, ``cfg``, ``session`` (the
     :class:`envs.listeners.ListenerSession` of the episode), ``listener`` (its id), ``track`` (the
-    current track), ``current_candidates`` ((k,) track indices, nearest first), ``reward_scale`` and
-    :meth:`candidate_expected_rewards`.
+    current track), ``current_candidates`` ((k,) track indices, nearest first), ``reward_scale``,
+    :meth:`candidate_expected_rewards`, :meth:`candidate_action` and :meth:`expected_reward_of`.
     """
 
     metadata = {"render_modes": []}
@@ -287,7 +313,8 @@ class MusicRecEnv(gym.Env):
         self._track_ids = world.track_ids()
         self._n, self._d, self._k = setup.n_tracks, setup.d, cfg.k
 
-        self.action_space = spaces.Discrete(cfg.k)
+        self._latent = cfg.action == "latent"
+        self.action_space = setup.action_space
         self.observation_space = setup.observation_space
         self._obs = np.zeros(self.observation_space.shape, dtype=np.float32)
         views = setup.views(self._obs)
@@ -344,9 +371,11 @@ class MusicRecEnv(gym.Env):
         ``info``: ``track`` (row), ``track_id``, ``percentage_listened``, ``liked``, ``reward`` (raw, unscaled),
         ``candidates`` (the k candidates the action chose from) and ``listener``. The listener's expected
         rewards of the candidates are not computed on a step (a quarter of its cost): ask
-        :meth:`candidate_expected_rewards` before stepping.
+        :meth:`candidate_expected_rewards` before stepping. With ``env.action=latent`` also ``proposed`` (the
+        point in ``[0, 1]^d``), ``distance`` (from it to the track played) and ``outside_candidates`` (whether
+        that track is none of the k candidates).
         """
-        track = self._candidate(action)
+        track, latent_info = self._resolve(action)
         session = self.session
         pct, liked = session.respond(track)
         terminated = False
@@ -354,7 +383,10 @@ class MusicRecEnv(gym.Env):
             terminated = session.left
         elif session.left:  # offline rewards: the listener only informs, so a fresh session goes on
             self.session = self._population.session(self.listener, self.np_random)
-        return self._move(track, pct, liked, terminated)
+        obs, scaled, terminated, truncated, info = self._move(track, pct, liked, terminated)
+        if latent_info:
+            info.update(latent_info)
+        return obs, scaled, terminated, truncated, info
 
     def replay(self, action: Any, pct: float, liked: int) -> tuple[np.ndarray, float, bool, dict[str, Any]]:
         """Recommend candidate ``action`` with the listener's answer given (a logged one) rather than drawn: the
@@ -363,7 +395,7 @@ class MusicRecEnv(gym.Env):
         Returns the observation, the (scaled) reward, whether the session is truncated, and the info of
         :meth:`step`.
         """
-        return self.replay_track(self._candidate(action), pct, liked)
+        return self.replay_track(self.track_for(action), pct, liked)
 
     def replay_track(self, track: int, pct: float, liked: int) -> tuple[np.ndarray, float, bool, dict[str, Any]]:
         """:meth:`replay` of a logged track that need not be one of the candidates (a log of played tracks, such
@@ -377,6 +409,36 @@ class MusicRecEnv(gym.Env):
         if not 0 <= a < self._k:
             raise ValueError(f"action {action!r} outside Discrete({self._k})")
         return self._cand_list[a]
+
+    def proposed_point(self, action: Any) -> np.ndarray:
+        """The point of ``[0, 1]^d`` a latent action proposes: ``(a + 1) / 2``, ``a`` clipped to ``[-1, 1]``."""
+        a = np.asarray(action, dtype=np.float64).reshape(-1)
+        if a.shape != (self._d,):
+            raise ValueError(f"action of shape {np.shape(action)} outside Box(-1, 1, ({self._d},))")
+        return (np.clip(a, -1.0, 1.0) + 1.0) / 2.0
+
+    def _resolve(self, action: Any) -> tuple[int, dict[str, Any] | None]:
+        """The track ``action`` plays now and, for a latent action, the point, its distance to that track and
+        whether the track is outside the candidates."""
+        if not self._latent:
+            return self._candidate(action), None
+        point = self.proposed_point(action)
+        track, distance = self._index.nearest_unplayed(point, self._played)
+        return track, {"proposed": point, "distance": distance, "outside_candidates": track not in self._cand_list}
+
+    def track_for(self, action: Any) -> int:
+        """The track ``action`` plays in the current state: candidate ``action`` (discrete), or the unplayed
+        track nearest to the proposed point (latent)."""
+        return self._resolve(action)[0]
+
+    def candidate_action(self, i: Any) -> Any:
+        """The action that plays candidate ``i``: ``i`` (discrete), or the candidate's latent mapped to
+        ``[-1, 1]`` (latent; float32, as the Box: the track nearest to it is the candidate itself unless another
+        unplayed track lies within float32 rounding of its latent)."""
+        track = self._candidate(i)
+        if not self._latent:
+            return int(i)
+        return (2.0 * self._latents[track].astype(np.float64) - 1.0).astype(np.float32)
 
     def _move(self, track: int, pct: float, liked: int,
               terminated: bool) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -437,6 +499,19 @@ class MusicRecEnv(gym.Env):
                 self.current_candidates, self.reward_definition.like_weight,
                 self.reward_definition.early_skip_penalty, self.reward_definition.early_skip_threshold)
         return self._cand_expected.copy()
+
+    def expected_reward_of(self, action: Any) -> float:
+        """True expected reward (raw units) of the track ``action`` plays, in the listener's current state: its
+        value in :meth:`candidate_expected_rewards` when it is a candidate (always, for a discrete action), else
+        computed for that track."""
+        track = self.track_for(action)
+        expected = self.candidate_expected_rewards()
+        if track in self._cand_list:
+            return float(expected[self._cand_list.index(track)])
+        definition = self.reward_definition
+        return float(self.session.expected_reward(np.array([track]), definition.like_weight,
+                                                  definition.early_skip_penalty,
+                                                  definition.early_skip_threshold)[0])
 
 
 def make_env(world_dir: str | None = None, **kwargs: Any) -> MusicRecEnv:

@@ -80,6 +80,11 @@ def test_every_key_is_documented_in_its_dataclass():
         ("ppo.n_envs=0", "ppo.n_envs=0"),
         ("eval.n_episodes=1", "eval.n_episodes=1"),
         ("data=csv", "data.path=None: a CSV path is required"),
+        ("algo=sac", "algo='sac': SAC and TD3 act in a continuous space: they need env.action=latent"),
+        ("algo=td3", "algo='td3': SAC and TD3 act in a continuous space"),
+        ("sac.batch_size=0", "sac.batch_size=0: must be an integer >= 1"),
+        ("sac.ent_coef=-1", "sac.ent_coef=-1: must be 'auto' or a number > 0"),
+        ("td3.policy_delay=0", "td3.policy_delay=0: must be an integer >= 1"),
     ],
 )
 def test_bad_values_name_key_value_and_what_is_allowed(override, message):
@@ -103,6 +108,8 @@ def test_bad_values_name_key_value_and_what_is_allowed(override, message):
         ("eval.protocol=team", "expected one of [personal, population]"),
         ("data.source=s3", "expected one of [synthetic, csv]"),
         ("ppo.vec_env=batched", "expected one of [vectorized, dummy, subproc]"),
+        ("env.action=continuous", "expected one of [discrete, latent]"),
+        ("algo=ddpg", "expected one of [ppo, sac, td3]"),
     ],
 )
 def test_a_wrong_type_or_choice_is_refused_while_composing(override, message):
@@ -111,3 +118,14 @@ def test_a_wrong_type_or_choice_is_refused_while_composing(override, message):
     with pytest.raises(ConfigCompositionException) as err:
         compose(override)
     assert message in str(err.value.__cause__)
+
+
+@pytest.mark.parametrize("overrides", [
+    ("env.action=latent",),
+    ("env.action=latent", "algo=sac", "env.observation=seed"),  # the latent actor is an MLP: any observation
+    ("+formulation=latent_td3", "env.observation=history"),
+    ("+experiment=action_comparison",),
+])
+def test_latent_actions_compose_with_every_algorithm(overrides):
+    cfg = load_config(compose(*overrides))
+    assert cfg.algo == "ppo" or cfg.env.action == "latent"

@@ -7,9 +7,8 @@ import json
 
 import pytest
 from conftest import train
-from test_config import compose
-
 from stable_baselines3 import PPO
+from test_config import compose
 
 from agents.callbacks import smoothed, time_to_quality
 from agents.config import load_config

@@ -35,15 +35,17 @@ def _same_info(a: dict, b: dict) -> None:
 
 @pytest.mark.parametrize("observation", ["seed", "candidates", "history"])
 @pytest.mark.parametrize("source", ["simulator", "propagated"])
-def test_same_transitions_as_dummy_vec_env_over_monitor(world, observation, source):
-    cfg = EnvConfig(observation=observation, reward_source=source, session_length=8)
+@pytest.mark.parametrize("action", ["discrete", "latent"])
+def test_same_transitions_as_dummy_vec_env_over_monitor(world, observation, source, action):
+    cfg = EnvConfig(observation=observation, reward_source=source, session_length=8, action=action)
     stock = make_vec_env(world, cfg, None, 3, "dummy", seed=11)
     lean = session_vec_env(world, cfg, None, 3, seed=11)
     np.testing.assert_array_equal(stock.reset(), lean.reset())
     rng = np.random.default_rng(0)
     episodes = 0
     for _ in range(60):
-        actions = rng.integers(cfg.k, size=3)
+        actions = (rng.integers(cfg.k, size=3) if action == "discrete"
+                   else rng.uniform(-1, 1, size=(3, 4)).astype(np.float32))
         (o1, r1, d1, i1), (o2, r2, d2, i2) = stock.step(actions), lean.step(actions)
         np.testing.assert_array_equal(o1, o2)
         np.testing.assert_array_equal(r1, r2)
