@@ -26,6 +26,7 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3 import SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
@@ -116,14 +117,18 @@ def build_offpolicy_model(algo: str, cfg: OffPolicyConfig, venv: VecEnv, seed: i
         train_freq=(cfg.train_freq, "step"), gradient_steps=cfg.gradient_steps, learning_rate=cfg.learning_rate,
         gamma=cfg.gamma, tau=cfg.tau, seed=seed, device="cpu", verbose=0,
         policy_kwargs={"net_arch": {"pi": list(cfg.actor_arch), "qf": list(cfg.critic_arch)}})
+    model: SAC | TD3
     if algo == Algo.sac:
         assert isinstance(cfg, SACConfig)
-        return SAC("MlpPolicy", venv, ent_coef=cfg.ent_coef, **common)
-    assert isinstance(cfg, TD3Config)
-    d = int(np.prod(venv.action_space.shape))
-    noise = NormalActionNoise(np.zeros(d), np.full(d, cfg.action_noise))
-    return TD3("MlpPolicy", venv, action_noise=noise, policy_delay=cfg.policy_delay,
-               target_policy_noise=cfg.target_policy_noise, target_noise_clip=cfg.target_noise_clip, **common)
+        model = SAC("MlpPolicy", venv, ent_coef=cfg.ent_coef, **common)
+    else:
+        assert isinstance(cfg, TD3Config)
+        d = int(np.prod(venv.action_space.shape))
+        noise = NormalActionNoise(np.zeros(d), np.full(d, cfg.action_noise))
+        model = TD3("MlpPolicy", venv, action_noise=noise, policy_delay=cfg.policy_delay,
+                    target_policy_noise=cfg.target_policy_noise, target_noise_clip=cfg.target_noise_clip, **common)
+    model.set_logger(Logger(None, []))  # silent until a run sets its own (SB3's default makes /tmp/SB3-<time>/)
+    return model
 
 
 def model_policy(model: BaseAlgorithm) -> Policy:

@@ -17,6 +17,7 @@ from typing import Any
 
 import gymnasium as gym
 from stable_baselines3 import PPO
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
@@ -162,7 +163,7 @@ def policy_spec(
 def build_model(cfg: PPOConfig, env_cfg: EnvConfig, venv: VecEnv, world: World, seed: int) -> PPO:
     """A fresh SB3 PPO with every hyperparameter from ``cfg``."""
     policy, policy_kwargs = policy_spec(cfg, env_cfg, world.latents.shape[1], world.features.shape[1])
-    return PPO(
+    model = PPO(
         policy,
         venv,
         n_steps=cfg.n_steps,
@@ -180,4 +181,6 @@ def build_model(cfg: PPOConfig, env_cfg: EnvConfig, venv: VecEnv, world: World, 
         device="cpu",
         verbose=0,
     )
+    model.set_logger(Logger(None, []))  # silent until a run sets its own (SB3's default makes /tmp/SB3-<time>/)
+    return model
 

@@ -4,8 +4,10 @@ commands run in this process as the console runs them, torch on one thread."""
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +15,9 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+# a model learning without a logger of its own (SB3's default) logs nowhere but makes a folder: one for all tests,
+# not a /tmp/SB3-<time>/ per learn()
+os.environ.setdefault("SB3_LOGDIR", str(Path(tempfile.gettempdir()) / "music-rl-tests-sb3"))
 TINY = ("+experiment=tiny",)  # conf/experiment/tiny.yaml: every test that trains starts from it
 # the shared run that inference and online tests learn from: the tiny budget with more PPO steps, the default
 # PPO update and the default clusters (its cold start probes 80 tracks, as the default run's does)
