@@ -13,7 +13,8 @@ here, a SAC gradient step costs about 25 times, a TD3 one (its actor updated eve
 what PPO spends per environment step (its 10 epochs over each rollout included), so SB3's defaults would cost
 25 and 13 times the default PPO run. The defaults here take one gradient step every ``train_freq`` steps of the
 8 sessions: SAC every 8 (one per 64 transitions), TD3 every 4 (one per 32), so that a run of the same
-``total_timesteps`` costs about what the default PPO run costs (README, "Action: discrete or latent").
+``total_timesteps`` costs about what PPO cost with the first version's update (+experiment=defaults_v1: 10
+epochs of minibatches of 256), about three times today's default PPO per step (README, "Training budget").
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ ALGOS: tuple[str, ...] = tuple(Algo)
 class OffPolicyConfig:
     """What SAC and TD3 share (config groups ``sac`` and ``td3``)."""
 
-    total_timesteps: int = 600_000
-    """environment steps of training (as ppo.total_timesteps)"""
+    total_timesteps: int = 400_000
+    """environment steps of training (as ppo.total_timesteps, and the same default)"""
     n_envs: int = 8
     """sessions stepped in parallel (one VecEnv step collects n_envs transitions)"""
     vec_env: VecEnvKind = VecEnvKind.vectorized

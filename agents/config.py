@@ -130,8 +130,11 @@ def validate_offpolicy(group: str, cfg: OffPolicyConfig) -> None:
     for key in ("total_timesteps", "n_envs", "buffer_size", "batch_size", "train_freq", "gradient_steps",
                 "checkpoint_freq"):
         _require(f"{group}.{key}", getattr(cfg, key), getattr(cfg, key) >= 1, "must be an integer >= 1")
-    _require(f"{group}.learning_starts", cfg.learning_starts, cfg.learning_starts >= 0, "must be an integer >= 0")
-    _require(f"{group}.learning_rate", cfg.learning_rate, cfg.learning_rate > 0, "must be > 0")
+    _require(f"{group}.learning_starts", cfg.learning_starts, 0 <= cfg.learning_starts < cfg.total_timesteps,
+             f"must be an integer in [0, {group}.total_timesteps = {cfg.total_timesteps}) (no update would be made)")
+    _require(f"{group}.batch_size", cfg.batch_size, cfg.batch_size <= cfg.buffer_size,
+             f"must be <= {group}.buffer_size = {cfg.buffer_size}")
+    _require(f"{group}.learning_rate", cfg.learning_rate, 0 < cfg.learning_rate <= 1, "must be in (0, 1]")
     _require(f"{group}.gamma", cfg.gamma, 0 <= cfg.gamma <= 1, "must be in [0, 1]")
     _require(f"{group}.tau", cfg.tau, 0 < cfg.tau <= 1, "must be in (0, 1]")
     for key in ("actor_arch", "critic_arch"):
@@ -140,10 +143,12 @@ def validate_offpolicy(group: str, cfg: OffPolicyConfig) -> None:
     if isinstance(cfg, SACConfig):
         coef = cfg.ent_coef
         number = isinstance(coef, int | float) and not isinstance(coef, bool)
-        _require("sac.ent_coef", coef, coef == "auto" or (number and coef > 0), "must be 'auto' or a number > 0")
+        _require("sac.ent_coef", coef, coef == "auto" or (number and 0 < coef <= 1e3),
+                 "must be 'auto' or a number in (0, 1000]")
     if isinstance(cfg, TD3Config):
         for key in ("action_noise", "target_policy_noise", "target_noise_clip"):
-            _require(f"td3.{key}", getattr(cfg, key), getattr(cfg, key) >= 0, "must be >= 0")
+            _require(f"td3.{key}", getattr(cfg, key), 0 <= getattr(cfg, key) <= 10,
+                     "must be in [0, 10] (in units of the action box [-1, 1])")
         _require("td3.policy_delay", cfg.policy_delay, cfg.policy_delay >= 1, "must be an integer >= 1")
 
 

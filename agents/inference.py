@@ -26,7 +26,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 
 from agents.baselines import Policy
 from agents.config import TrainConfig, load_run_config
-from agents.models import load_policy, model_path, model_versions, reward_table_path
+from agents.models import check_fits, load_policy, model_path, model_versions, reward_table_path
 from agents.policies import candidate_distribution, candidate_probabilities
 from envs.errors import ConfigError, RunFolderError, UnknownTrackError
 from envs.music_env import MusicRecEnv
@@ -83,11 +83,7 @@ def load_run(run_dir: str | Path, version: int | None = None) -> LoadedRun:
         world = dataclasses.replace(world, reward_table=np.load(table, allow_pickle=False))
     path = model_path(run_dir, version, cfg.algo)
     policy = load_policy(path, cfg.algo)
-    expected = MusicRecEnv(world, dataclasses.replace(cfg.env, start_track=None)).observation_space.shape
-    if policy.observation_space.shape != expected:  # every command that loads a run: checked before any work
-        raise RunFolderError(f"{path}: the policy reads observations of shape "
-                             f"{policy.observation_space.shape} but the run's world and config give {expected} "
-                             "(a model of another run?)")
+    check_fits(path, policy, MusicRecEnv(world, dataclasses.replace(cfg.env, start_track=None)))
     return LoadedRun(run_dir, cfg, world, policy, version)
 
 

@@ -80,6 +80,19 @@ def _unloadable(path: Path, algo: str, err: BaseException) -> RunFolderError:
     return RunFolderError(f"{path}: not a loadable SB3 {algo.upper()} model for this run ({_first_line(err)})")
 
 
+def check_fits(path: Path, model: Any, env: Any) -> None:
+    """Refuse a model (or policy) at ``path`` whose observation or action space is not ``env``'s: a model of
+    another run, or of another action formulation (checked before any work by every command that loads one).
+
+    Raises:
+        RunFolderError: the spaces differ.
+    """
+    if model.observation_space.shape != env.observation_space.shape or model.action_space != env.action_space:
+        raise RunFolderError(f"{path}: reads observations {model.observation_space.shape} and acts "
+                             f"in {model.action_space}, but the run's world and config give "
+                             f"{env.observation_space.shape} and {env.action_space} (a model of another run?)")
+
+
 def load_model(path: Path, env: VecEnv | None = None, algo: str = "ppo") -> BaseAlgorithm:
     """A whole SB3 model of ``algo`` (``<algo>.zip``, a version or a checkpoint) through SB3's own loader, on the
     CPU (SAC and TD3 with an empty replay buffer).

@@ -43,7 +43,7 @@ from agents.evaluate import (
     summarise,
     train_listeners,
 )
-from agents.models import CHECKPOINT_RE, latest_checkpoint, load_model, model_path, save_model_atomic
+from agents.models import CHECKPOINT_RE, check_fits, latest_checkpoint, load_model, model_path, save_model_atomic
 from agents.offpolicy import check_estimators, estimate_log, estimate_log_file
 from agents.planner import planner_policy
 from agents.policies import sampling_policy
@@ -417,10 +417,7 @@ def reevaluate(run_dir: Path, cfg: TrainConfig) -> dict[str, Any]:
     path = model_path(run_dir, 1, cfg.algo)
     model = load_model(path, algo=cfg.algo)
     env = make_eval_env(world, cfg.env, None)
-    if model.observation_space.shape != env.observation_space.shape or model.action_space != env.action_space:
-        raise RunFolderError(f"{path}: reads observations {model.observation_space.shape} and acts "
-                             f"in {model.action_space}, but the run's world and config give "
-                             f"{env.observation_space.shape} and {env.action_space} (a model of another run?)")
+    check_fits(path, model, env)
     return evaluate_run(cfg, world, model)
 
 

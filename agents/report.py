@@ -131,7 +131,8 @@ def _job_row(job: Path) -> dict[str, Any]:
     try:
         metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
         policies = metrics["policies"]
-        learnt = policies[metrics.get("algo", "ppo")]
+        algo = metrics.get("algo", "ppo")
+        learnt = policies[algo]
         row: dict[str, Any] = {"job": job.name, **job_overrides(job)}
         row.update({score: None if metrics[score] is None else float(metrics[score])
                     for score in SCORES if score in metrics})
@@ -141,8 +142,8 @@ def _job_row(job: Path) -> dict[str, Any]:
                 row[f"ppo_{key}"] = float(learnt[key])
         row["greedy_normalized_score"] = normalized_score(policies, "greedy", key="mean_expected_reward")
         info = job / "run_info.json"
-        row["ppo_seconds"] = (json.loads(info.read_text(encoding="utf-8"))["wall_time_s"].get("ppo")
-                              if info.is_file() else None)
+        row["ppo_seconds"] = (json.loads(info.read_text(encoding="utf-8"))["wall_time_s"].get(algo)
+                              if info.is_file() else None)  # the learner's training time, whatever its algo
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, yaml.YAMLError) as err:
         raise ValueError(f"broken metrics.json, run_info.json or overrides ({type(err).__name__}: "
                          f"{(str(err).strip().splitlines() or [''])[0][:120]})") from None

@@ -111,11 +111,11 @@ def held_run(run_dir: Path) -> str | None:
     return f"{kind} ({', '.join(present)}{extra})"
 
 
-def latest_steps(run_dir: Path) -> int | None:
-    """The most timesteps a checkpoint of the run folder holds (``checkpoints/ppo_<n>_steps.zip``), or None."""
+def latest_steps(run_dir: Path, algo: str = "ppo") -> int | None:
+    """The most timesteps a checkpoint of the run folder holds (``checkpoints/<algo>_<n>_steps.zip``), or None."""
     from agents.models import latest_checkpoint
 
-    newest = latest_checkpoint(run_dir / "checkpoints")
+    newest = latest_checkpoint(run_dir / "checkpoints", algo)
     return int(newest.name.split("_")[1]) if newest is not None else None
 
 
@@ -127,12 +127,12 @@ def move_aside(run_dir: Path) -> Path:
     return target
 
 
-def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+def flat_keys(node: Any, prefix: str = "") -> dict[str, Any]:
     """Leaf values of a nested dict by dotted key."""
     if isinstance(node, dict):
         out: dict[str, Any] = {}
         for key, value in node.items():
-            out.update(_flat(value, f"{prefix}{key}."))
+            out.update(flat_keys(value, f"{prefix}{key}."))
         return out
     return {prefix[:-1]: node}
 
@@ -142,12 +142,12 @@ def resume_differences(run_dir: Path, config: dict[str, Any]) -> list[str]:
     ``.hydra/config.yaml``, as ``key: saved -> new``."""
     saved_path = run_dir / ".hydra" / "config.yaml"
     try:
-        saved = _flat(OmegaConf.to_container(OmegaConf.load(saved_path)))
+        saved = flat_keys(OmegaConf.to_container(OmegaConf.load(saved_path)))
     except (OSError, ValueError, yaml.YAMLError) as err:
         raise RunFolderError(f"{saved_path}: {'missing' if not saved_path.is_file() else 'unreadable'}: the run's "
                              f"config cannot be checked against this one ({type(err).__name__}); resume needs it"
                              ) from None
-    new = _flat(config)
+    new = flat_keys(config)
     keys = sorted((set(saved) | set(new)) - set(SAFE_ON_RESUME))
     return [f"{key}: {saved.get(key)!r} -> {new.get(key)!r}" for key in keys if saved.get(key) != new.get(key)]
 
@@ -169,11 +169,17 @@ def claim(run_dir: Path, config: dict[str, Any], resume: bool, overwrite: bool) 
         if resume and overwrite:
             raise RunFolderError("resume=true and overwrite=true: choose one (continue the run, or move it aside)")
         if resume:
-            trained = latest_steps(run_dir)
-            asked = int(config.get("ppo", {}).get("total_timesteps", 0))
+            algo = str(config.get("algo", "ppo"))
+            trained = latest_steps(run_dir, algo)
+            asked = int(config.get(algo, {}).get("total_timesteps", 0))
             if trained is not None and asked < trained:
-                raise RunFolderError(f"{run_dir}: resume=true with ppo.total_timesteps={asked}, below the {trained} "
-                                     "steps already trained: ask for more steps, or start a new run")
+                raise RunFolderError(f"{run_dir}: resume=true with {algo}.total_timesteps={asked}, below the "
+                                     f"{trained} steps already trained: ask for more steps, or start a new run")
+            tuned = [p.name for p in sorted(run_dir.glob(f"{algo}-v*.zip"))]
+            if tuned:
+                raise RunFolderError(f"{run_dir}: resume=true on a fine-tuned run ({', '.join(tuned)}): it would "
+                                     f"retrain {algo}.zip under the fine-tunes made from it; fine-tune further "
+                                     "(music-rl finetune) or start a new run")
             differ = resume_differences(run_dir, config)
             if differ:
                 raise RunFolderError(f"{run_dir}: resume=true with another config: {'; '.join(differ[:5])}"

@@ -22,12 +22,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+from hydra import compose
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from agents.config import check_inputs, load_config
-from agents.run_folder import SAFE_ON_RESUME, claim, held_run, hold, move_aside
+from agents.run_folder import SAFE_ON_RESUME, claim, flat_keys, held_run, hold, move_aside
 from cli.errors import JobFailed, fail, first_line, os_error_line
 from envs.atomic import write_text_atomic
 from envs.errors import ConfigError, MusicRLError
@@ -46,9 +48,12 @@ class RunFolderGuard(Callback):
     """See the module docstring."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Validate, check the inputs, claim the run folder (its lock is held until the process ends)."""
-        plain = task_config(config)
+        """Validate, check the inputs, claim the run folder (its lock is held until the process ends). With
+        ``resume=true`` the run goes on with its saved config (:func:`continue_saved`)."""
         run_dir = str(config.hydra.run.dir)
+        if config.get("resume") and not config.get("overwrite"):
+            continue_saved(config, Path(run_dir) / ".hydra" / "config.yaml")
+        plain = task_config(config)
         try:
             cfg = load_config(plain)
             check_inputs(cfg)
@@ -104,6 +109,27 @@ class RunFolderGuard(Callback):
         write_text_atomic(Path(config.hydra.runtime.output_dir) / FAILED, json.dumps(record) + "\n")
 
 
+def continue_saved(config: DictConfig, saved_path: Path) -> None:
+    """``resume=true``: the run goes on with its saved config. A key takes this command line's value only where
+    the command line sets it (``key=value``, or through a group such as ``+experiment=``: it differs from the
+    defaults); every other key keeps its saved value, so a default changed since the run started neither
+    changes the run nor blocks its resume. Keys the saved config lacks (added since) take today's value.
+    ``config`` is updated in place (the job and its ``.hydra/config.yaml`` get the result); nothing happens
+    without a readable saved config (the claim then says why)."""
+    try:
+        saved = flat_keys(OmegaConf.to_container(OmegaConf.load(saved_path)))
+    except (OSError, ValueError, yaml.YAMLError):
+        return
+    now = flat_keys(task_config(config))
+    fresh = flat_keys(task_config(compose(config_name=config.hydra.job.config_name, overrides=[])))
+    named = {str(o).lstrip("+~").split("=")[0] for o in config.hydra.overrides.task}
+    kept = {key: saved[key] for key in now
+            if key in saved and key not in named and now[key] == fresh.get(key) and saved[key] != now[key]}
+    with read_write(config), open_dict(config):
+        for key, value in kept.items():
+            OmegaConf.update(config, key, value, merge=False)
+
+
 def _hold_sweep(sweep: Path) -> contextlib.ExitStack:
     """The sweep folder's lock (the folder created), held until the returned stack is closed: one sweep at a
     time in a folder."""
@@ -126,7 +152,13 @@ def _sweep_differences(saved_path: Path, config: DictConfig) -> list[str]:
     before = {str(o).lstrip("+~").split("=")[0]: str(o) for o in saved.hydra.overrides.task}
     after = {str(o).lstrip("+~").split("=")[0]: str(o) for o in config.hydra.overrides.task}
     keys = sorted((set(before) | set(after)) - set(SAFE_ON_RESUME))
-    return [f"{key}: {before.get(key)} -> {after.get(key)}" for key in keys if before.get(key) != after.get(key)]
+    differ = [f"{key}: {before.get(key)} -> {after.get(key)}" for key in keys if before.get(key) != after.get(key)]
+    # a default changed since the sweep started: its remaining jobs would run another config than its first
+    base_before, base_now = flat_keys(task_config(saved)), flat_keys(task_config(config))
+    changed = sorted(k for k in set(base_before) & set(base_now)
+                     if base_before[k] != base_now[k] and k not in SAFE_ON_RESUME and k not in before | after)
+    return differ + [f"{key}: {base_before[key]!r} -> {base_now[key]!r} (a default changed since the sweep "
+                     "started: start a new sweep folder)" for key in changed]
 
 
 def report_failed_sweep(err: Exception) -> None:

@@ -83,7 +83,12 @@ def test_every_key_is_documented_in_its_dataclass():
         ("algo=sac", "algo='sac': SAC and TD3 act in a continuous space: they need env.action=latent"),
         ("algo=td3", "algo='td3': SAC and TD3 act in a continuous space"),
         ("sac.batch_size=0", "sac.batch_size=0: must be an integer >= 1"),
-        ("sac.ent_coef=-1", "sac.ent_coef=-1: must be 'auto' or a number > 0"),
+        ("sac.ent_coef=-1", "sac.ent_coef=-1: must be 'auto' or a number in (0, 1000]"),
+        ("sac.ent_coef=inf", "sac.ent_coef=inf: must be 'auto' or a number in (0, 1000]"),
+        ("sac.learning_rate=inf", "sac.learning_rate=inf: must be in (0, 1]"),
+        ("td3.action_noise=inf", "td3.action_noise=inf: must be in [0, 10]"),
+        ("sac.learning_starts=400000", "sac.learning_starts=400000: must be an integer in [0, sac.total_timesteps"),
+        ("sac.batch_size=200000", "sac.batch_size=200000: must be <= sac.buffer_size = 100000"),
         ("td3.policy_delay=0", "td3.policy_delay=0: must be an integer >= 1"),
     ],
 )

@@ -174,6 +174,24 @@ def test_recommend_shows_the_point_the_track_played_and_its_distance(latent_run,
         assert f"[{step['played']['track_id']}]   distance {step['distance']:.4f}" in table
 
 
+def test_a_model_of_the_other_action_space_is_one_line_for_every_command(latent_run, pristine, tmp_path, capsys):
+    algo, latent = latent_run
+    if algo != "ppo":
+        pytest.skip("one algorithm suffices: the check is the load's, whatever the algorithm")
+    for source, target in ((pristine, latent), (latent, pristine)):  # a discrete model in a latent run, and back
+        run = Path(shutil.copytree(target, tmp_path / f"into-{target.parent.name}"))
+        shutil.copy(source / "ppo.zip", run / "ppo.zip")
+        (tmp_path / "new.csv").write_text("user_id,session_id,position,track_id,percentage_listened,liked\n"
+                                          "me,s,1,syn00000001,1.0,1\n")
+        for command, args in (("recommend", ["track_id=syn00000007", "length=2"]),
+                              ("finetune", [f"feedback={tmp_path / 'new.csv'}", "timesteps=64"]),
+                              ("evaluate", ["n_episodes=2"])):
+            assert run_cli(command, f"run_dir={run}", *args) == 2, command
+            err = capsys.readouterr().err.strip().splitlines()[-1]
+            assert "ppo.zip: reads observations" in err and "a model of another run?" in err, (command, err)
+        assert model_versions(run, "ppo") == [1]
+
+
 @pytest.mark.slow
 def test_finetune_continues_the_runs_algorithm_into_a_new_version(latent_run, tmp_path, capsys):
     algo, pristine = latent_run

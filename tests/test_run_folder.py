@@ -76,6 +76,28 @@ def test_resume_with_another_config_names_the_keys(finished, tmp_path):
     assert digest(run) == before
 
 
+def test_resume_keeps_the_saved_config_where_a_default_changed_since(finished, tmp_path):
+    run = Path(shutil.copytree(finished, tmp_path / "run"))
+    saved = run / ".hydra" / "config.yaml"
+    # as if the run had started under an older default of a key that may not change on resume
+    saved.write_text(saved.read_text().replace("ope_log_steps: 5000", "ope_log_steps: 700"))
+    proc = train(run, "resume=true", "ppo.total_timesteps=2048")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ope_log_steps: 700" in saved.read_text() and "total_timesteps: 2048" in saved.read_text()
+    assert len((run / "exploration.csv").read_text().splitlines()) == 701  # the saved value ran
+    # a key set on the command line still has to match
+    one_line(train(run, "resume=true", "ppo.total_timesteps=2048", "eval.ope_log_steps=900"),
+             "resume=true with another config", "eval.ope_log_steps: 700 -> 900")
+
+
+def test_resume_of_a_fine_tuned_run_is_refused(finished, tmp_path):
+    run = Path(shutil.copytree(finished, tmp_path / "run"))
+    shutil.copy(run / "ppo.zip", run / "ppo-v2.zip")
+    before = digest(run)
+    one_line(train(run, "resume=true", "ppo.total_timesteps=4096"), "resume=true on a fine-tuned run (ppo-v2.zip)")
+    assert digest(run) == before
+
+
 def test_overwrite_moves_the_old_run_aside_and_deletes_nothing(finished, tmp_path):
     run = Path(shutil.copytree(finished, tmp_path / "run"))
     before = digest(run)
