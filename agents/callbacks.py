@@ -84,7 +84,8 @@ class PeriodicEvalCallback(BaseCallback):
 
     ``curve`` lists every evaluation: ``timesteps``, ``train_s`` (seconds of training since it started, the
     evaluations' own time left out), ``normalized_score`` and its ``smoothed`` value; ``stopped_at`` the
-    timesteps where a plateau stopped training (None otherwise); ``eval_seconds`` the time the evaluations took.
+    timesteps where a plateau stopped training (None otherwise); ``eval_seconds`` the time the evaluations
+    took (``eval_cpu_seconds``: the process's CPU time in them).
     """
 
     def __init__(self, evaluate: Callable[[BaseAlgorithm], dict[str, float]], eval_freq: int,
@@ -96,11 +97,11 @@ class PeriodicEvalCallback(BaseCallback):
         self.curve: list[dict[str, float]] = []
         self.stopped_at: int | None = None
         self._start = 0.0
-        self.eval_seconds = 0.0
+        self.eval_seconds = self.eval_cpu_seconds = 0.0
 
     def _on_training_start(self) -> None:
         self._next = self._following(self.model.num_timesteps)
-        self._start, self.eval_seconds = time.perf_counter(), 0.0
+        self._start, self.eval_seconds, self.eval_cpu_seconds = time.perf_counter(), 0.0, 0.0
 
     def _following(self, timesteps: int) -> int:
         """The next multiple of ``eval_freq`` after ``timesteps`` (0: never)."""
@@ -124,13 +125,14 @@ class PeriodicEvalCallback(BaseCallback):
         if not self.eval_freq or timesteps < self._next:
             return
         self._next = self._following(timesteps)
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         train_s = began - self._start - self.eval_seconds
         results = self.evaluate(self.model)
         for key, value in results.items():
             self.logger.record(f"eval/{key}", value)
         self.logger.dump(timesteps)
         self.eval_seconds += time.perf_counter() - began
+        self.eval_cpu_seconds += time.process_time() - began_cpu
         score = results.get("normalized_score")
         self.curve.append({"timesteps": timesteps, "train_s": round(train_s, 3), "normalized_score": score})
         self.curve[-1]["smoothed"] = smoothed([p["normalized_score"] for p in self.curve])[-1]

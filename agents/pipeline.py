@@ -261,7 +261,8 @@ def train_model(cfg: TrainConfig, run_dir: Path, world: World, logger: Logger, i
     venv.close()
     info.data.update({f"{algo}_timesteps": int(model.num_timesteps), "learning_curve": evaluator.curve,
                       "time_to_quality": time_to_quality(evaluator.curve),
-                      "periodic_eval_s": round(evaluator.eval_seconds, 3)})
+                      "periodic_eval_s": round(evaluator.eval_seconds, 3),
+                      "periodic_eval_cpu_s": round(evaluator.eval_cpu_seconds, 3)})
     if evaluator.stopped_at is not None:
         info.data["stopped_on_plateau"] = evaluator.stopped_at
     if checkpoints.interrupted is not None:
