@@ -77,9 +77,9 @@ class EvalConfig:
     """the rise of the smoothed periodic normalized_score that counts as a new best"""
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     """the planning reference of the final evaluation (agents/planner.py)"""
-    ope_log_steps: int = 5_000
+    ope_log_steps: int = 10_000
     """steps of the exploration log every run generates to check its off-policy estimators against the
-    simulator's truth (metrics.json["ope"]; 0: off). 5,000 keeps the check under 2 s of a default run"""
+    simulator's truth (metrics.json["ope"]; 0: off)"""
     ope_behaviour: Behaviour = Behaviour.uniform
     """the exploration log's logging policy: uniform (each of the k candidates alike) | epsilon_greedy (the
     highest r_hat with probability 1 - eval.ope_epsilon, else at random)"""

@@ -80,7 +80,7 @@ def test_resume_keeps_the_saved_config_where_a_default_changed_since(finished, t
     run = Path(shutil.copytree(finished, tmp_path / "run"))
     saved = run / ".hydra" / "config.yaml"
     # as if the run had started under an older default of a key that may not change on resume
-    saved.write_text(saved.read_text().replace("ope_log_steps: 5000", "ope_log_steps: 700"))
+    saved.write_text(saved.read_text().replace("ope_log_steps: 10000", "ope_log_steps: 700"))
     proc = train(run, "resume=true", "ppo.total_timesteps=2048")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ope_log_steps: 700" in saved.read_text() and "total_timesteps: 2048" in saved.read_text()
