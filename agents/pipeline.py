@@ -30,6 +30,7 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import VecEnv
 from threadpoolctl import threadpool_limits
 
+from agents.adaptive import Learnt
 from agents.algos import build_offpolicy_model, model_policy, restart_replay
 from agents.baselines import baseline_policies
 from agents.callbacks import CheckpointCallback, FeedbackStatsCallback, PeriodicEvalCallback, time_to_quality
@@ -44,6 +45,7 @@ from agents.evaluate import (
     train_listeners,
 )
 from agents.models import CHECKPOINT_RE, latest_checkpoint, load_model, model_path, save_model_atomic
+from agents.new_listener import evaluate_new_listener
 from agents.offpolicy import check_estimators, estimate_log, estimate_log_file
 from agents.planner import planner_policy
 from agents.policies import sampling_policy
@@ -211,7 +213,7 @@ def load_run_world(run_dir: Path) -> World:
 def build_learner(cfg: TrainConfig, venv: VecEnv, world: World, seed: int) -> BaseAlgorithm:
     """A fresh model of ``cfg.algo`` on ``venv``: PPO (:func:`agents.ppo.build_model`), SAC or TD3."""
     if cfg.algo == "ppo":
-        return build_model(cfg.ppo, cfg.env, venv, world, seed)
+        return build_model(cfg.ppo, cfg.env, venv, world, seed, str(cfg.new_listener.history_encoder))
     return build_offpolicy_model(cfg.algo, getattr(cfg, cfg.algo), venv, seed)
 
 
@@ -371,6 +373,11 @@ def _run(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
                                                       holdout.name, derive_seed(cfg.seed, "ope"))
                 metrics["scored_by"] = (f"the simulated listener {world.meta['served_listener']}, not the log's "
                                         "listeners: judge a run on a user's log by ope_holdout")
+        if cfg.new_listener.enabled:
+            with info.stage("new_listener"):
+                learnt = {str(cfg.algo): Learnt(model_policy(model))}
+                metrics["new_listener"] = evaluate_new_listener(world, cfg.env, cfg.reward, cfg.new_listener,
+                                                                learnt, derive_seed(cfg.seed, "new_listener"))
         if cfg.eval.ope_log_steps and cfg.env.action == "discrete":
             with info.stage("ope"):
                 truth = {name: result["mean_expected_reward"] for name, result in metrics["policies"].items()}
