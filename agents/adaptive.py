@@ -60,16 +60,11 @@ class Learnt(Fixed):
     online = True
 
 
-def track_features(latents: np.ndarray, features: np.ndarray) -> np.ndarray:
-    """``phi`` of every track: ``[z, x, 1]`` float64 (N, d + F + 1)."""
-    return np.hstack([latents, features, np.ones((latents.shape[0], 1))]).astype(np.float64)
-
-
 class LinUCB(ListenerPolicy):
     """Ridge regression of the scaled reward on ``phi`` (:func:`track_features`) with an upper confidence bonus.
 
     Args:
-        phi: (N, p) track features.
+        phi: (N, p) track features (:func:`envs.listener_log.track_features`).
         reward_cfg: the reward definition (answers → rewards); ``scale`` multiplies them (the env's).
         alpha: the bonus weight; ``ridge``: the prior precision ``A_0 = ridge I``.
     """

@@ -35,13 +35,12 @@ from agents.adaptive import (
     LinUCB,
     ListenerPolicy,
     SessionAffinity,
-    track_features,
 )
 from agents.baselines import nearest_policy, oracle_policy, random_policy
 from agents.evaluate import make_eval_env, rollout
 from agents.policies import HISTORY_ENCODERS, HistoryEncoder
 from envs.errors import ConfigError
-from envs.listener_log import AnswerLog, Estimator, probe_answers, random_answers
+from envs.listener_log import AnswerLog, Estimator, probe_answers, random_answers, track_features
 from envs.rewards import RewardConfig
 from envs.world import World
 
@@ -155,7 +154,7 @@ def evaluate_new_listener(world: World, env_cfg: Any, reward_cfg: RewardConfig, 
         raise ConfigError(f"new_listener: {len(listeners)} held-out listener(s); the bootstrap needs two or more "
                           "(raise listeners.population or listeners.held_out_fraction)")
     env_cfg = dataclasses.replace(env_cfg, start_track=None)
-    estimator = Estimator(world.latents, world.clusters, world.centroids, reward_cfg)
+    estimator = Estimator(world.latents, world.features, world.clusters, world.centroids, reward_cfg)
     env = make_eval_env(world, env_cfg, listeners)
     listener_obs = env_cfg.observation == "listener"
     factories = method_factories(world, cfg, reward_cfg, env.reward_scale, learnt, seed)

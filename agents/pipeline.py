@@ -53,7 +53,7 @@ from agents.ppo import build_model, make_vec_env
 from agents.run_folder import claim
 from agents.run_info import RunInfo
 from agents.seeding import derive_seed
-from agents.tensorboard import latent_figure, log_hparams, log_values, open_logger, policies_figure
+from agents.tensorboard import budget_figure, latent_figure, log_hparams, log_values, open_logger, policies_figure
 from envs.atomic import atomic_path, write_json_atomic
 from envs.catalog import Catalog, Normaliser, check_variety, load_catalog
 from envs.errors import ConfigError, RunFolderError
@@ -378,6 +378,8 @@ def _run(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
                 learnt = {str(cfg.algo): Learnt(model_policy(model))}
                 metrics["new_listener"] = evaluate_new_listener(world, cfg.env, cfg.reward, cfg.new_listener,
                                                                 learnt, derive_seed(cfg.seed, "new_listener"))
+                log_values(logger, {"new_listener/curve": budget_figure(metrics["new_listener"])},
+                           model.num_timesteps)
         if cfg.eval.ope_log_steps and cfg.env.action == "discrete":
             with info.stage("ope"):
                 truth = {name: result["mean_expected_reward"] for name, result in metrics["policies"].items()}

@@ -11,13 +11,13 @@ scores a track by what it is, not by the slot it sits in. (A stock MLP over the 
 has to learn the same function k times, once per slot, and in practice learns only a preference for a
 rank.) The critic is an ordinary MLP over the whole observation.
 
-With ``env.observation=listener`` (``listener=True``) each candidate's input adds its r̂ and evidence and the
-current track's, ``[.., r_cand, e_cand, r_current, e_current]``, and an encoding of the session's history rows
-``[z, x, pct, liked, filled]`` (``history_encoder``): ``pooled``, one shared MLP per row, averaged over the filled
-rows (a set encoding, the same for every candidate); ``pairwise``, one shared MLP per (candidate, row) pair of
-``[z_cand - z_row, x_cand - x_row, pct, liked]``, averaged over the filled rows (how this candidate relates to
-what was heard); ``none``, no history. Either way the actor stays permutation-equivariant over the candidates
-(and invariant to the order of the history rows).
+With ``env.observation=listener`` (``listener=True``) each candidate's input adds what the listener's log says
+about it and about the current track (r̂, evidence, r_fit: :data:`envs.listener_log.ESTIMATES`), and an
+encoding of the session's history rows ``[z, x, pct, liked, filled]`` (``history_encoder``): ``pooled``, one
+shared MLP per row, averaged over the filled rows (a set encoding, the same for every candidate); ``pairwise``,
+one shared MLP per (candidate, row) pair of ``[z_cand - z_row, x_cand - x_row, pct, liked]``, averaged over the
+filled rows (how this candidate relates to what was heard); ``none``, no history. Either way the actor stays
+permutation-equivariant over the candidates (and invariant to the order of the history rows).
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
+from envs.listener_log import ESTIMATES
+
 
 class HistoryEncoder(StrEnum):
     """How the candidate scorer reads the listener observation's history rows (module docstring)."""
@@ -43,6 +45,7 @@ class HistoryEncoder(StrEnum):
 
 HISTORY_ENCODERS: tuple[str, ...] = tuple(HistoryEncoder)
 ENCODER_WIDTH = 32  # the history encoding's width (listener observation)
+N_ESTIMATES = len(ESTIMATES)  # per-track values of the listener's log in the listener observation
 
 
 def _mlp(in_dim: int, arch: Sequence[int], activation: type[nn.Module]) -> tuple[nn.Sequential, int]:
@@ -74,8 +77,8 @@ class CandidateScorerExtractor(nn.Module):
         self.listener, self.history_encoder, self.history = listener, history_encoder, history
         if listener:
             self.row_width = latent_dim + n_features + 3
-            self.history_width = 2 * (1 + k) + history * self.row_width  # the estimate block and the rows
-            extra = 4 + (ENCODER_WIDTH if history_encoder != "none" else 0)
+            self.history_width = N_ESTIMATES * (1 + k) + history * self.row_width  # the estimate block, the rows
+            extra = 2 * N_ESTIMATES + (ENCODER_WIDTH if history_encoder != "none" else 0)
             if history_encoder != "none":
                 row_in = self.row_width if history_encoder == "pooled" else latent_dim + n_features + 2
                 encoder, _ = _mlp(row_in, [ENCODER_WIDTH, ENCODER_WIDTH], activation)
@@ -115,12 +118,12 @@ class CandidateScorerExtractor(nn.Module):
         """The listener observation's per-candidate inputs: r̂ and evidence (the candidate's, the current
         track's) and the history encoding (module docstring)."""
         k, d, f = self.k, self.d, self.f
-        est = rest[:, :2 * (1 + k)].reshape(-1, 2, 1 + k)
-        current = est[:, :, :1].transpose(1, 2).expand(-1, k, -1)  # (B, k, 2)
+        est = rest[:, :N_ESTIMATES * (1 + k)].reshape(-1, N_ESTIMATES, 1 + k)
+        current = est[:, :, :1].transpose(1, 2).expand(-1, k, -1)  # (B, k, N_ESTIMATES)
         parts = [est[:, :, 1:].transpose(1, 2), current]
         if self.history_encoder == "none":
             return parts
-        rows = rest[:, 2 * (1 + k):].reshape(-1, self.history, self.row_width)  # (B, H, w)
+        rows = rest[:, N_ESTIMATES * (1 + k):].reshape(-1, self.history, self.row_width)  # (B, H, w)
         mask = rows[:, :, -1:]  # (B, H, 1): 1 for a filled row
         count = mask.sum(dim=1).clamp(min=1.0)  # (B, 1)
         if self.history_encoder == "pooled":
@@ -165,7 +168,8 @@ class CandidateScorerPolicy(ActorCriticPolicy):
         **kwargs: Any,
     ) -> None:
         expected = (1 + k) * (latent_dim + n_features) + (
-            2 * (1 + k) + history * (latent_dim + n_features + 3) if listener else history * (latent_dim + 1))
+            N_ESTIMATES * (1 + k) + history * (latent_dim + n_features + 3) if listener
+            else history * (latent_dim + 1))
         if not isinstance(action_space, spaces.Discrete) or int(action_space.n) != k:
             raise ValueError(f"CandidateScorerPolicy needs Discrete({k}), got {action_space}")
         if observation_space.shape != (expected,):

@@ -6,10 +6,13 @@ kNN candidates in sessions from random start tracks (:func:`random_answers`, the
 probe round (:func:`probe_answers`: ``reward.probes_per_cluster`` probes in every cluster, each in a fresh
 session).
 
-:class:`ListenerEstimate` (made by an :class:`Estimator`) is what a policy may read of a log: the propagated
-reward r̂ of every track (:func:`envs.rewards.propagate`, the K-Means propagation of the design) and the
-evidence it rests on, the answers in the track's cluster, scaled to [0, 1) as ``n / (n + EVIDENCE_HALF)``.
-An empty log (B = 0) has no r̂: every track gets 0 and evidence 0.
+:class:`ListenerEstimate` (made by an :class:`Estimator`) is what a policy may read of a log
+(:data:`ESTIMATES`): the propagated reward r̂ of every track (:func:`envs.rewards.propagate`, the K-Means
+propagation of the design: one value per cluster, so it hardly tells the k nearest candidates apart), the
+evidence it rests on (the answers in the track's cluster, scaled to [0, 1) as ``n / (n + EVIDENCE_HALF)``), and
+``r_fit``, the answers propagated through the tracks' features instead: a ridge regression (penalty
+:data:`RIDGE`) of the rewards on ``phi = [z, x, 1]`` (:func:`track_features`), evaluated at every track. An empty
+log (B = 0) has neither: every track gets 0, evidence 0.
 """
 
 from __future__ import annotations
@@ -27,6 +30,13 @@ from envs.listeners import ListenerPopulation
 from envs.rewards import RewardConfig, decay_factors, propagate, reward, select_probes
 
 EVIDENCE_HALF = 4.0  # answers in a cluster at which the evidence is 1/2
+RIDGE = 1.0  # the ridge penalty of r_fit
+ESTIMATES: tuple[str, ...] = ("r_hat", "evidence", "r_fit")  # per track, in the listener observation's order
+
+
+def track_features(latents: np.ndarray, features: np.ndarray) -> np.ndarray:
+    """``phi`` of every track: ``[z, x, 1]`` float64 (N, d + F + 1)."""
+    return np.hstack([latents, features, np.ones((latents.shape[0], 1))]).astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -100,12 +110,17 @@ def probe_answers(population: ListenerPopulation, listener: int, latents: np.nda
 
 @dataclass(frozen=True)
 class ListenerEstimate:
-    """What a listener's log says about every track: ``r_hat`` (N,) float32 in raw reward units and
-    ``evidence`` (N,) float32 in [0, 1) (module docstring); ``n_answers`` the log's length."""
+    """What a listener's log says about every track (module docstring): ``r_hat`` and ``r_fit`` (N,) float32 in
+    raw reward units, ``evidence`` (N,) float32 in [0, 1); ``n_answers`` the log's length."""
 
     r_hat: np.ndarray
     evidence: np.ndarray
     n_answers: int
+    r_fit: np.ndarray
+
+    def rows(self) -> tuple[np.ndarray, ...]:
+        """The per-track arrays in :data:`ESTIMATES` order."""
+        return tuple(getattr(self, name) for name in ESTIMATES)
 
 
 class Estimator:
@@ -113,22 +128,26 @@ class Estimator:
     depend on the log (the decay factors), so an estimate costs O(N) array operations once.
 
     Args:
-        latents: (N, d); clusters: (N,) labels; centroids: (C, d) (a world's).
+        latents: (N, d); features: (N, F); clusters: (N,) labels; centroids: (C, d) (a world's).
         cfg: the reward definition and the propagation's decay and prior.
     """
 
-    def __init__(self, latents: np.ndarray, clusters: np.ndarray, centroids: np.ndarray,
+    def __init__(self, latents: np.ndarray, features: np.ndarray, clusters: np.ndarray, centroids: np.ndarray,
                  cfg: RewardConfig) -> None:
         self.latents, self.clusters, self.centroids, self.cfg = latents, np.asarray(clusters), centroids, cfg
         self._factors = decay_factors(latents, clusters, centroids, cfg)
+        self.phi = track_features(latents, features)
 
     def __call__(self, log: AnswerLog) -> ListenerEstimate:
         """Propagate ``log``'s rewards over the clusters (:func:`envs.rewards.propagate`)."""
         n = self.latents.shape[0]
         if not len(log):
-            return ListenerEstimate(np.zeros(n, np.float32), np.zeros(n, np.float32), 0)
-        r_hat = propagate(self.latents, self.clusters, self.centroids, log.tracks, log.rewards(self.cfg), self.cfg,
-                          self._factors)
+            zeros = np.zeros(n, np.float32)
+            return ListenerEstimate(zeros, zeros, 0, zeros)
+        rewards = log.rewards(self.cfg)
+        r_hat = propagate(self.latents, self.clusters, self.centroids, log.tracks, rewards, self.cfg, self._factors)
         counts = np.bincount(self.clusters[log.tracks], minlength=len(self.centroids)).astype(np.float64)
         evidence = (counts / (counts + EVIDENCE_HALF))[self.clusters].astype(np.float32)
-        return ListenerEstimate(r_hat, evidence, len(log))
+        x = self.phi[log.tracks]
+        theta = np.linalg.solve(RIDGE * np.eye(x.shape[1]) + x.T @ x, x.T @ rewards)
+        return ListenerEstimate(r_hat, evidence, len(log), (self.phi @ theta).astype(np.float32))

@@ -25,9 +25,10 @@ Observation (a flat float32 ``Box``, so any SB3 policy can read it):
 - ``listener`` (the ``new_listener`` setting, :mod:`envs.listener_log`): the candidates layout, then what the
   listener's own log says about the current track and each candidate, ``[r_hat_current, r_hat_cand_1 ..
   r_hat_cand_k, evidence_current, evidence_cand_1 .. evidence_cand_k]`` (r̂ times the reward scale; evidence in
-  [0, 1): the answers in the track's cluster), then ``history`` rows of ``[z_played, x_played, pct, liked, 1]``
-  (the in-session answers, most recent first, zero padded: the last 1 marks a row as filled)
-  ((1 + k) * (d + F + 2) + history * (d + F + 3),). The log is fixed with
+  [0, 1): the answers in the track's cluster), ``[r_fit_current, r_fit_cand_1 ..]`` (the answers' ridge fit on
+  the tracks' features, times the reward scale, clipped to the reward's range), then ``history`` rows of
+  ``[z_played, x_played, pct, liked, 1]`` (the in-session answers, most recent first, zero padded: the last 1
+  marks a row as filled) ((1 + k) * (d + F + 3) + history * (d + F + 3),). The log is fixed with
   :meth:`MusicRecEnv.set_listener_estimate` (evaluation, serving) or, by default, drawn at each reset: ``B``
   answers of the session's listener to uniformly random choices (:func:`envs.listener_log.random_answers`),
   ``B`` log-uniform in ``0 .. env.log_answers`` (training: one policy for listeners with any amount of log).
@@ -63,7 +64,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.errors import ConfigError, UnknownTrackError
-from envs.listener_log import Estimator, ListenerEstimate, random_answers
+from envs.listener_log import ESTIMATES, Estimator, ListenerEstimate, random_answers
 from envs.rewards import RewardConfig, reward
 
 if TYPE_CHECKING:
@@ -217,7 +218,7 @@ class ObservationViews(NamedTuple):
     x: np.ndarray | None  # (..., F) the current track's features
     x_cands: np.ndarray | None  # (..., k, F) the candidates' features
     hist: np.ndarray | None  # (..., history, d + 1) [z_played, scaled reward] (listener: d + F + 3), most recent first
-    estimate: np.ndarray | None = None  # listener: (..., 2, 1 + k) r_hat (scaled) and evidence of current, candidates
+    estimate: np.ndarray | None = None  # listener: (..., 3, 1 + k) r_hat, evidence, r_fit of current, candidates
 
 
 @dataclass(frozen=True, eq=False)
@@ -250,11 +251,13 @@ class EnvSetup:
         scale = (1.0 / (1.0 + like_weight) if likes else 1.0) if cfg.reward_scale == "auto" else float(cfg.reward_scale)
         n_feat = 0 if cfg.observation == "seed" or not cfg.candidate_features else int(world.features.shape[1])
         base = d if cfg.observation == "seed" else (1 + cfg.k) * (d + n_feat)
-        if cfg.observation == "listener":  # r_hat's row in reward units, the rest in [0, 1]
-            low = np.zeros(base + 2 * (1 + cfg.k) + cfg.history * (d + n_feat + 3), dtype=np.float32)
+        if cfg.observation == "listener":  # r_hat's and r_fit's rows in reward units, the rest in [0, 1]
+            n_est = len(ESTIMATES)
+            low = np.zeros(base + n_est * (1 + cfg.k) + cfg.history * (d + n_feat + 3), dtype=np.float32)
             high = np.ones_like(low)
-            low[base:base + 1 + cfg.k] = min(0.0, -penalty * scale)
-            high[base:base + 1 + cfg.k] = max(1.0, (1.0 + like_weight) * scale)
+            low[base:base + n_est * (1 + cfg.k)].reshape(n_est, 1 + cfg.k)[[0, 2]] = min(0.0, -penalty * scale)
+            high[base:base + n_est * (1 + cfg.k)].reshape(n_est, 1 + cfg.k)[[0, 2]] = max(1.0, (1.0 + like_weight)
+                                                                                          * scale)
             space = spaces.Box(low, high, dtype=np.float32)
         elif cfg.observation != "history":
             space = spaces.Box(0.0, 1.0, (base,), np.float32)
@@ -297,8 +300,8 @@ class EnvSetup:
         base = (1 + k) * (d + f)
         estimate = None
         if self.cfg.observation == "listener":
-            estimate = part(base, (2, 1 + k))
-            base += 2 * (1 + k)
+            estimate = part(base, (len(ESTIMATES), 1 + k))
+            base += len(ESTIMATES) * (1 + k)
         hist = part(base, (self.cfg.history, self.history_width)) if self.history_width else None
         return ObservationViews(part(0, (d,)), part(d, (k, d)), part(start, (f,)) if f else None,
                                 part(start + f, (k, f)) if f else None, hist, estimate)
@@ -375,8 +378,9 @@ class MusicRecEnv(gym.Env):
         self._fixed_estimate: ListenerEstimate | None = None
         self.estimate: ListenerEstimate | None = None
         if self._listener_obs:
-            self._estimator = Estimator(world.latents, world.clusters, world.centroids, setup.reward)
-            self._est_table = np.zeros((2, self._n), dtype=np.float32)  # r_hat (scaled) and evidence per track
+            self._estimator = Estimator(world.latents, world.features, world.clusters, world.centroids,
+                                        setup.reward)
+            self._est_table = np.zeros((len(ESTIMATES), self._n), dtype=np.float32)  # ESTIMATES per track
 
     def set_listener_estimate(self, estimate: ListenerEstimate | None) -> None:
         """``listener`` observation: the estimate the next sessions observe (evaluation and serving fix the
@@ -551,8 +555,11 @@ class MusicRecEnv(gym.Env):
                                  rng, self._k)
             estimate = self._estimator(log)
         self.estimate = estimate
-        self._est_table[0] = estimate.r_hat * self.reward_scale
-        self._est_table[1] = estimate.evidence
+        r_hat, evidence, r_fit = estimate.rows()
+        self._est_table[0] = r_hat * self.reward_scale
+        self._est_table[1] = evidence
+        span = self.observation_space  # a linear fit extrapolates: clipped to the reward's range
+        np.clip(r_fit * self.reward_scale, span.low.min(), span.high.max(), out=self._est_table[2])
 
     def excluded_tracks(self) -> list[int]:
         """The tracks the candidates exclude now: the session's so far (the start track included), or its last

@@ -14,12 +14,12 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from agents.adaptive import Fixed, GreedyEstimate, LinUCB, SessionAffinity, track_features
+from agents.adaptive import Fixed, GreedyEstimate, LinUCB, SessionAffinity
 from agents.baselines import random_policy
 from agents.evaluate import rollout
 from agents.new_listener import NewListenerConfig, evaluate_new_listener
 from agents.policies import HISTORY_ENCODERS, CandidateScorerPolicy
-from envs.listener_log import AnswerLog, Estimator, random_answers
+from envs.listener_log import AnswerLog, Estimator, random_answers, track_features
 from envs.music_env import EnvConfig, MusicRecEnv
 from envs.rewards import RewardConfig
 from envs.world import synthetic_world
@@ -43,7 +43,7 @@ def mean_expected(env: MusicRecEnv, policy, log: AnswerLog, estimator: Estimator
 
 def test_linucb_and_greedy_learn_from_many_answers(world):
     env = MusicRecEnv(world, EnvConfig(reward_source="simulator"), listener_ids=[3])
-    estimator = Estimator(world.latents, world.clusters, world.centroids, RewardConfig(n_clusters=8))
+    estimator = Estimator(world.latents, world.features, world.clusters, world.centroids, RewardConfig(n_clusters=8))
     log = random_answers(world.listeners(), 3, world.candidate_index(4, 32), 2000, 20, np.random.default_rng(0))
     assert len(log) == 2000
     linucb = LinUCB(track_features(world.latents, world.features), RewardConfig(), env.reward_scale, 0.1, 1.0)
@@ -54,7 +54,7 @@ def test_linucb_and_greedy_learn_from_many_answers(world):
 
 def test_b0_behaviour_is_defined(world):
     """No answers: r̂ flat at 0 with no evidence, greedy and session affinity play the nearest candidate."""
-    estimator = Estimator(world.latents, world.clusters, world.centroids, RewardConfig())
+    estimator = Estimator(world.latents, world.features, world.clusters, world.centroids, RewardConfig())
     estimate = estimator(AnswerLog.empty())
     assert not estimate.r_hat.any() and not estimate.evidence.any() and estimate.n_answers == 0
     env = MusicRecEnv(world, LISTENER, listener_ids=[0])
@@ -75,6 +75,8 @@ def test_listener_observation_carries_the_log_and_the_answers(world):
     tracks = np.concatenate([[env.track], env.current_candidates])
     np.testing.assert_allclose(views.estimate[0], env.estimate.r_hat[tracks] * env.reward_scale, rtol=1e-6)
     np.testing.assert_allclose(views.estimate[1], env.estimate.evidence[tracks], rtol=1e-6)
+    np.testing.assert_allclose(views.estimate[2], np.clip(env.estimate.r_fit[tracks] * env.reward_scale, 0, 1),
+                               rtol=1e-5)
     assert not views.hist.any()
     obs, _, _, _, info = env.step(2)
     row = env.setup.views(obs).hist[0]
@@ -133,14 +135,41 @@ def test_bad_keys_are_one_line_errors(tmp_path, capsys):
         assert code == 2 and err.startswith("error: ") and "\n" not in err and key in err, err
 
 
-def test_run_writes_new_listener_metrics(tmp_path):
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def listener_run(tmp_path_factory) -> Path:
+    """A tiny +experiment=new_listener run (3 held-out listeners, 2 sessions each)."""
+    run = tmp_path_factory.mktemp("new_listener") / "run"
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "+experiment=[new_listener,tiny]",
                            "new_listener.max_listeners=3", "new_listener.n_sessions=2", "new_listener.budgets=[0,20]",
                            "new_listener.n_bootstrap=20", "listeners.population=20", f"hydra.run.dir={run}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    metrics = json.loads((run / "metrics.json").read_text())
+    return run
+
+
+def test_run_writes_new_listener_metrics(listener_run):
+    metrics = json.loads((listener_run / "metrics.json").read_text())
     assert metrics["new_listener"]["budgets"] == [0, 20, "probe32"]  # tiny: 8 clusters
     assert len(metrics["new_listener"]["policies"]["ppo"]["normalized_score"]) == 3
-    assert Path(run / "ppo.zip").is_file()
+    assert metrics["new_listener"]["policies"]["ppo"]["online"]
+
+
+def test_recommend_serves_a_user_from_their_answers(listener_run, tmp_path, capsys):
+    served = json.loads((listener_run / "world" / "meta.json").read_text())["served_listener"]
+    user = f"listener-{served}"  # the run's feedback.csv holds this listener's probe answers
+    base = [f"run_dir={listener_run}", "length=4", "format=json"]
+    assert run_cli("recommend", *base, f"user={user}") == 0
+    out, err = capsys.readouterr()
+    served_out = json.loads(out)
+    assert served_out["user"]["answers"] == 32 and "32 answer(s)" in err
+    start = served_out["steps"][0]["from"]["track_id"]
+    assert run_cli("recommend", *base, "user=nobody", f"track_id={start}") == 0  # no answers: B = 0
+    out, err = capsys.readouterr()
+    cold = json.loads(out)
+    assert cold["user"]["answers"] == 0 and "B = 0" in err
+    probs = [[c["probability"] for c in s["candidates"]] for s in (served_out["steps"][0], cold["steps"][0])]
+    assert probs[0] != probs[1]  # the answers change what the policy sees
+    for bad, key in (("feedback=/no/such.csv", "feedback="), ("cold_start=true", "user=")):
+        assert run_cli("recommend", *base, f"user={user}", bad) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err and key in err, err
