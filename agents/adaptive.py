@@ -12,8 +12,9 @@ evaluation sessions) and its propagated estimate; then it is called as an ``agen
   liked in this session minus its mean similarity to those skipped (similarity ``exp(-D^2 / 2)``, ``D^2`` the
   mean squared feature difference in units of each feature's catalog spread); before any such answer every
   score is 0 and it plays the nearest candidate.
-- :class:`GreedyEstimate`: the candidate of highest r̂ (the listener's propagated log); with no answers r̂ is
-  flat and it plays the nearest candidate.
+- :class:`GreedyEstimate`: the candidate of highest r̂ (the listener's propagated log; ``greedy``) or of highest
+  r_fit (its ridge fit on the features, LinUCB's mean on the log without the session's answers; ``greedy_fit``);
+  with no answers both are flat and it plays the nearest candidate.
 - :class:`Fixed`: a policy that reads no log (random, nearest, the oracle, a learnt policy whose observation
   carries the log itself).
 """
@@ -128,16 +129,18 @@ class SessionAffinity(ListenerPolicy):
 
 
 class GreedyEstimate(ListenerPolicy):
-    """The candidate of highest r̂ in the listener's estimate (the first, nearest, of equals)."""
+    """The candidate of highest ``r_hat`` (or ``r_fit``, the ridge fit on the features) in the listener's
+    estimate (the first, nearest, of equals)."""
 
     online = True
 
-    def __init__(self) -> None:
+    def __init__(self, row: str = "r_hat") -> None:
+        self.row = row
         self._r_hat: np.ndarray | None = None
 
     def start(self, log: AnswerLog, estimate: ListenerEstimate) -> None:
-        """Keep the estimate's r̂."""
-        self._r_hat = estimate.r_hat
+        """Keep the estimate's ``row``."""
+        self._r_hat = getattr(estimate, self.row)
 
     def __call__(self, obs: np.ndarray, env: MusicRecEnv) -> int:
         if self._r_hat is None:

@@ -105,7 +105,8 @@ def probe_row(reward_cfg: RewardConfig) -> str:
 def method_factories(world: World, cfg: NewListenerConfig, reward_cfg: RewardConfig, scale: float,
                      learnt: Mapping[str, ListenerPolicy], seed: int) -> dict[str, Factory]:
     """A fresh policy per listener and budget for every method: ``learnt`` (already built; a learnt policy keeps
-    nothing between listeners), LinUCB, the session-affinity heuristic, greedy on r̂, random, nearest, oracle."""
+    nothing between listeners), LinUCB, the session-affinity heuristic, greedy on r̂ and on r_fit, random,
+    nearest, oracle."""
     phi = track_features(world.latents, world.features)
     rng = np.random.default_rng(seed)
     factories: dict[str, Factory] = {name: (lambda p=policy: p) for name, policy in learnt.items()}
@@ -113,6 +114,7 @@ def method_factories(world: World, cfg: NewListenerConfig, reward_cfg: RewardCon
         "linucb": lambda: LinUCB(phi, reward_cfg, scale, cfg.linucb_alpha, cfg.linucb_ridge),
         "affinity": lambda: SessionAffinity(world.features),
         "greedy": GreedyEstimate,
+        "greedy_fit": lambda: GreedyEstimate("r_fit"),
         "random": lambda: Fixed(random_policy(rng)),
         "nearest": lambda: Fixed(nearest_policy),
         "oracle": lambda: Fixed(oracle_policy),
