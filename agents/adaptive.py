@@ -15,6 +15,9 @@ evaluation sessions) and its propagated estimate; then it is called as an ``agen
 - :class:`GreedyEstimate`: the candidate of highest r̂ (the listener's propagated log; ``greedy``) or of highest
   r_fit (its ridge fit on the features, LinUCB's mean on the log without the session's answers; ``greedy_fit``);
   with no answers both are flat and it plays the nearest candidate.
+- :class:`StaticTaste`: the candidate of highest expected reward in the listener's fresh-session state: it knows
+  the listener's taste (what any number of answers could at best identify), not the session's boredom, repeats
+  and drift (what the myopic oracle also knows). A reference, not a method: the ceiling of taste.
 - :class:`Fixed`: a policy that reads no log (random, nearest, the oracle, a learnt policy whose observation
   carries the log itself).
 """
@@ -126,6 +129,21 @@ class SessionAffinity(ListenerPolicy):
                 d2 = ((cands[:, None, :] - self.scaled[tracks][None, :, :]) ** 2).mean(axis=-1)
                 score += sign * np.exp(-d2 / 2.0).mean(axis=1)
         return int(np.argmax(score))
+
+
+class StaticTaste(ListenerPolicy):
+    """The candidate of highest expected reward in the listener's fresh-session state (module docstring)."""
+
+    def __init__(self) -> None:
+        self._listener, self._expected = -1, np.zeros(0)
+
+    def __call__(self, obs: np.ndarray, env: MusicRecEnv) -> int:
+        if env.listener != self._listener:
+            definition = env.reward_definition
+            self._listener = env.listener
+            self._expected = env.world.listeners().expected_reward_all(
+                env.listener, definition.like_weight, definition.early_skip_penalty, definition.early_skip_threshold)
+        return int(np.argmax(self._expected[env.current_candidates]))
 
 
 class GreedyEstimate(ListenerPolicy):

@@ -35,6 +35,7 @@ from agents.adaptive import (
     LinUCB,
     ListenerPolicy,
     SessionAffinity,
+    StaticTaste,
 )
 from agents.baselines import nearest_policy, oracle_policy, random_policy
 from agents.evaluate import make_eval_env, rollout
@@ -106,7 +107,7 @@ def method_factories(world: World, cfg: NewListenerConfig, reward_cfg: RewardCon
                      learnt: Mapping[str, ListenerPolicy], seed: int) -> dict[str, Factory]:
     """A fresh policy per listener and budget for every method: ``learnt`` (already built; a learnt policy keeps
     nothing between listeners), LinUCB, the session-affinity heuristic, greedy on r̂ and on r_fit, random,
-    nearest, oracle."""
+    nearest, oracle and the static-taste reference."""
     phi = track_features(world.latents, world.features)
     rng = np.random.default_rng(seed)
     factories: dict[str, Factory] = {name: (lambda p=policy: p) for name, policy in learnt.items()}
@@ -118,6 +119,7 @@ def method_factories(world: World, cfg: NewListenerConfig, reward_cfg: RewardCon
         "random": lambda: Fixed(random_policy(rng)),
         "nearest": lambda: Fixed(nearest_policy),
         "oracle": lambda: Fixed(oracle_policy),
+        "taste": StaticTaste,
     })
     return factories
 
