@@ -175,3 +175,13 @@ def test_recommend_serves_a_user_from_their_answers(listener_run, tmp_path, caps
         assert run_cli("recommend", *base, f"user={user}", bad) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "\n" not in err and key in err, err
+
+
+def test_table_key_paths_index_lists():
+    """results tables read one budget's entry of a list (``normalized_score.2``), in a source and in its excerpt."""
+    from cli.tables.results import excerpt, lookup
+
+    doc = {"metrics": {"new_listener": {"policies": {"ppo": {"normalized_score": [0.1, 0.2, 0.3]}}}}}
+    path = "metrics.new_listener.policies.ppo.normalized_score.2"
+    assert lookup(doc, path) == 0.3 and lookup(excerpt(doc, [path]), path) == 0.3
+    assert lookup(doc, "metrics.new_listener.policies.ppo.normalized_score.3") is None
