@@ -42,6 +42,7 @@ from agents.evaluate import make_eval_env, rollout
 from agents.policies import HISTORY_ENCODERS, HistoryEncoder
 from envs.errors import ConfigError
 from envs.listener_log import AnswerLog, Estimator, probe_answers, random_answers, track_features
+from envs.music_env import EnvConfig, EnvSetup
 from envs.rewards import RewardConfig
 from envs.world import World
 
@@ -140,7 +141,7 @@ def budget_logs(world: World, listener: int, cfg: NewListenerConfig, reward_cfg:
     return rows
 
 
-def evaluate_new_listener(world: World, env_cfg: Any, reward_cfg: RewardConfig, cfg: NewListenerConfig,
+def evaluate_new_listener(world: World, env_cfg: EnvConfig, reward_cfg: RewardConfig, cfg: NewListenerConfig,
                           learnt: Mapping[str, ListenerPolicy], seed: int) -> dict[str, Any]:
     """Every method on every held-out listener and budget (module docstring); the ``metrics.json["new_listener"]``
     structure.
@@ -159,9 +160,8 @@ def evaluate_new_listener(world: World, env_cfg: Any, reward_cfg: RewardConfig, 
                           "(raise listeners.population or listeners.held_out_fraction)")
     env_cfg = dataclasses.replace(env_cfg, start_track=None)
     estimator = Estimator(world.latents, world.features, world.clusters, world.centroids, reward_cfg)
-    env = make_eval_env(world, env_cfg, listeners)
     listener_obs = env_cfg.observation == "listener"
-    factories = method_factories(world, cfg, reward_cfg, env.reward_scale, learnt, seed)
+    factories = method_factories(world, cfg, reward_cfg, EnvSetup.of(world, env_cfg).reward_scale, learnt, seed)
     rows: list[int | str] = [*cfg.budgets, *([probe_row(reward_cfg)] if cfg.probe_round else [])]
     # sums[m][r, l] and steps[m][r, l]: the expected reward summed over the steps of method m, row r, listener l
     sums = {m: np.zeros((len(rows), len(listeners))) for m in factories}
