@@ -18,6 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from agents.algos import ALGOS, Algo, OffPolicyConfig, SACConfig, TD3Config
 from agents.evaluate import EvalConfig
+from agents.new_listener import NewListenerConfig
 from agents.ppo import VEC_ENVS, PPOConfig
 from agents.run_info import versions
 from agents.seeding import check_seed
@@ -53,6 +54,7 @@ class TrainConfig:
     td3: TD3Config = field(default_factory=TD3Config)
     eval: EvalConfig = field(default_factory=EvalConfig)
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
+    new_listener: NewListenerConfig = field(default_factory=NewListenerConfig)
 
 
 def _require(key: str, value: Any, ok: bool, allowed: str) -> None:
@@ -100,7 +102,7 @@ def validate_ppo(cfg: PPOConfig, observation: str, action: str = "discrete") -> 
         "ppo.policy",
         cfg.policy,
         not (cfg.policy == "candidate_scorer" and observation == "seed" and action == "discrete"),
-        "candidate_scorer needs env.observation=candidates or history (use ppo.policy=mlp with seed)",
+        "candidate_scorer needs env.observation=candidates, history or listener (use ppo.policy=mlp with seed)",
     )
     _choice("ppo.vec_env", cfg.vec_env, VEC_ENVS)
     for key in ("total_timesteps", "n_envs", "n_steps", "batch_size", "n_epochs"):
@@ -200,6 +202,12 @@ def validate(cfg: TrainConfig) -> None:
     validate_ppo(cfg.ppo, cfg.env.observation, cfg.env.action)
     validate_algo(cfg)
     validate_eval(cfg.eval)
+    cfg.new_listener.validate()
+    if cfg.new_listener.enabled:
+        held = min(round(cfg.listeners.held_out_fraction * cfg.listeners.population), cfg.listeners.population - 1)
+        _require("listeners.population", cfg.listeners.population, held >= 2,
+                 f"new_listener.enabled holds out {held} listener(s) at listeners.held_out_fraction="
+                 f"{cfg.listeners.held_out_fraction}: at least 2 are needed (50 or more for the issue's targets)")
     if cfg.eval.protocol == "population":
         held = min(round(cfg.listeners.held_out_fraction * cfg.listeners.population), cfg.listeners.population - 1)
         _require("listeners.held_out_fraction", cfg.listeners.held_out_fraction, held >= 1,

@@ -8,6 +8,11 @@ O(1)) → one forward pass of the policy (candidate probabilities and the critic
 probable, or drawn) becomes the current track. With ``env.action=latent`` the policy proposes a point of the
 latent space instead and the unplayed track nearest to it is played, a candidate or not. The session is walked
 in the run's own env (propagated rewards), so the policy sees exactly the observations it was trained on.
+
+A run with ``env.observation=listener`` serves one listener from their own answers, with no fine-tune:
+:func:`listener_estimate` reads the user's rows of a feedback log (the run's ``feedback.csv``, or another
+file) and propagates them (:class:`envs.listener_log.Estimator`); every candidate's observation then carries
+that listener's r̂ and its evidence. No answers: the B = 0 observation (r̂ 0, no evidence).
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from agents.config import TrainConfig, load_run_config
 from agents.models import check_fits, load_policy, model_path, model_versions, reward_table_path
 from agents.policies import candidate_distribution, candidate_probabilities
 from envs.errors import ConfigError, RunFolderError, UnknownTrackError
+from envs.feedback import read_feedback
+from envs.listener_log import AnswerLog, Estimator, ListenerEstimate
 from envs.music_env import MusicRecEnv
 from envs.world import World
 
@@ -183,9 +190,35 @@ def _track_fields(tracks: pd.DataFrame, i: int) -> dict[str, Any]:
     return out
 
 
+def user_answers(run: LoadedRun, user: str, feedback: str | Path | None = None) -> AnswerLog:
+    """The answers of ``user`` (its ``user_id``) in a feedback log: ``feedback``, or the run's ``feedback.csv``
+    (:class:`envs.errors.FeedbackError`, one line, for an unreadable log or a track the catalog lacks); empty
+    when the user has none."""
+    path = Path(feedback) if feedback is not None else run.run_dir / "feedback.csv"
+    if not path.is_file():
+        raise ConfigError(f"feedback={str(path)!r}: no such file")
+    ids = run.world.track_ids()
+    return AnswerLog.from_feedback(read_feedback(path, ids), ids, user)
+
+
+def listener_estimate(run: LoadedRun, answers: AnswerLog) -> ListenerEstimate:
+    """What ``answers`` say about every track, over the run's clusters with its propagation settings; a run
+    without ``env.observation=listener`` cannot condition on them (:class:`ConfigError`)."""
+    if run.cfg.env.observation != "listener":
+        raise ConfigError(f"user=...: {run.run_dir} was trained with env.observation={run.cfg.env.observation}; "
+                          "serving a listener from their answers needs a run with env.observation=listener "
+                          "(+experiment=new_listener)")
+    world = run.world
+    return Estimator(world.latents, world.features, world.clusters, world.centroids, run.cfg.reward)(answers)
+
+
 def recommend(run: LoadedRun, start: int, length: int, sample: bool = False,
-              seed: int = 0) -> list[dict[str, Any]]:
+              seed: int = 0, estimate: ListenerEstimate | None = None) -> list[dict[str, Any]]:
     """Walk a session of ``length`` recommendations from track row ``start``.
+
+    With ``env.observation=listener`` the observation carries ``estimate`` (:func:`listener_estimate`; None:
+    no answers, B = 0); the in-session answer rows hold the run's simulated listener's answers (nobody answers
+    a printed session).
 
     Each step: the k nearest unplayed candidates → the policy → the track played becomes the current track.
     Returns one JSON-able dict per step: ``position``, ``from`` (track fields) and ``candidates`` (track fields,
@@ -199,6 +232,8 @@ def recommend(run: LoadedRun, start: int, length: int, sample: bool = False,
       ``outside_candidates``.
     """
     env = session_env(run, length)
+    if run.cfg.env.observation == "listener":
+        env.set_listener_estimate(estimate if estimate is not None else listener_estimate(run, AnswerLog.empty()))
     obs, _ = env.reset(seed=seed, options={"start_track": int(start)})
     step_of = _latent_step if run.cfg.env.action == "latent" else _discrete_step
     rng = np.random.default_rng(seed)

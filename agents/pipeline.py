@@ -30,6 +30,7 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import VecEnv
 from threadpoolctl import threadpool_limits
 
+from agents.adaptive import Learnt
 from agents.algos import build_offpolicy_model, model_policy, restart_replay
 from agents.baselines import baseline_policies
 from agents.callbacks import CheckpointCallback, FeedbackStatsCallback, PeriodicEvalCallback, time_to_quality
@@ -44,6 +45,7 @@ from agents.evaluate import (
     train_listeners,
 )
 from agents.models import CHECKPOINT_RE, check_fits, latest_checkpoint, load_model, model_path, save_model_atomic
+from agents.new_listener import evaluate_new_listener
 from agents.offpolicy import check_estimators, estimate_log, estimate_log_file
 from agents.planner import planner_policy
 from agents.policies import sampling_policy
@@ -51,7 +53,7 @@ from agents.ppo import build_model, make_vec_env
 from agents.run_folder import claim
 from agents.run_info import RunInfo
 from agents.seeding import derive_seed
-from agents.tensorboard import latent_figure, log_hparams, log_values, open_logger, policies_figure
+from agents.tensorboard import budget_figure, latent_figure, log_hparams, log_values, open_logger, policies_figure
 from envs.atomic import atomic_path, write_json_atomic
 from envs.catalog import Catalog, Normaliser, check_variety, load_catalog
 from envs.errors import ConfigError, RunFolderError
@@ -211,7 +213,7 @@ def load_run_world(run_dir: Path) -> World:
 def build_learner(cfg: TrainConfig, venv: VecEnv, world: World, seed: int) -> BaseAlgorithm:
     """A fresh model of ``cfg.algo`` on ``venv``: PPO (:func:`agents.ppo.build_model`), SAC or TD3."""
     if cfg.algo == "ppo":
-        return build_model(cfg.ppo, cfg.env, venv, world, seed)
+        return build_model(cfg.ppo, cfg.env, venv, world, seed, str(cfg.new_listener.history_encoder))
     return build_offpolicy_model(cfg.algo, getattr(cfg, cfg.algo), venv, seed)
 
 
@@ -372,6 +374,13 @@ def _run(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
                                                       holdout.name, derive_seed(cfg.seed, "ope"))
                 metrics["scored_by"] = (f"the simulated listener {world.meta['served_listener']}, not the log's "
                                         "listeners: judge a run on a user's log by ope_holdout")
+        if cfg.new_listener.enabled:
+            with info.stage("new_listener"):
+                learnt = {str(cfg.algo): Learnt(model_policy(model))}
+                metrics["new_listener"] = evaluate_new_listener(world, cfg.env, cfg.reward, cfg.new_listener,
+                                                                learnt, derive_seed(cfg.seed, "new_listener"))
+                log_values(logger, {"new_listener/curve": budget_figure(metrics["new_listener"])},
+                           model.num_timesteps)
         if cfg.eval.ope_log_steps and cfg.env.action == "discrete":
             with info.stage("ope"):
                 truth = {name: result["mean_expected_reward"] for name, result in metrics["policies"].items()}

@@ -10,11 +10,20 @@ and the k scores are the logits of ``Discrete(k)``. The policy is therefore perm
 scores a track by what it is, not by the slot it sits in. (A stock MLP over the concatenated observation
 has to learn the same function k times, once per slot, and in practice learns only a preference for a
 rank.) The critic is an ordinary MLP over the whole observation.
+
+With ``env.observation=listener`` (``listener=True``) each candidate's input adds what the listener's log says
+about it and about the current track (r̂, evidence, r_fit: :data:`envs.listener_log.ESTIMATES`), and an
+encoding of the session's history rows ``[z, x, pct, liked, filled]`` (``history_encoder``): ``pooled``, one
+shared MLP per row, averaged over the filled rows (a set encoding, the same for every candidate); ``pairwise``,
+one shared MLP per (candidate, row) pair of ``[z_cand - z_row, x_cand - x_row, pct, liked]``, averaged over the
+filled rows (how this candidate relates to what was heard); ``none``, no history. Either way the actor stays
+permutation-equivariant over the candidates (and invariant to the order of the history rows).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -22,6 +31,21 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
+
+from envs.listener_log import ESTIMATES
+
+
+class HistoryEncoder(StrEnum):
+    """How the candidate scorer reads the listener observation's history rows (module docstring)."""
+
+    pooled = "pooled"
+    pairwise = "pairwise"
+    none = "none"
+
+
+HISTORY_ENCODERS: tuple[str, ...] = tuple(HistoryEncoder)
+ENCODER_WIDTH = 32  # the history encoding's width (listener observation)
+N_ESTIMATES = len(ESTIMATES)  # per-track values of the listener's log in the listener observation
 
 
 def _mlp(in_dim: int, arch: Sequence[int], activation: type[nn.Module]) -> tuple[nn.Sequential, int]:
@@ -45,10 +69,23 @@ class CandidateScorerExtractor(nn.Module):
         scorer_arch: Sequence[int],
         critic_arch: Sequence[int],
         activation: type[nn.Module],
+        listener: bool = False,
+        history_encoder: str = "pooled",
     ) -> None:
         super().__init__()
-        self.d, self.k, self.f, self.history_width = latent_dim, k, n_features, history * (latent_dim + 1)
-        body, width = _mlp(2 * (latent_dim + n_features) + self.history_width, scorer_arch, activation)
+        self.d, self.k, self.f = latent_dim, k, n_features
+        self.listener, self.history_encoder, self.history = listener, history_encoder, history
+        if listener:
+            self.row_width = latent_dim + n_features + 3
+            self.history_width = N_ESTIMATES * (1 + k) + history * self.row_width  # the estimate block, the rows
+            extra = 2 * N_ESTIMATES + (ENCODER_WIDTH if history_encoder != "none" else 0)
+            if history_encoder != "none":
+                row_in = self.row_width if history_encoder == "pooled" else latent_dim + n_features + 2
+                encoder, _ = _mlp(row_in, [ENCODER_WIDTH, ENCODER_WIDTH], activation)
+                self.encoder = encoder
+        else:
+            self.history_width = extra = history * (latent_dim + 1)
+        body, width = _mlp(2 * (latent_dim + n_features) + extra, scorer_arch, activation)
         self.score_head = nn.Linear(width, 1)
         self.scorer = nn.Sequential(body, self.score_head)
         obs_dim = (1 + k) * (latent_dim + n_features) + self.history_width
@@ -70,9 +107,33 @@ class CandidateScorerExtractor(nn.Module):
             x_current = features[:, (1 + k) * d : (1 + k) * d + f].unsqueeze(1)  # (B, 1, f)
             x_cands = features[:, (1 + k) * d + f : end].reshape(-1, k, f)  # (B, k, f)
             parts += [x_cands, x_cands - x_current]
-        if self.history_width:
+        if self.listener:
+            parts += self._listener_parts(features[:, end:], cands, x_cands if f else None)
+        elif self.history_width:
             parts.append(features[:, end:].unsqueeze(1).expand(-1, k, -1))
         return self.scorer(torch.cat(parts, dim=-1)).squeeze(-1)
+
+    def _listener_parts(self, rest: torch.Tensor, cands: torch.Tensor,
+                        x_cands: torch.Tensor | None) -> list[torch.Tensor]:
+        """The listener observation's per-candidate inputs: r̂ and evidence (the candidate's, the current
+        track's) and the history encoding (module docstring)."""
+        k, d, f = self.k, self.d, self.f
+        est = rest[:, :N_ESTIMATES * (1 + k)].reshape(-1, N_ESTIMATES, 1 + k)
+        current = est[:, :, :1].transpose(1, 2).expand(-1, k, -1)  # (B, k, N_ESTIMATES)
+        parts = [est[:, :, 1:].transpose(1, 2), current]
+        if self.history_encoder == "none":
+            return parts
+        rows = rest[:, N_ESTIMATES * (1 + k):].reshape(-1, self.history, self.row_width)  # (B, H, w)
+        mask = rows[:, :, -1:]  # (B, H, 1): 1 for a filled row
+        count = mask.sum(dim=1).clamp(min=1.0)  # (B, 1)
+        if self.history_encoder == "pooled":
+            pooled = (self.encoder(rows) * mask).sum(dim=1) / count  # (B, E)
+            return [*parts, pooled.unsqueeze(1).expand(-1, k, -1)]
+        track = torch.cat([cands, x_cands], dim=-1) if x_cands is not None else cands  # (B, k, d + f)
+        diff = track.unsqueeze(2) - rows[:, None, :, :d + f]  # (B, k, H, d + f)
+        answers = rows[:, None, :, d + f:d + f + 2].expand(-1, k, -1, -1)  # (B, k, H, 2): pct, liked
+        pairs = self.encoder(torch.cat([diff, answers], dim=-1)) * mask.unsqueeze(1)  # (B, k, H, E)
+        return [*parts, pairs.sum(dim=2) / count.unsqueeze(1)]
 
     def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
         """The critic's latent over the whole observation."""
@@ -87,6 +148,8 @@ class CandidateScorerPolicy(ActorCriticPolicy):
     :param history: the number of history rows in the observation (0 in ``candidates`` mode).
     :param n_features: features per candidate in the observation (11, or 0 without candidate features).
     :param scorer_arch: hidden layers of the shared scorer.
+    :param listener: the observation is ``env.observation=listener``'s (r̂, evidence, answer rows).
+    :param history_encoder: how the listener observation's history rows are encoded (:data:`HISTORY_ENCODERS`).
     """
 
     def __init__(
@@ -100,9 +163,13 @@ class CandidateScorerPolicy(ActorCriticPolicy):
         history: int = 0,
         n_features: int = 0,
         scorer_arch: Sequence[int] = (64, 64),
+        listener: bool = False,
+        history_encoder: str = "pooled",
         **kwargs: Any,
     ) -> None:
-        expected = (1 + k) * (latent_dim + n_features) + history * (latent_dim + 1)
+        expected = (1 + k) * (latent_dim + n_features) + (
+            N_ESTIMATES * (1 + k) + history * (latent_dim + n_features + 3) if listener
+            else history * (latent_dim + 1))
         if not isinstance(action_space, spaces.Discrete) or int(action_space.n) != k:
             raise ValueError(f"CandidateScorerPolicy needs Discrete({k}), got {action_space}")
         if observation_space.shape != (expected,):
@@ -113,6 +180,7 @@ class CandidateScorerPolicy(ActorCriticPolicy):
             )
         self.latent_dim, self.k, self.history, self.n_features = latent_dim, k, history, n_features
         self.scorer_arch = list(scorer_arch)
+        self.listener, self.history_encoder = listener, history_encoder
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
     def _build_mlp_extractor(self) -> None:
@@ -125,6 +193,8 @@ class CandidateScorerPolicy(ActorCriticPolicy):
             self.scorer_arch,
             critic_arch,
             self.activation_fn,
+            self.listener,
+            self.history_encoder,
         )
 
     def _build(self, lr_schedule: Any) -> None:
@@ -144,6 +214,8 @@ class CandidateScorerPolicy(ActorCriticPolicy):
             history=self.history,
             n_features=self.n_features,
             scorer_arch=self.scorer_arch,
+            listener=self.listener,
+            history_encoder=self.history_encoder,
         )
         return data
 

@@ -141,16 +141,18 @@ def make_vec_env(
 
 
 def policy_spec(
-    cfg: PPOConfig, env_cfg: EnvConfig, latent_dim: int, n_features: int
+    cfg: PPOConfig, env_cfg: EnvConfig, latent_dim: int, n_features: int, history_encoder: str = "pooled"
 ) -> tuple[type | str, dict[str, Any]]:
     """The SB3 policy class and its kwargs for ``ppo.policy`` and ``env.action`` (``n_features``: features per
-    track)."""
+    track; ``history_encoder``: the listener observation's, :data:`agents.policies.HISTORY_ENCODERS`)."""
     if cfg.policy == "mlp":
         return "MlpPolicy", {"net_arch": list(cfg.net_arch)}
     if env_cfg.action == "latent":  # the candidate scorer's counterpart for a point (module docstring)
         return "MlpPolicy", {"net_arch": {"pi": list(cfg.scorer_arch), "vf": list(cfg.net_arch)}}
-    history = env_cfg.history if env_cfg.observation == "history" else 0
+    history = env_cfg.history if env_cfg.observation in ("history", "listener") else 0
+    listener = {"listener": True, "history_encoder": history_encoder} if env_cfg.observation == "listener" else {}
     return CandidateScorerPolicy, {
+        **listener,
         "latent_dim": latent_dim,
         "k": env_cfg.k,
         "history": history,
@@ -160,9 +162,11 @@ def policy_spec(
     }
 
 
-def build_model(cfg: PPOConfig, env_cfg: EnvConfig, venv: VecEnv, world: World, seed: int) -> PPO:
-    """A fresh SB3 PPO with every hyperparameter from ``cfg``."""
-    policy, policy_kwargs = policy_spec(cfg, env_cfg, world.latents.shape[1], world.features.shape[1])
+def build_model(cfg: PPOConfig, env_cfg: EnvConfig, venv: VecEnv, world: World, seed: int,
+                history_encoder: str = "pooled") -> PPO:
+    """A fresh SB3 PPO with every hyperparameter from ``cfg`` (``history_encoder``: :func:`policy_spec`)."""
+    policy, policy_kwargs = policy_spec(cfg, env_cfg, world.latents.shape[1], world.features.shape[1],
+                                        history_encoder)
     model = PPO(
         policy,
         venv,

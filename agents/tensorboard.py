@@ -73,3 +73,28 @@ def policies_figure(policies: Mapping[str, Mapping[str, float]], key: str = "mea
     ax.set_title(f"{learnt.upper()} against the baselines ({key}, 95% CI)")
     fig.tight_layout()
     return fig
+
+
+def budget_figure(new_listener: Mapping[str, Any]) -> plt.Figure:
+    """``metrics.json["new_listener"]``: normalized score against the listener's answers, one line per method with
+    its 95% bootstrap interval; the probe round (a string budget) as a separate point at the right."""
+    budgets = list(new_listener["budgets"])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (name, entry) in enumerate(sorted(new_listener["policies"].items())):
+        xs = np.arange(len(budgets), dtype=float) + (i - 3) * 0.04  # a small dodge keeps the intervals apart
+        ys = np.array([np.nan if v is None else v for v in entry["normalized_score"]], dtype=float)
+        lo = np.array([np.nan if c is None else c[0] for c in entry["ci95"]], dtype=float)
+        hi = np.array([np.nan if c is None else c[1] for c in entry["ci95"]], dtype=float)
+        numeric = np.array([not isinstance(b, str) for b in budgets])
+        style = {"color": f"C{i}", "lw": 2.5 if name == "ppo" else 1.2}
+        ax.plot(xs[numeric], ys[numeric], marker="o", label=name, **style)
+        ax.errorbar(xs, ys, yerr=[ys - lo, hi - ys], fmt="none", capsize=3, **style)
+        ax.plot(xs[~numeric], ys[~numeric], marker="s", ls="none", color=f"C{i}")
+    ax.set_xticks(np.arange(len(budgets)), [str(b) for b in budgets])
+    ax.set_xlabel("the listener's answers before evaluation (B; probe80: the probe round)")
+    ax.set_ylabel("normalized score (0 random, 1 oracle)")
+    ax.set_title(f"A new listener: {new_listener['n_listeners']} held-out listeners, 95% bootstrap CI")
+    ax.axhline(0.0, color="grey", lw=0.5)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    return fig

@@ -4,6 +4,7 @@
     music-rl recommend run_dir=<run> 'query="Artist 983 - Broken Storm"'      # Hydra quoting inside shell quoting
     music-rl recommend run_dir=<run> cold_start=true                  # answer the probes yourself
     music-rl recommend run_dir=<run> cold_start=true listener_seed=7  # a simulated listener answers
+    music-rl recommend run_dir=<run> user=<user_id> [feedback=<log>]  # a listener run: serve from their answers
 
 Each step shows the k candidates (nearest unplayed first) with the policy's probabilities, the pick and the
 critic's value; for a run with ``env.action=latent``, the point the policy proposes, the track played (the
@@ -12,13 +13,18 @@ prints the same content as JSON. ``policy_version=N`` picks a model version
 (default: the newest). Cold start plays the probe tracks of every cluster (the most typical track of every
 cluster first; ``q`` stops early), appends each answer to the run's feedback.csv as it comes, fine-tunes a
 new policy version on this listener's answers and recommends from it, starting at ``track_id``/``query``
-when given, else at the probe the listener liked best. Prompts and progress go to stderr, the
+when given, else at the probe the listener liked best. ``user=<id>`` on a run trained with
+``env.observation=listener`` (``+experiment=new_listener``) serves that listener with no fine-tune: the policy
+observes what their answers (their rows of the run's feedback.csv, or of ``feedback=<log>``) say about every
+candidate; a user without answers gets the B = 0 behaviour. The session starts at ``track_id``/``query`` when
+given, else at the track the user's answers rewarded most. Prompts and progress go to stderr, the
 recommendation to stdout.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -70,6 +76,11 @@ class RecommendConfig:
     """environment steps of the cold start's fine-tune"""
     lock_timeout: float = 600.0
     """cold start: seconds to wait for the run folder's lock while another command writes into it"""
+    user: str | None = None
+    """serve this listener (a feedback user_id) from their answers, no fine-tune: runs with
+    env.observation=listener; no answers: B = 0"""
+    feedback: str | None = None
+    """with user: the feedback log to read their answers from; null: the run's feedback.csv"""
 
 
 app = App("recommend", RecommendConfig, "a session of next tracks from a saved run (cold start, fine-tune)")
@@ -116,15 +127,21 @@ def format_table(steps: list[dict[str, Any]], version: int) -> str:
 @user_errors_exit
 def main(raw: DictConfig) -> None:
     """Load, (cold start), recommend, print."""
+    import numpy as np
     import torch
 
-    from agents.inference import check_length, find_track, load_run, recommend
+    from agents.inference import check_length, find_track, listener_estimate, load_run, recommend, user_answers
 
     args = check(app.typed(raw))
     torch.set_num_threads(1)  # one small forward pass per step: threads only add overhead
     run = load_run(Path(args.run_dir), args.policy_version)
     check_length(run, args.length)
-    summary = None
+    summary, estimate = None, None
+    if args.feedback is not None and args.user is None:
+        raise ConfigError(f"feedback={args.feedback!r}: give user=<user_id> too (whose answers to read)")
+    if args.user is not None and args.cold_start:
+        raise ConfigError("give user=... (serve from their answers) or cold_start=true (probe and fine-tune), "
+                          "not both")
     if args.track_id is not None and args.query is not None:
         raise ConfigError("give track_id=... or query=..., not both")
     given = args.track_id is not None or args.query is not None
@@ -137,15 +154,24 @@ def main(raw: DictConfig) -> None:
             run, best, summary = cold_start(run, args.user_id, args.listener_seed, args.seed,
                                             args.finetune_timesteps)
         start = best if start is None else start
-    elif start is None:
-        raise ConfigError('give track_id=... or query="artist - title" (or cold_start=true)')
-    steps = recommend(run, start, args.length, sample=args.sample, seed=args.seed)
+    elif args.user is not None:
+        answers = user_answers(run, args.user, args.feedback)
+        estimate = listener_estimate(run, answers)
+        if start is None and len(answers):
+            start = int(answers.tracks[int(np.argmax(answers.rewards(run.cfg.reward)))])
+        summary = {"user": args.user, "answers": len(answers)}
+        print(f"serving user {args.user!r} from {len(answers)} answer(s)"
+              + ("" if len(answers) else " (none: the B = 0 behaviour)"), file=sys.stderr)
+    if start is None:
+        raise ConfigError('give track_id=... or query="artist - title" (or cold_start=true, or user=... with '
+                          'answers)')
+    steps = recommend(run, start, args.length, sample=args.sample, seed=args.seed, estimate=estimate)
     if args.format == "table":
         print(format_table(steps, run.version), end="")
         return
     out = {"run_dir": str(run.run_dir), "policy_version": run.version, "steps": steps}
     if summary is not None:
-        out["cold_start"] = summary
+        out["user" if args.user is not None else "cold_start"] = summary
     print(json.dumps(out, indent=2))
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -243,17 +243,50 @@ def probe_log(population: ListenerPopulation, listener_ids: Sequence[int], probe
     return _frame(rows)
 
 
+def random_walk(population: ListenerPopulation, listener: int, index: CandidateIndex, rng: np.random.Generator,
+                session_length: int, k: int = 4, n_sessions: int | None = None
+                ) -> Iterator[tuple[int, int, int, np.ndarray, int, float, int]]:
+    """The steps of a uniformly random policy over the kNN candidates, one listener's sessions in turn.
+
+    Every session starts on a random track (the seed track: not played to the listener, not logged, but the
+    first step's ``previous``); each step offers ``index.candidates(current, played)[:k]``, picks one uniformly
+    and draws the listener's answer; the picked track becomes current. A session ends after ``session_length``
+    tracks or when the listener leaves. Stops after ``n_sessions`` sessions (None: never; the caller stops).
+
+    Yields:
+        ``(session, position, previous, candidates, track, pct, liked)`` per step (session 0-based, position
+        1-based).
+    """
+    if k < 1 or index.k < k:
+        raise ConfigError(f"k={k}: must be between 1 and the candidate index's k ({index.k})")
+    played = np.zeros(index.n_tracks, dtype=bool)
+    s = 0
+    while n_sessions is None or s < n_sessions:
+        session = population.session(int(listener), rng)
+        current = int(rng.integers(index.n_tracks))
+        touched = [current]
+        played[current] = True
+        try:
+            for pos in range(1, session_length + 1):
+                cands = index.candidates(current, played)[:k]
+                previous, current = current, int(cands[int(rng.integers(k))])
+                played[current] = True
+                touched.append(current)
+                pct, liked = session.respond(current)
+                yield s, pos, previous, cands, current, pct, liked
+                if session.left:
+                    break
+        finally:
+            played[touched] = False
+        s += 1
+
+
 def random_walk_log(population: ListenerPopulation, listener_ids: Sequence[int], index: CandidateIndex,
                     n_sessions: int, session_length: int, track_ids: Sequence[str], rng: np.random.Generator,
                     k: int = 4) -> pd.DataFrame:
-    """Sessions of a uniformly random policy over the kNN candidates, as a logging policy would play them.
-
-    Every session starts on a random track (the seed track: not played to the listener, not logged, but the
-    first step's ``from_track_id``); each step offers ``index.candidates(current, played)`` (the first ``k``,
-    logged as ``candidates``), picks one uniformly (``action_prob = 1 / k``) and records the listener's
-    answer; the picked track becomes current. A
-    session ends after ``session_length`` tracks or when the listener leaves. Session ids are
-    ``walk-<listener>-<n>``.
+    """Sessions of a uniformly random policy over the kNN candidates (:func:`random_walk`), as a logging
+    policy would play them: ``n_sessions`` per listener, session ids ``walk-<listener>-<n>``, each step's
+    ``candidates`` logged and ``action_prob = 1 / k``.
 
     Args:
         population: the listeners.
@@ -265,29 +298,14 @@ def random_walk_log(population: ListenerPopulation, listener_ids: Sequence[int],
         rng: start tracks, choices and responses.
         k: candidates per step.
     """
-    if k < 1 or index.k < k:
-        raise ConfigError(f"k={k}: must be between 1 and the candidate index's k ({index.k})")
-    played = np.zeros(index.n_tracks, dtype=bool)
     rows = []
     for listener in listener_ids:
         listener = int(listener)
-        for s in range(n_sessions):
-            session = population.session(listener, rng)
-            current = int(rng.integers(index.n_tracks))
-            touched = [current]
-            played[current] = True
-            for pos in range(1, session_length + 1):
-                cands = index.candidates(current, played)[:k]
-                shown = " ".join(str(track_ids[c]) for c in cands)
-                previous, current = current, int(cands[int(rng.integers(k))])
-                played[current] = True
-                touched.append(current)
-                pct, liked = session.respond(current)
-                rows.append((f"listener-{listener}", f"walk-{listener}-{s}", pos, str(track_ids[current]),
-                             pct, liked, str(track_ids[previous]), shown, 1.0 / k))
-                if session.left:
-                    break
-            played[touched] = False
+        for s, pos, previous, cands, current, pct, liked in random_walk(population, listener, index, rng,
+                                                                        session_length, k, n_sessions):
+            shown = " ".join(str(track_ids[c]) for c in cands)
+            rows.append((f"listener-{listener}", f"walk-{listener}-{s}", pos, str(track_ids[current]),
+                         pct, liked, str(track_ids[previous]), shown, 1.0 / k))
     return _frame(rows)
 
 

@@ -21,7 +21,17 @@ Observation (a flat float32 ``Box``, so any SB3 policy can read it):
   where ``x`` are a track's F = 11 normalised features when ``candidate_features`` (the default), F = 0
   otherwise;
 - ``history``: the candidates layout followed by ``history`` rows of ``[z_played, scaled reward]``, most
-  recent first, zero padded ((1 + k) * (d + F) + history * (d + 1),).
+  recent first, zero padded ((1 + k) * (d + F) + history * (d + 1),);
+- ``listener`` (the ``new_listener`` setting, :mod:`envs.listener_log`): the candidates layout, then what the
+  listener's own log says about the current track and each candidate, ``[r_hat_current, r_hat_cand_1 ..
+  r_hat_cand_k, evidence_current, evidence_cand_1 .. evidence_cand_k]`` (r̂ times the reward scale; evidence in
+  [0, 1): the answers in the track's cluster), ``[r_fit_current, r_fit_cand_1 ..]`` (the answers' ridge fit on
+  the tracks' features, times the reward scale, clipped to the reward's range), then ``history`` rows of
+  ``[z_played, x_played, pct, liked, 1]`` (the in-session answers, most recent first, zero padded: the last 1
+  marks a row as filled) ((1 + k) * (d + F + 3) + history * (d + F + 3),). The log is fixed with
+  :meth:`MusicRecEnv.set_listener_estimate` (evaluation, serving) or, by default, drawn at each reset: ``B``
+  answers of the session's listener to uniformly random choices (:func:`envs.listener_log.random_answers`),
+  ``B`` log-uniform in ``0 .. env.log_answers`` (training: one policy for listeners with any amount of log).
 
 Why the candidates' features: the k candidates are the nearest tracks in latent space, so their latents
 nearly coincide; what tells them apart is mostly what the d-dimensional latent does not encode. Measured on
@@ -54,6 +64,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.errors import ConfigError, UnknownTrackError
+from envs.listener_log import ESTIMATES, Estimator, ListenerEstimate, random_answers
 from envs.rewards import RewardConfig, reward
 
 if TYPE_CHECKING:
@@ -66,6 +77,7 @@ class Observation(StrEnum):
     seed = "seed"
     candidates = "candidates"
     history = "history"
+    listener = "listener"
 
 
 class RewardSource(StrEnum):
@@ -104,7 +116,8 @@ class EnvConfig:
 
     observation: Observation = Observation.candidates
     """seed: z_current | candidates: + the k candidates' latents (and features) | history: + recent
-    [z, reward] rows"""
+    [z, reward] rows | listener: + the listener's r_hat and its evidence per track, and recent [z, x, pct, liked]
+    rows (README "A new listener")"""
     reward_source: RewardSource = RewardSource.propagated
     """propagated: the world's reward table r_hat, learnt from a feedback log (offline: the design's flow) |
     simulator: the simulated listener answers (online)"""
@@ -118,7 +131,10 @@ class EnvConfig:
     session_length: int = 20
     """recommendations per episode (truncated after; terminated earlier if the listener leaves)"""
     history: int = 4
-    """rows of [z_played, scaled reward] in the history observation"""
+    """rows of [z_played, scaled reward] in the history observation (of [z, x, pct, liked, 1] in listener's)"""
+    log_answers: int = 400
+    """listener observation: each session's listener log holds B answers to random choices, B drawn
+    log-uniformly in 0..log_answers (unless evaluation or serving fixes the log)"""
     no_repeat: Any = "session"
     """session: never repeat within a session | n >= 1: only the last n tracks are excluded"""
     reward_scale: Any = "auto"
@@ -151,6 +167,7 @@ class EnvConfig:
         require("session_length", _is_int(self.session_length) and self.session_length >= 1,
                 "must be an integer >= 1")
         require("history", _is_int(self.history) and self.history >= 1, "must be an integer >= 1")
+        require("log_answers", _is_int(self.log_answers) and self.log_answers >= 0, "must be an integer >= 0")
         require("no_repeat", self.no_repeat == "session" or (_is_int(self.no_repeat) and self.no_repeat >= 1),
                 "must be 'session' or an integer window >= 1")
         require("reward_scale", self.reward_scale == "auto" or (_is_number(self.reward_scale)
@@ -200,7 +217,8 @@ class ObservationViews(NamedTuple):
     z_cands: np.ndarray | None  # (..., k, d) the candidates' latents
     x: np.ndarray | None  # (..., F) the current track's features
     x_cands: np.ndarray | None  # (..., k, F) the candidates' features
-    hist: np.ndarray | None  # (..., history, d + 1) [z_played, scaled reward], most recent first
+    hist: np.ndarray | None  # (..., history, d + 1) [z_played, scaled reward] (listener: d + F + 3), most recent first
+    estimate: np.ndarray | None = None  # listener: (..., 3, 1 + k) r_hat, evidence, r_fit of current, candidates
 
 
 @dataclass(frozen=True, eq=False)
@@ -213,7 +231,8 @@ class EnvSetup:
     n_tracks: int
     d: int
     n_feat: int  # features per track in the observation (0: none)
-    reward: RewardConfig  # the reward definition of the world (like_weight, early-skip penalty and threshold)
+    reward: RewardConfig  # the reward definition of the world (like_weight, early-skip penalty and threshold) and
+    # its propagation's decay, decay_scale and prior
     reward_scale: float
     observation_space: spaces.Box
     action_space: spaces.Discrete | spaces.Box
@@ -232,7 +251,15 @@ class EnvSetup:
         scale = (1.0 / (1.0 + like_weight) if likes else 1.0) if cfg.reward_scale == "auto" else float(cfg.reward_scale)
         n_feat = 0 if cfg.observation == "seed" or not cfg.candidate_features else int(world.features.shape[1])
         base = d if cfg.observation == "seed" else (1 + cfg.k) * (d + n_feat)
-        if cfg.observation != "history":
+        if cfg.observation == "listener":  # r_hat's and r_fit's rows in reward units, the rest in [0, 1]
+            n_est = len(ESTIMATES)
+            low = np.zeros(base + n_est * (1 + cfg.k) + cfg.history * (d + n_feat + 3), dtype=np.float32)
+            high = np.ones_like(low)
+            low[base:base + n_est * (1 + cfg.k)].reshape(n_est, 1 + cfg.k)[[0, 2]] = min(0.0, -penalty * scale)
+            high[base:base + n_est * (1 + cfg.k)].reshape(n_est, 1 + cfg.k)[[0, 2]] = max(1.0, (1.0 + like_weight)
+                                                                                          * scale)
+            space = spaces.Box(low, high, dtype=np.float32)
+        elif cfg.observation != "history":
             space = spaces.Box(0.0, 1.0, (base,), np.float32)
         else:  # [0, 1] except the history's reward column
             table = world.reward_table
@@ -246,7 +273,8 @@ class EnvSetup:
             high = np.concatenate([np.ones(base, dtype=np.float32), high.ravel()])
             space = spaces.Box(low, high, dtype=np.float32)
         definition = RewardConfig(like_weight=like_weight, early_skip_penalty=penalty,
-                                  early_skip_threshold=float(world.meta["early_skip_threshold"]))
+                                  early_skip_threshold=float(world.meta["early_skip_threshold"]),
+                                  **world.meta.get("propagation", {}))  # a world saved before it: the defaults
         actions = (spaces.Box(-1.0, 1.0, (d,), np.float32) if cfg.action == "latent"
                    else spaces.Discrete(cfg.k))
         return cls(cfg, n, d, n_feat, definition, scale, space, actions)
@@ -270,9 +298,18 @@ class EnvSetup:
             return ObservationViews(part(0, (d,)), None, None, None, None)
         start = (1 + k) * d
         base = (1 + k) * (d + f)
-        hist = part(base, (self.cfg.history, d + 1)) if self.cfg.observation == "history" else None
+        estimate = None
+        if self.cfg.observation == "listener":
+            estimate = part(base, (len(ESTIMATES), 1 + k))
+            base += len(ESTIMATES) * (1 + k)
+        hist = part(base, (self.cfg.history, self.history_width)) if self.history_width else None
         return ObservationViews(part(0, (d,)), part(d, (k, d)), part(start, (f,)) if f else None,
-                                part(start + f, (k, f)) if f else None, hist)
+                                part(start + f, (k, f)) if f else None, hist, estimate)
+
+    @property
+    def history_width(self) -> int:
+        """Values per history row: d + 1 (history), d + F + 3 (listener), 0 (no history rows)."""
+        return {"history": self.d + 1, "listener": self.d + self.n_feat + 3}.get(str(self.cfg.observation), 0)
 
 
 class MusicRecEnv(gym.Env):
@@ -319,10 +356,10 @@ class MusicRecEnv(gym.Env):
         self._obs = np.zeros(self.observation_space.shape, dtype=np.float32)
         views = setup.views(self._obs)
         self._cand_block, self._cur_feat, self._feat_block = views.z_cands, views.x, views.x_cands
-        self._hist = views.hist
+        self._hist, self._estimate_view = views.hist, views.estimate
         if self._hist is not None:
             h = cfg.history
-            self._ring = np.zeros((h, self._d + 1), dtype=np.float32)  # history rows in write order, cyclic
+            self._ring = np.zeros((h, setup.history_width), dtype=np.float32)  # history rows in write order, cyclic
             # ring rows in most-recent-first order, for each position p of the latest write
             self._ring_orders = [np.array([(p - i) % h for i in range(h)]) for p in range(h)]
         self._ring_pos = 0
@@ -336,6 +373,24 @@ class MusicRecEnv(gym.Env):
         self.current_candidates = np.zeros(cfg.k, dtype=np.int64)
         self._cand_list: list[int] = []
         self._cand_expected: np.ndarray | None = None
+        self._answers: list[tuple[int, float, int]] = []
+        self._listener_obs = cfg.observation == "listener"
+        self._fixed_estimate: ListenerEstimate | None = None
+        self.estimate: ListenerEstimate | None = None
+        if self._listener_obs:
+            self._estimator = Estimator(world.latents, world.features, world.clusters, world.centroids,
+                                        setup.reward)
+            self._est_table = np.zeros((len(ESTIMATES), self._n), dtype=np.float32)  # ESTIMATES per track
+
+    def set_listener_estimate(self, estimate: ListenerEstimate | None) -> None:
+        """``listener`` observation: the estimate the next sessions observe (evaluation and serving fix the
+        listener's log); None: each reset draws a log (``env.log_answers``, the module docstring)."""
+        self._fixed_estimate = estimate
+
+    @property
+    def answers(self) -> list[tuple[int, float, int]]:
+        """The session's answers so far, ``(track, pct, liked)`` in order (a copy)."""
+        return list(self._answers)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -353,8 +408,11 @@ class MusicRecEnv(gym.Env):
         start = int(rng.integers(self._n)) if start is None else check_start_track(start, self._n)
         self.session = self._population.session(self.listener, rng)
 
+        if self._listener_obs:
+            self._observe_listener(rng)
         self._played[self._order] = False  # O(session), not O(N)
         self._order = [start]
+        self._answers = []
         self._played[start] = True
         self._steps = 0
         if self._hist is not None:
@@ -451,11 +509,19 @@ class MusicRecEnv(gym.Env):
         if window and len(order) > window:
             played[order[-window - 1]] = False
         self._steps += 1
+        self._answers.append((track, pct, liked))
         if self._hist is not None:  # a ring buffer, copied out most recent first
             p = self._ring_pos = (self._ring_pos + 1) % len(self._ring)
             ring = self._ring
-            ring[p, :-1] = self._latents[track]
-            ring[p, -1] = scaled
+            if self._listener_obs:
+                d, f = self._d, self.setup.n_feat
+                ring[p, :d] = self._latents[track]
+                if f:
+                    ring[p, d:d + f] = self._features[track]
+                ring[p, -3:] = (pct, liked, 1.0)
+            else:
+                ring[p, :-1] = self._latents[track]
+                ring[p, -1] = scaled
             ring.take(self._ring_orders[p], axis=0, out=self._hist, mode="wrap")
         info = {"track": track, "track_id": self._track_ids[track], "percentage_listened": pct,
                 "liked": liked, "reward": raw, "candidates": self.current_candidates, "listener": self.listener}
@@ -476,6 +542,24 @@ class MusicRecEnv(gym.Env):
         if self._feat_block is not None:
             self._cur_feat[:] = self._features[track]
             self._features.take(cands, axis=0, out=self._feat_block, mode="wrap")
+        if self._estimate_view is not None:
+            self._est_table.take(np.concatenate([[track], cands]), axis=1, out=self._estimate_view, mode="wrap")
+
+    def _observe_listener(self, rng: np.random.Generator) -> None:
+        """The session listener's estimate (fixed, or from a log drawn now) into the per-track table."""
+        estimate = self._fixed_estimate
+        if estimate is None:
+            top = self.cfg.log_answers
+            b = int(np.exp(rng.random() * np.log1p(top))) - 1 if top else 0  # log-uniform in 0..top
+            log = random_answers(self._population, self.listener, self._index, min(b, top), self._session_length,
+                                 rng, self._k)
+            estimate = self._estimator(log)
+        self.estimate = estimate
+        r_hat, evidence, r_fit = estimate.rows()
+        self._est_table[0] = r_hat * self.reward_scale
+        self._est_table[1] = evidence
+        span = self.observation_space  # a linear fit extrapolates: clipped to the reward's range
+        np.clip(r_fit * self.reward_scale, span.low.min(), span.high.max(), out=self._est_table[2])
 
     def excluded_tracks(self) -> list[int]:
         """The tracks the candidates exclude now: the session's so far (the start track included), or its last

@@ -219,6 +219,7 @@ def propagate(
     track_idx: np.ndarray,
     rewards: np.ndarray,
     cfg: RewardConfig,
+    factors: np.ndarray | None = None,
 ) -> np.ndarray:
     """Propagate observed rewards to every track (vectorised; O(N + C)).
 
@@ -235,6 +236,8 @@ def propagate(
         track_idx: observed track indices (M,), repeats allowed.
         rewards: the observed rewards (M,), see :func:`reward`.
         cfg: decay, decay_scale and prior are used.
+        factors: :func:`decay_factors` of the same arguments, when the caller keeps them (they do not depend
+            on the feedback); None: computed here.
 
     Returns:
         ``r_hat`` float32 (N,).
@@ -260,16 +263,25 @@ def propagate(
     has_feedback = n_probes > 0
     cluster_mean = np.divide(probe_sum, n_probes, out=np.zeros(n_clusters), where=has_feedback)
 
+    decay = decay_factors(Z, labels, centroids, cfg) if factors is None else factors
+    r_hat = cluster_mean[labels] * decay
+    r_hat[~has_feedback[labels]] = _prior_value(cfg.prior, rewards)
+    r_hat[observed] = track_mean
+    return r_hat.astype(np.float32)
+
+
+def decay_factors(Z: np.ndarray, labels: np.ndarray, centroids: np.ndarray, cfg: RewardConfig) -> np.ndarray:
+    """``DECAYS[cfg.decay](u, cfg.decay_scale)`` of every track (N,) float64, ``u`` its distance to its cluster's
+    centroid over the largest such distance in the cluster (0 when all coincide): what :func:`propagate`
+    multiplies a cluster's mean by."""
+    labels = np.asarray(labels)
+    n, n_clusters = labels.shape[0], len(centroids)
     dist = _centroid_distances(Z, labels, centroids)
     max_dist = np.zeros(n_clusters)
     np.maximum.at(max_dist, labels, dist)
     scale = max_dist[labels]
     u = np.divide(dist, scale, out=np.zeros(n), where=scale > 0)
-
-    r_hat = cluster_mean[labels] * DECAYS[cfg.decay](u, cfg.decay_scale)
-    r_hat[~has_feedback[labels]] = _prior_value(cfg.prior, rewards)
-    r_hat[observed] = track_mean
-    return r_hat.astype(np.float32)
+    return DECAYS[cfg.decay](u, cfg.decay_scale)
 
 
 def propagation_quality(r_hat: np.ndarray, truth: np.ndarray) -> dict[str, float | str | None]:

@@ -288,6 +288,8 @@ def build_world(tracks: pd.DataFrame, features: np.ndarray, latents: np.ndarray,
         "latent_source": latent_source,
         "feedback": source,
         "log_has_likes": bool(log_has_likes),
+        "propagation": {"decay": str(reward_cfg.decay), "decay_scale": float(reward_cfg.decay_scale),
+                        "prior": str(reward_cfg.prior)},
     }
     world = World(tracks=tracks.reset_index(drop=True), features=features, latents=latents,
                   neighbours=neighbours, clusters=clusters, centroids=centroids, reward_table=r_hat,

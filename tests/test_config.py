@@ -107,7 +107,7 @@ def test_bad_values_name_key_value_and_what_is_allowed(override, message):
         ("seed=1.5", "Value '1.5' of type 'float' could not be converted to Integer"),
         ("reward.decay=cubic", "Invalid value 'cubic', expected one of [linear, exponential, gaussian, inverse, "
                                "none]"),
-        ("env.observation=pixels", "Invalid value 'pixels', expected one of [seed, candidates, history]"),
+        ("env.observation=pixels", "Invalid value 'pixels', expected one of [seed, candidates, history, listener]"),
         ("env.reward_source=oracle", "expected one of [simulator, propagated]"),
         ("ppo.policy=transformer", "expected one of [candidate_scorer, mlp]"),
         ("eval.protocol=team", "expected one of [personal, population]"),

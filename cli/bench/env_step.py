@@ -41,7 +41,8 @@ def bench_b(r: Runner) -> list[dict[str, Any]]:
 
 def task_env_step(run: str, steps: int, repeats: int) -> dict[str, Any]:
     """µs per env.step (random actions; resets timed apart) per observation mode and reward source."""
-    from envs.music_env import OBSERVATIONS, REWARD_SOURCES, EnvConfig, MusicRecEnv
+    from cli.bench.sizes import OBSERVATIONS
+    from envs.music_env import REWARD_SOURCES, EnvConfig, MusicRecEnv
     from envs.world import World
 
     world = World.load(Path(run) / "world")

@@ -12,6 +12,8 @@ SWEEP = (
     "env.reward_source=propagated",
 )  # the overrides of `make sweep` (tests/test_bench.py checks)
 TINY = "+experiment=tiny"  # conf/experiment/tiny.yaml: the tiny training budget of the tests
+OBSERVATIONS = ("seed", "candidates", "history")  # (a), (c): the modes measured (not yet env.observation=listener,
+# whose reset draws and propagates a listener's log: README "A new listener")
 
 
 @dataclass(frozen=True)

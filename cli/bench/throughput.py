@@ -26,7 +26,7 @@ PARAMS = ("observation", "n_envs", "vec_env", "policy", "steps", "real", "null",
 
 def bench_a(r: Runner) -> list[dict[str, Any]]:
     """PPO throughput on MusicRec-v0 / on a null env, every observation mode, vec env and n_envs."""
-    from envs.music_env import OBSERVATIONS
+    from cli.bench.sizes import OBSERVATIONS
 
     s = r.sizes
     variants = [(obs, n, vec) for obs in OBSERVATIONS for n in s.ppo_n_envs for vec in s.ppo_vec_envs]

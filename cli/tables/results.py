@@ -159,9 +159,15 @@ def load_table(path: Path) -> Table:
 
 
 # ----------------------------------------------------------------------------------------------- key paths
-def resolve(doc: Any, path: str) -> list[str] | None:
-    """The keys that lead to ``path`` in nested dicts (a key holding dots matched whole, the longest first),
-    or None when it is not there."""
+def resolve(doc: Any, path: str) -> list[str | int] | None:
+    """The keys that lead to ``path`` in nested dicts (a key holding dots matched whole, the longest first) and
+    lists (a part that is an index, ``normalized_score.2``), or None when it is not there."""
+    if isinstance(doc, list):
+        first, _, rest = path.partition(".")
+        if not first.isdigit() or int(first) >= len(doc):
+            return None
+        tail = resolve(doc[int(first)], rest) if rest else []
+        return None if tail is None else [int(first), *tail]
     if not isinstance(doc, dict):
         return None
     if path in doc:
@@ -194,9 +200,9 @@ def excerpt(doc: dict[str, Any], paths: list[str]) -> dict[str, Any]:
         if keys is None:
             continue
         node, value = out, doc
-        for key in keys[:-1]:
-            node, value = node.setdefault(key, {}), value[key]
-        node[keys[-1]] = finite(value[keys[-1]])
+        for key in keys[:-1]:  # a list's index is kept as a key ("2"), which the same path resolves
+            node, value = node.setdefault(str(key), {}), value[key]
+        node[str(keys[-1])] = finite(value[keys[-1]])
     return out
 
 
