@@ -116,7 +116,7 @@ class EnvConfig:
 
     observation: Observation = Observation.candidates
     """seed: z_current | candidates: + the k candidates' latents (and features) | history: + recent
-    [z, reward] rows | listener: + the listener's r_hat and its evidence per track, and recent [z, x, pct, liked]
+    [z, reward] rows | listener: + the listener's r_hat, its evidence and r_fit per track, and recent [z, x, pct, liked]
     rows (README "A new listener")"""
     reward_source: RewardSource = RewardSource.propagated
     """propagated: the world's reward table r_hat, learnt from a feedback log (offline: the design's flow) |
