@@ -109,6 +109,11 @@ class RunFolderGuard(Callback):
         write_text_atomic(Path(config.hydra.runtime.output_dir) / FAILED, json.dumps(record) + "\n")
 
 
+def _by_key(overrides: Any) -> dict[str, str]:
+    """Command-line overrides (``key=value``, ``+group=choice``, ``~key``) by the key they set."""
+    return {str(o).lstrip("+~").split("=")[0]: str(o) for o in overrides}
+
+
 def continue_saved(config: DictConfig, saved_path: Path) -> None:
     """``resume=true``: the run goes on with its saved config. A key takes this command line's value only where
     the command line sets it (``key=value``, or through a group such as ``+experiment=``: it differs from the
@@ -122,7 +127,7 @@ def continue_saved(config: DictConfig, saved_path: Path) -> None:
         return
     now = flat_keys(task_config(config))
     fresh = flat_keys(task_config(compose(config_name=config.hydra.job.config_name, overrides=[])))
-    named = {str(o).lstrip("+~").split("=")[0] for o in config.hydra.overrides.task}
+    named = set(_by_key(config.hydra.overrides.task))
     kept = {key: saved[key] for key in now
             if key in saved and key not in named and now[key] == fresh.get(key) and saved[key] != now[key]}
     with read_write(config), open_dict(config):
@@ -149,8 +154,7 @@ def _sweep_differences(saved_path: Path, config: DictConfig) -> list[str]:
     if not saved_path.is_file():
         return []
     saved = OmegaConf.load(saved_path)
-    before = {str(o).lstrip("+~").split("=")[0]: str(o) for o in saved.hydra.overrides.task}
-    after = {str(o).lstrip("+~").split("=")[0]: str(o) for o in config.hydra.overrides.task}
+    before, after = _by_key(saved.hydra.overrides.task), _by_key(config.hydra.overrides.task)
     keys = sorted((set(before) | set(after)) - set(SAFE_ON_RESUME))
     differ = [f"{key}: {before.get(key)} -> {after.get(key)}" for key in keys if before.get(key) != after.get(key)]
     # a default changed since the sweep started: its remaining jobs would run another config than its first
