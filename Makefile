@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-dev
 STAMP_SWEEPS := $(VENV)/.installed-dev-sweeps
 comma  := ,
 
-.PHONY: venv train test sweep tensorboard bench lint clean
+.PHONY: venv train test sweep tensorboard bench docs lint clean
 
 venv: $(STAMP)
 
@@ -39,8 +39,11 @@ tensorboard: $(STAMP)  ## every run and sweep job side by side
 bench: $(STAMP)  ## speed, memory and scale figures -> bench.json
 	$(PY) scripts/bench.py $(ARGS)
 
+docs: $(VENV)/.installed-docs  ## the documentation site (mkdocs.yml) into site/; any warning fails it
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf outputs multirun .pytest_cache .ruff_cache
+	rm -rf outputs multirun site .pytest_cache .ruff_cache

@@ -128,6 +128,23 @@ def test_check_names_a_hand_edited_block(repo):
     assert (repo / "README.md").read_text() == edited  # check writes nothing
 
 
+def test_blocks_are_rendered_wherever_they_are_in_the_docs(repo):
+    """The default documents take every page below docs/; an indented marker (an example) is text."""
+    collect_seeds(repo, "spec=spec.yaml")
+    (repo / "README.md").write_text("# Title\n\n1. an example:\n\n   <!-- results:nope -->\n"
+                                    "   <!-- /results:nope -->\n")
+    page = repo / "docs" / "results" / "seeds.md"
+    page.parent.mkdir(parents=True)
+    page.write_text("# Seeds\n\n<!-- results:seeds -->\n<!-- /results:seeds -->\n")
+    proc = tables(repo)
+    assert proc.returncode == 0 and proc.stdout.strip() == "updated docs/results/seeds.md:3 results:seeds", proc.stderr
+    assert "| 1 | history | 1.34 | 1.234 ± 0.123 |" in page.read_text()
+    assert "<!-- results:nope -->" in (repo / "README.md").read_text()
+    assert tables(repo, "check=true").returncode == 0
+    page.write_text(page.read_text().replace("| 1.34 |", "| 1.40 |"))
+    assert "docs/results/seeds.md:3 results:seeds" in one_error_line(tables(repo, "check=true"))
+
+
 def test_collect_from_a_compare_csv(repo):
     sweep = repo / "sweeps" / "s"
     (sweep / "compare.csv").write_text("vae.latent_dim,n_seeds,normalized_score,normalized_score_ci95\n"
@@ -202,6 +219,7 @@ def test_the_repository_documents_match_their_results_files():
      ["collect", "name=seeds", "sources=[bench.json]"], "bench.json: not a bench.json of format 1 or 2"),
     (lambda r: None, ["collect", "name=seeds"], "sources: give the run folders"),
     (lambda r: None, ["check=yes please"], "check: Value 'yes please' is not a valid bool"),
+    (lambda r: None, ["documents=[README.md,NOTES.md]"], "documents: NOTES.md: no such file"),
 ])
 def test_bad_inputs_are_one_line_and_exit_2(repo, setup, args, message):
     collect_seeds(repo, "spec=spec.yaml")

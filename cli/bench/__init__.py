@@ -5,7 +5,7 @@
     music-rl bench with_sweep=true               # everything, (i) included
     music-rl bench quick=true                    # tiny sizes: checks the benchmark, not the code's speed
 
-Measurements (targets in :data:`MEASUREMENTS`; BENCHMARKS.md describes the method and holds the figures):
+Measurements (targets in :data:`MEASUREMENTS`; docs/benchmarks.md describes the method and holds the figures):
 
 a. PPO training throughput on MusicRec-v0 / on a null env (:mod:`cli.bench.throughput`);
 b. the CPU cost of ``env.step`` (:mod:`cli.bench.env_step`);

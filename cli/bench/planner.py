@@ -3,7 +3,7 @@ per candidate, on the default-size synthetic world (PCA latents) and listeners t
 
 The score is on the myopic oracle's scale, (planner - random) / (oracle - random) on the listener's expected
 reward over the same sessions (horizon 1 is the oracle: 1.00). Where more lookahead stops paying is where
-``eval.planner``'s defaults are set (README "Scores").
+``eval.planner``'s defaults are set (docs/guides/evaluate.md, "Scores").
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@
 command); its ``command`` is a ``music-rl bench`` command line, (a) has no ``batched`` rows (that vec env is
 gone) and (f)'s first forward path is ``policies.candidate_probabilities`` (was ``inference.policy_outputs``).
 
-The table printed here has the columns of BENCHMARKS.md's table, which ``music-rl tables`` renders from
+The table printed here has the columns of the table of docs/benchmarks.md, which ``music-rl tables`` renders from
 ``results/bench.json`` with the same cell formats (:mod:`cli.tables.render`).
 """
 

@@ -13,7 +13,7 @@ SWEEP = (
 )  # the overrides of `make sweep` (tests/test_bench.py checks)
 TINY = "+experiment=tiny"  # conf/experiment/tiny.yaml: the tiny training budget of the tests
 OBSERVATIONS = ("seed", "candidates", "history")  # (a), (c): the modes measured (not yet env.observation=listener,
-# whose reset draws and propagates a listener's log: README "A new listener")
+# whose reset draws and propagates a listener's log: docs/results/new-listener.md)
 
 
 @dataclass(frozen=True)

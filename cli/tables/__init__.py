@@ -1,4 +1,4 @@
-"""``music-rl tables``: the result tables of README.md and BENCHMARKS.md, generated from ``results/*.json``.
+"""``music-rl tables``: the result tables of the documents (README.md, docs/), generated from ``results/*.json``.
 
     music-rl tables                                   # rewrite every generated block; print the ones that changed
     music-rl tables check=true                        # exit 2 naming the blocks that differ from results/
@@ -9,12 +9,13 @@
 ``collect`` writes ``results/<name>.json`` from real outputs (run folders, sweep folders, compare.csv,
 bench.json: :mod:`cli.tables.collect`), with the columns of the existing file, or of ``spec`` for a new table
 or new columns. Rendering replaces what is between ``<!-- results:<name> -->`` and ``<!-- /results:<name> -->``
-(:mod:`cli.tables.render`). The file format and how to add a table: docs/RESULTS.md and
-:mod:`cli.tables.results`.
+wherever the markers are in the documents (:mod:`cli.tables.render`). The file format and how to add a table:
+docs/guides/tables.md and :mod:`cli.tables.results`.
 """
 
 from __future__ import annotations
 
+import glob
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -53,21 +54,37 @@ class TablesConfig:
     """collect: run folders, sweep folders, compare.csv or bench.json files, one table row per run, job,
     configuration or result, in this order"""
     spec: str | None = None
-    """collect: a YAML file of the table's columns (docs/RESULTS.md), for a new table or to change its columns;
+    """collect: a YAML file of the table's columns (docs/guides/tables.md), for a new table or to change its columns;
     null: the columns of the existing results/<name>.json"""
     results_dir: str = "results"
     """the folder of the results files"""
-    documents: list[str] = field(default_factory=lambda: ["README.md", "BENCHMARKS.md"])
-    """the documents whose generated blocks are rendered"""
+    documents: list[str] = field(default_factory=lambda: ["README.md", "BENCHMARKS.md", "docs/**/*.md"])
+    """the documents whose generated blocks are rendered: file names (each must exist) or glob patterns (** for
+    any folders below; a pattern may match nothing)"""
 
 
-app = App("tables", TablesConfig, "README and BENCHMARKS tables from the result files in results/",
+app = App("tables", TablesConfig, "the result tables of README.md and docs/ from the result files in results/",
           positional="action")
 
 
 def load_tables(results_dir: Path) -> dict[str, Table]:
     """Every results file of ``results_dir``, by table name."""
     return {path.stem: load_table(path) for path in sorted(results_dir.glob("*.json"))}
+
+
+def document_paths(patterns: list[str]) -> list[Path]:
+    """The documents named by ``patterns``, each once, in order: a file name (:class:`ConfigError` when it is
+    missing) or a glob pattern such as ``docs/**/*.md`` (its matches sorted)."""
+    paths: list[Path] = []
+    for pattern in patterns:
+        if any(c in pattern for c in "*?["):
+            matches = [Path(p) for p in sorted(glob.glob(pattern, recursive=True)) if Path(p).is_file()]
+        elif Path(pattern).is_file():
+            matches = [Path(pattern)]
+        else:
+            raise ConfigError(f"documents: {pattern}: no such file")
+        paths += [p for p in matches if p not in paths]
+    return paths
 
 
 def run_collect(args: TablesConfig) -> None:
@@ -86,7 +103,7 @@ def run_collect(args: TablesConfig) -> None:
         columns = load_table(existing).columns
     else:
         raise ConfigError(f"name={args.name}: {existing} does not exist yet: give its columns with spec=<file.yaml> "
-                          "(docs/RESULTS.md)")
+                          "(docs/guides/tables.md)")
     table = collect(args.name, [Path(s) for s in args.sources], columns)
     path = table.save(Path(args.results_dir))
     print(f"{path}: {len(table.rows)} rows from {len(args.sources)} source(s); `music-rl tables` renders it")
@@ -100,10 +117,8 @@ def run_render(args: TablesConfig) -> None:
     results_dir = Path(args.results_dir)
     tables = load_tables(results_dir)
     rewritten, changed, used = {}, [], set()
-    for doc in args.documents:
-        path = Path(doc)
-        if not path.is_file():
-            raise ConfigError(f"documents: {doc}: no such file")
+    for path in document_paths(args.documents):
+        doc = str(path)
         text = path.read_text(encoding="utf-8")
         new, blocks, stale = rewrite(text, doc, tables, str(results_dir))
         if stale:

@@ -1,6 +1,7 @@
-"""Tables as Markdown, and the generated blocks of documents (README.md, BENCHMARKS.md).
+"""Tables as Markdown, and the generated blocks of documents (README.md, the pages of docs/).
 
-A generated block sits between two HTML comments that name its results file ``results/<table>.json``::
+A generated block sits between two HTML comments that name its results file ``results/<table>.json``, the
+opening one at the start of a line (an indented marker, such as an example in a list, is text)::
 
     <!-- results:online_seeds -->
     (the table and a line saying where its figures come from: written by ``music-rl tables``)
@@ -21,7 +22,7 @@ from envs.errors import ResultsError
 
 MISSING = "—"
 VERDICTS = {True: "yes", False: "**no**", None: ""}
-OPEN = re.compile(r"<!-- results:([\w-]+) -->")
+OPEN = re.compile(r"^<!-- results:([\w-]+) -->", re.MULTILINE)
 CLOSE = "<!-- /results:{name} -->"
 
 
@@ -126,7 +127,7 @@ def rewrite(text: str, where: str, tables: Mapping[str, Table],
     for b in blocks:
         if b.name not in tables:
             raise ResultsError(f"{where}:{b.line}: marker results:{b.name} has no {results_dir}/{b.name}.json "
-                               f"(music-rl tables collect name={b.name} ...; docs/RESULTS.md)")
+                               f"(music-rl tables collect name={b.name} ...; docs/guides/tables.md)")
         content = block(tables[b.name], f"{results_dir}/{b.name}.json")
         if text[b.start:b.end] != content:
             changed.append(b)
