@@ -18,12 +18,13 @@ from omegaconf.errors import OmegaConfBaseException
 
 from agents.algos import ALGOS, Algo, OffPolicyConfig, SACConfig, TD3Config
 from agents.evaluate import EvalConfig
+from agents.memory_budget import check_memory
 from agents.new_listener import NewListenerConfig
 from agents.ppo import VEC_ENVS, PPOConfig
 from agents.run_info import versions
 from agents.seeding import check_seed
 from envs.catalog import DataConfig
-from envs.errors import ConfigError, MusicRLError, RunFolderError
+from envs.errors import ConfigError, MusicRLError, RunFolderError, not_a
 from envs.listeners import ListenerConfig
 from envs.log_import import FeedbackConfig
 from envs.music_env import EnvConfig
@@ -186,13 +187,15 @@ def validate_eval(cfg: EvalConfig) -> None:
     planner = cfg.planner
     _require("eval.planner.horizon", planner.horizon, planner.horizon >= 1, "must be an integer >= 1 (1: the oracle)")
     _require("eval.planner.samples", planner.samples, planner.samples >= 1, "must be an integer >= 1")
+    _require("eval.planner.width", planner.width, planner.width >= 1, "must be an integer >= 1")
     _require("eval.planner.gamma", planner.gamma, 0 <= planner.gamma <= 1, "must be in [0, 1]")
     _require("eval.planner.n_episodes", planner.n_episodes, planner.n_episodes >= 0,
              "must be an integer >= 0 (0: no planner)")
 
 
-def validate(cfg: TrainConfig) -> None:
-    """Check every group; raise :class:`ConfigError` naming the first bad key."""
+def validate(cfg: TrainConfig, memory: bool = True) -> None:
+    """Check every group; raise :class:`ConfigError` naming the first bad key. With ``memory``, then check the
+    memory the run would need against the machine's (:mod:`agents.memory_budget`)."""
     check_seed("seed", cfg.seed)
     validate_data(cfg.data)
     validate_vae(cfg.vae)
@@ -220,6 +223,8 @@ def validate(cfg: TrainConfig) -> None:
             cfg.reward.n_clusters <= cfg.data.n_tracks,
             f"must be <= the catalog size ({cfg.data.n_tracks} tracks)",
         )
+    if memory:
+        check_memory(cfg)
 
 
 def check_inputs(cfg: TrainConfig) -> None:
@@ -229,11 +234,12 @@ def check_inputs(cfg: TrainConfig) -> None:
         if value and not Path(value).exists():
             raise ConfigError(f"{key}={value!r}: no such file")
         if value and not Path(value).is_file():
-            raise ConfigError(f"{key}={value!r}: a directory, not a file")
+            raise ConfigError(f"{key}={value!r}: {not_a(value, 'regular file')}")
 
 
-def load_config(cfg: DictConfig | dict) -> TrainConfig:
-    """Merge a composed Hydra config onto the schema, validate it, and return the typed object."""
+def load_config(cfg: DictConfig | dict, memory: bool = True) -> TrainConfig:
+    """Merge a composed Hydra config onto the schema, validate it (``memory``: the memory check too, for a run
+    about to start), and return the typed object."""
     raw = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), raw)
@@ -241,7 +247,7 @@ def load_config(cfg: DictConfig | dict) -> TrainConfig:
     except OmegaConfBaseException as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ConfigError(f"{err.full_key}: {first}") from None
-    validate(typed)
+    validate(typed, memory)
     return typed
 
 
@@ -256,7 +262,7 @@ def load_run_config(run_dir: Path) -> TrainConfig:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise RunFolderError(f"{config_path}: unreadable YAML ({first[:200]})") from None
     try:
-        return load_config(raw)
+        return load_config(raw, memory=False)  # a saved run is read, not trained: any machine may read it
     except MusicRLError as err:
         raise RunFolderError(f"{config_path}: {err}{version_note(run_dir)}") from None
 

@@ -11,14 +11,18 @@
 - a launcher or sweeper plugin that is not installed (``hydra/launcher=ray_local`` without hydra-ray-launcher,
   or without the ray it imports) → one line naming it and ``pip install -e ".[sweeps]"``, exit 2; a launcher
   that cannot reach its cluster (``hydra/launcher=ray_cluster`` with no Ray running there) → one line, exit 2;
-- SIGTERM / SIGINT → ``interrupted: ...`` and exit ``128 + signal`` (PPO training saves a checkpoint first:
-  :class:`agents.callbacks.CheckpointCallback`); files already written are complete, being atomic.
+- SIGTERM / SIGINT → ``error: interrupted by ...`` and exit ``128 + signal`` (PPO training saves a checkpoint
+  first: :class:`agents.callbacks.CheckpointCallback`); files already written are complete, being atomic. One
+  handler (:func:`install_interrupt_handlers`) from the program's first line (:mod:`cli.main`): while modules
+  are being imported it ends the process at once (an exception raised there can surface as another one, such
+  as numpy's "not a valid PEP 3118 buffer format"), elsewhere it raises :class:`Interrupted`.
 
 Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import difflib
 import errno
@@ -33,7 +37,7 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any, NoReturn, TypeVar
 
-from envs.errors import MusicRLError
+# nothing heavy here: this module is imported first, to install the interrupt handler before numpy or torch load
 
 T = TypeVar("T")
 EXIT_USER_ERROR = 2
@@ -63,20 +67,42 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
-def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+INTERRUPTS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _on_interrupt(signum: int, frame: FrameType | None) -> None:
+    """The one handler of SIGTERM and SIGINT: raise :class:`Interrupted`, or, while a module is being imported
+    (nothing is written then, and an exception raised inside an import can turn into another one on its way
+    out), print the line and end the process now, running the exit handlers (a run folder's lock is released)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            os.write(2, f"error: interrupted by {signal.Signals(signum).name} while modules were loading; the files "
+                     "written so far are complete\n".encode())
+            with contextlib.suppress(BaseException):
+                atexit._run_exitfuncs()
+            os._exit(128 + signum)
+        frame = frame.f_back
     raise Interrupted(signum)
+
+
+def install_interrupt_handlers() -> None:
+    """Make SIGTERM and SIGINT end a command in one line, exit 128 + signal (the module docstring); called at
+    the program's first line and by :func:`run_hydra` (the main thread only: Python's rule)."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in INTERRUPTS:
+            signal.signal(sig, _on_interrupt)
 
 
 @contextlib.contextmanager
 def signals_raise_interrupted() -> Iterator[None]:
-    """Inside, SIGTERM and SIGINT raise :class:`Interrupted` in the main thread (handlers restored after).
-
-    Code that must finish a step first (PPO's checkpoint callback) installs its own handlers meanwhile.
-    """
+    """Inside, the handler of :func:`install_interrupt_handlers`; the previous handlers are restored after
+    (a command run inside another program, as the tests do). Code that must finish a step first (PPO's
+    checkpoint callback) installs its own handlers meanwhile."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.getsignal(sig) for sig in INTERRUPTS}
+    install_interrupt_handlers()
     try:
         yield
     finally:
@@ -157,7 +183,9 @@ def user_errors_exit(func: Callable[..., T]) -> Callable[..., T]:
 
     @functools.wraps(func)
     def wrapper(*args: object, **kwargs: object) -> T:
-        try:
+        from envs.errors import MusicRLError  # here: importing envs loads numpy (see the imports above)
+
+        try:  # the handler again: a sweep's job may run in a worker process that did not start in cli.main
             with signals_raise_interrupted(), quiet_background_errors():
                 return func(*args, **kwargs)
         except MusicRLError as err:

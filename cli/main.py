@@ -1,16 +1,18 @@
 """``music-rl <command> [key=value ...]``: the one console command in front of every entry point.
 
 Each command is a Hydra app of this package (``cli/<module>.py``, also runnable as ``scripts/<script>.py``):
-``music-rl <command> --help`` lists its keys.
+``music-rl <command> --help`` lists its keys. The interrupt handler is installed first, before any heavy
+import: SIGINT or SIGTERM at any moment ends in one line and exit 128 + signal (:mod:`cli.errors`).
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import signal
 import sys
 
-from cli.errors import fail
+from cli.errors import Interrupted, fail, install_interrupt_handlers  # light: no numpy, no torch
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("cli.train", "train a run: catalog -> VAE -> world -> PPO -> evaluation, into a run folder"),
@@ -20,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "finetune": ("cli.finetune", "fine-tune a saved run from new feedback (writes the next model version)"),
     "simulate": ("cli.simulate", "the online-learning loop against a frozen policy, for a simulated listener"),
     "bench": ("cli.bench", "speed, memory and scale benchmarks -> bench.json"),
-    "tables": ("cli.tables", "README and BENCHMARKS tables from the result files in results/"),
+    "tables": ("cli.tables", "the result tables of README.md and docs/ from the result files in results/"),
 }
 
 
@@ -32,9 +34,18 @@ def usage() -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    """Dispatch ``music-rl <command> ...`` to the command's Hydra app."""
-    argv = sys.argv[1:]
+def main(command: str | None = None) -> None:
+    """Dispatch ``music-rl <command> ...`` to the command's Hydra app (``command``: the wrapper
+    ``scripts/<command>.py`` names it, the command line holds only its keys)."""
+    install_interrupt_handlers()  # first: the commands' modules load numpy, torch, Hydra
+    try:
+        dispatch(sys.argv[1:] if command is None else [command, *sys.argv[1:]])
+    except Interrupted as stop:  # between two imports or before Hydra runs (inside, the command's policy)
+        fail(f"interrupted by {signal.Signals(stop.signum).name}", 128 + stop.signum)
+
+
+def dispatch(argv: list[str]) -> None:
+    """Run the command ``argv[0]`` with the arguments ``argv[1:]``."""
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         sys.exit(0 if argv else 2)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """``music-rl compare`` (cli/compare.py): ``scripts/compare.py <sweep folder>``, ``--help`` for every key."""
 
-from cli.compare import app, main
+from cli.main import main  # the interrupt handler first, then the command's modules
 
 if __name__ == "__main__":
-    app.run(main)
+    main("compare")

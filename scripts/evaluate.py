@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """``music-rl evaluate`` (cli/evaluate.py): ``scripts/evaluate.py run_dir=<run> ...``, ``--help`` for every key."""
 
-from cli.evaluate import app, main
+from cli.main import main  # the interrupt handler first, then the command's modules
 
 if __name__ == "__main__":
-    app.run(main)
+    main("evaluate")

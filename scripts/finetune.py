@@ -2,7 +2,7 @@
 """``music-rl finetune`` (cli/finetune.py): ``scripts/finetune.py run_dir=<run> feedback=<log>``, ``--help`` for
 every key."""
 
-from cli.finetune import app, main
+from cli.main import main  # the interrupt handler first, then the command's modules
 
 if __name__ == "__main__":
-    app.run(main)
+    main("finetune")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """``music-rl recommend`` (cli/recommend.py): ``scripts/recommend.py run_dir=<run> ...``, ``--help`` for every key."""
 
-from cli.recommend import app, main
+from cli.main import main  # the interrupt handler first, then the command's modules
 
 if __name__ == "__main__":
-    app.run(main)
+    main("recommend")

@@ -2,7 +2,7 @@
 """``music-rl simulate`` (cli/simulate.py): ``scripts/simulate_online.py run_dir=<run> ...``, ``--help`` for every
 key."""
 
-from cli.simulate import app, main
+from cli.main import main  # the interrupt handler first, then the command's modules
 
 if __name__ == "__main__":
-    app.run(main)
+    main("simulate")

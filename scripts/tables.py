@@ -2,7 +2,7 @@
 """``music-rl tables`` (cli/tables/): ``scripts/tables.py [collect name=... sources=[...]] [check=true]``,
 ``--help`` for every key."""
 
-from cli.tables import app, main
+from cli.main import main  # the interrupt handler first, then the command's modules
 
 if __name__ == "__main__":
-    app.run(main)
+    main("tables")

@@ -95,3 +95,48 @@ def test_paired_difference_by_hand():
     resid = np.array([(4 - 16 / 3) / 1.5, (4 - 8 / 3) / 1.5])
     assert half == pytest.approx(1.959963984540054 * np.sqrt(np.sum(resid**2) / 2))
     assert paired_difference(a[:1], b[:1])[1] is None
+
+
+def test_horizon_one_is_the_myopic_oracle_whatever_k(world):
+    env = make_eval_env(world, EnvConfig(k=16), None)
+    planner = rollout(env, planner_policy(PlannerConfig(horizon=1, samples=1, width=4), 0), 4, 100)
+    oracle = rollout(env, oracle_policy, 4, 100)
+    for p, o in zip(planner, oracle, strict=True):
+        np.testing.assert_array_equal(p.tracks, o.tracks)
+
+
+@pytest.mark.parametrize("k", [4, 16, 32])
+def test_a_decision_costs_at_most_width_samples_horizon_steps_of_width_tracks(world, k, monkeypatch):
+    from envs.listeners import ListenerSession
+
+    cfg = PlannerConfig(horizon=3, samples=2, width=4)
+    scored, responses = [], [0]
+    expected_reward, respond = ListenerSession.expected_reward, ListenerSession.respond
+
+    def counting_expected(self, tracks, *args, **kwargs):
+        scored.append(len(tracks))
+        return expected_reward(self, tracks, *args, **kwargs)
+
+    def counting_respond(self, track):
+        responses[0] += 1
+        return respond(self, track)
+
+    env = make_eval_env(world, EnvConfig(k=k, n_neighbours=32), None)
+    obs, _ = env.reset(seed=4)
+    monkeypatch.setattr(ListenerSession, "expected_reward", counting_expected)
+    monkeypatch.setattr(ListenerSession, "respond", counting_respond)
+    choice = planner_policy(cfg, 0)(obs, env)
+    assert 0 <= choice < k
+    steps = cfg.width * cfg.samples * cfg.horizon
+    assert responses[0] <= steps  # simulated steps per decision: not k * samples * horizon
+    assert sum(scored) <= k + steps * cfg.width  # the k candidates ranked once, then width tracks per step
+
+
+def test_planner_width_must_be_positive():
+    from agents.config import TrainConfig, validate
+    from envs.errors import ConfigError
+
+    cfg = TrainConfig()
+    cfg.eval.planner.width = 0
+    with pytest.raises(ConfigError, match=r"^eval\.planner\.width=0: must be an integer >= 1$"):
+        validate(cfg, memory=False)
