@@ -48,6 +48,13 @@ log = logging.getLogger(__name__)
 Answer = Callable[[int], tuple[float, int] | None]
 
 
+def run_log(run: LoadedRun) -> FeedbackStore:
+    """The run's ``feedback.csv``, which commands append to. A run whose world records the log it was learnt
+    from (``world/meta.json`` ``feedback``: training writes ``feedback.csv`` beside it) must still have it: a
+    :class:`FeedbackError` naming it when it was deleted, rather than a new log of the new rows only."""
+    return FeedbackStore(run.run_dir / "feedback.csv", must_exist="feedback" in run.world.meta)
+
+
 def listener_rows(logged: pd.DataFrame, users: Iterable[str]) -> pd.DataFrame:
     """The rows of a feedback log answered by ``users``: what a personal fine-tune for them learns from."""
     return logged[logged["user_id"].isin(list(users))].reset_index(drop=True)
@@ -131,11 +138,13 @@ def probe_tracks(run: LoadedRun, seed: int = 0) -> np.ndarray:
 
 
 def probe_feedback(run: LoadedRun, answer: Answer, user_id: str, seed: int = 0,
-                   on_row: Callable[[dict[str, Any]], None] | None = None) -> pd.DataFrame:
+                   on_row: Callable[[dict[str, Any]], None] | None = None,
+                   session_id: str | None = None) -> pd.DataFrame:
     """Cold-start probing: play :func:`probe_tracks` and collect ``answer(track)`` for each.
 
     ``answer`` returns (percentage_listened, liked), or None to stop early. Each answer becomes a feedback
-    row (``served_at`` now, ``policy_version`` the run's), handed to ``on_row`` as soon as it is received.
+    row of session ``session_id`` (None: ``<user_id>-probe``; ``served_at`` now, ``policy_version`` the run's),
+    handed to ``on_row`` as soon as it is received.
     """
     ids = run.world.track_ids()
     rows = []
@@ -145,7 +154,7 @@ def probe_feedback(run: LoadedRun, answer: Answer, user_id: str, seed: int = 0,
         if response is None:
             break
         pct, liked = response
-        row = {"user_id": user_id, "session_id": f"{user_id}-probe", "position": position,
+        row = {"user_id": user_id, "session_id": session_id or f"{user_id}-probe", "position": position,
                "track_id": ids[track], "percentage_listened": float(pct), "liked": int(liked),
                "from_track_id": "", "candidates": ids[track], "action_prob": 1.0,  # shown alone, chosen surely
                "served_at": served_at, "policy_version": f"v{run.version}"}

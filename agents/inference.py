@@ -36,6 +36,7 @@ from agents.policies import candidate_distribution, candidate_probabilities
 from envs.errors import ConfigError, RunFolderError, UnknownTrackError
 from envs.feedback import read_feedback
 from envs.listener_log import AnswerLog, Estimator, ListenerEstimate
+from envs.log_import import LogReport, read_submission
 from envs.music_env import MusicRecEnv
 from envs.world import World
 
@@ -190,15 +191,22 @@ def _track_fields(tracks: pd.DataFrame, i: int) -> dict[str, Any]:
     return out
 
 
-def user_answers(run: LoadedRun, user: str, feedback: str | Path | None = None) -> AnswerLog:
-    """The answers of ``user`` (its ``user_id``) in a feedback log: ``feedback``, or the run's ``feedback.csv``
-    (:class:`envs.errors.FeedbackError`, one line, for an unreadable log or a track the catalog lacks); empty
-    when the user has none."""
-    path = Path(feedback) if feedback is not None else run.run_dir / "feedback.csv"
-    if not path.is_file():
-        raise ConfigError(f"feedback={str(path)!r}: no such file")
+def user_answers(run: LoadedRun, user: str, feedback: str | Path | None = None,
+                 strict: bool = False) -> tuple[AnswerLog, LogReport | None]:
+    """The answers of ``user`` (its ``user_id``) in a feedback log, empty when the user has none, and the report
+    of a submitted log: ``feedback``, read as every submission is (:func:`envs.log_import.read_submission`:
+    each served track once, unknown tracks counted and dropped, ``strict``: refused), or the run's
+    ``feedback.csv`` (report None). :class:`envs.errors.FeedbackError`, one line, for a log that cannot be read."""
     ids = run.world.track_ids()
-    return AnswerLog.from_feedback(read_feedback(path, ids), ids, user)
+    if feedback is not None:
+        if not Path(feedback).is_file():
+            raise ConfigError(f"feedback={str(feedback)!r}: no such file")
+        rows, report = read_submission(feedback, ids, strict)
+        return AnswerLog.from_feedback(rows, ids, user), report
+    path = run.run_dir / "feedback.csv"
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file (the run's feedback log; give feedback=<log> to read another)")
+    return AnswerLog.from_feedback(read_feedback(path, ids), ids, user), None
 
 
 def listener_estimate(run: LoadedRun, answers: AnswerLog) -> ListenerEstimate:

@@ -1,5 +1,11 @@
 """Cold start of ``music-rl recommend``: the probe tracks of every cluster, answered at the terminal or by a
-simulated listener, logged to the run's ``feedback.csv`` as they come, then a fine-tune on the answers.
+simulated listener, logged to the run's ``feedback.csv``, then a fine-tune on the answers.
+
+Each cold start is one session of probe answers. A person's answers are appended as they come, in a new
+session ``<user>-probe-<time>`` (answering again is new evidence). A simulated listener's answers are fixed
+by its ``listener_seed`` and the ``seed``: they are logged in session ``<user>-probe-seed<seed>`` through
+:meth:`envs.feedback_store.FeedbackStore.append_new`, so repeating a cold start lands its answers once and
+fine-tunes on them once.
 
 Prompts go to stderr; stdout stays for the recommendation.
 """
@@ -12,11 +18,19 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from agents.finetune import Answer, finetune, listener_rows, probe_feedback, probe_tracks, simulated_answers
+from agents.finetune import (
+    Answer,
+    finetune,
+    listener_rows,
+    probe_feedback,
+    probe_tracks,
+    run_log,
+    simulated_answers,
+)
 from agents.inference import LoadedRun, track_label
 from envs.catalog import FEATURES
 from envs.errors import ConfigError
-from envs.feedback_store import FeedbackStore, utc_now
+from envs.feedback_store import utc_now
 from envs.rewards import reward
 
 T = TypeVar("T")
@@ -47,15 +61,24 @@ def _echo(text: str) -> str:
     return f"{text!r}? " if text else ""
 
 
+PCT_RULE = "a fraction from 0 to 1 (0.8) or a percentage with % (80%)"
+
+
 def parse_pct(text: str) -> float:
-    """``"80"``, ``"80%"`` or ``"0.8"`` → 0.8 (a number above 1 is a percentage)."""
+    """How much was listened: a fraction in [0, 1] (``"0.8"``, ``"1"`` is all of it) or a percentage written
+    with ``%`` (``"80%"``) → 0.8. A bare number above 1 (``"80"``) is refused: it is a percentage without its
+    ``%``, and read as one, ``"1"`` would mean all of it while ``"2"`` meant 2%."""
+    percent = text.endswith("%")
     try:
-        value = float(text.rstrip("%").strip())
+        value = float(text.removesuffix("%").strip())
     except ValueError:
         value = float("nan")
-    value = value / 100 if value > 1 or text.endswith("%") else value
+    if not percent and value > 1:
+        raise ValueError(f"{_echo(text)}a bare number is a fraction from 0 to 1: write {text}% for a percentage; "
+                         "q stops")
+    value = value / 100 if percent else value
     if not 0 <= value <= 1:
-        raise ValueError(f"{_echo(text)}give how much you listened: 0-100 (%), or 0-1; q stops")
+        raise ValueError(f"{_echo(text)}give how much you listened: {PCT_RULE}; q stops")
     return value
 
 
@@ -82,7 +105,7 @@ def terminal_answers(run: LoadedRun) -> Answer:
     n = len(probe_tracks(run))
     n_clusters = len(run.world.centroids)
     say(f"Cold start: {n} probe tracks, the most typical of each of the {n_clusters} clusters first.\n"
-        "For each: how much of it would you listen to (0-100%), and do you like it (y/n)?\n"
+        f"For each: how much of it would you listen to ({PCT_RULE}), and do you like it (y/n)?\n"
         "q (or Ctrl-D) stops and recommends from what you said so far.")
     count = 0
 
@@ -91,7 +114,7 @@ def terminal_answers(run: LoadedRun) -> Answer:
         count += 1
         say(f"\n[{count}/{n}] {describe(run, track)}")
         try:
-            return ask("  listened (0-100%): ", parse_pct), ask("  liked (y/n): ", parse_liked)
+            return ask("  listened (0-1, or 0-100%): ", parse_pct), ask("  liked (y/n): ", parse_liked)
         except EOFError:
             return None
 
@@ -100,20 +123,28 @@ def terminal_answers(run: LoadedRun) -> Answer:
 
 def cold_start(run: LoadedRun, user_id: str | None, listener_seed: int | None, seed: int,
                timesteps: int) -> tuple[LoadedRun, int, dict[str, Any]]:
-    """Probe (answers appended to feedback.csv as they come), fine-tune on this listener's answers.
+    """Probe (answers logged to feedback.csv as the module docstring says), fine-tune on this listener's answers.
 
     ``listener_seed`` None: a person answers at the terminal, else the simulated listener of that population
     seed. Returns the tuned run, the best-rewarded probe (the start track when none was given) and a summary.
+    Raises :class:`envs.errors.FeedbackError` before any probe when the run's feedback.csv was deleted.
     """
     interactive = listener_seed is None
     user = user_id or (f"cold-{utc_now()}" if interactive else f"sim-{listener_seed}")
-    answer = terminal_answers(run) if interactive else simulated_answers(run.world, listener_seed, seed)
-    store = FeedbackStore(run.run_dir / "feedback.csv")
-    probes = probe_feedback(run, answer, user, seed, on_row=lambda row: store.append([row]))
+    store = run_log(run)
+    if interactive:
+        probes = probe_feedback(run, terminal_answers(run), user, seed, on_row=lambda row: store.append([row]),
+                                session_id=f"{user}-probe-{utc_now()}")
+        logged = len(probes)
+    else:
+        probes = probe_feedback(run, simulated_answers(run.world, listener_seed, seed), user, seed,
+                                session_id=f"{user}-probe-seed{seed}")
+        logged = len(store.append_new(probes))
     if probes.empty:
         raise ConfigError("cold start: no probe answered, nothing to learn from")
     rows = listener_rows(store.read(known_track_ids=run.world.track_ids()), [user])
-    say(f"\n{len(probes)} answers of {user} logged to {store.path}; fine-tuning policy v{run.version} on "
+    again = f" ({len(probes) - logged} already logged by an earlier cold start)" if logged < len(probes) else ""
+    say(f"\n{len(probes)} answers of {user} logged to {store.path}{again}; fine-tuning policy v{run.version} on "
         f"{len(rows)} answers for {timesteps} steps...")
     tuned = finetune(run, rows, timesteps, seed=seed, progress_bar=interactive and sys.stderr.isatty())
     say(f"-> policy version {tuned.version}\n")

@@ -4,8 +4,11 @@ next model version.
     music-rl finetune run_dir=<run> feedback=new_feedback.csv timesteps=20000 [policy_version=N]
 
 The new feedback (CSV or Parquet, the feedback-log schema) is validated against the run's catalog and
-appended to the run's feedback.csv (rows already logged, same user, session, position and track, are not
-appended twice; ``served_at`` defaults to now, ``policy_version`` to the version fine-tuned from). The reward
+appended to the run's feedback.csv, each served track (user, session, position, track) once: an exact duplicate
+row of the file lands once, a row the log already holds with the same answer is not appended again, a track
+answered twice differently (in the file, or against the log) is refused, rows whose track is not in the catalog
+are counted and dropped (``strict=true``: refused); each is reported in one line. ``served_at`` defaults to
+now, ``policy_version`` to the version fine-tuned from. A run whose feedback.csv was deleted is refused. The reward
 table is personal: every logged answer of the users in the new feedback is propagated into a new table, the
 run's algorithm (PPO, SAC or TD3) continues from the newest model (or ``policy_version``) on it for ``timesteps``
 steps, and is saved as ``<algo>-v<N>.zip`` with ``world/reward_table-v<N>.npy``; the old models are never
@@ -70,26 +73,26 @@ def main(raw: DictConfig) -> None:
     """Validate, log, fine-tune, report the new version."""
     import torch
 
-    from agents.finetune import finetune, listener_rows
+    from agents.finetune import finetune, listener_rows, run_log
     from agents.inference import load_run
     from agents.run_folder import hold
-    from envs.feedback import read_feedback
-    from envs.feedback_store import COLUMNS, FeedbackStore
-    from envs.log_import import FeedbackConfig, read_log
+    from envs.feedback import land_once, read_feedback
+    from envs.feedback_store import COLUMNS
+    from envs.log_import import read_submission
 
     args: FinetuneConfig = app.typed(raw)
     if args.timesteps < 1:
         raise ConfigError(f"timesteps={args.timesteps}: must be an integer >= 1")
     torch.set_num_threads(1)  # small networks: more threads only contend
-    read_feedback(args.feedback)  # a bad file is refused before waiting for the run folder
+    land_once(read_feedback(args.feedback), args.feedback)  # a bad file is refused before waiting for the run
     with hold(Path(args.run_dir), wait=args.lock_timeout, command="music-rl finetune"):
         run = load_run(Path(args.run_dir), args.policy_version)  # the newest version once it is our turn
+        store = run_log(run)
         ids = run.world.track_ids()
-        new, report = read_log(FeedbackConfig(path=args.feedback, format="native", strict=args.strict), ids)
-        if report.unknown_rows:
+        new, report = read_submission(args.feedback, ids, args.strict)
+        if report.repaired:
             print(report.line(args.feedback), file=sys.stderr)
         new = with_serving_columns(new[[c for c in COLUMNS if c in new]], args.feedback, f"v{run.version}")
-        store = FeedbackStore(run.run_dir / "feedback.csv")
         fresh = store.append_new(new)
         rows = listener_rows(store.read(known_track_ids=ids), new["user_id"].unique())
         tuned = finetune(run, rows, args.timesteps, seed=args.seed, progress_bar=sys.stderr.isatty())

@@ -67,7 +67,9 @@ class RecommendConfig:
     policy_version: int | None = None
     """the model version to use; null: the newest"""
     cold_start: bool = False
-    """probe the listener first (the probe tracks of every cluster), log the answers, fine-tune, then recommend"""
+    """probe the listener first (the probe tracks of every cluster), log the answers, fine-tune, then recommend;
+    at the terminal, how much you listened is a fraction from 0 to 1 (0.8; 1 is all of it) or a percentage with
+    % (80%): a bare number above 1 is refused"""
     listener_seed: int | None = None
     """cold start answered by the simulated listener of this population seed; null: you answer at the terminal"""
     user_id: str | None = None
@@ -80,7 +82,11 @@ class RecommendConfig:
     """serve this listener (a feedback user_id) from their answers, no fine-tune: runs with
     env.observation=listener; no answers: B = 0"""
     feedback: str | None = None
-    """with user: the feedback log to read their answers from; null: the run's feedback.csv"""
+    """with user: the feedback log to read their answers from (each served track once: exact duplicate rows
+    count once, two answers to one track are refused; rows of tracks not in the catalog are counted and dropped);
+    null: the run's feedback.csv"""
+    strict: bool = False
+    """with feedback: a row whose track is not in the run's catalog is fatal (else counted, reported, dropped)"""
 
 
 app = App("recommend", RecommendConfig, "a session of next tracks from a saved run (cold start, fine-tune)")
@@ -139,6 +145,9 @@ def main(raw: DictConfig) -> None:
     summary, estimate = None, None
     if args.feedback is not None and args.user is None:
         raise ConfigError(f"feedback={args.feedback!r}: give user=<user_id> too (whose answers to read)")
+    if args.strict and args.feedback is None:
+        raise ConfigError("strict=true: applies to feedback=<log> (the run's own feedback.csv holds only its "
+                          "catalog's tracks): give feedback=... too")
     if args.user is not None and args.cold_start:
         raise ConfigError("give user=... (serve from their answers) or cold_start=true (probe and fine-tune), "
                           "not both")
@@ -155,7 +164,9 @@ def main(raw: DictConfig) -> None:
                                             args.finetune_timesteps)
         start = best if start is None else start
     elif args.user is not None:
-        answers = user_answers(run, args.user, args.feedback)
+        answers, report = user_answers(run, args.user, args.feedback, args.strict)
+        if report is not None and report.repaired:
+            print(report.line(args.feedback), file=sys.stderr)
         estimate = listener_estimate(run, answers)
         if start is None and len(answers):
             start = int(answers.tracks[int(np.argmax(answers.rewards(run.cfg.reward)))])

@@ -13,9 +13,16 @@ Durability and concurrency:
   lock file (a read-only folder: someone else's run) reads without it; at worst it sees the torn last
   record of an append in progress, which it skips as below. A writer there fails with the ``OSError``
   naming the lock file, which the entry points print as one line;
-- a crash can leave only the last record torn. The next append closes it first: a closing quote when the
-  file holds an odd number of quotes, then ``len(COLUMNS)`` empty fields and a newline, so the torn
-  record can never parse as a row of the right width, and the new rows start on a line of their own;
+- an append that fails (a full disk, the file size limit: ``OSError``) cuts the file back to its size
+  before the append (``ftruncate``) and raises the error naming the log: the log is left byte-identical.
+  Cutting back rather than rewriting the whole log to a temporary and renaming it keeps an append
+  O(batch) (cold start and serving append one answer at a time to a log that only grows), and needs no
+  room for a second copy of the log on a disk that is already full; a log whose header must first be
+  upgraded is rewritten once, with the new rows, by an atomic rename;
+- a crash (SIGKILL, power loss) can leave only the last record torn. The next append closes it first: a
+  closing quote when the file holds an odd number of quotes, then ``len(COLUMNS)`` empty fields and a
+  newline, so the torn record can never parse as a row of the right width, and the new rows start on a line
+  of their own;
 - :meth:`FeedbackStore.read` skips torn records (a wrong number of fields, a ``position``,
   ``percentage_listened``, ``action_prob`` or ``served_at`` that does not parse, a last record without its
   newline) with one warning naming the file and their line numbers; the other rows are validated by
@@ -40,13 +47,12 @@ from filelock import FileLock
 
 from envs.atomic import atomic_path
 from envs.errors import FeedbackError
+from envs.feedback import ANSWER, KEY, OPTIONAL, describe_key, land_once, validate_feedback
 from envs.feedback import COLUMNS as FEEDBACK_COLUMNS
-from envs.feedback import OPTIONAL, validate_feedback
 
 log = logging.getLogger(__name__)
 
 COLUMNS: tuple[str, ...] = (*FEEDBACK_COLUMNS, *OPTIONAL, "served_at", "policy_version")
-SERVED: tuple[str, ...] = ("user_id", "session_id", "position", "track_id")  # one served track of one session
 _STRINGS = ("user_id", "session_id", "track_id", "served_at", "policy_version")
 _HEADER = ",".join(COLUMNS) + "\n"
 _TORN_CLOSE = "," * len(COLUMNS) + "\n"
@@ -61,10 +67,18 @@ def utc_now() -> str:
 class FeedbackStore:
     """An append-only feedback log at ``path`` that survives crashes and concurrent writers."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        """Open the log at ``path`` (the file need not exist yet: the first append creates it)."""
+    def __init__(self, path: str | os.PathLike[str], must_exist: bool = False) -> None:
+        """Open the log at ``path``. The file need not exist yet (the first append creates it) unless
+        ``must_exist``: the log of a run whose training wrote one, which an append must never start anew.
+
+        Raises:
+            FeedbackError: ``must_exist`` and the file is missing (deleted or moved).
+        """
         self.path = Path(path)
+        self.must_exist = must_exist
         self._lock = FileLock(f"{self.path}.lock")
+        if must_exist and not self.path.is_file():
+            raise self._missing()
 
     @classmethod
     def create(cls, path: str | os.PathLike[str], df: pd.DataFrame) -> FeedbackStore:
@@ -86,34 +100,55 @@ class FeedbackStore:
         Rows need the feedback columns; ``served_at`` defaults to now and the other optional columns to
         empty. A file written by another tool with fewer columns is first rewritten with the full header.
         Raises :class:`FeedbackError`, writing nothing of the batch, for unknown, missing or duplicate
-        columns and invalid values (a ``served_at`` must be an ISO-8601 time with a timezone).
+        columns and invalid values (a ``served_at`` must be an ISO-8601 time with a timezone), and the
+        ``OSError`` of a write that failed, naming the log, which is left as it was (module docstring).
         """
         df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
         if df.empty:
             return
-        body = _to_csv(_conform(df, self.path, stamp=True))
+        frame = _conform(df, self.path, stamp=True)
         with self._lock:
-            self._upgrade_header()
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                data = (_prefix(fd) + body).encode("utf-8")
-                while data:  # one write; a short write (only under signals or a full disk) is completed
-                    data = data[os.write(fd, data):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            self._write(frame)
 
     def append_new(self, rows: pd.DataFrame) -> pd.DataFrame:
-        """Append the rows not logged yet (the same :data:`SERVED` values: user, session, position, track),
-        reading and appending under one hold of the lock, so a file submitted twice, or by concurrent
-        writers, lands once. Returns the rows appended."""
+        """Append one submission's rows, each served track (:data:`envs.feedback.KEY`) once: exact duplicates
+        within it land once (:func:`envs.feedback.land_once`) and rows the log already holds with the same
+        answer are not appended again, reading and appending under one hold of the lock, so a file submitted
+        twice, or by concurrent writers, lands once. Returns the rows appended (conformed to :data:`COLUMNS`).
+
+        Raises:
+            FeedbackError: one served track answered twice differently, within ``rows`` or against the log
+                (nothing is appended), or as :meth:`append`.
+        """
+        if rows.empty:
+            return rows
+        frame = land_once(_conform(rows, self.path, stamp=True), f"{self.path} (rows being written)")[0]
+        frame = frame.reset_index(drop=True)
         with self._lock:
-            fresh = rows
-            if self.path.exists() and not rows.empty:
-                seen = pd.MultiIndex.from_frame(self.read()[list(SERVED)].astype(str))
-                fresh = rows[~pd.MultiIndex.from_frame(rows[list(SERVED)].astype(str)).isin(seen)]
-            self.append(fresh)
-        return fresh.reset_index(drop=True)
+            if self.path.exists():
+                frame = self._not_logged(frame)
+            self._write(frame)
+        return frame.reset_index(drop=True)
+
+    def _not_logged(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The rows of ``frame`` the log does not hold yet (lock held); a :class:`FeedbackError` when it holds
+        one of their served tracks with another answer."""
+        logged = self.read()[[*KEY, *ANSWER]].drop_duplicates()
+        new = frame[[*KEY, *ANSWER]].reset_index(names="row")
+        both = new.merge(logged, on=list(KEY), suffixes=("", "_logged"))
+        same = np.ones(len(both), dtype=bool)
+        for col in ANSWER:
+            same &= (both[col] == both[f"{col}_logged"]).to_numpy()
+        landed = set(both.loc[same, "row"])
+        clash = both.loc[~both["row"].isin(landed)]
+        if len(clash):
+            first = clash.iloc[0]
+            raise FeedbackError(
+                f"{self.path}: already logs another answer to a served track ({describe_key(first)}): "
+                f"percentage_listened {first['percentage_listened_logged']:g}, liked {first['liked_logged']} "
+                f"logged vs {first['percentage_listened']:g}, {first['liked']} now; a served track is answered "
+                "once: give the new answer another session_id (nothing appended)")
+        return frame.loc[~frame.index.isin(list(landed))]
 
     def read(self, known_track_ids: Iterable[str] | None = None) -> pd.DataFrame:
         """Read the whole log as a DataFrame with :data:`COLUMNS`, skipping torn records with a warning.
@@ -153,18 +188,66 @@ class FeedbackStore:
             if locked:
                 self._lock.release()
 
-    def _upgrade_header(self) -> None:
-        """Rewrite a non-empty log whose header is not :data:`COLUMNS` with the full header (lock held)."""
+    def _missing(self) -> FeedbackError:
+        """The error of a log that must exist but does not."""
+        return FeedbackError(f"{self.path}: missing: this run's feedback log (written by its training) was deleted "
+                             "or moved; restore it (appending now would start a new log holding only the new rows)")
+
+    def _write(self, frame: pd.DataFrame) -> None:
+        """Append the conformed ``frame`` (lock held): in place, or with the header upgrade in one rewrite."""
+        if frame.empty:
+            return
+        body = _to_csv(frame)
         try:
             with open(self.path, encoding="utf-8", errors="replace", newline="") as fh:
                 first = fh.readline()
         except FileNotFoundError:
-            return
-        if first and first != _HEADER:  # every record is rewritten: none may be lost to a torn-line skip
-            frame = _parse(self.path.read_text(encoding="utf-8", errors="replace"), self.path, None,
-                           refuse_skipped=True)
+            first = ""
+        if first and first != _HEADER:
+            self._rewrite(body, len(frame))
+        else:
+            self._append_bytes(body, len(frame))
+
+    def _append_bytes(self, body: str, n_rows: int) -> None:
+        """Write ``body`` at the end of the log in one ``os.write`` and fsync; on failure cut the file back
+        to its size before (or remove the file this append created) and raise the error naming the log."""
+        existed = self.path.exists()
+        try:  # a log that must exist is never created here, even if deleted since it was opened
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | (0 if self.must_exist else os.O_CREAT), 0o644)
+        except FileNotFoundError:
+            if self.must_exist:
+                raise self._missing() from None
+            raise
+        try:
+            size = os.fstat(fd).st_size
+            data = (_prefix(fd) + body).encode("utf-8")
+            try:
+                while data:  # one write; a short write (only under signals or a full disk) is completed
+                    data = data[os.write(fd, data):]
+                os.fsync(fd)
+            except OSError as err:
+                os.ftruncate(fd, size)
+                if not existed:
+                    self.path.unlink(missing_ok=True)
+                raise self._unappended(err, n_rows) from None
+        finally:
+            os.close(fd)
+
+    def _rewrite(self, body: str, n_rows: int) -> None:
+        """Rewrite a log whose header is not :data:`COLUMNS` with the full header and ``body`` after its
+        records, by an atomic rename (lock held); every record is kept, none lost to a torn-line skip."""
+        frame = _parse(self.path.read_text(encoding="utf-8", errors="replace"), self.path, None,
+                       refuse_skipped=True)
+        try:
             with atomic_path(self.path) as tmp:
-                tmp.write_text(_HEADER + _to_csv(frame), encoding="utf-8")
+                tmp.write_text(_HEADER + _to_csv(frame) + body, encoding="utf-8")
+        except OSError as err:
+            raise self._unappended(err, n_rows) from None
+
+    def _unappended(self, err: OSError, n_rows: int) -> OSError:
+        """``err`` naming the log and saying that none of the ``n_rows`` rows was appended."""
+        why = err.strerror or os.strerror(err.errno or 0)
+        return OSError(err.errno, f"{why} ({n_rows} row(s) not appended; the log is as it was)", str(self.path))
 
 
 def _prefix(fd: int) -> str:

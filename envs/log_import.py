@@ -6,13 +6,19 @@ Joining: rows whose track is not in the catalog are counted and reported in one 
 :class:`FeedbackError` line. The result is a feedback frame (:mod:`envs.feedback`'s schema) and a
 :class:`LogReport` of what was read.
 
+A submission (:func:`read_submission`: the file given to ``finetune`` or to ``recommend user= feedback=``) is
+read by the same join, its rows landing once (:func:`envs.feedback.land_once`: exact duplicates counted and
+dropped, one key with two answers refused); the command's ``strict`` key makes unknown tracks fatal.
+
 MSSD logs have no user ids: their sessions are pooled as one listener (``user_id`` ``mssd``), the personal
 protocol's single reward table; no likes (``liked`` is 0: the reward is the percentage listened); no candidate
-sets or propensities (off-policy evaluation is then limited to a reward model).
+sets or propensities (off-policy evaluation is then limited to a reward model). Rows with no skip flag true
+are read by ``feedback.skip_map.none`` and counted in the report (fatal with ``feedback.strict=true``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -26,8 +32,10 @@ from envs.feedback import (
     COLUMNS,
     DEFAULT_SKIP_MAP,
     MSSD_COLUMNS,
+    NO_FLAG,
     OPTIONAL,
     import_streaming_sessions,
+    land_once,
     read_feedback,
     read_log_table,
     validate_feedback,
@@ -57,9 +65,11 @@ class FeedbackConfig:
     """native logs: our name -> file column, one entry each given with a +: +feedback.columns.user_id=listener"""
     skip_map: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SKIP_MAP))
     """MSSD skip flags -> percentage_listened, the first true flag in this order wins (an entry changed as
-    feedback.skip_map.skip_3=0.5)"""
+    feedback.skip_map.skip_3=0.5); the reserved entry none (not a column): a row with every flag false, heard past
+    skip_3's threshold but not in full (0.8: between skip_3's 0.6 and not_skipped's 1.0)"""
     strict: bool = False
-    """true: a row whose track is not in the catalog is fatal (else counted, reported and dropped)"""
+    """true: a row whose track is not in the catalog, or an MSSD row with no skip flag true, is fatal (else
+    counted, reported and dropped, or read by skip_map.none)"""
     holdout: float = 0.2
     """share of a user log's sessions kept out of training, for off-policy evaluation of the run's policies"""
 
@@ -77,15 +87,29 @@ class LogReport:
     unknown_examples: list[str]
     has_likes: bool
     has_propensities: bool
+    no_flag_rows: int = 0
+    """MSSD rows with every skip flag false, read as ``no_flag_pct`` (``feedback.skip_map.none``)"""
+    no_flag_pct: float | None = None
+    duplicate_rows: int = 0
+    """a submission's exact duplicate rows, landed once"""
 
     def line(self, path: str | Path) -> str:
         """One line for the run's log."""
         unknown = (f"; {self.unknown_rows} rows whose track is not in the catalog dropped (e.g. "
                    f"{', '.join(map(repr, self.unknown_examples))})" if self.unknown_rows else "")
+        no_flag = (f"; {self.no_flag_rows} rows with no skip flag true read as percentage_listened "
+                   f"{self.no_flag_pct:g} (feedback.skip_map.{NO_FLAG})" if self.no_flag_rows else "")
+        twice = f"; {self.duplicate_rows} exact duplicate rows landed once" if self.duplicate_rows else ""
         likes = "" if self.has_likes else "; no likes: the reward is the percentage listened (like_weight moot)"
         pooled = f"; sessions pooled as one listener ({MSSD_USER!r})" if self.format == "mssd" else ""
         return (f"{path}: {self.format} log, {self.rows_read} rows, {self.sessions} sessions, {self.users} "
-                f"listener(s); {self.rows_joined} rows joined to the catalog{unknown}{likes}{pooled}")
+                f"listener(s); {self.rows_joined} rows joined to the catalog{unknown}{no_flag}{twice}{likes}"
+                f"{pooled}")
+
+    @property
+    def repaired(self) -> bool:
+        """Whether rows were dropped or read by a rule (the line is then worth printing)."""
+        return bool(self.unknown_rows or self.no_flag_rows or self.duplicate_rows)
 
 
 def detect_format(path: Path) -> LogFormat:
@@ -115,23 +139,54 @@ def read_log(cfg: FeedbackConfig, known_track_ids: Sequence[str]) -> tuple[pd.Da
     """The log of ``cfg.path`` as a feedback frame joined to the catalog (``known_track_ids``), and a report.
 
     Raises:
-        FeedbackError: an unreadable file, a missing column, unknown tracks with ``cfg.strict``, or a log that
-            joins no row of the catalog.
+        FeedbackError: an unreadable file, a missing column, unknown tracks or MSSD rows with no skip flag with
+            ``cfg.strict``, or a log that joins no row of the catalog.
     """
     if not cfg.path:
         raise FeedbackError("feedback.path=None: no log to read")
     path = Path(cfg.path)
     fmt = detect_format(path) if cfg.format == LogFormat.auto else LogFormat(cfg.format)
-    if fmt == LogFormat.mssd:
-        log = import_streaming_sessions(path, skip_map=dict(cfg.skip_map)).assign(user_id=MSSD_USER)
-    else:
-        log = _native(path, dict(cfg.columns))
+    if fmt != LogFormat.mssd:
+        return join(_native(path, dict(cfg.columns)), path, fmt, known_track_ids, cfg.strict, "feedback.strict")
+    log, no_flag = import_streaming_sessions(path, skip_map=dict(cfg.skip_map))
+    if no_flag.any() and cfg.strict:
+        raise FeedbackError(f"{path}: {int(no_flag.sum())} rows with no skip flag true (first: row "
+                            f"{int(np.flatnonzero(no_flag)[0]) + 1}) [feedback.strict=true: fatal; else read as "
+                            f"percentage_listened {cfg.skip_map[NO_FLAG]:g}, feedback.skip_map.{NO_FLAG}]")
+    kept, report = join(log.assign(user_id=MSSD_USER), path, fmt, known_track_ids, cfg.strict, "feedback.strict")
+    if not no_flag.any():
+        return kept, report
+    return kept, dataclasses.replace(report, no_flag_rows=int(no_flag.sum()),
+                                     no_flag_pct=float(cfg.skip_map[NO_FLAG]))
+
+
+def read_submission(path: str | Path, known_track_ids: Sequence[str], strict: bool = False,
+                    strict_key: str = "strict") -> tuple[pd.DataFrame, LogReport]:
+    """A submitted feedback file (the project's format) landed once (:func:`envs.feedback.land_once`) and
+    joined to the catalog (:func:`join`): the one rule of ``finetune`` and ``recommend user= feedback=``.
+
+    Raises:
+        FeedbackError: an unreadable or invalid file, one key answered twice differently, unknown tracks with
+            ``strict`` (``strict_key`` names it), or a file that joins no row of the catalog.
+    """
+    src = Path(path)
+    rows, duplicates = land_once(read_feedback(src), str(src))
+    kept, report = join(rows, src, LogFormat.native, known_track_ids, strict, strict_key)
+    return kept, dataclasses.replace(report, rows_read=report.rows_read + duplicates, duplicate_rows=duplicates)
+
+
+def join(log: pd.DataFrame, path: Path, fmt: LogFormat, known_track_ids: Sequence[str], strict: bool,
+         strict_key: str) -> tuple[pd.DataFrame, LogReport]:
+    """The rows of ``log`` whose track is in the catalog, and the report; unknown tracks are counted and
+    dropped, or with ``strict`` a :class:`FeedbackError` naming ``strict_key`` and the first one's row (``log``'s
+    index: its 0-based data row in the file); a log joining no row is one."""
     known = pd.Index([str(t) for t in known_track_ids])
     joined = known.get_indexer(log["track_id"].astype(str)) >= 0
     unknown = log.loc[~joined, "track_id"].astype(str)
-    if unknown.size and cfg.strict:
+    if unknown.size and strict:
         raise FeedbackError(f"{path}: {unknown.size} rows whose track is not in the catalog (e.g. "
-                            f"{unknown.iloc[0]!r}) [feedback.strict=true: fatal]")
+                            f"{unknown.iloc[0]!r}) from row {int(unknown.index[0]) + 1} "
+                            f"[{strict_key}=true: fatal]")
     if not joined.any():
         raise FeedbackError(f"{path}: joins no row of the catalog: its track ids (e.g. {unknown.iloc[0]!r}) are "
                             f"not the catalog's (e.g. {known[0]!r}); is it the log of this catalog?")

@@ -13,10 +13,11 @@ FLAGS = ("skip_1", "skip_2", "skip_3", "not_skipped")
 
 
 def mssd_files(folder: Path, n_tracks: int = 400, n_sessions: int = 60, unknown: int = 0,
-               seed: int = 0) -> tuple[Path, Path]:
+               seed: int = 0, no_flag: int = 0) -> tuple[Path, Path]:
     """``tracks.csv`` (tf_mini schema: the fixture's rows, features jittered, new ids) and ``log.csv`` (log_mini
-    schema: sessions of 5-20 tracks, nested skip flags) in ``folder``; ``unknown`` log rows name tracks that are
-    not in the track file."""
+    schema: sessions of 5-20 tracks, nested skip flags) in ``folder``; ``unknown`` log rows (the first ones) name
+    tracks that are not in the track file; ``no_flag`` rows after them, spread evenly, have every skip flag false
+    (as a few percent of a real log's rows do)."""
     rng = np.random.default_rng(seed)
     base = pd.read_csv(FIXTURE)
     tracks = base.iloc[rng.integers(len(base), size=n_tracks)].reset_index(drop=True)
@@ -39,6 +40,14 @@ def mssd_files(folder: Path, n_tracks: int = 400, n_sessions: int = 60, unknown:
     log = pd.DataFrame(rows)
     for i in range(unknown):
         log.loc[i, "track_id_clean"] = f"t_unknown{i:04d}"
+    if no_flag:
+        log.loc[no_flag_rows(len(log), unknown, no_flag), list(FLAGS)] = "false"
     tracks.to_csv(folder / "tracks.csv", index=False)
     log.to_csv(folder / "log.csv", index=False)
     return folder / "tracks.csv", folder / "log.csv"
+
+
+def no_flag_rows(n_rows: int, unknown: int, no_flag: int) -> np.ndarray:
+    """The 0-based log rows :func:`mssd_files` writes with no skip flag: ``no_flag`` of them, evenly spread
+    after the ``unknown`` first rows."""
+    return np.linspace(unknown, n_rows - 1, no_flag).round().astype(int)

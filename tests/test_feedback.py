@@ -73,7 +73,7 @@ def test_round_trip_gives_the_identical_frame(world, tmp_path: Path, suffix: str
     ([f"u,s,{i},t1,{'0.5' if i % 4 else '-0.1'},0" for i in range(1, 41)],
      r"column percentage_listened, rows 4, 8, 12, 16, 20 \(\+5 more, 10 in all\)"),
     (["u,s,1,t1,0.5,0", "u,s,-1,t2,0.5,0", "u,s,2.5,t2,0.5,0"],
-     r"column position, rows 2, 3: must be an integer >= 0"),
+     r"column position, rows 2, 3: must be an integer in \[0, 2147483647\]"),
     (["u,s,1,t1,0.5,0", "u,s,2,,0.5,0"], r"column track_id, row 2: must not be empty"),
 ])
 def test_bad_values_are_named_with_their_rows(tmp_path: Path, rows: list[str], match: str) -> None:
@@ -158,7 +158,8 @@ def test_random_walk_log_follows_candidates_and_stops_when_the_listener_leaves(w
 
 
 def test_mssd_sample_imports_with_the_documented_mapping(tmp_path: Path) -> None:
-    log = import_streaming_sessions(MSSD_SAMPLE)
+    log, no_flag = import_streaming_sessions(MSSD_SAMPLE)
+    assert not no_flag.any()
     raw = pd.read_csv(MSSD_SAMPLE)
     assert len(log) == len(raw) == 15
     expected = [1.0, 1.0, 0.05, 0.2, 0.6, 1.0, 1.0, 0.05, 0.05, 0.2, 1.0, 1.0, 0.6, 0.2, 1.0]
@@ -170,12 +171,12 @@ def test_mssd_sample_imports_with_the_documented_mapping(tmp_path: Path) -> None
     assert list(log.columns) == list(COLUMNS)
 
     reordered = {"skip_2": 0.1, "not_skipped": 1.0, "skip_3": 0.7}
-    custom = import_streaming_sessions(MSSD_SAMPLE, skip_map=reordered)
+    custom, _ = import_streaming_sessions(MSSD_SAMPLE, skip_map=reordered)
     assert custom["percentage_listened"].tolist()[:6] == [1.0, 1.0, 0.1, 0.1, 0.7, 1.0]
 
     text = MSSD_SAMPLE.read_text(encoding="utf-8")
     ones = _csv(tmp_path, text.replace(",true", ",1").replace(",false", ",0"), "ones.csv")
-    pd.testing.assert_frame_equal(import_streaming_sessions(ones), log)
+    pd.testing.assert_frame_equal(import_streaming_sessions(ones)[0], log)
 
 
 def test_mssd_errors(tmp_path: Path) -> None:
@@ -187,8 +188,10 @@ def test_mssd_errors(tmp_path: Path) -> None:
         import_streaming_sessions(bad)
     no_flag = lines[1].replace(flags, "false,false,false,false")
     none = _csv(tmp_path, "\n".join([lines[0], no_flag]), "none.csv")
-    with pytest.raises(FeedbackError, match=r"none\.csv: column skip_1/skip_2/skip_3/not_skipped, row 1: at"):
-        import_streaming_sessions(none)
+    flags_only = {flag: value for flag, value in DEFAULT_SKIP_MAP.items() if flag != "none"}
+    with pytest.raises(FeedbackError, match=r"none\.csv: column skip_1/skip_2/skip_3/not_skipped, row 1: at.*"
+                                            r"skip_map\.none"):
+        import_streaming_sessions(none, skip_map=flags_only)
     cut = _csv(tmp_path, "session_id,session_position,skip_1\nx,1,true\n", "cut.csv")
     with pytest.raises(FeedbackError, match=r"cut\.csv: missing MSSD column\(s\) track_id_clean, skip_2"):
         import_streaming_sessions(cut)

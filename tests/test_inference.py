@@ -217,7 +217,7 @@ def test_cold_start_with_a_simulated_listener(run_dir, capsys):
 def test_cold_start_answered_on_stdin(run_dir):
     """A person's answers piped in: an invalid answer is asked again, q stops early."""
     n_logged = len(FeedbackStore(run_dir / "feedback.csv").read())
-    answers = "80\ny\nabc\n0.3\nmaybe\nn\nq\n"
+    answers = "80%\ny\nabc\n0.3\nmaybe\nn\nq\n"
     cmd = [sys.executable, str(ROOT / "scripts" / "recommend.py"), f"run_dir={run_dir}", "cold_start=true",
            "user_id=tester", "length=5", "format=json", "finetune_timesteps=256"]
     proc = subprocess.run(cmd, cwd=ROOT, input=answers, capture_output=True, text=True, timeout=120)

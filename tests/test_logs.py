@@ -27,7 +27,7 @@ def error_line(proc) -> str:
 @pytest.fixture(scope="module")
 def mssd_run(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("mssd")
-    tracks, log = mssd_files(folder, unknown=5)
+    tracks, log = mssd_files(folder, unknown=5, no_flag=6)  # as a real log: a few rows with no skip flag
     out = folder / "run"
     proc = train(out, "data=csv", f"data.path={tracks}", f"feedback.path={log}", *SMALL)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -49,6 +49,8 @@ def test_an_mssd_log_trains_the_main_job(mssd_run):
     assert "not the log's listeners" in metrics["scored_by"]
     info = json.loads((mssd_run / "run_info.json").read_text())["feedback_log"]
     assert info["format"] == "mssd" and info["unknown_rows"] == 5 and info["rows_holdout"] > 0
+    assert info["no_flag_rows"] == 6 and "6 rows with no skip flag true read as percentage_listened 0.8" in text
+    assert info["rows_joined"] == info["rows_read"] - 5 == info["rows_train"] + info["rows_holdout"]
 
 
 def test_unknown_tracks_are_fatal_only_when_strict_and_a_log_that_joins_nothing_is_one_line(tmp_path):
