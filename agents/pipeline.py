@@ -1,7 +1,7 @@
 """The main job: catalog → normalised features → VAE latents → world → PPO (or SAC, TD3) → evaluation → run
 folder.
 
-Every artifact of a run folder (README "What a run writes") is written into it, each atomically. With
+Every artifact of a run folder (docs/guides/run-folders.md) is written into it, each atomically. With
 ``resume=true`` on a run folder that already holds a world, a VAE and checkpoints, the first stages are
 loaded instead of rebuilt and the algorithm continues from its newest checkpoint to ``<algo>.total_timesteps``
 (SAC and TD3 with an empty replay buffer: checkpoints hold none). Temporary
@@ -14,9 +14,9 @@ import dataclasses
 import io
 import json
 import logging
-import pickle
 import re
 import signal
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from agents.adaptive import Learnt
 from agents.algos import build_offpolicy_model, model_policy, restart_replay
 from agents.baselines import baseline_policies
 from agents.callbacks import CheckpointCallback, FeedbackStatsCallback, PeriodicEvalCallback, time_to_quality
-from agents.config import TrainConfig, algo_budget
+from agents.config import TrainConfig
 from agents.evaluate import (
     eval_listeners,
     evaluate_policies,
@@ -44,12 +44,21 @@ from agents.evaluate import (
     summarise,
     train_listeners,
 )
-from agents.models import CHECKPOINT_RE, check_fits, latest_checkpoint, load_model, model_path, save_model_atomic
+from agents.models import (
+    CHECKPOINT_RE,
+    check_fits,
+    latest_checkpoint,
+    load_encoder,
+    load_model,
+    model_path,
+    save_model_atomic,
+)
 from agents.new_listener import evaluate_new_listener
 from agents.offpolicy import check_estimators, estimate_log, estimate_log_file
 from agents.planner import planner_policy
 from agents.policies import sampling_policy
 from agents.ppo import build_model, make_vec_env
+from agents.report import results_markdown, swept_overrides
 from agents.run_folder import claim
 from agents.run_info import RunInfo
 from agents.seeding import derive_seed
@@ -86,17 +95,31 @@ def listener_seed(cfg: TrainConfig) -> int:
     return cfg.listeners.seed if cfg.listeners.seed is not None else derive_seed(cfg.seed, "listeners")
 
 
-def hparams(cfg: TrainConfig) -> dict[str, Any]:
-    """The flat HParams key set, identical in every run so a sweep lines up in TensorBoard."""
+def hparam_keys(cfg: TrainConfig) -> dict[str, str]:
+    """Each HParams name and the config key it shows: the same names in every run, so a sweep lines up in
+    TensorBoard (``listener_seed`` shows the seed derived from the run seed where ``listeners.seed`` is unset)."""
     return {
-        "latent_dim": cfg.vae.latent_dim, "like_weight": cfg.reward.like_weight, "decay": cfg.reward.decay,
-        "observation": cfg.env.observation, "reward_source": cfg.env.reward_source,
-        "n_clusters": cfg.reward.n_clusters, "seed": cfg.seed, "total_timesteps": algo_budget(cfg),
-        "policy": cfg.ppo.policy, "protocol": cfg.eval.protocol, "listener_seed": listener_seed(cfg),
-        "data_source": cfg.data.source, "n_tracks": cfg.data.n_tracks, "ent_coef": cfg.ppo.ent_coef,
-        "learning_rate": cfg.ppo.learning_rate, "lr_schedule": cfg.ppo.lr_schedule, "gamma": cfg.ppo.gamma,
-        "action": cfg.env.action, "algo": cfg.algo,
+        "latent_dim": "vae.latent_dim", "like_weight": "reward.like_weight", "decay": "reward.decay",
+        "observation": "env.observation", "reward_source": "env.reward_source", "n_clusters": "reward.n_clusters",
+        "seed": "seed", "total_timesteps": f"{cfg.algo}.total_timesteps", "policy": "ppo.policy",
+        "protocol": "eval.protocol", "listener_seed": "listeners.seed", "data_source": "data.source",
+        "n_tracks": "data.n_tracks", "ent_coef": "ppo.ent_coef", "learning_rate": "ppo.learning_rate",
+        "lr_schedule": "ppo.lr_schedule", "gamma": "ppo.gamma", "action": "env.action", "algo": "algo",
     }
+
+
+def hparams(cfg: TrainConfig, swept: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The HParams entry: the values of :func:`hparam_keys`, and every swept key (``swept``, key → value as typed)
+    that has no name there under its own key (its config value, or the text typed for a config group such as
+    ``experiment``)."""
+    keys = hparam_keys(cfg)
+    config = OmegaConf.create(OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True))
+    values = {name: OmegaConf.select(config, key) for name, key in keys.items()}
+    values["listener_seed"] = listener_seed(cfg)
+    shown = set(keys.values())
+    values.update({key: OmegaConf.select(config, key, default=text) for key, text in (swept or {}).items()
+                   if key not in shown})
+    return values
 
 
 def load_features(cfg: TrainConfig, info: RunInfo) -> tuple[Catalog, Normaliser, np.ndarray]:
@@ -167,17 +190,6 @@ def check_catalog_size(cfg: TrainConfig, n_tracks: int) -> None:
     if cfg.reward.n_clusters > n_tracks:
         raise ConfigError(f"reward.n_clusters={cfg.reward.n_clusters}: must be <= the catalog size "
                           f"({n_tracks} tracks)")
-
-
-def load_encoder(path: Path) -> LatentEncoder:
-    """A run's ``vae.pt`` through ``torch.load(weights_only=True)`` (tensors and plain data only, no code)."""
-    if not path.is_file():
-        raise RunFolderError(f"{path}: missing")
-    try:
-        return LatentEncoder.from_checkpoint(torch.load(path, map_location="cpu", weights_only=True))
-    except (pickle.UnpicklingError, RuntimeError, ValueError, TypeError, KeyError, EOFError, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise RunFolderError(f"{path}: not a music-rl VAE checkpoint ({first[:200]})") from None
 
 
 def build_run_world(cfg: TrainConfig, run_dir: Path, logger: Logger, info: RunInfo) -> World:
@@ -294,26 +306,21 @@ def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
     write_json_atomic(run_dir / "metrics.json", metrics)
 
 
-def log_results(cfg: TrainConfig, logger: Logger, metrics: dict[str, Any], step: int) -> None:
-    """Final metrics, the baseline comparison figure and the HParams entry."""
-    values: dict[str, Any] = {f"final/{policy}/{key}": result[key] for policy, result in metrics["policies"].items()
-                              for key in ("mean_reward", "like_rate", "mean_pct_listened", "skip_rate", "coverage",
-                                          "diversity")}
-    for policy, entry in metrics.get("ope", {}).get("policies", {}).items():
-        values.update({f"ope/{policy}/{key}": _tb_number(value["value"] if isinstance(value, dict) else value)
-                       for key, value in entry.items() if key != "no_overlap"})
-    values.update({f"ope/rank_correlation/{key}": _tb_number(rho)
-                   for key, rho in metrics.get("ope", {}).get("rank_correlation", {}).items()})
-    values["final/normalized_score"] = _tb_number(metrics["normalized_score"])
-    values["final/normalized_score_planner"] = _tb_number(metrics.get("normalized_score_planner"))
-    values["final/policies"] = policies_figure(metrics["policies"], learnt=learnt_name(metrics))
-    log_values(logger, values, step)
+def log_results(cfg: TrainConfig, run_dir: Path, logger: Logger, metrics: dict[str, Any], step: int) -> None:
+    """The final evaluation for TensorBoard: the headline scores (``hparams/*`` scalars, the HParams entry's
+    metrics, the run's swept keys first; ``ppo_*`` the learnt policy's whatever its algo, as in ``music-rl
+    compare``), the baselines' comparison figure (``policies/final``) and every policy's figures in one Markdown
+    table (``policies/table``, text). Named so that TensorBoard's Time Series opens (its first two groups) on the
+    learning curves (``eval/*``) and the headline scores."""
+    log_values(logger, {"policies/final": policies_figure(metrics["policies"], learnt=learnt_name(metrics)),
+                        "policies/table": results_markdown(metrics)}, step)
     learnt = metrics["policies"][learnt_name(metrics)]
-    log_hparams(logger, hparams(cfg), {"hparams/normalized_score": _tb_number(metrics["normalized_score"]),
-                                       "hparams/normalized_score_planner":
-                                           _tb_number(metrics.get("normalized_score_planner")),
-                                       "hparams/mean_reward": learnt["mean_reward"],
-                                       "hparams/like_rate": learnt["like_rate"]}, step)
+    headline = {"hparams/normalized_score": _tb_number(metrics["normalized_score"]),
+                "hparams/normalized_score_planner": _tb_number(metrics.get("normalized_score_planner")),
+                "hparams/ppo_mean_reward": learnt["mean_reward"], "hparams/ppo_like_rate": learnt["like_rate"]}
+    swept = swept_overrides(run_dir)
+    names = {key: name for name, key in hparam_keys(cfg).items()}
+    log_hparams(logger, hparams(cfg, swept), headline, step, differ=[names.get(key, key) for key in swept])
 
 
 def learnt_name(metrics: dict[str, Any]) -> str:
@@ -387,7 +394,7 @@ def _run(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
                 metrics["ope"] = check_estimators(world, cfg.env, model.policy, cfg.eval, truth,
                                                   derive_seed(cfg.seed, "ope"), run_dir / "exploration.csv")
         write_metrics(run_dir, metrics)
-        log_results(cfg, logger, metrics, model.num_timesteps)
+        log_results(cfg, run_dir, logger, metrics, model.num_timesteps)
         info.data["normalized_score"] = metrics["normalized_score"]
         info.write(run_dir / "run_info.json")
         return metrics

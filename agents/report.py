@@ -95,6 +95,24 @@ def ope_table(ope: Mapping[str, Any]) -> str:
     return "\n".join(line for line in lines if line)
 
 
+def results_markdown(metrics: Mapping[str, Any]) -> str:
+    """A run's final evaluation in one Markdown text: every policy's figures (:func:`metrics_table`) and, where
+    measured, the off-policy estimates (:func:`ope_table`) with each estimator's rank correlation to the truth."""
+    parts = [metrics_table(metrics)]
+    ope = metrics.get("ope")
+    if ope:
+        parts.append(ope_table(ope))
+        if ope.get("rank_correlation"):
+            parts.append("rank correlation of the estimates with the truth: " + ", ".join(
+                f"{name} {_number(rho)}" for name, rho in ope["rank_correlation"].items()))
+    return "\n\n".join(parts)
+
+
+def _number(value: float | None) -> str:
+    """A figure as printed: three decimals, or a dash where undefined."""
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+
 def _shown(metrics: Mapping[str, Any], key: str) -> str:
     """A score as printed: three decimals, or why it is undefined."""
     value = metrics.get(key)
@@ -114,11 +132,43 @@ def job_overrides(job_dir: Path) -> dict[str, str]:
         raise ValueError(f"{path.name}: missing or unreadable ({type(err).__name__})") from None
     if not isinstance(items, list | None):
         raise ValueError(f"{path.name}: not a list of overrides")
+    return _by_key(items or [])
+
+
+def _by_key(items: list[Any]) -> dict[str, str]:
+    """Overrides (``key=value``, ``+group=choice``, ``~key``) as key → value as typed."""
     out = {}
-    for item in items or []:
+    for item in items:
         key, _, value = str(item).partition("=")
         out[key.lstrip("+~")] = value
     return out
+
+
+def swept_overrides(job_dir: Path) -> dict[str, str]:
+    """The overrides in which a run or sweep job differs from the runs it is compared with, key → value as typed,
+    in the command line's order: a sweep job's swept keys (those whose value is not its sweep's text in
+    ``multirun.yaml``: ``seed=0`` of ``seed=0,1``, or a key the sweeper chose), a single run's whole command line;
+    :data:`HOW_KEYS` aside. Empty for a folder that Hydra did not start (no readable ``.hydra/overrides.yaml``)."""
+    try:
+        job = job_overrides(job_dir)
+    except ValueError:
+        return {}
+    sweep = _sweep_overrides(job_dir)
+    return {key: value for key, value in job.items() if key not in HOW_KEYS and sweep.get(key) != value}
+
+
+def _sweep_overrides(job_dir: Path) -> dict[str, str]:
+    """The overrides as typed of the sweep a job belongs to (``hydra.overrides.task`` of the nearest
+    ``multirun.yaml`` above it); empty for a single run or where they cannot be read."""
+    try:
+        hydra = yaml.safe_load((job_dir / ".hydra" / "hydra.yaml").read_text(encoding="utf-8"))["hydra"]
+        if hydra["mode"] != "MULTIRUN":
+            return {}
+        saved = next(folder / "multirun.yaml" for folder in job_dir.resolve().parents
+                     if (folder / "multirun.yaml").is_file())
+        return _by_key(yaml.safe_load(saved.read_text(encoding="utf-8"))["hydra"]["overrides"]["task"] or [])
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError, StopIteration):
+        return {}
 
 
 def _job_row(job: Path) -> dict[str, Any]:

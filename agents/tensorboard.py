@@ -8,7 +8,7 @@ run (or sweep job), and the HParams tab lines up the swept values with the final
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from stable_baselines3.common.logger import Figure, HParam, Logger, configure  # noqa: E402
+from stable_baselines3.common.logger import Figure, Logger, TensorBoardOutputFormat, configure  # noqa: E402
+from tensorboard.compat.proto.summary_pb2 import Summary  # noqa: E402
+from tensorboard.plugins.hparams.api_pb2 import Experiment  # noqa: E402
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData  # noqa: E402
+from torch.utils.tensorboard.summary import hparams as torch_hparams  # noqa: E402
 
 
 def open_logger(folder: Path) -> Logger:
@@ -32,11 +36,37 @@ def log_values(logger: Logger, values: Mapping[str, Any], step: int) -> None:
     logger.dump(step)
 
 
-def log_hparams(logger: Logger, hparams: Mapping[str, Any], metrics: Mapping[str, float], step: int) -> None:
-    """The HParams entry, in the run's own folder, and its metrics as scalars (the tab reads both)."""
+def log_hparams(logger: Logger, hparams: Mapping[str, Any], metrics: Mapping[str, float], step: int,
+                differ: Collection[str] = ()) -> None:
+    """The HParams entry, in the run's own folder, and its metrics as scalars (the tab reads both).
+
+    TensorBoard's HParams table shows the first five hparams of the experiment it reads (sorted: those marked as
+    differing first, then by name) and its first five metrics: the experiment written here marks the hparams in
+    ``differ`` (a sweep's swept keys) as differing and lists ``metrics`` in the order given, each named by its
+    tag without the group (``hparams/normalized_score`` is shown as ``normalized_score``).
+    """
     clean = {k: (v if isinstance(v, int | float | str | bool) else str(v)) for k, v in hparams.items()}
-    logger.record("hparams", HParam(clean, dict(metrics)))
+    experiment, start, end = torch_hparams(clean, dict(metrics))
+    writer = next(out.writer.file_writer for out in logger.output_formats if isinstance(out, TensorBoardOutputFormat))
+    for summary in (_mark_differing(experiment, differ), start, end):
+        writer.add_summary(summary)
     log_values(logger, metrics, step)
+
+
+def _mark_differing(experiment: Summary, differ: Collection[str]) -> Summary:
+    """The experiment summary of :func:`torch.utils.tensorboard.summary.hparams` with the hparams in ``differ``
+    first and marked as differing, and its metrics named without their group."""
+    content = experiment.value[0].metadata.plugin_data
+    data = HParamsPluginData.FromString(content.content)
+    infos = sorted(data.experiment.hparam_infos, key=lambda info: info.name not in differ)
+    metrics = list(data.experiment.metric_infos)
+    for info in infos:
+        info.differs = info.name in differ
+    for metric in metrics:
+        metric.display_name = metric.name.tag.rsplit("/", 1)[-1]
+    data.experiment.CopyFrom(Experiment(hparam_infos=infos, metric_infos=metrics))
+    content.content = data.SerializeToString()
+    return experiment
 
 
 def latent_figure(latents: np.ndarray, labels: np.ndarray | None, title: str) -> plt.Figure:
@@ -61,16 +91,26 @@ def latent_figure(latents: np.ndarray, labels: np.ndarray | None, title: str) ->
     return fig
 
 
-def policies_figure(policies: Mapping[str, Mapping[str, float]], key: str = "mean_reward",
+def policies_figure(policies: Mapping[str, Mapping[str, float]],
+                    keys: tuple[str, ...] = ("mean_reward", "like_rate", "skip_rate"),
                     learnt: str = "ppo") -> plt.Figure:
-    """Bar chart of ``key`` per policy with its 95% interval, the learnt policy (``policies.<algo>``) in colour."""
+    """One panel per figure in ``keys``: a horizontal bar per policy (its name on the left, so names never overlap)
+    with its 95% interval, the learnt policy (``policies.<algo>``) in colour."""
     names = list(policies)
-    values = [policies[n][key] for n in names]
-    errs = [policies[n].get(f"{key}_ci95", 0.0) for n in names]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.bar(names, values, yerr=errs, capsize=4, color=["C0" if n == learnt else "C7" for n in names])
-    ax.set_ylabel(key.replace("_", " "))
-    ax.set_title(f"{learnt.upper()} against the baselines ({key}, 95% CI)")
+    keys = tuple(key for key in keys if all(key in policies[n] for n in names))
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.4 * len(keys) + 1.2, 0.42 * len(names) + 1.4), sharey=True,
+                             squeeze=False)
+    y = np.arange(len(names))
+    for ax, key in zip(axes[0], keys, strict=True):
+        errs = np.nan_to_num(np.array([policies[n].get(f"{key}_ci95") for n in names], dtype=float))
+        ax.barh(y, [policies[n][key] for n in names], xerr=errs, capsize=3,
+                color=["C0" if n == learnt else "C7" for n in names])
+        ax.set_title(key.replace("_", " "), fontsize=10)
+        ax.axvline(0.0, color="k", lw=0.6)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].set_yticks(y, names)
+    axes[0][0].invert_yaxis()
+    fig.suptitle(f"{learnt.upper()} against the baselines (final evaluation, 95% CI)", fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -79,7 +119,7 @@ def budget_figure(new_listener: Mapping[str, Any]) -> plt.Figure:
     """``metrics.json["new_listener"]``: normalized score against the listener's answers, one line per method with
     its 95% bootstrap interval; the probe round (a string budget) as a separate point at the right."""
     budgets = list(new_listener["budgets"])
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
     for i, (name, entry) in enumerate(sorted(new_listener["policies"].items())):
         xs = np.arange(len(budgets), dtype=float) + (i - 3) * 0.04  # a small dodge keeps the intervals apart
         ys = np.array([np.nan if v is None else v for v in entry["normalized_score"]], dtype=float)
@@ -91,10 +131,10 @@ def budget_figure(new_listener: Mapping[str, Any]) -> plt.Figure:
         ax.errorbar(xs, ys, yerr=[ys - lo, hi - ys], fmt="none", capsize=3, **style)
         ax.plot(xs[~numeric], ys[~numeric], marker="s", ls="none", color=f"C{i}")
     ax.set_xticks(np.arange(len(budgets)), [str(b) for b in budgets])
-    ax.set_xlabel("the listener's answers before evaluation (B; probe80: the probe round)")
+    ax.set_xlabel("the listener's answers before evaluation (B; probeN: the probe round, N answers)")
     ax.set_ylabel("normalized score (0 random, 1 oracle)")
     ax.set_title(f"A new listener: {new_listener['n_listeners']} held-out listeners, 95% bootstrap CI")
     ax.axhline(0.0, color="grey", lw=0.5)
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes: never over a line
     fig.tight_layout()
     return fig
