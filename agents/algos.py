@@ -14,7 +14,7 @@ what PPO spends per environment step (its 10 epochs over each rollout included),
 25 and 13 times the default PPO run. The defaults here take one gradient step every ``train_freq`` steps of the
 8 sessions: SAC every 8 (one per 64 transitions), TD3 every 4 (one per 32), so that a run of the same
 ``total_timesteps`` costs about what PPO cost with the first version's update (+experiment=defaults_v1: 10
-epochs of minibatches of 256), about three times today's default PPO per step (README, "Training budget").
+epochs of minibatches of 256), about three times today's default PPO per step (docs/results/time-to-quality.md).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Logged scalars (TensorBoard, next to SB3's own ``rollout/``, ``train/`` and ``ti
 - ``rollout/like_rate``, ``rollout/mean_pct_listened``, ``rollout/skip_rate`` (pct < 0.5): the listener's
   answers to the tracks the learner chose while collecting the last rollout (an off-policy algorithm's rollout:
   its ``train_freq`` steps between updates); the listener's true expected rewards are not computed during
-  training (about 5-12 % of PPO's time, BENCHMARKS.md; evaluation computes them);
+  training (about 5-12 % of PPO's time, docs/benchmarks.md; evaluation computes them);
 - ``eval/mean_reward``, ``eval/like_rate``, ``eval/mean_expected_reward``, ``eval/normalized_score``:
   the deterministic learnt policy on fresh sessions of the evaluation listeners, scored against random and
   oracle figures measured once on the same sessions.

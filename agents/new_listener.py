@@ -1,5 +1,5 @@
 """The ``new_listener`` protocol: how well a method serves a listener it has never met, against how much the
-listener has answered (README "A new listener").
+listener has answered (docs/results/new-listener.md).
 
 For each held-out listener and each budget B of ``new_listener.budgets``: the first B answers of one log of
 uniformly random choices among the k candidates in sessions from random start tracks (the budgets are nested
@@ -51,7 +51,7 @@ COMPARED = (("ppo", "affinity"), ("ppo", "linucb"), ("ppo", "greedy"), ("linucb"
 
 @dataclass
 class NewListenerConfig:
-    """The ``new_listener`` protocol (config group ``new_listener``; README "A new listener")."""
+    """The ``new_listener`` protocol (config group ``new_listener``; docs/results/new-listener.md)."""
 
     enabled: bool = False
     """after training, evaluate every method on held-out listeners against their log size

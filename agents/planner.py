@@ -2,7 +2,7 @@
 
 For each of the ``width`` candidates of highest expected reward (every candidate when ``env.k <= width``),
 ``samples`` rollouts of ``horizon`` steps are simulated on forks of the listener's session
-(:meth:`envs.listeners.ListenerSession.fork`) and of the session's played set: the first step plays the
+(:meth:`envs.listeners.Session.fork`) and of the session's played set: the first step plays the
 candidate, the next ones the best by the listener's expected reward among the ``width`` nearest unplayed
 tracks (the myopic oracle over the first ``width`` candidates); the value of a rollout is the discounted sum of
 the listener's exact expected rewards along it (the state moves with drawn answers: drift, boredom, skips and

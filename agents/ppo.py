@@ -67,8 +67,8 @@ class PPOConfig:
     """Every PPO hyperparameter (config group ``ppo``).
 
     The defaults reach v1's quality (``+experiment=defaults_v1``) in about a third of its PPO time: fewer
-    epochs over larger minibatches at a higher learning rate, 16 sessions per rollout (BENCHMARKS.md, time to
-    quality)."""
+    epochs over larger minibatches at a higher learning rate, 16 sessions per rollout
+    (docs/results/time-to-quality.md)."""
 
     policy: PolicyName = PolicyName.candidate_scorer
     """candidate_scorer: one shared network scores every candidate (permutation-equivariant); with

@@ -117,7 +117,7 @@ class EnvConfig:
     observation: Observation = Observation.candidates
     """seed: z_current | candidates: + the k candidates' latents (and features) | history: + recent
     [z, reward] rows | listener: + the listener's r_hat, its evidence and r_fit per track, and recent [z, x, pct, liked]
-    rows (README "A new listener")"""
+    rows (docs/results/new-listener.md)"""
     reward_source: RewardSource = RewardSource.propagated
     """propagated: the world's reward table r_hat, learnt from a feedback log (offline: the design's flow) |
     simulator: the simulated listener answers (online)"""
@@ -322,7 +322,7 @@ class MusicRecEnv(gym.Env):
             otherwise each reset draws one of these listeners (``population`` protocol).
 
     Attributes used by baseline policies and evaluation: ``world``, ``cfg``, ``session`` (the
-    :class:`envs.listeners.ListenerSession` of the episode), ``listener`` (its id), ``track`` (the
+    :class:`envs.listeners.Session` of the episode), ``listener`` (its id), ``track`` (the
     current track), ``current_candidates`` ((k,) track indices, nearest first), ``reward_scale``,
     :meth:`candidate_expected_rewards`, :meth:`candidate_action` and :meth:`expected_reward_of`.
     """

@@ -23,7 +23,7 @@ from envs.candidates import CandidateIndex, build_neighbour_table
 from envs.catalog import FEATURES, Normaliser, synthetic_catalog
 from envs.errors import ConfigError, RunFolderError
 from envs.feedback import probe_log
-from envs.listeners import ListenerConfig, ListenerPopulation
+from envs.listeners import ListenerConfig, Population, make_population
 from envs.music_env import EnvConfig
 from envs.rewards import RewardConfig, fit_clusters, propagate, reward, select_probes
 
@@ -61,7 +61,7 @@ class World:
     centroids: np.ndarray
     reward_table: np.ndarray
     meta: dict[str, Any]
-    _population: ListenerPopulation | None = field(default=None, init=False, repr=False)
+    _population: Population | None = field(default=None, init=False, repr=False)
     _track_ids: list[str] | None = field(default=None, init=False, repr=False)
     _indexes: dict[tuple[int, int], CandidateIndex] = field(default_factory=dict, init=False, repr=False)
 
@@ -74,8 +74,9 @@ class World:
         for name in ARRAYS:
             setattr(self, name, np.ascontiguousarray(getattr(self, name), dtype=_DTYPES[name]))
 
-    def listeners(self) -> ListenerPopulation:
-        """The simulated listener population, rebuilt from features and ``meta`` (deterministic, cached)."""
+    def listeners(self) -> Population:
+        """The simulated listener population (``listeners.model``), rebuilt from features and ``meta``
+        (deterministic, cached)."""
         if self._population is None:
             self._population = _sample_population(self.features, self.meta["listener_config"],
                                                   self.meta["listeners_seed"])
@@ -210,9 +211,9 @@ def _read_meta(path: Path) -> dict[str, Any]:
 
 
 def _sample_population(features: np.ndarray, listener_config: dict[str, Any],
-                       seed: int) -> ListenerPopulation:
+                       seed: int) -> Population:
     """The listener population of a world: a pure function of the features, the config and the seed."""
-    return ListenerPopulation.sample(features, ListenerConfig(**listener_config), np.random.default_rng(seed))
+    return make_population(features, ListenerConfig(**listener_config), np.random.default_rng(seed))
 
 
 def _derived_seed(seed: int, stream: int) -> int:

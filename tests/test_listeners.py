@@ -1,5 +1,6 @@
-"""Tests of the simulated listeners: determinism, ranges, exact expectations against Monte-Carlo, session
-dynamics (boredom, repeats, drift, leaving), the population split and the calibration figures."""
+"""Tests of the simulated listeners: the interface and the factory, determinism, ranges, exact expectations
+against Monte-Carlo, the response maths' scalar and vectorised paths, forks, session dynamics (boredom,
+repeats, drift, leaving), the population split and the calibration figures."""
 
 from __future__ import annotations
 
@@ -10,7 +11,20 @@ import pytest
 
 from envs.catalog import Normaliser, synthetic_catalog
 from envs.errors import ConfigError
-from envs.listeners import ListenerConfig, ListenerPopulation, calibration_report, response_moments
+from envs.listeners import (
+    ListenerConfig,
+    ListenerPopulation,
+    ListenerSession,
+    ParametricPopulation,
+    ParametricSession,
+    Population,
+    Session,
+    calibration_report,
+    make_population,
+    response_moments,
+)
+from envs.listeners.response import ResponseParams, answer_probabilities, exp_array, exp_scalar, moments, reward_of
+from tests.conftest import run_cli
 
 N_TRACKS = 1500
 
@@ -40,9 +54,32 @@ def test_default_config_is_valid_and_bad_values_name_the_key() -> None:
     ListenerConfig().validate()
     for key, value in [("population", 0), ("held_out_fraction", 1.0), ("taste_width", 0.0), ("patience", 0),
                        ("taste_scaling", "zscore"), ("early_skip_max", 1.0), ("like_scale", 1.5),
-                       ("partial_mean_high", 0.1), ("drift", -0.1)]:
+                       ("partial_mean_high", 0.1), ("drift", -0.1), ("model", "bogus")]:
         with pytest.raises(ConfigError, match=rf"^listeners\.{key}={value!r}: must"):
             dataclasses.replace(ListenerConfig(), **{key: value}).validate()
+
+
+def test_the_parametric_listener_implements_the_interface(X: np.ndarray, pop: ListenerPopulation) -> None:
+    assert Population.__abstractmethods__ == {"session", "expected_reward_all"}
+    assert Session.__abstractmethods__ == {"respond", "expected", "expected_reward", "fork"}
+    assert ListenerPopulation is ParametricPopulation and ListenerSession is ParametricSession  # importers' names
+    session = pop.session(0, np.random.default_rng(0))
+    assert isinstance(pop, Population) and isinstance(session, Session)
+    assert isinstance(session.fork(np.random.default_rng(1)), Session)
+    made = make_population(X, ListenerConfig(population=10), np.random.default_rng(0))
+    assert type(made) is ParametricPopulation  # listeners.model=parametric, the default, drawn as before
+    np.testing.assert_array_equal(made.centres, pop.centres)
+    np.testing.assert_array_equal(made.mixture, pop.mixture)
+    assert make_population(X, ListenerConfig(population=10), np.random.default_rng(0), n=3).n == 3
+    with pytest.raises(ConfigError, match=r"^listeners\.model='learnt': must be one of parametric$"):
+        make_population(X, ListenerConfig(model="learnt"), np.random.default_rng(0))
+
+
+def test_an_unknown_listener_model_is_refused_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("train", "--cfg", "job", "listeners.model=bogus") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: listeners.model") and "bogus" in err[0]
+    assert "parametric" in err[0]  # the choices
 
 
 def test_population_is_determined_by_features_config_and_seed(X: np.ndarray, pop: ListenerPopulation) -> None:
@@ -130,6 +167,75 @@ def test_expected_values_match_monte_carlo(X: np.ndarray, drift: float) -> None:
             e_pct, p_like = session.expected(np.array([track]))
             assert abs(pct.mean() - e_pct[0]) < 4.5 * pct.std() / np.sqrt(pct.size)
             assert abs(liked.mean() - p_like[0]) < 4.5 * max(liked.std(), 1e-3) / np.sqrt(liked.size)
+
+
+def test_respond_draws_what_expected_predicts_in_the_current_state(X: np.ndarray) -> None:
+    """Many forks of one session (the same state: boredom, a repeat, drift so far) answer a track; their mean
+    answer is the session's ``expected`` and ``expected_reward``, and not the fresh session's (a repeat)."""
+    pop = ListenerPopulation.sample(X, ListenerConfig(population=4, patience=100), np.random.default_rng(6))
+    order = np.argsort(pop.affinity(1))
+    liked, typical = int(order[-1]), int(order[N_TRACKS // 2])
+    session = pop.session(1, np.random.default_rng(0))
+    for t in (liked, int(order[-2]), typical):
+        session.respond(t)
+    n = 6000
+    for track in (liked, int(order[-5])):  # a repeat and a well-liked track not yet played
+        e_pct, p_like = session.expected(np.array([track]))
+        predicted = session.expected_reward(np.array([track]), 10.0, 2.0, 0.3)[0]
+        answers = np.array([session.fork(np.random.default_rng([track, i])).respond(track) for i in range(n)])
+        pct, like = answers[:, 0], answers[:, 1]
+        reward = pct + 10.0 * like - 2.0 * (pct < 0.3)
+        se = reward.std() / np.sqrt(n)
+        assert abs(pct.mean() - e_pct[0]) < 4.5 * pct.std() / np.sqrt(n)
+        assert abs(like.mean() - p_like[0]) < 4.5 * max(like.std(), 1e-3) / np.sqrt(n)
+        assert abs(reward.mean() - predicted) < 4.5 * se
+        fresh = pop.expected_reward_all(1, 10.0, 2.0, 0.3)[track]
+        if track == liked:  # the tolerance can fail: the fresh state's expectation is far outside it
+            assert abs(reward.mean() - fresh) > 10 * se
+    assert session.n_played == 3  # the forks moved nothing
+
+
+def test_fork_leaves_the_session_and_its_random_stream_alone(X: np.ndarray) -> None:
+    pop = ListenerPopulation.sample(X, ListenerConfig(population=5, patience=100), np.random.default_rng(2))
+    a, b = pop.session(4, np.random.default_rng(3)), pop.session(4, np.random.default_rng(3))
+    for t in (10, 20):
+        a.respond(t), b.respond(t)
+    twin = a.fork(np.random.default_rng(99))
+    twin_answers = [twin.respond(t) for t in range(30, 60)]
+    probe = np.arange(100, 140)
+    np.testing.assert_array_equal(a.expected_reward(probe, 10.0), b.expected_reward(probe, 10.0))
+    assert (a.left, a.n_played, a.skips) == (b.left, b.n_played, b.skips) == (False, 2, b.skips)
+    assert [a.respond(t) for t in range(30, 60)] == [b.respond(t) for t in range(30, 60)] != twin_answers
+    assert twin.n_played == 32
+
+
+def test_scalar_and_vectorised_response_maths_agree() -> None:
+    """The one kernel on Python floats (a step) and on arrays agrees to 1e-12, and with the module docstring's
+    closed forms, over random response parameters (a slope steep enough to saturate the sigmoid included)."""
+    rng = np.random.default_rng(0)
+    for trial in range(30):
+        low = rng.uniform(0.05, 0.9)
+        cfg = ListenerConfig(early_skip_threshold=rng.uniform(), early_skip_slope=1e-4 if trial == 0 else
+                             rng.uniform(0.01, 0.5), early_skip_max=rng.uniform(0.01, 0.5),
+                             full_listen_scale=rng.uniform(), partial_mean_low=low,
+                             partial_mean_high=rng.uniform(low, 0.95), like_scale=rng.uniform(),
+                             like_power=rng.uniform(0.5, 5.0))
+        p = ResponseParams.of(cfg)
+        a = np.r_[0.0, 1.0, cfg.early_skip_threshold, rng.uniform(size=100)]
+        scalar = np.array([answer_probabilities(float(x), p, exp_scalar) for x in a]).T
+        np.testing.assert_allclose(answer_probabilities(a, p, exp_array), scalar, rtol=1e-12, atol=1e-15)
+        for penalty, threshold in ((0.0, 0.1), (2.0, rng.uniform(0.0, 1.2))):
+            vector = reward_of(a, p, 10.0, penalty, threshold, exp_array)
+            one = [reward_of(float(x), p, 10.0, penalty, threshold, exp_scalar) for x in a]
+            np.testing.assert_allclose(vector, one, rtol=1e-12, atol=1e-12)
+        e = cfg.early_skip_max
+        q_e = 0.5 * (1.0 + np.tanh(0.5 * (cfg.early_skip_threshold - a) / cfg.early_skip_slope))
+        q_f, m = cfg.full_listen_scale * a, cfg.partial_mean_low + (cfg.partial_mean_high - cfg.partial_mean_low) * a
+        e_pct, full, q_like, _ = moments(a, p, exp_array)
+        np.testing.assert_allclose(e_pct, q_e * e / 2 + (1 - q_e) * (q_f + (1 - q_f) * (e + (1 - e) * m)),
+                                   rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(full * q_like, (1 - q_e) * q_f * cfg.like_scale * a**cfg.like_power,
+                                   rtol=1e-12, atol=1e-12)
 
 
 def test_response_moments_penalty_probability() -> None:

@@ -149,7 +149,7 @@ class _Infos(BaseCallback):
 
 def test_rollout_feedback_logs_the_listener_answers_and_no_expected_rewards(world):
     """rollout/ means are those of the rollout's infos; the listener's expected rewards are neither computed
-    during training (SessionVecEnv's infos are MusicRecEnv's) nor logged (BENCHMARKS.md: too costly)."""
+    during training (SessionVecEnv's infos are MusicRecEnv's) nor logged (docs/benchmarks.md: too costly)."""
     torch.set_num_threads(1)
     cfg = PPOConfig(n_steps=16, batch_size=32, n_epochs=1, n_envs=2, progress_bar=False)
     env_cfg = EnvConfig(session_length=6)

@@ -12,7 +12,7 @@ import pytest
 
 from envs.catalog import Normaliser, synthetic_catalog
 from envs.errors import ConfigError, RunFolderError
-from envs.listeners import ListenerConfig
+from envs.listeners import ListenerConfig, ParametricPopulation, Population
 from envs.music_env import EnvConfig
 from envs.rewards import RewardConfig, propagate, reward, select_probes
 from envs.world import ARRAYS, World, build_world, pca_latents, synthetic_world
@@ -126,6 +126,20 @@ def test_loaded_world_rebuilds_the_same_listeners(world: World, saved: Path) -> 
     back = World.load(saved)
     listener = world.meta["served_listener"]
     np.testing.assert_array_equal(back.listeners().expected_reward_all(listener, 10.0),
+                                  world.listeners().expected_reward_all(listener, 10.0))
+
+
+def test_a_world_saved_before_listener_models_rebuilds_the_parametric_listeners(saved: Path, world: World,
+                                                                                  tmp_path: Path) -> None:
+    assert world.meta["listener_config"]["model"] == "parametric" and isinstance(world.listeners(), Population)
+    old = _copy(saved, tmp_path / "old")
+    meta = json.loads((old / "meta.json").read_text())
+    del meta["listener_config"]["model"]  # run folders written before listeners.model
+    (old / "meta.json").write_text(json.dumps(meta))
+    back = World.load(old).listeners()
+    assert type(back) is ParametricPopulation
+    listener = world.meta["served_listener"]
+    np.testing.assert_array_equal(back.expected_reward_all(listener, 10.0),
                                   world.listeners().expected_reward_all(listener, 10.0))
 
 

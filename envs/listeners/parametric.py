@@ -1,13 +1,14 @@
-"""Simulated listeners: a hidden-taste user model and its response (choice) model, with session dynamics.
+"""The parametric listener (``listeners.model=parametric``): a hidden-taste user model and its response (choice)
+model, with session dynamics; the first implementation of :mod:`envs.listeners.base`.
 
-As in RecSim/KuaiSim, the user model (what a listener likes: :class:`ListenerPopulation`) is separate from
-the response model (how one listening session answers: :class:`ListenerSession`).
+As in RecSim/KuaiSim, the user model (what a listener likes: :class:`ParametricPopulation`) is separate from
+the response model (how one listening session answers: :class:`ParametricSession`).
 
 **Taste (hidden, fixed per listener).** Features ``x`` in [0, 1]^11 are compared in units ``s`` (11,):
 each feature's standard deviation over the catalog (``taste_scaling=per_feature``) or one pooled scale
-(``pooled``, see :data:`TASTE_SCALINGS`). Listener ``l`` has ``C = n_taste_centres`` centres; each sits near
-a random track ``x_t`` of the catalog, so taste lives where tracks are, and weighs the features with
-Dirichlet weights (sum 1; a few features dominate when ``weight_concentration`` is small)::
+(``pooled``, see :class:`envs.listeners.config.TasteScaling`). Listener ``l`` has ``C = n_taste_centres``
+centres; each sits near a random track ``x_t`` of the catalog, so taste lives where tracks are, and weighs the
+features with Dirichlet weights (sum 1; a few features dominate when ``weight_concentration`` is small)::
 
     mu_c = clip(x_t + centre_noise * s * N(0, I), 0, 1)        w_c ~ Dirichlet(weight_concentration)
     d_c(x)^2 = sum_j w_cj ((x_j - mu_cj) / s_j)^2             a_c(x) = exp(-d_c(x)^2 / (2 taste_width^2))
@@ -28,26 +29,14 @@ uniform steps of standard deviation ``drift`` per centre, then renormalised: slo
 track enters the window, and the skip counter grows on a skip (``pct < 0.5``) or resets; the listener
 leaves after ``patience`` consecutive skips.
 
-**Responses** to a track of current affinity ``a`` (``e = early_skip_max``)::
+**Responses** to a track of current affinity ``a``: the response model of :mod:`envs.listeners.response`,
+its maths written once there and shared by the answers :meth:`ParametricSession.respond` draws and the exact
+expectations of :meth:`ParametricSession.expected_reward` and :meth:`ParametricPopulation.expected_reward_all`.
 
-    early skip, probability q_e = sigmoid((early_skip_threshold - a) / early_skip_slope):  pct ~ U(0, e)
-    else full listen, probability q_f = full_listen_scale a:                               pct = 1
-    else partial:  pct = e + (1 - e) B,  B ~ Beta(alpha, 1),  alpha = m / (1 - m),
-                   m(a) = partial_mean_low + (partial_mean_high - partial_mean_low) a
-    liked ~ Bernoulli(like_scale a^like_power) after a full listen, else 0
-
-So, exactly, in the current state (``h``: the reward's early-skip threshold)::
-
-    E[pct]     = q_e e / 2 + (1 - q_e) (q_f + (1 - q_f) (e + (1 - e) m(a)))
-    P(liked)   = (1 - q_e) q_f like_scale a^like_power
-    P(pct < h) = q_e min(h / e, 1) + (1 - q_e) (1 - q_f) clip((h - e) / (1 - e), 0, 1)^alpha
-                 + (1 - q_e) q_f [h > 1]
-
-and the expected reward is ``E[pct] + like_weight P(liked) - early_skip_penalty P(pct < h)``.
-
-The defaults are calibrated by :func:`calibration_report` on ``synthetic_catalog(20000, seed=0)`` with
-the physical normaliser: about 9% of random listener-track pairs are liked, and among the 4 nearest
-neighbours of a track the best one (oracle) earns about 1.5x the expected reward of a random one.
+The defaults are calibrated by :func:`envs.listeners.calibration.calibration_report` on
+``synthetic_catalog(20000, seed=0)`` with the physical normaliser: about 9% of random listener-track pairs are
+liked, and among the 4 nearest neighbours of a track the best one (oracle) earns about 1.5x the expected reward
+of a random one.
 
 Randomness only from passed ``np.random.Generator``s: a population is a pure function of ``(X, cfg,
 generator state)``; a session reads its generator in blocks of uniforms, a fixed number per response.
@@ -57,170 +46,39 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
-from enum import StrEnum
 from operator import mul
 
 import numpy as np
 
 from envs.errors import ConfigError
+from envs.listeners.base import Population, Session
+from envs.listeners.config import ListenerConfig
+from envs.listeners.response import (
+    ResponseParams,
+    answer_probabilities,
+    exp_array,
+    exp_scalar,
+    expected_reward,
+    moments,
+    reward_of,
+)
 
-
-class TasteScaling(StrEnum):
-    """``per_feature``: each feature in units of its own spread over the catalog (all features count alike a
-    priori). ``pooled``: one common scale, the RMS of the per-feature spreads, so features that spread more
-    in [0, 1] (those a representation of the normalised features encodes first) weigh more."""
-
-    per_feature = "per_feature"
-    pooled = "pooled"
-
-
-TASTE_SCALINGS: tuple[str, ...] = tuple(TasteScaling)
 SKIP_BELOW = 0.5  # a response with pct below this is a skip; patience counts consecutive skips
 _BOREDOM_DIMS = 3  # principal components of x / s in which boredom similarity is measured
 _UNIFORM_BLOCK = 256  # uniforms a session draws from its generator at a time
 
 
-@dataclass
-class ListenerConfig:
-    """The simulated listener population and its response model (config group ``listeners``).
-
-    ``seed`` None: the caller derives the population seed from the run seed. The other parameters enter
-    the formulas of the module docstring.
-    """
-
-    seed: int | None = None
-    """population seed; null: derived from the run seed (so each run seed is another listener)"""
-    population: int = 50
-    """listeners in the population"""
-    held_out_fraction: float = 0.2
-    """share of listeners held out for the population protocol"""
-    n_taste_centres: int = 2
-    """taste centres per listener (each near a real track)"""
-    patience: int = 3
-    """the listener leaves after this many consecutive skips (pct < 0.5)"""
-    taste_scaling: TasteScaling = TasteScaling.per_feature
-    """s_j in the taste kernel: per_feature (each feature's catalog std) | pooled (one common scale)"""
-    taste_width: float = 0.8
-    """kernel width, in units of s: a_c(x) = exp(-sum_j w_cj ((x_j - mu_cj) / s_j)^2 / (2 taste_width^2))"""
-    centre_noise: float = 0.1
-    """a taste centre = a random track + this * s * N(0, 1)"""
-    weight_concentration: float = 0.1
-    """Dirichlet concentration of the feature weights (small: a few features matter)"""
-    mixture_concentration: float = 2.0
-    """Dirichlet concentration of the mixture weights over the centres"""
-    early_skip_threshold: float = 0.25
-    """P(early skip) = sigmoid((threshold - a) / slope); then pct ~ U(0, early_skip_max)"""
-    early_skip_slope: float = 0.08
-    """slope of the early-skip sigmoid"""
-    early_skip_max: float = 0.1
-    """an early skip hears at most this share of the track"""
-    full_listen_scale: float = 1.0
-    """P(full listen | no early skip) = full_listen_scale * a"""
-    partial_mean_low: float = 0.3
-    """mean share of a partial listen (Beta(alpha, 1) above early_skip_max) at a = 0"""
-    partial_mean_high: float = 0.8
-    """... and at a = 1"""
-    like_scale: float = 1.0
-    """P(liked | full listen) = like_scale * a^like_power"""
-    like_power: float = 3.0
-    """exponent of the like probability"""
-    boredom: float = 0.25
-    """a *= 1 - boredom * max over the window of exp(-dist^2 / (2 boredom_width^2))"""
-    boredom_window: int = 3
-    """recent tracks that bore (0: no boredom)"""
-    boredom_width: float = 0.5
-    """in units of s, on the first 3 principal components"""
-    repeat_penalty: float = 0.9
-    """a *= 1 - repeat_penalty for a track already played in the session"""
-    drift: float = 0.05
-    """std of the per-step random walk of the log mixture weights"""
-
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the first bad ``listeners.*`` key, its value, what is allowed."""
-        def unit(v: float) -> bool:
-            return 0.0 <= v <= 1.0
-
-        checks = [
-            ("seed", self.seed is None or 0 <= self.seed < 2**32, "must be null or an integer in 0..2**32-1"),
-            ("population", self.population >= 1, "must be an integer >= 1"),
-            ("held_out_fraction", 0.0 <= self.held_out_fraction < 1.0, "must be in [0, 1)"),
-            ("n_taste_centres", self.n_taste_centres >= 1, "must be an integer >= 1"),
-            ("patience", self.patience >= 1, "must be an integer >= 1"),
-            ("taste_scaling", self.taste_scaling in TASTE_SCALINGS,
-             f"must be one of {', '.join(TASTE_SCALINGS)}"),
-            ("taste_width", self.taste_width > 0, "must be > 0"),
-            ("centre_noise", self.centre_noise >= 0, "must be >= 0"),
-            ("weight_concentration", self.weight_concentration > 0, "must be > 0"),
-            ("mixture_concentration", self.mixture_concentration > 0, "must be > 0"),
-            ("early_skip_threshold", unit(self.early_skip_threshold), "must be in [0, 1]"),
-            ("early_skip_slope", self.early_skip_slope > 0, "must be > 0"),
-            ("early_skip_max", 0.0 < self.early_skip_max < 1.0, "must be in (0, 1)"),
-            ("full_listen_scale", unit(self.full_listen_scale), "must be in [0, 1]"),
-            ("partial_mean_low", 0.0 < self.partial_mean_low < 1.0, "must be in (0, 1)"),
-            ("partial_mean_high", self.partial_mean_low <= self.partial_mean_high < 1.0,
-             "must be in [listeners.partial_mean_low, 1)"),
-            ("like_scale", unit(self.like_scale), "must be in [0, 1]"),
-            ("like_power", self.like_power > 0, "must be > 0"),
-            ("boredom", unit(self.boredom), "must be in [0, 1]"),
-            ("boredom_window", self.boredom_window >= 0, "must be an integer >= 0"),
-            ("boredom_width", self.boredom_width > 0, "must be > 0"),
-            ("repeat_penalty", unit(self.repeat_penalty), "must be in [0, 1]"),
-            ("drift", 0 <= self.drift <= 10, "must be in [0, 10]"),
-        ]
-        for key, ok, allowed in checks:
-            value = getattr(self, key)
-            if isinstance(value, float) and not math.isfinite(value):
-                ok, allowed = False, "must be a finite number"
-            if not ok:
-                raise ConfigError(f"listeners.{key}={value!r}: {allowed}")
-
-
 def taste_scale(X: np.ndarray, scaling: str) -> np.ndarray:
-    """The units ``s`` (n_features,) taste distances are measured in (see :data:`TASTE_SCALINGS`)."""
+    """The units ``s`` (n_features,) taste distances are measured in (``listeners.taste_scaling``)."""
     std = np.asarray(X, dtype=np.float64).std(axis=0)
     if scaling == "pooled":
         std = np.full_like(std, np.sqrt(np.mean(std**2)))
     return np.maximum(std, 1e-6)
 
 
-def expected_reward(a: np.ndarray, cfg: ListenerConfig, like_weight: float, early_skip_penalty: float = 0.0,
-                    early_skip_threshold: float = 0.1) -> np.ndarray:
-    """Exact expected reward of tracks of affinity ``a`` (any shape, vectorised), float64 like ``a``.
-
-    ``E[pct] + like_weight * P(liked) - early_skip_penalty * P(pct < early_skip_threshold)``.
-    """
-    e_pct, p_like, p_low = response_moments(a, cfg, early_skip_threshold)
-    return e_pct + like_weight * p_like - early_skip_penalty * p_low
-
-
-def response_moments(a: np.ndarray, cfg: ListenerConfig, threshold: float = 0.1
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact ``E[pct]``, ``P(liked)`` and ``P(pct < threshold)`` of tracks of affinity ``a`` (vectorised).
-
-    Args:
-        a: affinities in [0, 1], any shape.
-        cfg: the response model's parameters.
-        threshold: the reward's early-skip threshold ``h``.
-
-    Returns:
-        Three float64 arrays shaped like ``a``.
-    """
-    a = np.asarray(a, dtype=np.float64)
-    e = cfg.early_skip_max
-    q_e = 0.5 * (1.0 + np.tanh(0.5 * (cfg.early_skip_threshold - a) / cfg.early_skip_slope))  # sigmoid
-    q_f = cfg.full_listen_scale * a
-    m = cfg.partial_mean_low + (cfg.partial_mean_high - cfg.partial_mean_low) * a
-    e_pct = q_e * (e / 2) + (1 - q_e) * (q_f + (1 - q_f) * (e + (1 - e) * m))
-    p_like = (1 - q_e) * q_f * cfg.like_scale * a**cfg.like_power
-    u = min(max((threshold - e) / (1 - e), 0.0), 1.0)
-    p_low = (q_e * min(threshold / e, 1.0) + (1 - q_e) * (1 - q_f) * u ** (m / (1 - m))
-             + (1 - q_e) * q_f * float(threshold > 1))
-    return e_pct, p_like, p_low
-
-
-class ListenerPopulation:
-    """A population of listeners with hidden taste over one catalog (user model).
+class ParametricPopulation(Population):
+    """A population of listeners with hidden taste over one catalog (user model): the parametric
+    :class:`envs.listeners.base.Population`.
 
     Build it with :meth:`sample`. A listener's (N, C) per-centre affinity table is computed once, cached.
 
@@ -229,6 +87,7 @@ class ListenerPopulation:
         cfg: the listener config.
         scale: (11,) the taste units ``s``.
         centres: (n, C, 11) taste centres; weights: (n, C, 11) feature weights; mixture: (n, C) ``pi0``.
+        session_constants: what a session step reads of the config (computed once, shared by every session).
     """
 
     def __init__(self, X: np.ndarray, cfg: ListenerConfig, centres: np.ndarray, weights: np.ndarray,
@@ -242,10 +101,11 @@ class ListenerPopulation:
         self._Xs = X / self.scale
         self._tables: dict[int, np.ndarray] = {}
         self._proj: np.ndarray | None = None
+        self.session_constants = _session_constants(cfg)
 
     @classmethod
     def sample(cls, X: np.ndarray, cfg: ListenerConfig, rng: np.random.Generator,
-               n: int | None = None) -> ListenerPopulation:
+               n: int | None = None) -> ParametricPopulation:
         """Draw ``n`` listeners (default ``cfg.population``) whose taste lives near tracks of ``X``.
 
         Args:
@@ -269,17 +129,6 @@ class ListenerPopulation:
         weights = rng.dirichlet(np.full(n_feat, cfg.weight_concentration), size=(n, c))
         mixture = rng.dirichlet(np.full(c, cfg.mixture_concentration), size=n)
         return cls(X, cfg, centres, weights, mixture)
-
-    def split(self, held_out_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Split the listener ids into disjoint, sorted (train, held-out) int64 arrays, drawn from ``rng``.
-
-        ``round(held_out_fraction * n)`` listeners are held out, but at least one stays in training.
-        """
-        if not 0.0 <= held_out_fraction < 1.0:
-            raise ConfigError(f"listeners.held_out_fraction={held_out_fraction!r}: must be in [0, 1)")
-        n_held = min(int(round(held_out_fraction * self.n)), self.n - 1)
-        perm = rng.permutation(self.n)
-        return np.sort(perm[n_held:]), np.sort(perm[:n_held])
 
     def centre_affinities(self, listener: int) -> np.ndarray:
         """Per-centre affinities ``a_c(x)`` of a listener to every track, (N, C) float64 (a cached view)."""
@@ -320,9 +169,9 @@ class ListenerPopulation:
         return expected_reward(self.affinity(listener), self.cfg, like_weight, early_skip_penalty,
                                early_skip_threshold)
 
-    def session(self, listener: int, rng: np.random.Generator) -> ListenerSession:
+    def session(self, listener: int, rng: np.random.Generator) -> ParametricSession:
         """A fresh listening session of ``listener`` whose responses are drawn from ``rng``."""
-        return ListenerSession(self, self._check(listener), rng)
+        return ParametricSession(self, self._check(listener), rng)
 
     def session_table(self, listener: int) -> np.ndarray:
         """``[a_1(x) .. a_C(x), p_1(x), p_2(x), p_3(x)]`` per track: (N, C + 3) float64, C-order (cached).
@@ -353,10 +202,11 @@ class ListenerPopulation:
         return i
 
 
-class ListenerSession:
-    """One listening session of one listener (response model); a step costs a few microseconds.
+class ParametricSession(Session):
+    """One listening session of one parametric listener (response model): the parametric
+    :class:`envs.listeners.base.Session`; a step costs a few microseconds.
 
-    Create it with :meth:`ListenerPopulation.session`. :meth:`expected` and :meth:`expected_reward` read the
+    Create it with :meth:`ParametricPopulation.session`. :meth:`expected` and :meth:`expected_reward` read the
     current state; :meth:`respond` draws an answer and advances the state. Scalar Python math: numpy's
     per-call overhead would dominate for the k = 4 candidates of a step. Affinities are memoised until
     the state changes, so ``respond`` on a candidate just scored costs no second lookup.
@@ -368,7 +218,7 @@ class ListenerSession:
         skips: the current run of consecutive skips (``pct < 0.5``).
     """
 
-    def __init__(self, population: ListenerPopulation, listener: int, rng: np.random.Generator) -> None:
+    def __init__(self, population: ParametricPopulation, listener: int, rng: np.random.Generator) -> None:
         c = population.cfg
         self.listener = listener
         self.left = False
@@ -384,9 +234,9 @@ class ListenerSession:
         self._u: list[float] = []
         self._ui = 0
         self._n_u = 3 + len(self._pi)  # uniforms per response: branch, value, like, one per centre (drift)
-        self._params, self._inv2sb2, self._keep, self._drift = _session_constants(c)
+        self._params, self._inv2sb2, self._keep, self._drift = population.session_constants
 
-    def fork(self, rng: np.random.Generator) -> ListenerSession:
+    def fork(self, rng: np.random.Generator) -> ParametricSession:
         """A copy of this session in its current state (taste mixture, boredom window, tracks heard, skips,
         whether the listener left) whose answers from now on are drawn from ``rng``: for simulating what
         would follow a choice without touching this session or its random stream."""
@@ -402,38 +252,25 @@ class ListenerSession:
 
     def expected(self, tracks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact ``E[pct]`` and ``P(liked)`` of each track in the current state: two float64 arrays."""
-        e_pct, p_like, _ = response_moments(np.array(self._affinities(np.asarray(tracks).ravel())), self._cfg)
-        return e_pct, p_like
+        a = np.array(self._affinities(np.asarray(tracks).ravel()), dtype=np.float64)
+        e_pct, full, q_like, _ = moments(a, self._params, exp_array)
+        return e_pct, full * q_like
 
     def expected_reward(self, tracks: np.ndarray, like_weight: float, early_skip_penalty: float = 0.0,
                         early_skip_threshold: float = 0.1) -> np.ndarray:
         """Exact expected reward of each track in the current state, (k,) float64.
 
         ``E[pct] + like_weight * P(liked) - early_skip_penalty * P(pct < early_skip_threshold)``, the
-        threshold being the reward's (``reward.early_skip_threshold``).
+        threshold being the reward's (``reward.early_skip_threshold``). Each track on the scalar path of
+        :func:`reward_of` (a few candidates: numpy's per-call overhead would dominate).
         """
-        e, tau, slope, phi, m0, dm, gamma = self._params
-        lam = self._cfg.like_scale * like_weight
-        if early_skip_penalty:
-            h_early = min(early_skip_threshold / e, 1.0)
-            h_part = min(max((early_skip_threshold - e) / (1.0 - e), 0.0), 1.0)
-            h_full = 1.0 if early_skip_threshold > 1.0 else 0.0
-        out = []
-        for a in self._affinities(tracks):
-            z = (a - tau) / slope
-            q_e = 1.0 / (1.0 + math.exp(z)) if z < 700.0 else 0.0
-            not_e = 1.0 - q_e
-            full = not_e * phi * a
-            part = not_e - full
-            m = m0 + dm * a
-            r = q_e * e * 0.5 + full + part * (e + (1.0 - e) * m) + lam * full * a**gamma
-            if early_skip_penalty:
-                r -= early_skip_penalty * (q_e * h_early + part * h_part ** (m / (1.0 - m)) + full * h_full)
-            out.append(r)
-        return np.array(out, dtype=np.float64)
+        p = self._params
+        return np.array([reward_of(a, p, like_weight, early_skip_penalty, early_skip_threshold, exp_scalar)
+                         for a in self._affinities(tracks)], dtype=np.float64)
 
     def respond(self, track: int) -> tuple[float, int]:
-        """Play ``track``: draw ``(pct in [0, 1], liked in {0, 1})`` and advance the session state.
+        """Play ``track``: draw ``(pct in [0, 1], liked in {0, 1})`` from :func:`answer_probabilities` and
+        advance the session state.
 
         Raises:
             RuntimeError: the listener has already left the session.
@@ -448,16 +285,15 @@ class ListenerSession:
             i = 0
         u = self._u
         self._ui = i + self._n_u
-        e, tau, slope, phi, m0, dm, gamma = self._params
+        q_early, q_full, m, q_like = answer_probabilities(a, self._params, exp_scalar)
+        e = self._params.early_skip_max
         liked = 0
-        z = (a - tau) / slope
-        if u[i] < (1.0 / (1.0 + math.exp(z)) if z < 700.0 else 0.0):
+        if u[i] < q_early:
             pct = e * u[i + 1]
-        elif u[i + 1] < phi * a:
+        elif u[i + 1] < q_full:
             pct = 1.0
-            liked = 1 if u[i + 2] < self._cfg.like_scale * a**gamma else 0
+            liked = 1 if u[i + 2] < q_like else 0
         else:
-            m = m0 + dm * a
             pct = e + (1.0 - e) * u[i + 2] ** ((1.0 - m) / m)  # B = U^(1/alpha) ~ Beta(alpha, 1)
         self._advance(track, row, pct, u, i + 3)
         return pct, liked
@@ -511,55 +347,13 @@ class ListenerSession:
                 pi[c] = max(pi[c] / total, 1e-12)
 
 
-def _session_constants(cfg: ListenerConfig) -> tuple[tuple[float, ...], float, float, float]:
-    """What a session step reads of the config: the response parameters ``(e, tau, slope, phi, m0, dm,
-    gamma)``, ``1 / (2 boredom_width^2)``, the repeat factor and the drift step's half-range factor."""
-    params = (cfg.early_skip_max, cfg.early_skip_threshold, cfg.early_skip_slope, cfg.full_listen_scale,
-              cfg.partial_mean_low, cfg.partial_mean_high - cfg.partial_mean_low, cfg.like_power)
+def _session_constants(cfg: ListenerConfig) -> tuple[ResponseParams, float, float, float]:
+    """What a session step reads of the config: the response parameters, ``1 / (2 boredom_width^2)``, the
+    repeat factor and the drift step's half-range factor."""
     drift = cfg.drift * math.sqrt(12.0) if cfg.n_taste_centres > 1 else 0.0  # U(-d/2, d/2) has std drift
-    return params, 1.0 / (2.0 * cfg.boredom_width**2), 1.0 - cfg.repeat_penalty, drift
+    return ResponseParams.of(cfg), 1.0 / (2.0 * cfg.boredom_width**2), 1.0 - cfg.repeat_penalty, drift
 
 
 def _as_list(tracks: np.ndarray | list[int]) -> list[int]:
     """Track indices as a list of Python ints."""
     return tracks.tolist() if isinstance(tracks, np.ndarray) else [int(t) for t in tracks]
-
-
-def calibration_report(X: np.ndarray, cfg: ListenerConfig, rng: np.random.Generator,
-                       like_weight: float = 10.0, n_queries: int = 200, k: int = 4) -> dict[str, float]:
-    """How a population answers on a catalog: the figures the listener defaults are calibrated on.
-
-    Draws a population (``cfg.population`` listeners) and ``n_queries`` random tracks per listener, in the
-    fresh-session state. The candidates of a query track are its ``k`` nearest other tracks on a PCA(5)
-    of ``X`` with each component rescaled to [0, 1] (as the env's PCA latents).
-
-    Returns:
-        Over random listener-track pairs: ``like_rate`` (mean P(liked)), ``mean_pct``, ``early_skip_rate``
-        (P(pct < 0.1)), ``mean_affinity``, ``mean_reward``. Over queries: ``random_reward`` (a random
-        candidate's expected reward), ``oracle_reward`` (the best candidate's) and ``oracle_ratio``.
-    """
-    from sklearn.decomposition import PCA
-    from sklearn.neighbors import NearestNeighbors
-
-    pop = ListenerPopulation.sample(X, cfg, rng)
-    X = np.asarray(X, dtype=np.float64)
-    z = PCA(n_components=min(5, X.shape[1]), svd_solver="full").fit_transform(X)
-    z = (z - z.min(axis=0)) / np.maximum(z.max(axis=0) - z.min(axis=0), 1e-12)
-    queries = rng.integers(X.shape[0], size=(pop.n, n_queries))
-    _, nn = NearestNeighbors(n_neighbors=k + 1).fit(z).kneighbors(z[queries.ravel()])
-    cands = np.array([row[row != q][:k] for row, q in zip(nn, queries.ravel(), strict=True)])
-    cands = cands.reshape(pop.n, n_queries, k)
-    a_pairs = np.stack([pop.affinity_matrix([i], queries[i])[0] for i in range(pop.n)])
-    a_cands = np.stack([pop.affinity_matrix([i], cands[i].ravel())[0] for i in range(pop.n)])
-    a_cands = a_cands.reshape(cands.shape)
-    e_pct, p_like, p_low = response_moments(a_pairs, cfg)
-    c_pct, c_like, _ = response_moments(a_cands, cfg)
-    r_cands = c_pct + like_weight * c_like
-    random_reward, oracle_reward = float(r_cands.mean()), float(r_cands.max(axis=2).mean())
-    return {
-        "like_rate": float(p_like.mean()), "mean_pct": float(e_pct.mean()),
-        "early_skip_rate": float(p_low.mean()), "mean_affinity": float(a_pairs.mean()),
-        "mean_reward": float((e_pct + like_weight * p_like).mean()),
-        "random_reward": random_reward, "oracle_reward": oracle_reward,
-        "oracle_ratio": oracle_reward / random_reward,
-    }
