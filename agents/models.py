@@ -7,17 +7,20 @@ A run's model files are named by its ``algo`` (ppo, sac or td3; ``<algo>`` below
 replay buffer (SB3 saves it apart; a loaded SAC or TD3 starts with an empty one).
 
 :func:`load_model` loads a whole model (to train it further, or as a checkpoint to resume);
-:func:`load_policy` only its policy network, for inference (no optimizer: loading stays fast).
+:func:`load_policy` only its policy network, for inference (no optimizer: loading stays fast);
+:func:`load_encoder` the run's VAE (``vae.pt``).
 """
 
 from __future__ import annotations
 
 import pickle
 import re
+import shlex
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import torch
 from stable_baselines3 import PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
@@ -26,6 +29,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from envs.atomic import atomic_path
 from envs.errors import RunFolderError
+from vae.encoder import LatentEncoder
 
 MODEL_CLASSES: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC, "td3": TD3}
 MODEL_FILES = tuple(f"{algo}.zip" for algo in MODEL_CLASSES)  # version 1 of a run of each algorithm
@@ -136,3 +140,35 @@ def load_policy(path: Path, algo: str = "ppo") -> BasePolicy:
         raise _unloadable(path, algo, err) from None
     policy.set_training_mode(False)
     return policy
+
+
+def load_encoder(path: Path) -> LatentEncoder:
+    """A run's ``vae.pt`` through ``torch.load(weights_only=True)`` (tensors and plain data only, no code).
+
+    A missing file, or one that is not a VAE checkpoint of this project (damaged, truncated, another file, another
+    format version), is a :class:`RunFolderError` saying so and how to rebuild it.
+    """
+    if not path.is_file():
+        raise RunFolderError(f"{path}: missing")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise _invalid_vae(path, "not a torch file of tensors and plain data") from None
+    except EOFError:
+        raise _invalid_vae(path, "empty or truncated") from None
+    except (RuntimeError, ValueError, TypeError, KeyError, OSError):
+        raise _invalid_vae(path, "a damaged archive or another kind of file") from None
+    try:
+        return LatentEncoder.from_checkpoint(ckpt)
+    except (ValueError, KeyError, RuntimeError) as err:
+        raise _invalid_vae(path, str(err).removeprefix("not a music-rl VAE checkpoint: ")) from None
+    except (TypeError, AttributeError) as err:
+        raise _invalid_vae(path, f"an entry of the wrong type: {err}") from None
+
+
+def _invalid_vae(path: Path, why: str) -> RunFolderError:
+    """The error line of a ``vae.pt`` that cannot be loaded: why, and how to rebuild it (the run trained again
+    from its saved config: the same seed gives the same VAE)."""
+    return RunFolderError(f"{path}: not a valid VAE checkpoint of this project ({why[:200]}); rebuild the run into a "
+                          f"new folder (the same seed gives the same VAE): music-rl train --config-dir "
+                          f"{shlex.quote(str(path.parent / '.hydra'))} --config-name config hydra.run.dir=<new folder>")

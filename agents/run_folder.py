@@ -31,7 +31,7 @@ from omegaconf import OmegaConf
 from agents.algos import ALGOS
 from agents.models import MODEL_FILES
 from envs.atomic import write_text_atomic
-from envs.errors import RunFolderError
+from envs.errors import RunFolderError, not_a, path_kind
 
 LOCK_NAME = ".lock"
 # Keys that may differ between a run and its resume: budgets and how progress is shown, not what is learnt.
@@ -58,6 +58,17 @@ def _holder(run_dir: Path) -> str:
         return "another process"
 
 
+def active_holder(run_dir: Path) -> str | None:
+    """Who holds ``run_dir``'s lock now, as its ``.lock.json`` says, when that process is alive; None when nobody
+    does (no ``.lock.json``, or one left by a process killed before it could remove it)."""
+    try:
+        info = json.loads((run_dir / f"{LOCK_NAME}.json").read_text(encoding="utf-8"))
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return _holder(run_dir)
+
+
 @contextlib.contextmanager
 def hold(run_dir: Path, wait: float = 0.0, command: str | None = None, create: bool = False) -> Iterator[None]:
     """Hold ``run_dir``'s lock: at once (``wait`` 0) or waiting up to ``wait`` seconds; ``create`` makes the
@@ -70,7 +81,7 @@ def hold(run_dir: Path, wait: float = 0.0, command: str | None = None, create: b
     if create:
         run_dir.mkdir(parents=True, exist_ok=True)
     elif not run_dir.is_dir():
-        raise RunFolderError(f"{run_dir}: no such run folder")
+        raise RunFolderError(f"{run_dir}: {not_a(run_dir, 'run folder')}")
     lock = _lock(run_dir)
     first = not lock.is_locked
     try:
@@ -139,7 +150,8 @@ def flat_keys(node: Any, prefix: str = "") -> dict[str, Any]:
 
 def resume_differences(run_dir: Path, config: dict[str, Any]) -> list[str]:
     """The keys (outside :data:`SAFE_ON_RESUME`) whose value in ``config`` differs from the run's saved
-    ``.hydra/config.yaml``, as ``key: saved -> new``."""
+    ``.hydra/config.yaml``, as ``key: saved -> new``. A key the saved config lacks was added since the run
+    started: it takes today's value (as :func:`cli.run_folder.continue_saved` gives it), no difference."""
     saved_path = run_dir / ".hydra" / "config.yaml"
     try:
         saved = flat_keys(OmegaConf.to_container(OmegaConf.load(saved_path)))
@@ -148,8 +160,29 @@ def resume_differences(run_dir: Path, config: dict[str, Any]) -> list[str]:
                              f"config cannot be checked against this one ({type(err).__name__}); resume needs it"
                              ) from None
     new = flat_keys(config)
-    keys = sorted((set(saved) | set(new)) - set(SAFE_ON_RESUME))
-    return [f"{key}: {saved.get(key)!r} -> {new.get(key)!r}" for key in keys if saved.get(key) != new.get(key)]
+    keys = sorted(set(saved) - set(SAFE_ON_RESUME))
+    return [f"{key}: {saved[key]!r} -> {new.get(key)!r}" for key in keys if saved[key] != new.get(key)]
+
+
+def _resume_refusals(run_dir: Path, config: dict[str, Any]) -> list[str]:
+    """Why ``run_dir``'s run cannot go on with ``config``, one phrase each (none: it can): another config (the
+    keys that differ), fewer steps than already trained, or a fine-tuned run."""
+    refusals = []
+    differ = resume_differences(run_dir, config)
+    if differ:
+        refusals.append(f"with another config: {'; '.join(differ[:5])}{' ...' if len(differ) > 5 else ''} (only "
+                        f"{', '.join(SAFE_ON_RESUME[2:])} may change on resume)")
+    algo = str(config.get("algo", "ppo"))
+    trained = latest_steps(run_dir, algo)
+    asked = int(config.get(algo, {}).get("total_timesteps", 0))
+    if trained is not None and asked < trained:
+        refusals.append(f"with {algo}.total_timesteps={asked}, below the {trained} steps already trained: ask for "
+                        "more steps, or start a new run")
+    tuned = [p.name for p in sorted(run_dir.glob(f"{algo}-v*.zip"))]
+    if tuned:
+        refusals.append(f"on a fine-tuned run ({', '.join(tuned)}): it would retrain {algo}.zip under the fine-tunes "
+                        "made from it; fine-tune further (music-rl finetune) or start a new run")
+    return refusals
 
 
 def claim(run_dir: Path, config: dict[str, Any], resume: bool, overwrite: bool) -> contextlib.ExitStack:
@@ -169,22 +202,9 @@ def claim(run_dir: Path, config: dict[str, Any], resume: bool, overwrite: bool) 
         if resume and overwrite:
             raise RunFolderError("resume=true and overwrite=true: choose one (continue the run, or move it aside)")
         if resume:
-            algo = str(config.get("algo", "ppo"))
-            trained = latest_steps(run_dir, algo)
-            asked = int(config.get(algo, {}).get("total_timesteps", 0))
-            if trained is not None and asked < trained:
-                raise RunFolderError(f"{run_dir}: resume=true with {algo}.total_timesteps={asked}, below the "
-                                     f"{trained} steps already trained: ask for more steps, or start a new run")
-            tuned = [p.name for p in sorted(run_dir.glob(f"{algo}-v*.zip"))]
-            if tuned:
-                raise RunFolderError(f"{run_dir}: resume=true on a fine-tuned run ({', '.join(tuned)}): it would "
-                                     f"retrain {algo}.zip under the fine-tunes made from it; fine-tune further "
-                                     "(music-rl finetune) or start a new run")
-            differ = resume_differences(run_dir, config)
-            if differ:
-                raise RunFolderError(f"{run_dir}: resume=true with another config: {'; '.join(differ[:5])}"
-                                     f"{' ...' if len(differ) > 5 else ''} (only {', '.join(SAFE_ON_RESUME[2:])} "
-                                     "may change on resume)")
+            refusals = _resume_refusals(run_dir, config)
+            if refusals:
+                raise RunFolderError(f"{run_dir}: resume=true {'; and '.join(refusals)}")
             return stack
         if not overwrite:
             raise RunFolderError(f"{run_dir}: holds {what}; give another hydra.run.dir, resume=true to "
@@ -218,12 +238,14 @@ def check_output(path: Path, own: tuple[str, ...] = ()) -> Path | None:
     """
     for above in Path(path).resolve().parents:
         if above.exists() and not above.is_dir():
-            raise RunFolderError(f"{path}: {above} is a file, not a folder; choose another path")
+            raise RunFolderError(f"{path}: {above} is {path_kind(above)}, not a folder; choose another path")
     folder = run_folder_of(path)
     if folder is None:
         return None
     inside = Path(path).resolve().relative_to(folder)
-    if inside.parts[0] in (".hydra", "world", "checkpoints", "tb", "online") or (
-            Path(path).exists() and inside.name not in own):
+    if inside.parts[0] in (".hydra", "world", "checkpoints", "tb", "online"):
+        raise RunFolderError(f"{path}: inside {inside.parts[0]}/ of the run folder {folder}, which holds the run's "
+                             "own files; choose another path")
+    if Path(path).exists() and inside.name not in own:
         raise RunFolderError(f"{path}: would replace a file of the run folder {folder}; choose another path")
     return folder

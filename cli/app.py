@@ -113,8 +113,14 @@ class App:
             fail(f"music-rl {self.name}: -m/--multirun is not supported (it does not sweep)")
         bare = [i for i, arg in enumerate(sys.argv[1:], 1) if "=" not in arg and not arg.startswith("-")
                 and sys.argv[i - 1] not in VALUE_FLAGS]
+        if self.positional and len(bare) > 1:
+            fail(f"music-rl {self.name}: one bare argument at most (it stands for {self.positional}=...), got "
+                 f"{len(bare)}: {', '.join(sys.argv[i] for i in bare)}")
         if self.positional and len(bare) == 1:
             sys.argv[bare[0]] = f"{self.positional}={hydra_quote(sys.argv[bare[0]])}"
+        twice = repeated_key(sys.argv[1:])
+        if twice is not None:
+            fail(twice)
         try:
             run_hydra(main, lambda: dotted_keys(self.schema))
         except Exception as err:  # a sweep with failed jobs: one line each, then the summary
@@ -123,6 +129,21 @@ class App:
 
                 report_failed_sweep(err)
             raise
+
+
+def repeated_key(args: list[str]) -> str | None:
+    """The error line of a key that the command-line overrides ``args`` set twice to different values (``seed=1
+    seed=2``: Hydra takes the last without a word), or None. ``key=``, ``+key=`` and ``++key=`` all set ``key``
+    (a config group too); ``~key`` deletes it and is left to Hydra; a sweep's ``key=a,b`` is one override."""
+    first: dict[str, str] = {}
+    for i, arg in enumerate(args):
+        if arg.startswith(("-", "~")) or "=" not in arg or (i and args[i - 1] in VALUE_FLAGS):
+            continue
+        key = arg.split("=", 1)[0].lstrip("+").strip()
+        if key in first and first[key] != arg:  # the same override twice says one thing
+            return f"command line: {key} is given twice ({first[key]}, then {arg}): give it once"
+        first[key] = arg
+    return None
 
 
 def hydra_quote(text: str) -> str:

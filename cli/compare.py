@@ -25,7 +25,7 @@ from omegaconf import MISSING, DictConfig
 
 from cli.app import App
 from cli.errors import user_errors_exit
-from envs.errors import ConfigError
+from envs.errors import ConfigError, RunFolderError, not_a
 
 
 @dataclass
@@ -54,6 +54,8 @@ def main(raw: DictConfig) -> None:
 
     args: CompareConfig = app.typed(raw)
     sweep = Path(args.sweep_dir)
+    check_sweep_folder(sweep)
+    baseline = baseline_pairs(args.baseline)  # refused before any file is written
     jobs, skipped = collect_sweep(sweep)
     for line in skipped:
         print(f"skipped {line}", file=sys.stderr)
@@ -67,10 +69,6 @@ def main(raw: DictConfig) -> None:
         jobs.to_csv(tmp, index=False)
     with atomic_path(sweep / "compare.png") as tmp:
         score_chart(table, tmp)
-    pairs = [item.partition(":") for item in args.baseline]
-    if any(not sep or not key for key, sep, _ in pairs):
-        raise ConfigError(f"baseline={args.baseline}: give key:value pairs, e.g. [experiment:defaults_v1]")
-    baseline = {key: value for key, _, value in pairs}
     extra = {"compare_baseline.csv": against_baseline(jobs, baseline) if baseline else None,
              "ope_accuracy.csv": ope_accuracy(ope_pairs(sweep))}
     for name, frame in extra.items():
@@ -80,6 +78,23 @@ def main(raw: DictConfig) -> None:
                 frame.to_csv(tmp, index=False)
     print(f"\n{len(jobs)} jobs ({len(skipped)} skipped), {len(table)} configurations -> {sweep / 'compare.csv'}, "
           f"{sweep / 'compare.png'}")
+
+
+def check_sweep_folder(sweep: Path) -> None:
+    """Refuse a ``sweep_dir`` that is not a folder (naming what it is) or that is a single run's folder."""
+    if sweep.exists() and not sweep.is_dir():
+        raise RunFolderError(f"sweep_dir={str(sweep)!r}: {not_a(sweep, 'folder')}")
+    if (sweep / "metrics.json").is_file():
+        raise RunFolderError(f"sweep_dir={str(sweep)!r}: a single run's folder (metrics.json), not a sweep's: compare "
+                             "reads the folder of a sweep (music-rl train -m ...); music-rl evaluate reads a run")
+
+
+def baseline_pairs(items: list[str]) -> dict[str, str]:
+    """``baseline=[key:value, ...]`` as key → value; :class:`ConfigError` for an item that is not a pair."""
+    pairs = [item.partition(":") for item in items]
+    if any(not sep or not key for key, sep, _ in pairs):
+        raise ConfigError(f"baseline={items}: give key:value pairs, e.g. [experiment:defaults_v1]")
+    return {key: value for key, _, value in pairs}
 
 
 if __name__ == "__main__":

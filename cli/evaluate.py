@@ -53,18 +53,19 @@ def main(raw: DictConfig) -> None:
     from agents.pipeline import estimate_run_log, reevaluate
     from agents.report import metrics_table, ope_table
     from agents.run_folder import check_output, hold
-    from envs.atomic import write_json_atomic
-    from envs.errors import ConfigError, RunFolderError
+    from envs.atomic import output_problem, write_json_atomic
+    from envs.errors import ConfigError, RunFolderError, not_a
 
     args: EvaluateConfig = app.typed(raw)
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
-        raise RunFolderError(f"run_dir={args.run_dir!r}: no such folder")
-    if args.out and Path(args.out).is_dir():
-        raise ConfigError(f"out={args.out!r}: a directory; give the path of the JSON file to write")
+        raise RunFolderError(f"run_dir={args.run_dir!r}: {not_a(run_dir, 'folder')}")
+    if args.out and output_problem(args.out):
+        raise ConfigError(f"out={args.out!r}: {output_problem(args.out)}; give the path of the JSON file to write")
     if args.out:
         check_output(Path(args.out), own=("ope.json",))  # refused before the work, not after
     cfg = load_run_config(run_dir)
+    check_trained(run_dir, cfg.algo)
     if args.n_episodes is not None:
         cfg.eval = dataclasses.replace(cfg.eval, n_episodes=args.n_episodes)
     if args.protocol is not None:
@@ -81,6 +82,26 @@ def main(raw: DictConfig) -> None:
         folder = check_output(Path(args.out), own=("ope.json",))
         with hold(folder, wait=args.lock_timeout, command="music-rl evaluate") if folder else nullcontext():
             write_json_atomic(args.out, metrics)
+
+
+def check_trained(run_dir: Path, algo: str) -> None:
+    """Refuse a run folder without its trained model (``<algo>.zip``) in one line saying why: a run still training
+    (its lock's holder), or an interrupted one (to resume); a folder that is neither is left to the loader's line."""
+    from agents.models import model_path
+    from agents.run_folder import active_holder, held_run
+    from envs.errors import RunFolderError
+
+    path = model_path(run_dir, 1, algo)
+    if path.is_file():
+        return
+    busy = active_holder(run_dir)
+    if busy:
+        raise RunFolderError(f"{path}: missing: the run is still in progress (in use by {busy}); evaluate it once it "
+                             "has finished")
+    what = held_run(run_dir)
+    if what and what.startswith("an interrupted run"):
+        raise RunFolderError(f"{path}: missing: {run_dir} holds {what}; finish it first: music-rl train "
+                             f"hydra.run.dir={run_dir} resume=true")
 
 
 if __name__ == "__main__":

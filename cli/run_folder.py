@@ -29,10 +29,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from agents.config import check_inputs, load_config
-from agents.run_folder import SAFE_ON_RESUME, claim, flat_keys, held_run, hold, move_aside
+from agents.run_folder import SAFE_ON_RESUME, claim, flat_keys, held_run, hold, move_aside, run_folder_of
 from cli.errors import JobFailed, fail, first_line, os_error_line
 from envs.atomic import write_text_atomic
-from envs.errors import ConfigError, MusicRLError
+from envs.errors import ConfigError, MusicRLError, not_a
 
 FAILED = "failed.json"
 _sweep: Path | None = None  # the sweep this process launched, for its summary
@@ -60,7 +60,11 @@ class RunFolderGuard(Callback):
             if not run_dir.strip() or Path(run_dir).resolve() == Path.cwd().resolve():
                 raise ConfigError(f"hydra.run.dir={run_dir!r}: a run needs a folder of its own, not the current one")
             if Path(run_dir).exists() and not Path(run_dir).is_dir():
-                raise ConfigError(f"hydra.run.dir={run_dir!r}: a file, not a folder")
+                raise ConfigError(f"hydra.run.dir={run_dir!r}: {not_a(run_dir, 'folder')}")
+            outer = run_folder_of(Path(run_dir))
+            if outer is not None:
+                raise ConfigError(f"hydra.run.dir={run_dir!r}: inside the run folder {outer}: a run needs a folder of "
+                                  "its own, outside other runs")
             held = claim(Path(run_dir), plain, cfg.resume, cfg.overwrite)
         except MusicRLError as err:
             fail(str(err))

@@ -97,6 +97,9 @@ def simulate(args: SimulateConfig) -> None:
     store = FeedbackStore(run.run_dir / "online" / f"{name}.csv")
     print(f"listener {args.listener_seed}, policy v{run.version}, {args.sessions} sessions per round; "
           "reward per step (realised | expected)")
+    if args.finetune_every >= args.rounds:  # a fine-tune follows a round that another round follows
+        print(f"note: finetune_every={args.finetune_every} >= rounds={args.rounds}: the online policy is never "
+              "fine-tuned; it differs from the frozen one by its exploration only")
     print("| round | online | frozen | online expected | frozen expected | online version |")
     print("|---|---|---|---|---|---|")
 

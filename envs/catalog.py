@@ -277,10 +277,12 @@ def check_variety(rows: np.ndarray, n_clusters: int, what: str) -> None:
 def load_catalog(cfg: DataConfig, seed: int, min_tracks: int) -> Catalog:
     """The catalog described by ``cfg``: synthetic (seeded) or a CSV file, validated and repaired.
 
-    CSV files: the delimiter is ``cfg.delimiter`` or sniffed from the header (, ; tab |); CRLF, a UTF-8
-    BOM and quoted fields work. The schema comes from the header (``tidytuesday``, ``mssd``, ``kaggle``;
-    ``custom`` when ``cfg.columns`` maps our names to file columns) and is logged. Metadata is kept as
-    text (``NA`` stays ``"NA"``). Faults, each one line in ``problems`` and a log warning:
+    CSV files: the delimiter is ``cfg.delimiter``, else the one Excel's first line ``sep=<character>`` names
+    (the line skipped, one problem line), else sniffed from the header (, ; tab |); a header that lacks required
+    columns names the delimiter used and one that would give them. CRLF, a UTF-8 BOM and quoted fields work.
+    The schema comes from the header (``tidytuesday``, ``mssd``, ``kaggle``; ``custom`` when ``cfg.columns``
+    maps our names to file columns) and is logged. Metadata is kept as text (``NA`` stays ``"NA"``). Faults,
+    each one line in ``problems`` and a log warning:
 
     - a missing feature column (with the closest column name) → :class:`CatalogError`;
     - empty, non-numeric or impossible feature values (:data:`ALLOWED`), rows whose features are all empty,

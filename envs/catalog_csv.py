@@ -1,7 +1,7 @@
 """Spotify-features CSV catalogs: schema detection (TidyTuesday, Kaggle exports, MSSD ``tf_mini.csv``, or a
-``data.columns`` mapping), reading (delimiter sniffed; UTF-8 with or without BOM; gzip, bz2, xz or zip
-compressed; decimal commas read consistently), validation and repair, each problem one line naming the file,
-column, lines and value (:func:`load_csv`).
+``data.columns`` mapping), reading (the delimiter given, named by Excel's ``sep=`` line, or sniffed; UTF-8 with or
+without BOM; gzip, bz2, xz or zip compressed; decimal commas read consistently), validation and repair, each
+problem one line naming the file, column, lines and value (:func:`load_csv`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from envs.catalog import FEATURES, Catalog, DataConfig
-from envs.errors import CatalogError, ConfigError
+from envs.errors import CatalogError, ConfigError, not_a
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +102,9 @@ def _detect(columns: list[str]) -> str:
     return "kaggle"
 
 
-def _resolve(path: Path, columns: list[str], overrides: dict[str, str]) -> tuple[str, dict[str, str]]:
-    """The schema and the map our name → file column; raises when a feature column is missing."""
+def _resolve(columns: list[str], overrides: dict[str, str]) -> tuple[str, dict[str, str], list[str]]:
+    """The schema, the map our name → file column, and what is missing from ``columns`` (one phrase each,
+    with the closest column name): the features, and the metadata ``overrides`` name."""
     allowed = METADATA + FEATURES
     for ours, theirs in overrides.items():
         if ours not in allowed:
@@ -132,10 +133,34 @@ def _resolve(path: Path, columns: list[str], overrides: dict[str, str]) -> tuple
                 missing.append(f"column {wanted!r}{hint}")
         else:
             mapping[ours] = found
-    if missing:
-        raise CatalogError(f"{path}: schema {schema}: missing required {'; '.join(missing)}; "
-                           f"the file has {len(columns)} columns: {', '.join(columns[:30])}")
-    return schema, mapping
+    return schema, mapping, missing
+
+
+def _missing_line(path: Path, columns: list[str], missing: list[str], schema: str, head: str,
+                  delimiter: tuple[str, str], overrides: dict[str, str]) -> str:
+    """The error line of a header that lacks required columns: what is missing, the columns there are, the
+    delimiter they were split with (``delimiter``: the character and where it came from) and, when another
+    delimiter splits the header into every required column, that one."""
+    used, source = delimiter
+    line = (f"{path}: schema {schema}: missing required {'; '.join(missing)}; split with the delimiter "
+            f"{_shown(used)} ({source}), the header has {len(columns)} column{'' if len(columns) == 1 else 's'}: "
+            f"{', '.join(columns[:30])}")
+    works = next((d for d in DELIMITERS if d != used and not _resolve(_header_fields(head, d), overrides)[2]),
+                 None)
+    if works is None:
+        return line
+    if source == "data.delimiter" and _sniff_delimiter(head) == works:
+        advice = "leave data.delimiter null (it is sniffed from the header)"
+    elif works == "\t":
+        advice = "give data.delimiter a tab character between quotes (\"data.delimiter='<tab>'\")"
+    else:
+        advice = f"give \"data.delimiter='{works}'\""
+    return f"{line}; the delimiter {_shown(works)} gives every required column: {advice}"
+
+
+def _shown(delimiter: str) -> str:
+    """A delimiter as an error line names it: ``','``, ``';'``, ``a tab``."""
+    return "a tab" if delimiter == "\t" else repr(delimiter)
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -206,26 +231,40 @@ def _check_repeated(path: Path, header: list[str], mapping: dict[str, str]) -> l
     return problems
 
 
+DELIMITERS: tuple[str, ...] = (",", ";", "\t", "|")  # the delimiters sniffed, and tried when columns are missing
+# Excel's first line naming the delimiter of the lines after it ("sep=;"), which the header then follows
+_EXCEL_SEP = re.compile(r"sep=(.)[ \t]*", re.IGNORECASE)
+
+
+def _excel_sep(head: str) -> str | None:
+    """The delimiter that Excel's first line ``sep=<character>`` declares, or None when there is no such line."""
+    first = head.split("\n", 1)[0].removesuffix("\r")
+    match = _EXCEL_SEP.fullmatch(first)
+    return match.group(1) if match else None
+
+
 def _sniff_delimiter(head: str) -> str:
-    """The delimiter of the header line among , ; tab | (quoted text ignored); ',' when none occurs."""
+    """The delimiter of the header line among :data:`DELIMITERS` (quoted text ignored); ',' when none occurs."""
     header = next((line for line in head.splitlines() if line.strip()), "")
     bare = re.sub(r'"[^"]*"', "", header)
-    counts = {d: bare.count(d) for d in (",", ";", "\t", "|")}
+    counts = {d: bare.count(d) for d in DELIMITERS}
     best = max(counts, key=lambda d: counts[d])
     return best if counts[best] > 0 else ","
 
 
-def _read_table(path: Path, delimiter: str, head: str,
-                compression: str | None) -> tuple[pd.DataFrame, np.ndarray, int, list[str]]:
+def _read_table(path: Path, delimiter: str, head: str, compression: str | None,
+                skip: int) -> tuple[pd.DataFrame, np.ndarray, int, list[str]]:
     """Every cell as a string (``NA`` stays ``NA``), the file line of each row, the number of rows skipped
-    for a wrong number of fields, and the problem line about them."""
+    for a wrong number of fields, and the problem line about them; the header is the line after the first
+    ``skip`` lines (``head``: the text from it)."""
     if not head.strip():
         raise CatalogError(f"{path}: empty file (expected a header line and one row per track)")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", pd.errors.ParserWarning)
             df = pd.read_csv(path, sep=delimiter, dtype=str, keep_default_na=False, encoding="utf-8-sig",
-                             index_col=False, on_bad_lines="warn", compression=compression)
+                             index_col=False, on_bad_lines="warn", compression=compression,
+                             skiprows=skip)
     except pd.errors.EmptyDataError:
         raise CatalogError(f"{path}: empty file (expected a header line and one row per track)") from None
     except UnicodeDecodeError as err:
@@ -240,8 +279,8 @@ def _read_table(path: Path, delimiter: str, head: str,
                                                                             str(w.message))]
     bad = np.array(sorted(line for line, _ in skipped), dtype=np.int64)
     good = np.ones(len(df) + len(bad), dtype=bool)
-    good[bad - 2] = False
-    lines = np.flatnonzero(good)[: len(df)] + 2
+    good[bad - 2 - skip] = False
+    lines = np.flatnonzero(good)[: len(df)] + 2 + skip
     problems = []
     if skipped:
         problems.append(f"{path}: {_rows(len(skipped))} with the wrong number of fields skipped "
@@ -336,12 +375,12 @@ def _parse_features(df: pd.DataFrame, mapping: dict[str, str], lines: np.ndarray
         blank = empty[:, j] & ~all_empty
         text_bad = np.isnan(x) & ~empty[:, j]
         outside = ~np.isnan(x) & ~_valid(feature, x)
-        for mask, what in ((blank, "an empty value"), (text_bad, "a non-numeric value"),
+        for mask, what in ((blank, "a missing value (empty, NA, NaN or null)"), (text_bad, "a non-numeric value"),
                            (outside, f"a value outside {ALLOWED[feature]}")):
             if mask.any():
                 first = int(np.flatnonzero(mask)[0])
                 value = repr(str(df[mapping[feature]].iloc[first]).strip())
-                where = _where(lines[mask]) if what == "an empty value" else _at(lines[mask], value)
+                where = _where(lines[mask]) if mask is blank else _at(lines[mask], value)
                 problems.append(f"{path}: {col}: {_rows(int(mask.sum()))} with {what} dropped ({where})")
             drop |= mask
     return raw, drop, problems
@@ -375,24 +414,43 @@ def _metadata(df: pd.DataFrame, mapping: dict[str, str], lines: np.ndarray,
     return pd.DataFrame(out).reset_index(drop=True), problems
 
 
+def _delimiter(given: str | None, excel: str | None, head: str) -> tuple[str, str]:
+    """The delimiter to split the file with, and where it comes from: ``data.delimiter``, else the file's
+    Excel line ``sep=<character>``, else sniffed from the header line."""
+    if given is not None:
+        return given, "data.delimiter"
+    if excel is not None:
+        return excel, "Excel's line sep="
+    return _sniff_delimiter(head), "sniffed from the header"
+
+
 def load_csv(cfg: DataConfig, min_tracks: int) -> Catalog:
     """Read, repair and validate a CSV catalog (see :func:`envs.catalog.load_catalog`)."""
     if not cfg.path:
         raise ConfigError("data.path=None: a CSV path is required when data.source=csv")
     path = Path(cfg.path)
     if not path.is_file():
-        raise CatalogError(f"{path}: no such file (data.path={cfg.path!r})")
+        raise CatalogError(f"{path}: {not_a(path, 'regular file')} (data.path={cfg.path!r})")
     compression = _compression(path)
     head = _head_text(path, compression)
-    delimiter = cfg.delimiter or _sniff_delimiter(head)
-    df, lines, n_skipped, problems = _read_table(path, delimiter, head, compression)
-    header = _header_fields(head, delimiter)
+    excel = _excel_sep(head)
+    if excel is not None:
+        head = head.partition("\n")[2]
+    delimiter = _delimiter(cfg.delimiter, excel, head)
+    df, lines, n_skipped, problems = _read_table(path, delimiter[0], head, compression, skip=int(excel is not None))
+    if excel is not None:
+        problems.insert(0, f"{path}: line 1 'sep={excel}' (Excel's delimiter line) skipped; the header is line 2, "
+                           f"split with the delimiter {_shown(delimiter[0])} ({delimiter[1]})")
+    header = _header_fields(head, delimiter[0])
     df.columns = header if len(header) == len(df.columns) else list(df.columns)  # pandas renames repeats
-    schema, mapping = _resolve(path, _unique(list(df.columns)), dict(cfg.columns))
+    columns = _unique(list(df.columns))
+    schema, mapping, missing = _resolve(columns, dict(cfg.columns))
+    if missing:
+        raise CatalogError(_missing_line(path, columns, missing, schema, head, delimiter, dict(cfg.columns)))
     problems += _check_repeated(path, header, mapping)
     df = df.loc[:, ~df.columns.duplicated()]
     n_read = len(df) + n_skipped
-    log.info("%s: schema %s, delimiter %r, %d rows; columns used: %s", path, schema, delimiter, n_read,
+    log.info("%s: schema %s, delimiter %r (%s), %d rows; columns used: %s", path, schema, *delimiter, n_read,
              ", ".join(f"{ours}={theirs}" if ours != theirs else ours for ours, theirs in mapping.items()))
     raw, drop, feature_problems = _parse_features(df, mapping, lines, path)
     problems += feature_problems

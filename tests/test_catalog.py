@@ -262,8 +262,9 @@ def test_empty_cells_drop_their_rows(tmp_path):
     rows = _set(_set(_set(_rows(), 1, "energy", ""), 5, "energy", "NA"), 6, "valence", " ")
     cat = _load(_write(tmp_path, rows))
     assert cat.tracks["track_id"].tolist() == ["id0", "id2", "id3", "id4", "id7"]
-    assert any("column 'energy': 2 rows with an empty value dropped (lines 3, 7)" in p for p in cat.problems)
-    assert any("column 'valence': 1 row with an empty value dropped (line 8)" in p for p in cat.problems)
+    missing = "a missing value (empty, NA, NaN or null) dropped"
+    assert any(f"column 'energy': 2 rows with {missing} (lines 3, 7)" in p for p in cat.problems)
+    assert any(f"column 'valence': 1 row with {missing} (line 8)" in p for p in cat.problems)
 
 
 def test_duplicate_ids_keep_the_first(tmp_path):

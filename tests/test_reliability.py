@@ -106,7 +106,8 @@ def test_a_catalog_that_cannot_be_used_is_one_line_and_exit_2(entry, name, fragm
 
 @pytest.mark.parametrize("name, kept, fragments", [
     ("text_in_numeric.csv", 7, ["column 'tempo': 1 row with a non-numeric value dropped (line 4: 'fast')"]),
-    ("empty_cells.csv", 6, ["column 'energy': 1 row with an empty value dropped (line 3)"]),
+    ("empty_cells.csv", 6, ["column 'energy': 1 row with a missing value (empty, NA, NaN or null) dropped "
+                            "(line 3)"]),
     ("duplicate_ids.csv", 7, ["column 'track_id': 1 row with an already seen track id dropped",
                               "(line 6: 'trk001')"]),
     ("tempo_zero.csv", 7, ["column 'tempo': 1 row with a value outside 0 < tempo <= 300 BPM dropped",
@@ -333,8 +334,9 @@ def foreign_vae(run: Path) -> None:
     (lambda run: (run / ".hydra" / "config.yaml").unlink(), [".hydra/config.yaml: missing",
                                                              "a music-rl run folder?"]),
     (lambda run: shutil.rmtree(run / "world"), ["world: no world folder here"]),
-    (lambda run: (run / "vae.pt").write_text("not a model\n"), ["vae.pt: not a music-rl VAE checkpoint"]),
-    (pickled_vae, ["vae.pt: not a music-rl VAE checkpoint", "Weights only load failed"]),
+    (lambda run: (run / "vae.pt").write_text("not a model\n"), ["vae.pt: not a valid VAE checkpoint of this project",
+                                                                 "rebuild the run", "--config-name config"]),
+    (pickled_vae, ["vae.pt: not a valid VAE checkpoint of this project (not a torch file of tensors and plain data)"]),
     (foreign_vae, ["vae.pt: does not encode world/features.npy to world/latents.npy"]),
     (lambda run: truncate(run / "ppo.zip"), ["ppo.zip: not a loadable SB3 PPO model for this run"]),
     (lambda run: truncate(run / "world" / "neighbours.npy"),
@@ -344,8 +346,8 @@ def foreign_vae(run: Path) -> None:
     (other_version_config, [".hydra/config.yaml: vae.dropout: Key 'dropout' not in 'VAEConfig'",
                             "the run was made by music-rl 0.0.1 (this is "]),
     (other_version_meta, ["world/meta.json: format_version=0, this code reads format_version=1"]),
-    (other_version_vae, ["vae.pt: not a music-rl VAE checkpoint (VAE checkpoint format_version=99: this "
-                         "version reads only 1)"]),
+    (other_version_vae, ["vae.pt: not a valid VAE checkpoint of this project (VAE checkpoint format_version=99: "
+                         "this version reads only 1)"]),
 ], ids=["missing-latents", "missing-ppo", "missing-vae", "missing-config", "missing-world", "vae-text",
         "vae-pickled-code", "vae-of-another-run", "truncated-ppo", "truncated-npy", "config-bad-yaml",
         "config-other-version", "world-other-version", "vae-other-version"])

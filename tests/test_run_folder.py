@@ -216,7 +216,7 @@ def test_compare_skips_broken_and_unfinished_jobs(finished, tmp_path, capsys):
     ("reward.early_skip_penalty=nan", ["reward.early_skip_penalty=nan"]),
     ("reward.prior=1e400", ["reward.prior='inf': must be one of global_mean, zero or a number"]),
     ("data=csv data.path=/no/such/tracks.csv", ["data.path='/no/such/tracks.csv': no such file"]),
-    ("data=csv data.path=/tmp", ["data.path='/tmp': a directory, not a file"]),
+    ("data=csv data.path=/tmp", ["data.path='/tmp': a directory, not a regular file"]),
     ("data.path=/tmp/x.csv", ["data.path='/tmp/x.csv': is set but data.source=synthetic: add data=csv"]),
     ("ppo.ent_coef=inf", ["ppo.ent_coef=inf: must be in [0, 1000]"]),
     ("listeners.drift=inf", ["listeners.drift=inf: must be a finite number"]),
@@ -291,7 +291,7 @@ def test_metrics_and_run_info_are_strict_json(finished):
 
 
 @pytest.mark.parametrize("run_dir, fragment", [("", "a run needs a folder of its own"),
-                                               ("{file}", "a file, not a folder")])
+                                               ("{file}", "a regular file, not a folder")])
 def test_an_empty_run_folder_or_a_file_is_refused(tmp_path, run_dir, fragment):
     (tmp_path / "a_file").write_text("x")
     cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *TINY,
