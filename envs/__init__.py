@@ -1,8 +1,9 @@
-"""music-rl's world: catalogs, listeners, feedback, rewards, the candidate index and the ``MusicRec-v0`` env.
+"""music-rl's simulated world: listeners, rewards, the candidate index, the world, the ``MusicRec-v0`` env and
+logs played by simulated listeners (catalogs and log I/O: :mod:`music_rl.data`).
 
 Importing ``envs`` registers ``MusicRec-v0`` with Gymnasium (entry point :func:`envs.music_env.make_env`;
 episodes end by the env's own truncation, so no ``max_episode_steps``). The public names below are
-imported on first use, so ``import envs.errors`` stays light.
+imported on first use, so importing one module of ``envs`` does not load the others.
 """
 
 from __future__ import annotations

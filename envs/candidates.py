@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-from envs.errors import ConfigError
+from music_rl.core.errors import ConfigError
 
 _QUERY_CHUNK = 65536  # rows per kd-tree query: caps the (chunk, K + 1) float64/int64 buffers at ~35 MB
 _POINT_QUERY = 32  # neighbours of a point asked first by nearest_unplayed (about the cost of 1; more than a

@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 
 from envs.candidates import CandidateIndex
-from envs.errors import FeedbackError
-from envs.feedback import random_walk
 from envs.listeners import ListenerPopulation
 from envs.rewards import RewardConfig, decay_factors, propagate, reward, select_probes
+from envs.simulated_logs import random_walk
+from music_rl.core.errors import FeedbackError
 
 EVIDENCE_HALF = 4.0  # answers in a cluster at which the evidence is 1/2
 RIDGE = 1.0  # the ridge penalty of r_fit
@@ -65,7 +65,7 @@ class AnswerLog:
 
     @classmethod
     def from_feedback(cls, df: pd.DataFrame, track_ids: list[str], user_id: str) -> AnswerLog:
-        """The rows of ``user_id`` in a feedback frame (:func:`envs.feedback.read_feedback`), in file order;
+        """The rows of ``user_id`` in a feedback frame (:func:`music_rl.data.feedback.read_feedback`), in file order;
         empty when the user has none. :class:`FeedbackError` for a track id the catalog lacks."""
         rows = df[df["user_id"].astype(str) == str(user_id)]
         index = pd.Index(track_ids).get_indexer(rows["track_id"].astype(str))
@@ -94,7 +94,7 @@ class AnswerLog:
 def random_answers(population: ListenerPopulation, listener: int, index: CandidateIndex, n: int,
                    session_length: int, rng: np.random.Generator, k: int = 4) -> AnswerLog:
     """``n`` answers of ``listener`` to uniformly random choices among the ``k`` candidates, in sessions from
-    random start tracks (:func:`envs.feedback.random_walk`; a new session when the listener leaves)."""
+    random start tracks (:func:`envs.simulated_logs.random_walk`; a new session when the listener leaves)."""
     steps = list(islice(random_walk(population, listener, index, rng, session_length, k), int(n)))
     return AnswerLog.of([s[4] for s in steps], [s[5] for s in steps], [s[6] for s in steps])
 
@@ -102,7 +102,7 @@ def random_answers(population: ListenerPopulation, listener: int, index: Candida
 def probe_answers(population: ListenerPopulation, listener: int, latents: np.ndarray, clusters: np.ndarray,
                   centroids: np.ndarray, cfg: RewardConfig, rng: np.random.Generator) -> AnswerLog:
     """The probe round: ``cfg.probes_per_cluster`` probes of every cluster (``cfg.probe_selection``), each
-    answered in a fresh session, as :func:`envs.feedback.probe_log` plays them."""
+    answered in a fresh session, as :func:`envs.simulated_logs.probe_log` plays them."""
     probes = select_probes(latents, clusters, centroids, cfg.probes_per_cluster, cfg.probe_selection, rng)
     answers = [population.session(int(listener), rng).respond(int(t)) for t in probes]
     return AnswerLog.of(probes, [a[0] for a in answers], [a[1] for a in answers])

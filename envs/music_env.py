@@ -63,9 +63,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.errors import ConfigError, UnknownTrackError
 from envs.listener_log import ESTIMATES, Estimator, ListenerEstimate, random_answers
 from envs.rewards import RewardConfig, reward
+from music_rl.core.errors import ConfigError, UnknownTrackError
 
 if TYPE_CHECKING:
     from envs.world import World

@@ -16,7 +16,7 @@ from enum import StrEnum
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from envs.errors import ConfigError
+from music_rl.core.errors import ConfigError
 
 DECAYS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
     "linear": lambda u, s: np.maximum(0.0, 1.0 - u / s),

@@ -18,14 +18,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from envs.atomic import atomic_path, write_json_atomic
 from envs.candidates import CandidateIndex, build_neighbour_table
-from envs.catalog import FEATURES, Normaliser, synthetic_catalog
-from envs.errors import ConfigError, RunFolderError
-from envs.feedback import probe_log
 from envs.listeners import ListenerConfig, Population, make_population
 from envs.music_env import EnvConfig
 from envs.rewards import RewardConfig, fit_clusters, propagate, reward, select_probes
+from envs.simulated_logs import probe_log
+from music_rl.core.atomic import atomic_path, write_json_atomic
+from music_rl.core.errors import ConfigError, RunFolderError
+from music_rl.data.catalog import FEATURES, Normaliser, synthetic_catalog
 
 FORMAT_VERSION = 1
 _DTYPES = {"features": np.float32, "latents": np.float32, "neighbours": np.int32, "clusters": np.int32,
@@ -272,7 +272,7 @@ def build_world(tracks: pd.DataFrame, features: np.ndarray, latents: np.ndarray,
         log = probe_log(population, [served], probes, track_ids, np.random.default_rng([seed, _STREAM_FEEDBACK]))
     rows = pd.Index(track_ids).get_indexer(log["track_id"].astype(str))
     if (rows < 0).any():
-        raise ValueError("log rows must be joined to the catalog first (envs.log_import.read_log)")
+        raise ValueError("log rows must be joined to the catalog first (music_rl.data.log_import.read_log)")
     observed = reward(log["percentage_listened"].to_numpy(), log["liked"].to_numpy(), reward_cfg)
     r_hat = propagate(latents, clusters, centroids, rows, observed, reward_cfg)
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""``music-rl bench`` (cli/bench/): ``scripts/bench.py only=[a,b] repeats=5 ...``, ``--help`` for every key."""
+"""``music-rl bench`` (music_rl/bench/): ``scripts/bench.py only=[a,b] repeats=5 ...``, ``--help`` for every key."""
 
-from cli.main import main  # the interrupt handler first, then the command's modules
+from music_rl.cli.main import main  # the interrupt handler first, then the command's modules
 
 if __name__ == "__main__":
     main("bench")

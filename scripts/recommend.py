@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""``music-rl recommend`` (cli/recommend.py): ``scripts/recommend.py run_dir=<run> ...``, ``--help`` for every key."""
+"""``music-rl recommend`` (music_rl/cli/recommend.py): ``scripts/recommend.py run_dir=<run> ...``, ``--help`` for
+every key."""
 
-from cli.main import main  # the interrupt handler first, then the command's modules
+from music_rl.cli.main import main  # the interrupt handler first, then the command's modules
 
 if __name__ == "__main__":
     main("recommend")

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""``music-rl simulate`` (cli/simulate.py): ``scripts/simulate_online.py run_dir=<run> ...``, ``--help`` for every
-key."""
+"""``music-rl simulate`` (music_rl/cli/simulate.py): ``scripts/simulate_online.py run_dir=<run> ...``, ``--help``
+for every key."""
 
-from cli.main import main  # the interrupt handler first, then the command's modules
+from music_rl.cli.main import main  # the interrupt handler first, then the command's modules
 
 if __name__ == "__main__":
     main("simulate")

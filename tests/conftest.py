@@ -40,7 +40,7 @@ def run_cli(command: str, *args: str) -> int:
     """``music-rl <command> args`` in this process, as the console runs it; its exit status."""
     from hydra.core.global_hydra import GlobalHydra
 
-    module = importlib.import_module(f"cli.{command}")
+    module = importlib.import_module(f"music_rl.cli.{command}")
     GlobalHydra.instance().clear()
     argv, sys.argv = sys.argv, [f"music-rl {command}", *args]
     try:

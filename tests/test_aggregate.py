@@ -1,5 +1,5 @@
-"""Interval estimates over replicates (agents/aggregate.py) on hand-computed cases, and compare's table of a sweep
-(agents/report.py, music-rl compare) on job folders written here (no training)."""
+"""Interval estimates over replicates (music_rl/reports/aggregate.py) on hand-computed cases, and compare's table of a
+sweep (music_rl/reports/report.py, music-rl compare) on job folders written here (no training)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from conftest import run_cli
 
-from agents.aggregate import improvement_interval, iqm, iqm_interval, probability_of_improvement, t_interval
-from agents.report import aggregate, is_config_column, markdown
+from music_rl.reports.aggregate import improvement_interval, iqm, iqm_interval, probability_of_improvement, t_interval
+from music_rl.reports.report import aggregate, is_config_column, markdown
 
 
 @pytest.mark.parametrize("scores, expected", [

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from cli.bench.build import task_neighbours
-from cli.bench.report import Target, make_row
-from cli.bench.runner import Runner, StageFailed
-from cli.bench.sizes import QUICK, SWEEP
+from music_rl.bench.build import task_neighbours
+from music_rl.bench.report import Target, make_row
+from music_rl.bench.runner import Runner, StageFailed
+from music_rl.bench.sizes import QUICK, SWEEP
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "bench.py"

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, TINY
 
-from agents.config import TrainConfig, validate
-from agents.memory_budget import FIXED_BYTES, available_memory, check_memory, estimate, shown
-from envs.errors import ConfigError
+from music_rl.config import TrainConfig, validate
+from music_rl.core.errors import ConfigError
+from music_rl.memory_budget import FIXED_BYTES, available_memory, check_memory, estimate, shown
 
 GiB = 2**30
 
@@ -37,7 +37,7 @@ def tiny(**sizes: int) -> TrainConfig:
 
 @pytest.mark.parametrize(("n_tracks", "measured_kib"), [(200_000, 863_676), (1_000_000, 1_620_312)])
 def test_the_estimate_follows_the_measured_peak_of_the_real_build(n_tracks, measured_kib):
-    # /usr/bin/time -v music-rl train +experiment=tiny data.n_tracks=N eval.ope_log_steps=0 (agents/memory_budget.py)
+    # /usr/bin/time -v music-rl train +experiment=tiny data.n_tracks=N eval.ope_log_steps=0 (music_rl/memory_budget.py)
     cfg = tiny(data__n_tracks=n_tracks)
     cfg.eval.ope_log_steps = 0
     assert needed(cfg) == pytest.approx(measured_kib * 1024, rel=0.1)

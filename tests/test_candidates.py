@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from envs.candidates import CandidateIndex, build_neighbour_table
-from envs.errors import ConfigError
+from music_rl.core.errors import ConfigError
 
 
 def _brute_dist(Z: np.ndarray, i: int) -> np.ndarray:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from sklearn.neighbors import NearestNeighbors
 
-from envs.catalog import FEATURES, DataConfig, Normaliser, load_catalog, synthetic_catalog
-from envs.catalog_csv import NO_KEY
-from envs.errors import CatalogError, ConfigError
+from music_rl.core.errors import CatalogError, ConfigError
+from music_rl.data.catalog import FEATURES, DataConfig, Normaliser, load_catalog, synthetic_catalog
+from music_rl.data.catalog_csv import NO_KEY
 
 FIXTURES = Path(__file__).parent / "fixtures" / "catalogs"
 HEADER = ["track_id", "track_name", "track_artist", *FEATURES]
@@ -141,7 +141,7 @@ def _csv(name: str, **cfg) -> DataConfig:
 
 def test_tidytuesday_fixture(caplog):
     rows = _file_rows("tidytuesday.csv")
-    with caplog.at_level(logging.INFO, logger="envs.catalog_csv"):
+    with caplog.at_level(logging.INFO, logger="music_rl.data.catalog_csv"):
         cat = load_catalog(_csv("tidytuesday.csv"), seed=0, min_tracks=5)
     assert cat.schema == "tidytuesday"
     assert "schema tidytuesday" in caplog.text and "kept 29 of 30 rows" in caplog.text
@@ -280,7 +280,7 @@ def test_duplicate_ids_keep_the_first(tmp_path):
 def test_identical_rows_warn_about_constant_columns_and_strict_makes_it_fatal(tmp_path, caplog):
     rows = [[f"id{i}", "Same", "Same", *_rows(1)[0][3:]] for i in range(6)]
     path = _write(tmp_path, rows)
-    with caplog.at_level(logging.WARNING, logger="envs.catalog_csv"):
+    with caplog.at_level(logging.WARNING, logger="music_rl.data.catalog_csv"):
         cat = _load(path)
     assert len(cat.tracks) == 6 and len(cat.problems) == 11
     assert all("is constant" in p for p in cat.problems)
@@ -373,7 +373,7 @@ def test_quoted_fields_with_commas_and_quotes(tmp_path):
 def test_rows_with_the_wrong_number_of_fields_are_skipped_and_counted(tmp_path, caplog):
     rows = _rows()
     rows[2] = rows[2] + ["extra"]
-    with caplog.at_level(logging.INFO, logger="envs.catalog_csv"):
+    with caplog.at_level(logging.INFO, logger="music_rl.data.catalog_csv"):
         cat = _load(_write(tmp_path, rows))
     assert "kept 7 of 8 rows (1 dropped)" in caplog.text
     assert len(cat.tracks) == 7 and "id2" not in set(cat.tracks["track_id"])

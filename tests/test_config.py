@@ -8,10 +8,10 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-import cli.train  # noqa: F401  (registers train_schema in Hydra's ConfigStore)
-from agents.config import TrainConfig, load_config
-from cli.help import dotted_keys, field_docs, key_rows
-from envs.errors import ConfigError
+import music_rl.cli.train  # noqa: F401  (registers train_schema in Hydra's ConfigStore)
+from music_rl.cli.help import dotted_keys, field_docs, key_rows
+from music_rl.config import TrainConfig, load_config
+from music_rl.core.errors import ConfigError
 from vae.config import VAEConfig
 
 CONF = Path(__file__).resolve().parent.parent / "conf"

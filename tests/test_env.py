@@ -13,10 +13,10 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs  # noqa: F401  (registers MusicRec-v0)
-from envs.errors import ConfigError, UnknownTrackError
 from envs.music_env import EnvConfig, MusicRecEnv
 from envs.rewards import RewardConfig, reward
 from envs.world import World, synthetic_world
+from music_rl.core.errors import ConfigError, UnknownTrackError
 
 MODES = list(itertools.product(("seed", "candidates", "history"), ("simulator", "propagated")))
 N_TRACKS, D, K, F = 1000, 3, 4, 11

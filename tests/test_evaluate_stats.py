@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from agents.evaluate import Episode, mean_ci, normalized_score, ratio_mean_ci, score_undefined, summarise
+from music_rl.evaluation.evaluate import Episode, mean_ci, normalized_score, ratio_mean_ci, score_undefined, summarise
 
 
 def test_ratio_ci_matches_the_mean_and_covers_the_truth():

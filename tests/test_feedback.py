@@ -10,18 +10,17 @@ import pandas as pd
 import pytest
 
 from envs.candidates import CandidateIndex, build_neighbour_table
-from envs.catalog import Normaliser, synthetic_catalog
-from envs.errors import ConfigError, FeedbackError
-from envs.feedback import (
+from envs.listeners import ListenerConfig, ListenerPopulation
+from envs.simulated_logs import probe_log, random_walk_log
+from music_rl.core.errors import ConfigError, FeedbackError
+from music_rl.data.catalog import Normaliser, synthetic_catalog
+from music_rl.data.feedback import (
     COLUMNS,
     DEFAULT_SKIP_MAP,
     import_streaming_sessions,
-    probe_log,
-    random_walk_log,
     read_feedback,
     write_feedback,
 )
-from envs.listeners import ListenerConfig, ListenerPopulation
 
 MSSD_SAMPLE = Path(__file__).parent / "fixtures" / "feedback" / "mssd_log_sample.csv"
 N_TRACKS = 400

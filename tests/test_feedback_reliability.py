@@ -19,14 +19,14 @@ import pytest
 from conftest import ROOT, run_cli
 from mssd import mssd_files, no_flag_rows
 
-import envs.feedback_store
-from cli.cold_start import parse_pct
-from cli.help import field_docs
-from cli.recommend import RecommendConfig
-from envs.errors import FeedbackError
-from envs.feedback import DEFAULT_SKIP_MAP, NO_FLAG, land_once, read_feedback
-from envs.feedback_store import FeedbackStore
-from envs.log_import import FeedbackConfig, read_log
+import music_rl.data.feedback_store
+from music_rl.cli.cold_start import parse_pct
+from music_rl.cli.help import field_docs
+from music_rl.cli.recommend import RecommendConfig
+from music_rl.core.errors import FeedbackError
+from music_rl.data.feedback import DEFAULT_SKIP_MAP, NO_FLAG, land_once, read_feedback
+from music_rl.data.feedback_store import FeedbackStore
+from music_rl.data.log_import import FeedbackConfig, read_log
 
 HEADER = "user_id,session_id,position,track_id,percentage_listened,liked"
 
@@ -77,7 +77,7 @@ def test_mssd_rows_with_no_flag_are_fatal_when_strict(tmp_path: Path) -> None:
 
 
 def test_skip_map_none_is_a_config_key() -> None:
-    from agents.config import load_config
+    from music_rl.config import load_config
 
     cfg = load_config({"feedback": {"skip_map": {"none": 0.7}}})
     assert cfg.feedback.skip_map == {**DEFAULT_SKIP_MAP, "none": 0.7}
@@ -129,13 +129,13 @@ def test_a_failed_write_leaves_the_log_as_it_was(tmp_path: Path, monkeypatch: py
 
     def half_then_full(fd: int, data: bytes) -> int:
         os.ftruncate(fd, os.fstat(fd).st_size + len(data) // 2)  # half the batch lands, then the disk is full
-        monkeypatch.setattr(envs.feedback_store.os, "write", disk_full)
+        monkeypatch.setattr(music_rl.data.feedback_store.os, "write", disk_full)
         return len(data) // 2
 
     def disk_full(fd: int, data: bytes) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(envs.feedback_store.os, "write", half_then_full)
+    monkeypatch.setattr(music_rl.data.feedback_store.os, "write", half_then_full)
     with pytest.raises(OSError, match=r"No space left on device \(5 row\(s\) not appended; the log is as it was\)"
                        ) as caught:
         store.append(_rows(5, start=4))
@@ -146,7 +146,7 @@ def test_a_failed_write_leaves_the_log_as_it_was(tmp_path: Path, monkeypatch: py
 FSIZE = """
 import resource, sys
 import pandas as pd
-from envs.feedback_store import FeedbackStore
+from music_rl.data.feedback_store import FeedbackStore
 path, limit = sys.argv[1], int(sys.argv[2])
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
 rows = pd.DataFrame({"user_id": "u", "session_id": "s", "position": range(100, 150), "track_id": "t",
@@ -252,7 +252,7 @@ def test_finetune_lands_a_file_once_drops_unknown_tracks_and_refuses_two_answers
 
 @pytest.mark.slow
 def test_recommend_reads_a_submission_by_the_same_rule(run, tmp_path):
-    from agents.inference import load_run, user_answers
+    from music_rl.serving.inference import load_run, user_answers
 
     new = pd.concat([_rows(3), _rows(1), _rows(1, start=10).assign(track_id="nowhere")], ignore_index=True)
     new.to_csv(tmp_path / "new.csv", index=False)
@@ -298,8 +298,8 @@ def test_a_run_whose_feedback_log_was_deleted_is_refused(run, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_finetune_past_the_file_size_limit_names_the_log_and_keeps_it(run, tmp_path):
-    from agents.finetune import run_log
-    from agents.inference import load_run
+    from music_rl.serving.finetune import run_log
+    from music_rl.serving.inference import load_run
 
     pd.concat([_rows(60, user="big")]).to_csv(tmp_path / "new.csv", index=False)
     log = run / "feedback.csv"

@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import envs.feedback_store
-from envs.errors import FeedbackError
-from envs.feedback_store import COLUMNS, FeedbackStore
+import music_rl.data.feedback_store
+from music_rl.core.errors import FeedbackError
+from music_rl.data.feedback_store import COLUMNS, FeedbackStore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 # of 1..3 rows (user_id = argv[2], increasing position) until killed or argv[3] rows are written (0: forever).
 WRITER = """
 import pathlib, sys, time
-from envs.feedback_store import FeedbackStore
+from music_rl.data.feedback_store import FeedbackStore
 store, user, limit = FeedbackStore(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 pathlib.Path(f"{sys.argv[1]}.{user}.ready").touch()
 while not pathlib.Path(f"{sys.argv[1]}.go").exists():
@@ -126,7 +126,7 @@ def test_torn_line_in_the_middle_is_skipped_with_one_warning(tmp_path: Path, cap
     with open(path, "a", encoding="utf-8") as fh:  # a crash cut this append short, inside a quoted value
         fh.write('u1,s1,2,"t\n2')
     store.append(_log(4).iloc[3:])
-    with caplog.at_level(logging.WARNING, logger="envs.feedback_store"):
+    with caplog.at_level(logging.WARNING, logger="music_rl.data.feedback_store"):
         df = store.read()
 
     assert df["position"].tolist() == [0, 1, 3]
@@ -141,7 +141,7 @@ def test_torn_last_line_is_skipped_and_the_next_append_starts_a_new_line(tmp_pat
     store = FeedbackStore.create(path, _log(2))
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(tail)  # no newline: the last record is torn even when its width looks right
-    with caplog.at_level(logging.WARNING, logger="envs.feedback_store"):
+    with caplog.at_level(logging.WARNING, logger="music_rl.data.feedback_store"):
         assert store.read()["position"].tolist() == [0, 1]
     assert len(caplog.records) == 1 and "line(s) 4" in caplog.messages[0]
 
@@ -238,13 +238,13 @@ def test_read_without_the_lock_where_it_cannot_be_created(tmp_path: Path, monkey
     path = tmp_path / "feedback.csv"
     FeedbackStore.create(path, _log(2))
     before = path.read_bytes()
-    monkeypatch.setattr(envs.feedback_store, "FileLock", lambda lock_file: _UnwritableLock(lock_file, code))
+    monkeypatch.setattr(music_rl.data.feedback_store, "FileLock", lambda lock_file: _UnwritableLock(lock_file, code))
     assert FeedbackStore(path).read()["position"].tolist() == [0, 1]
 
     with pytest.raises(OSError) as err:  # a writer still needs the lock; the entry points print one line
         FeedbackStore(path).append(_log(1))
     assert err.value.errno == code and err.value.filename == f"{path}.lock"
-    from cli.errors import os_error_line
+    from music_rl.cli.errors import os_error_line
 
     line = os_error_line(err.value)
     assert line is not None and line.startswith(f"{path}.lock: ") and "\n" not in line
@@ -254,7 +254,8 @@ def test_read_without_the_lock_where_it_cannot_be_created(tmp_path: Path, monkey
 def test_read_keeps_other_lock_errors(tmp_path: Path, monkeypatch) -> None:
     path = tmp_path / "feedback.csv"
     FeedbackStore.create(path, _log(1))
-    monkeypatch.setattr(envs.feedback_store, "FileLock", lambda lock_file: _UnwritableLock(lock_file, errno.EIO))
+    monkeypatch.setattr(music_rl.data.feedback_store, "FileLock",
+                        lambda lock_file: _UnwritableLock(lock_file, errno.EIO))
     with pytest.raises(OSError, match="Input/output error"):
         FeedbackStore(path).read()
 

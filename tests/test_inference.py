@@ -15,13 +15,13 @@ import pandas as pd
 import pytest
 from conftest import ROOT, run_cli
 
-from agents.finetune import probe_tracks
-from agents.inference import find_track, load_run
-from agents.models import load_model, model_versions
-from cli.finetune import with_serving_columns
-from envs.errors import FeedbackError, UnknownTrackError
-from envs.feedback import read_feedback
-from envs.feedback_store import COLUMNS, FeedbackStore
+from music_rl.cli.finetune import with_serving_columns
+from music_rl.core.errors import FeedbackError, UnknownTrackError
+from music_rl.data.feedback import read_feedback
+from music_rl.data.feedback_store import COLUMNS, FeedbackStore
+from music_rl.learners.models import load_model, model_versions
+from music_rl.serving.finetune import probe_tracks
+from music_rl.serving.inference import find_track, load_run
 
 pytestmark = pytest.mark.slow  # trains (a tiny budget, still seconds per test)
 

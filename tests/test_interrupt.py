@@ -22,12 +22,12 @@ from conftest import ROOT, TINY
 from conftest import train as train_tiny
 from stable_baselines3 import PPO
 
-from agents.config import load_run_config
-from agents.inference import load_run
-from agents.models import latest_checkpoint, model_versions
-from agents.pipeline import reevaluate
-from envs.feedback_store import FeedbackStore
 from envs.world import World
+from music_rl.config import load_run_config
+from music_rl.data.feedback_store import FeedbackStore
+from music_rl.learners.models import latest_checkpoint, model_versions
+from music_rl.serving.inference import load_run
+from music_rl.training.pipeline import reevaluate
 
 pytestmark = pytest.mark.slow  # trains (a tiny budget, still seconds per test)
 
@@ -37,7 +37,7 @@ SLOW_PPO = ["ppo.total_timesteps=10000000"]
 
 
 def temporaries(folder: Path) -> list[Path]:
-    """Temporary files of envs.atomic under ``folder``."""
+    """Temporary files of music_rl.core.atomic under ``folder``."""
     return list(folder.rglob(".*.tmp"))
 
 
@@ -112,7 +112,7 @@ def test_a_signal_during_vae_training_writes_nothing_partial(tmp_path, signum):
 
 
 def test_a_run_starting_in_a_folder_removes_what_killed_writers_left(tmp_path):
-    from agents.pipeline import remove_stale_temporaries
+    from music_rl.training.pipeline import remove_stale_temporaries
 
     for folder in (tmp_path, tmp_path / "world", tmp_path / "checkpoints"):
         folder.mkdir(exist_ok=True)

@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 from conftest import run_cli, train
 
-from agents.baselines import baseline_policies
-from agents.evaluate import evaluate_policies
-from agents.models import load_model, model_versions
 from envs.candidates import CandidateIndex, build_neighbour_table
 from envs.music_env import EnvConfig, MusicRecEnv
 from envs.world import synthetic_world
+from music_rl.evaluation.baselines import baseline_policies
+from music_rl.evaluation.evaluate import evaluate_policies
+from music_rl.learners.models import load_model, model_versions
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ NOT_INSTALLED = [
 def sweep_without(module: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
     """``music-rl train -m overrides`` with ``module`` missing (None in sys.modules: importing it fails)."""
     code = (f"import sys; sys.modules[{module!r}] = None\n"
-            f"from cli.main import main; sys.argv = ['music-rl', 'train', '-m', *{list(overrides)!r}]; main()")
+            f"from music_rl.cli.main import main; sys.argv = ['music-rl', 'train', '-m', *{list(overrides)!r}]; main()")
     return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
@@ -60,7 +60,8 @@ def test_a_ray_cluster_that_is_not_there_is_one_line(tmp_path):
 
 
 def fake_run(scores: list[float | None]):
-    """A stand-in for agents.pipeline.run that returns the next of ``scores`` as the job's normalized_score."""
+    """A stand-in for music_rl.training.pipeline.run that returns the next of ``scores`` as the job's
+    normalized_score."""
     def run(cfg, run_dir: Path) -> dict:
         score = scores.pop(0)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -70,9 +71,9 @@ def fake_run(scores: list[float | None]):
 
 
 def test_an_undefined_score_fails_its_optuna_trial_and_the_study_goes_on(tmp_path, monkeypatch):
-    import agents.pipeline
+    import music_rl.training.pipeline
 
-    monkeypatch.setattr(agents.pipeline, "run", fake_run([None, 0.5, 0.25]))
+    monkeypatch.setattr(music_rl.training.pipeline, "run", fake_run([None, 0.5, 0.25]))
     status = run_cli("train", "-m", "+experiment=optuna_ppo", "hydra/launcher=basic", "hydra.sweeper.n_trials=3",
                      "hydra.sweeper.n_jobs=1", f"hydra.sweep.dir={tmp_path}")
     assert status == 0

@@ -9,8 +9,6 @@ import dataclasses
 import numpy as np
 import pytest
 
-from envs.catalog import Normaliser, synthetic_catalog
-from envs.errors import ConfigError
 from envs.listeners import (
     ListenerConfig,
     ListenerPopulation,
@@ -24,6 +22,8 @@ from envs.listeners import (
     response_moments,
 )
 from envs.listeners.response import ResponseParams, answer_probabilities, exp_array, exp_scalar, moments, reward_of
+from music_rl.core.errors import ConfigError
+from music_rl.data.catalog import Normaliser, synthetic_catalog
 from tests.conftest import run_cli
 
 N_TRACKS = 1500

@@ -16,14 +16,14 @@ import pytest
 import yaml
 from conftest import ROOT, run_cli
 
-from agents.models import load_encoder
-from agents.run_folder import check_output, claim
-from cli.app import repeated_key
-from cli.errors import os_error_line
-from envs.atomic import atomic_path, write_text_atomic
-from envs.catalog import DataConfig
-from envs.catalog_csv import load_csv
-from envs.errors import CatalogError, OutputError, RunFolderError, not_a, path_kind
+from music_rl.cli.app import repeated_key
+from music_rl.cli.errors import os_error_line
+from music_rl.core.atomic import atomic_path, write_text_atomic
+from music_rl.core.errors import CatalogError, OutputError, RunFolderError, not_a, path_kind
+from music_rl.data.catalog import DataConfig
+from music_rl.data.catalog_csv import load_csv
+from music_rl.learners.models import load_encoder
+from music_rl.runs.run_folder import check_output, claim
 
 KAGGLE = ROOT / "tests" / "fixtures" / "catalogs" / "kaggle_tracks_features.csv"
 
@@ -300,7 +300,7 @@ def test_a_command_refuses_a_key_given_twice(tmp_path, capsys):
 # ------------------------------------------------------------------------------------------- evaluate, compare
 
 def test_evaluating_a_run_in_training_or_interrupted_says_so(tmp_path):
-    from cli.evaluate import check_trained
+    from music_rl.cli.evaluate import check_trained
 
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)

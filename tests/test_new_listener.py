@@ -14,15 +14,15 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from agents.adaptive import Fixed, GreedyEstimate, LinUCB, SessionAffinity
-from agents.baselines import random_policy
-from agents.evaluate import rollout
-from agents.new_listener import NewListenerConfig, evaluate_new_listener
-from agents.policies import HISTORY_ENCODERS, CandidateScorerPolicy
 from envs.listener_log import AnswerLog, Estimator, random_answers, track_features
 from envs.music_env import EnvConfig, MusicRecEnv
 from envs.rewards import RewardConfig
 from envs.world import synthetic_world
+from music_rl.evaluation.adaptive import Fixed, GreedyEstimate, LinUCB, SessionAffinity
+from music_rl.evaluation.baselines import random_policy
+from music_rl.evaluation.evaluate import rollout
+from music_rl.evaluation.new_listener import NewListenerConfig, evaluate_new_listener
+from music_rl.learners.policies import HISTORY_ENCODERS, CandidateScorerPolicy
 from tests.conftest import ROOT, run_cli
 
 LISTENER = EnvConfig(observation="listener", reward_source="simulator", log_answers=50)
@@ -179,7 +179,7 @@ def test_recommend_serves_a_user_from_their_answers(listener_run, tmp_path, caps
 
 def test_table_key_paths_index_lists():
     """results tables read one budget's entry of a list (``normalized_score.2``), in a source and in its excerpt."""
-    from cli.tables.results import excerpt, lookup
+    from music_rl.reports.tables.results import excerpt, lookup
 
     doc = {"metrics": {"new_listener": {"policies": {"ppo": {"normalized_score": [0.1, 0.2, 0.3]}}}}}
     path = "metrics.new_listener.policies.ppo.normalized_score.2"

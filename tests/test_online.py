@@ -7,10 +7,10 @@ import re
 import pytest
 from conftest import run_cli
 
-from agents.finetune import probe_tracks, simulate_online
-from agents.inference import load_run
-from agents.models import model_versions
-from envs.feedback_store import FeedbackStore
+from music_rl.data.feedback_store import FeedbackStore
+from music_rl.learners.models import model_versions
+from music_rl.serving.finetune import probe_tracks, simulate_online
+from music_rl.serving.inference import load_run
 
 pytestmark = pytest.mark.slow  # trains (a tiny budget, still seconds per test)
 

@@ -1,6 +1,6 @@
-"""Tests of agents/ope.py: hand-computed estimates, coverage and error on a synthetic contextual bandit with sessions,
-the reward model's choice by measurement, the sequential estimator on a small Markov decision process, overlap,
-applicability and validation."""
+"""Tests of music_rl/evaluation/ope.py: hand-computed estimates, coverage and error on a synthetic contextual bandit
+with sessions, the reward model's choice by measurement, the sequential estimator on a small Markov decision process,
+overlap, applicability and validation."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from agents.ope import (
+from music_rl.evaluation.ope import (
     ESTIMATORS,
     Z95,
     BanditLog,

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.baselines import baseline_policies, oracle_policy
-from agents.evaluate import Episode, evaluate_policies, make_eval_env, paired_difference, rollout
-from agents.planner import PlannerConfig, planner_policy
 from envs.music_env import EnvConfig
 from envs.world import World, synthetic_world
+from music_rl.evaluation.baselines import baseline_policies, oracle_policy
+from music_rl.evaluation.evaluate import Episode, evaluate_policies, make_eval_env, paired_difference, rollout
+from music_rl.evaluation.planner import PlannerConfig, planner_policy
 
 
 @pytest.fixture(scope="module")
@@ -133,8 +133,8 @@ def test_a_decision_costs_at_most_width_samples_horizon_steps_of_width_tracks(wo
 
 
 def test_planner_width_must_be_positive():
-    from agents.config import TrainConfig, validate
-    from envs.errors import ConfigError
+    from music_rl.config import TrainConfig, validate
+    from music_rl.core.errors import ConfigError
 
     cfg = TrainConfig()
     cfg.eval.planner.width = 0

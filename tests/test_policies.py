@@ -7,7 +7,7 @@ from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 
-from agents.policies import CandidateScorerPolicy, candidate_probabilities
+from music_rl.learners.policies import CandidateScorerPolicy, candidate_probabilities
 
 D, K, H, F = 3, 4, 2, 5
 

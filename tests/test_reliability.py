@@ -2,7 +2,7 @@
 no traceback, and nothing half-written.
 
 Catalog, feedback, config and run-folder cases run in-process through the entry points' own error policy
-(``cli.errors.user_errors_exit``, or ``music-rl evaluate`` run in this process); a representative subset, and
+(``music_rl.cli.errors.user_errors_exit``, or ``music-rl evaluate`` run in this process); a representative subset, and
 everything Hydra or the file system does before the job starts, runs through the ``scripts/train.py`` CLI.
 The files are in ``tests/fixtures/bad/``.
 """
@@ -25,19 +25,19 @@ import torch
 from conftest import ROOT, run_cli, train
 from omegaconf import OmegaConf
 
-import cli.train  # noqa: F401  (registers train_schema in Hydra's ConfigStore)
-from agents.config import load_config
-from cli.errors import user_errors_exit
-from envs.catalog import DataConfig, load_catalog
-from envs.feedback import read_feedback
-from envs.feedback_store import FeedbackStore
+import music_rl.cli.train  # noqa: F401  (registers train_schema in Hydra's ConfigStore)
+from music_rl.cli.errors import user_errors_exit
+from music_rl.config import load_config
+from music_rl.data.catalog import DataConfig, load_catalog
+from music_rl.data.feedback import read_feedback
+from music_rl.data.feedback_store import FeedbackStore
 
 BAD = Path(__file__).resolve().parent / "fixtures" / "bad"
 TRACK_IDS = [f"trk{i:03d}" for i in range(8)]
 
 
 def temporaries(folder: Path) -> list[Path]:
-    """Temporary files of envs.atomic left anywhere under ``folder``."""
+    """Temporary files of music_rl.core.atomic left anywhere under ``folder``."""
     return [p for p in folder.rglob(".*.tmp")]
 
 

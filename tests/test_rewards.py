@@ -8,7 +8,6 @@ import warnings
 import numpy as np
 import pytest
 
-from envs.errors import ConfigError
 from envs.rewards import (
     DECAYS,
     RewardConfig,
@@ -18,6 +17,7 @@ from envs.rewards import (
     reward,
     select_probes,
 )
+from music_rl.core.errors import ConfigError
 
 
 @pytest.fixture(scope="module")

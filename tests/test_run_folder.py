@@ -17,11 +17,11 @@ import pandas as pd
 import pytest
 from conftest import ROOT, TINY, run_cli, train, train_command
 
-from agents.evaluate import Episode, normalized_score, score_undefined, summarise
-from agents.models import model_versions
-from agents.run_folder import hold
-from envs.atomic import write_json_atomic
-from envs.feedback_store import FeedbackStore
+from music_rl.core.atomic import write_json_atomic
+from music_rl.data.feedback_store import FeedbackStore
+from music_rl.evaluation.evaluate import Episode, normalized_score, score_undefined, summarise
+from music_rl.learners.models import model_versions
+from music_rl.runs.run_folder import hold
 
 pytestmark = pytest.mark.slow  # trains (a tiny budget, still seconds per test)
 
@@ -155,7 +155,7 @@ def test_a_writer_waits_for_the_lock_then_gives_up_in_one_line(pristine, tmp_pat
     run = Path(shutil.copytree(pristine, tmp_path / "run"))
     pd.DataFrame({"user_id": ["u"], "session_id": ["s"], "position": [1], "track_id": ["syn00000001"],
                   "percentage_listened": [1.0], "liked": [1]}).to_csv(tmp_path / "new.csv", index=False)
-    code = f"from agents.run_folder import hold; from pathlib import Path; import time\n" \
+    code = f"from music_rl.runs.run_folder import hold; from pathlib import Path; import time\n" \
            f"with hold(Path({str(run)!r}), command='a test'):\n    print('held', flush=True); time.sleep(30)\n"
     holder = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:

@@ -16,7 +16,7 @@ LAZY = ("sklearn", "scipy.stats")
 
 def test_env_modules_import_without_sklearn_or_scipy_stats() -> None:
     code = ("import json, sys\n"
-            "import envs.music_env, envs.world, envs.rewards, envs.feedback_store\n"
+            "import envs.music_env, envs.world, envs.rewards, music_rl.data.feedback_store\n"
             f"print(json.dumps({{name: name in sys.modules for name in {LAZY!r}}}))\n")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,

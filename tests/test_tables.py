@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cli.bench.report import COLUMNS, Target, make_row
-from cli.tables.render import cell, markdown_table
-from cli.tables.results import Column, excerpt, lookup, resolve
+from music_rl.bench.report import COLUMNS, Target, make_row
+from music_rl.reports.tables.render import cell, markdown_table
+from music_rl.reports.tables.results import Column, excerpt, lookup, resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "tables.py"

@@ -17,10 +17,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 from tensorboard.util import tensor_util
 
-from agents.config import TrainConfig
-from agents.pipeline import hparams
-from agents.report import results_markdown, swept_overrides
-from agents.tensorboard import log_hparams, open_logger, policies_figure
+from music_rl.config import TrainConfig
+from music_rl.reports.report import results_markdown, swept_overrides
+from music_rl.training.pipeline import hparams
+from music_rl.training.tensorboard import log_hparams, open_logger, policies_figure
 
 POLICIES = ("ppo", "ppo_sample", "random", "nearest", "greedy", "oracle", "planner")
 

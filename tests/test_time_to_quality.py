@@ -10,9 +10,9 @@ from conftest import train
 from stable_baselines3 import PPO
 from test_config import compose
 
-from agents.callbacks import smoothed, time_to_quality
-from agents.config import load_config
-from agents.ppo import LinearDecay
+from music_rl.config import load_config
+from music_rl.learners.ppo import LinearDecay
+from music_rl.training.callbacks import smoothed, time_to_quality
 
 
 def test_smoothed_is_a_running_mean_of_the_defined_scores():

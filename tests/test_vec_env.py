@@ -9,12 +9,12 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.monitor import Monitor
 
-from agents.callbacks import FeedbackStatsCallback
-from agents.ppo import PPOConfig, build_model, make_vec_env
-from agents.vec_env import SessionVecEnv, session_vec_env
-from envs.errors import UnknownTrackError
 from envs.music_env import EnvConfig, MusicRecEnv
 from envs.world import synthetic_world
+from music_rl.core.errors import UnknownTrackError
+from music_rl.learners.ppo import PPOConfig, build_model, make_vec_env
+from music_rl.learners.vec_env import SessionVecEnv, session_vec_env
+from music_rl.training.callbacks import FeedbackStatsCallback
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from envs.catalog import Normaliser, synthetic_catalog
-from envs.errors import ConfigError, RunFolderError
 from envs.listeners import ListenerConfig, ParametricPopulation, Population
 from envs.music_env import EnvConfig
 from envs.rewards import RewardConfig, propagate, reward, select_probes
 from envs.world import ARRAYS, World, build_world, pca_latents, synthetic_world
+from music_rl.core.errors import ConfigError, RunFolderError
+from music_rl.data.catalog import Normaliser, synthetic_catalog
 
 N_TRACKS = 1200
 

@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from envs.errors import ConfigError
+from music_rl.core.errors import ConfigError
 
 
 class Session(ABC):

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
-from envs.errors import ConfigError
+from music_rl.core.errors import ConfigError
 
 
 class ListenerModel(StrEnum):

@@ -50,7 +50,6 @@ from operator import mul
 
 import numpy as np
 
-from envs.errors import ConfigError
 from envs.listeners.base import Population, Session
 from envs.listeners.config import ListenerConfig
 from envs.listeners.response import (
@@ -62,6 +61,7 @@ from envs.listeners.response import (
     moments,
     reward_of,
 )
+from music_rl.core.errors import ConfigError
 
 SKIP_BELOW = 0.5  # a response with pct below this is a skip; patience counts consecutive skips
 _BOREDOM_DIMS = 3  # principal components of x / s in which boredom similarity is measured

@@ -1,0 +1,1 @@
+"""Layers, imported one way: core < data < envs < learners < evaluation < training < serving < cli; config on top."""

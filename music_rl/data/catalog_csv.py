@@ -1,0 +1,489 @@
+"""Spotify-features CSV catalogs: schema detection (TidyTuesday, Kaggle exports, MSSD ``tf_mini.csv``, or a
+``data.columns`` mapping), reading (the delimiter given, named by Excel's ``sep=`` line, or sniffed; UTF-8 with or
+without BOM; gzip, bz2, xz or zip compressed; decimal commas read consistently), validation and repair, each
+problem one line naming the file, column, lines and value (:func:`load_csv`).
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import logging
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from music_rl.core.errors import CatalogError, ConfigError, not_a
+from music_rl.data.catalog import FEATURES, Catalog, DataConfig
+
+log = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------------------------- validation
+
+METADATA: tuple[str, ...] = ("track_id", "name", "artist", "genre")
+_UNIT = {"danceability", "energy", "speechiness", "acousticness", "instrumentalness", "liveness", "valence"}
+# What a valid raw value is, for the messages; :func:`_valid` checks it.
+ALLOWED: dict[str, str] = {
+    **{f: "0..1" for f in _UNIT},
+    "loudness": "-60..3 dB",
+    "tempo": "0 < tempo <= 300 BPM",
+    "key": "a whole number -1..11 (-1: no key detected)",
+    "mode": "0, 1, 'minor' or 'major'",
+}
+# The raw key given to Spotify's -1 ("no key detected"): the middle of 0..11, no pitch class favoured.
+NO_KEY = 5.5
+_NA_TOKENS = ("", "na", "n/a", "nan", "null", "none")
+
+
+def _valid(feature: str, x: np.ndarray) -> np.ndarray:
+    """Which values of a parsed feature column are physically possible (NaN: False)."""
+    with np.errstate(invalid="ignore"):
+        if feature == "loudness":
+            return (x >= -60.0) & (x <= 3.0)
+        if feature == "tempo":
+            return (x > 0.0) & (x <= 300.0)
+        if feature == "key":
+            return (x >= -1.0) & (x <= 11.0) & (x == np.round(x))
+        if feature == "mode":
+            return (x == 0.0) | (x == 1.0)
+        return (x >= 0.0) & (x <= 1.0)
+
+
+def _at(lines: np.ndarray, example: str) -> str:
+    """'line 7: <example>' or 'lines 7, 9, ...; e.g. <example> at line 7'."""
+    if len(lines) == 1:
+        return f"line {int(lines[0])}: {example}"
+    return f"{_where(lines)}; e.g. {example} at line {int(lines[0])}"
+
+
+def _rows(n: int) -> str:
+    """'1 row', '3 rows'."""
+    return f"{n} row{'' if n == 1 else 's'}"
+
+
+def _where(lines: np.ndarray) -> str:
+    """'line 7' or 'lines 7, 9, 12, ...' (the first three)."""
+    shown = ", ".join(str(int(v)) for v in lines[:3])
+    return f"line{'s' if len(lines) > 1 else ''} {shown}{', ...' if len(lines) > 3 else ''}"
+
+
+# --------------------------------------------------------------------------------------------- schemas
+
+_TIDYTUESDAY = {"track_id": "track_id", "name": "track_name", "artist": "track_artist",
+                "genre": "playlist_genre"}
+_MSSD_MARKERS = ("beat_strength", "bounciness", "dyn_range_mean", "flatness", "mechanism", "organism",
+                 "us_popularity_estimate", "acoustic_vector_0")
+# Metadata columns looked for, in this order, when the schema does not fix them.
+_CANDIDATES: dict[str, tuple[str, ...]] = {
+    "track_id": ("track_id", "id", "spotify_id", "uri"),
+    "name": ("track_name", "name", "title", "song_name", "song"),
+    "artist": ("track_artist", "artists", "artist", "artist_name"),
+    "genre": ("playlist_genre", "track_genre", "genre", "genres"),
+}
+
+
+def _lookup(columns: list[str], name: str) -> str | None:
+    """The file column called ``name``: exact, else ignoring case and surrounding spaces."""
+    if name in columns:
+        return name
+    folded = {c.strip().lower(): c for c in reversed(columns)}
+    return folded.get(name.strip().lower())
+
+
+def _detect(columns: list[str]) -> str:
+    """The schema of a header: tidytuesday, mssd or kaggle (Spotify feature names, metadata optional)."""
+    if all(_lookup(columns, c) for c in _TIDYTUESDAY.values()):
+        return "tidytuesday"
+    if sum(_lookup(columns, c) is not None for c in _MSSD_MARKERS) >= 2:
+        return "mssd"
+    return "kaggle"
+
+
+def _resolve(columns: list[str], overrides: dict[str, str]) -> tuple[str, dict[str, str], list[str]]:
+    """The schema, the map our name → file column, and what is missing from ``columns`` (one phrase each,
+    with the closest column name): the features, and the metadata ``overrides`` name."""
+    allowed = METADATA + FEATURES
+    for ours, theirs in overrides.items():
+        if ours not in allowed:
+            raise ConfigError(f"data.columns.{ours}={theirs!r}: unknown name; allowed: {', '.join(allowed)}")
+    schema = _detect(columns)
+    mapping: dict[str, str] = {}
+    for ours in METADATA:
+        names = (_TIDYTUESDAY[ours],) if schema == "tidytuesday" else _CANDIDATES[ours]
+        found = next((c for c in (_lookup(columns, n) for n in names) if c is not None), None)
+        if found is not None:
+            mapping[ours] = found
+    if overrides:
+        schema = "custom"
+    missing = []
+    for ours in FEATURES + tuple(o for o in METADATA if o in overrides):
+        wanted = overrides.get(ours, ours)
+        found = _lookup(columns, wanted)
+        if found is None:
+            close = difflib.get_close_matches(wanted, columns, n=1, cutoff=0.6)
+            if ours in overrides:
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                missing.append(f"data.columns.{ours}={wanted!r}{hint}")
+            else:
+                hint = (f" (did you mean {close[0]!r}? rename it or set data.columns.{ours}={close[0]})"
+                        if close else "")
+                missing.append(f"column {wanted!r}{hint}")
+        else:
+            mapping[ours] = found
+    return schema, mapping, missing
+
+
+def _missing_line(path: Path, columns: list[str], missing: list[str], schema: str, head: str,
+                  delimiter: tuple[str, str], overrides: dict[str, str]) -> str:
+    """The error line of a header that lacks required columns: what is missing, the columns there are, the
+    delimiter they were split with (``delimiter``: the character and where it came from) and, when another
+    delimiter splits the header into every required column, that one."""
+    used, source = delimiter
+    line = (f"{path}: schema {schema}: missing required {'; '.join(missing)}; split with the delimiter "
+            f"{_shown(used)} ({source}), the header has {len(columns)} column{'' if len(columns) == 1 else 's'}: "
+            f"{', '.join(columns[:30])}")
+    works = next((d for d in DELIMITERS if d != used and not _resolve(_header_fields(head, d), overrides)[2]),
+                 None)
+    if works is None:
+        return line
+    if source == "data.delimiter" and _sniff_delimiter(head) == works:
+        advice = "leave data.delimiter null (it is sniffed from the header)"
+    elif works == "\t":
+        advice = "give data.delimiter a tab character between quotes (\"data.delimiter='<tab>'\")"
+    else:
+        advice = f"give \"data.delimiter='{works}'\""
+    return f"{line}; the delimiter {_shown(works)} gives every required column: {advice}"
+
+
+def _shown(delimiter: str) -> str:
+    """A delimiter as an error line names it: ``','``, ``';'``, ``a tab``."""
+    return "a tab" if delimiter == "\t" else repr(delimiter)
+
+
+# --------------------------------------------------------------------------------------------- reading
+
+# the first bytes of the compressed files pandas reads, and their pandas name
+_MAGIC: tuple[tuple[bytes, str], ...] = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"),
+                                        (b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"))  # the last: an empty zip
+
+
+def _compression(path: Path) -> str | None:
+    """The file's compression (gzip, bz2, xz, zip) by its first bytes, whatever its name; None for text."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    return next((name for magic, name in _MAGIC if head.startswith(magic)), None)
+
+
+def _head_text(path: Path, compression: str | None) -> str:
+    """The first 64 KiB of the file's text (decompressed), for the header and the delimiter."""
+    import bz2
+    import gzip
+    import lzma
+    import zipfile
+
+    opener = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}
+    try:
+        if compression == "zip":
+            with zipfile.ZipFile(path) as archive:
+                names = [n for n in archive.namelist() if not n.endswith("/")]
+                if len(names) != 1:
+                    raise CatalogError(f"{path}: a zip archive holding {len(names)} files; a catalog archive "
+                                       "holds one CSV")
+                data = archive.open(names[0]).read(65536)
+        elif compression:
+            with opener[compression](path, "rb") as fh:
+                data = fh.read(65536)
+        else:
+            with open(path, "rb") as fh:
+                data = fh.read(65536)
+    except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as err:
+        raise CatalogError(f"{path}: a damaged {compression} file ({err})") from None
+    return data.removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="replace")
+
+
+def _header_fields(head: str, delimiter: str) -> list[str]:
+    """The header line's column names, as written (stripped)."""
+    first = next((line for line in head.splitlines() if line.strip()), "")
+    return [name.strip() for name in next(csv.reader([first], delimiter=delimiter), [])]
+
+
+def _unique(columns: list[str]) -> list[str]:
+    """The column names, each once (the first occurrence)."""
+    return list(dict.fromkeys(columns))
+
+
+def _check_repeated(path: Path, header: list[str], mapping: dict[str, str]) -> list[str]:
+    """A column name written more than once: refused when the catalog reads it (which one is meant?), one
+    problem line when it does not."""
+    folded = [name.lower() for name in header]
+    problems = []
+    for name in dict.fromkeys(n for n in folded if folded.count(n) > 1):
+        where = ", ".join(str(i + 1) for i, n in enumerate(folded) if n == name)
+        shown = header[folded.index(name)]
+        if name in {used.lower() for used in mapping.values()}:
+            raise CatalogError(f"{path}: column {shown!r} appears {folded.count(name)} times (columns {where}): "
+                               "which one to read is ambiguous; rename or remove the others")
+        problems.append(f"{path}: column {shown!r} appears {folded.count(name)} times (columns {where}); "
+                        "unused, the first kept")
+    return problems
+
+
+DELIMITERS: tuple[str, ...] = (",", ";", "\t", "|")  # the delimiters sniffed, and tried when columns are missing
+# Excel's first line naming the delimiter of the lines after it ("sep=;"), which the header then follows
+_EXCEL_SEP = re.compile(r"sep=(.)[ \t]*", re.IGNORECASE)
+
+
+def _excel_sep(head: str) -> str | None:
+    """The delimiter that Excel's first line ``sep=<character>`` declares, or None when there is no such line."""
+    first = head.split("\n", 1)[0].removesuffix("\r")
+    match = _EXCEL_SEP.fullmatch(first)
+    return match.group(1) if match else None
+
+
+def _sniff_delimiter(head: str) -> str:
+    """The delimiter of the header line among :data:`DELIMITERS` (quoted text ignored); ',' when none occurs."""
+    header = next((line for line in head.splitlines() if line.strip()), "")
+    bare = re.sub(r'"[^"]*"', "", header)
+    counts = {d: bare.count(d) for d in DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] > 0 else ","
+
+
+def _read_table(path: Path, delimiter: str, head: str, compression: str | None,
+                skip: int) -> tuple[pd.DataFrame, np.ndarray, int, list[str]]:
+    """Every cell as a string (``NA`` stays ``NA``), the file line of each row, the number of rows skipped
+    for a wrong number of fields, and the problem line about them; the header is the line after the first
+    ``skip`` lines (``head``: the text from it)."""
+    if not head.strip():
+        raise CatalogError(f"{path}: empty file (expected a header line and one row per track)")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            df = pd.read_csv(path, sep=delimiter, dtype=str, keep_default_na=False, encoding="utf-8-sig",
+                             index_col=False, on_bad_lines="warn", compression=compression,
+                             skiprows=skip)
+    except pd.errors.EmptyDataError:
+        raise CatalogError(f"{path}: empty file (expected a header line and one row per track)") from None
+    except UnicodeDecodeError as err:
+        raise CatalogError(f"{path}: not UTF-8 text (byte {err.start}); re-save it as UTF-8") from None
+    except (pd.errors.ParserError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CatalogError(f"{path}: cannot parse as CSV with delimiter {delimiter!r}: {first}") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    if len(df) == 0:
+        raise CatalogError(f"{path}: header only, no track rows (columns: {', '.join(df.columns[:30])})")
+    skipped = [(int(line), why) for w in caught for line, why in re.findall(r"Skipping line (\d+): ([^\n]*)",
+                                                                            str(w.message))]
+    bad = np.array(sorted(line for line, _ in skipped), dtype=np.int64)
+    good = np.ones(len(df) + len(bad), dtype=bool)
+    good[bad - 2 - skip] = False
+    lines = np.flatnonzero(good)[: len(df)] + 2 + skip
+    problems = []
+    if skipped:
+        problems.append(f"{path}: {_rows(len(skipped))} with the wrong number of fields skipped "
+                        f"({_at(bad, skipped[0][1])})")
+    return df, lines, len(bad), problems
+
+
+_QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'|\"((?:[^\"\\]|\\.)*)\"")
+
+
+def _clean_artists(artists: pd.Series) -> pd.Series:
+    """Python-list syntax ``['A', "B's"]`` (Kaggle 1.2M exports) → ``A, B's``; other values unchanged."""
+    listed = (artists.str.startswith(("['", '["')) & artists.str.endswith(("']", '"]'))).to_numpy(
+        dtype=bool, na_value=False)
+    if not listed.any():
+        return artists
+    out = artists.copy()
+    quoted = listed & artists.str.contains('"', regex=False).to_numpy(dtype=bool, na_value=False)
+    simple = listed & ~quoted  # ['A', 'B']
+    out[simple] = artists[simple].str.slice(2, -2).str.replace("', '", ", ", regex=False)
+    # names with an apostrophe are double-quoted: ["Guns N' Roses", 'Slash']
+    out[quoted] = artists[quoted].map(lambda s: ", ".join(a or b for a, b in _QUOTED.findall(s)))
+    return out
+
+
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d*,\d+(?:[eE][+-]?\d+)?$")
+_DECIMAL_POINT = re.compile(r"^[+-]?\d*\.\d+(?:[eE][+-]?\d+)?$")
+
+
+def _parse_column(cells: pd.Series, feature: str, decimal_comma: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A feature column's values (NaN where not a number) and which cells are empty (``""``, ``NA``...);
+    ``decimal_comma``: numbers are written ``0,52`` / ``1,5e-3`` (the file's separator, see
+    :func:`_decimal_comma`)."""
+    text = cells.fillna("").astype(str).str.strip()
+    if decimal_comma:
+        text = text.str.replace(",", ".", regex=False)
+    try:  # fast path: every cell a plain number
+        values = text.astype(np.float64).to_numpy()
+        return values, np.isnan(values)
+    except (ValueError, TypeError):
+        pass
+    lower = text.str.lower()
+    empty = lower.isin(_NA_TOKENS).to_numpy(dtype=bool)
+    if feature == "mode":
+        text = text.mask(lower == "major", "1").mask(lower == "minor", "0")
+    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return values, empty
+
+
+def _decimal_comma(df: pd.DataFrame, columns: list[str], lines: np.ndarray, path: Path) -> bool:
+    """Whether the file writes its numbers with decimal commas (European ;-separated exports); a file that
+    writes some with commas and others with points is refused (:class:`CatalogError`), not half read."""
+    def matches(pattern: re.Pattern[str]) -> tuple[int, str, int] | None:
+        for col in columns:
+            hit = df[col].astype(str).str.strip().str.match(pattern).to_numpy(dtype=bool)
+            if hit.any():
+                first = int(np.flatnonzero(hit)[0])
+                return int(hit.sum()), f"column {col!r} line {lines[first]}: {df[col].iloc[first]!r}", first
+        return None
+
+    plain = [col for col in columns if pd.to_numeric(df[col], errors="coerce").notna().all()]
+    comma = matches(_DECIMAL_COMMA) if len(plain) < len(columns) else None
+    if comma is None:
+        return False
+    point = matches(_DECIMAL_POINT)
+    if point is not None:
+        raise CatalogError(f"{path}: mixes decimal commas ({comma[1]}) and decimal points ({point[1]}) in its "
+                           "feature columns: re-save it with one decimal separator")
+    return True
+
+
+def _parse_features(df: pd.DataFrame, mapping: dict[str, str], lines: np.ndarray,
+                    path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Raw features (N, 11), the rows to drop, and one problem line per column and kind of fault."""
+    n = len(df)
+    raw = np.full((n, len(FEATURES)), np.nan)
+    empty = np.zeros((n, len(FEATURES)), dtype=bool)
+    decimal_comma = _decimal_comma(df, [mapping[f] for f in FEATURES], lines, path)
+    if decimal_comma:
+        log.info("%s: numbers written with decimal commas (0,52): read as such in every feature column", path)
+    for j, feature in enumerate(FEATURES):
+        raw[:, j], empty[:, j] = _parse_column(df[mapping[feature]], feature, decimal_comma)
+    all_empty = empty.all(axis=1)
+    problems = []
+    if all_empty.any():
+        problems.append(f"{path}: {_rows(int(all_empty.sum()))} with every feature empty dropped "
+                        f"({_where(lines[all_empty])})")
+    drop = all_empty.copy()
+    for j, feature in enumerate(FEATURES):
+        col = f"column '{mapping[feature]}'" + ("" if mapping[feature] == feature else f" ({feature})")
+        x = raw[:, j]
+        blank = empty[:, j] & ~all_empty
+        text_bad = np.isnan(x) & ~empty[:, j]
+        outside = ~np.isnan(x) & ~_valid(feature, x)
+        for mask, what in ((blank, "a missing value (empty, NA, NaN or null)"), (text_bad, "a non-numeric value"),
+                           (outside, f"a value outside {ALLOWED[feature]}")):
+            if mask.any():
+                first = int(np.flatnonzero(mask)[0])
+                value = repr(str(df[mapping[feature]].iloc[first]).strip())
+                where = _where(lines[mask]) if mask is blank else _at(lines[mask], value)
+                problems.append(f"{path}: {col}: {_rows(int(mask.sum()))} with {what} dropped ({where})")
+            drop |= mask
+    return raw, drop, problems
+
+
+def _metadata(df: pd.DataFrame, mapping: dict[str, str], lines: np.ndarray,
+              path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """track_id (a missing id becomes ``row<line>``), name, artist, genre as found, then the other columns."""
+    used = set(mapping.values())
+    out: dict[str, pd.Series] = {}
+    problems = []
+    if "track_id" in mapping:
+        ids = df[mapping["track_id"]].fillna("").astype(str).str.strip()
+        missing = (ids == "").to_numpy(dtype=bool)
+        if missing.any():
+            problems.append(f"{path}: column '{mapping['track_id']}': {_rows(int(missing.sum()))} without a "
+                            f"track id given the id row<line> ({_where(lines[missing])})")
+            ids[missing] = [f"row{v}" for v in lines[missing]]
+    else:
+        log.info("%s: no track id column; ids are row<line> (row2 is the first track)", path)
+        ids = pd.Series([f"row{v}" for v in lines], index=df.index, dtype=str)
+    out["track_id"] = ids
+    for ours in METADATA[1:]:
+        if ours in mapping:
+            out[ours] = df[mapping[ours]].fillna("").astype(str).str.strip()
+    if "artist" in out:
+        out["artist"] = _clean_artists(out["artist"])
+    for col in df.columns:
+        if col not in used and col not in out:
+            out[col] = df[col].fillna("")
+    return pd.DataFrame(out).reset_index(drop=True), problems
+
+
+def _delimiter(given: str | None, excel: str | None, head: str) -> tuple[str, str]:
+    """The delimiter to split the file with, and where it comes from: ``data.delimiter``, else the file's
+    Excel line ``sep=<character>``, else sniffed from the header line."""
+    if given is not None:
+        return given, "data.delimiter"
+    if excel is not None:
+        return excel, "Excel's line sep="
+    return _sniff_delimiter(head), "sniffed from the header"
+
+
+def load_csv(cfg: DataConfig, min_tracks: int) -> Catalog:
+    """Read, repair and validate a CSV catalog (see :func:`music_rl.data.catalog.load_catalog`)."""
+    if not cfg.path:
+        raise ConfigError("data.path=None: a CSV path is required when data.source=csv")
+    path = Path(cfg.path)
+    if not path.is_file():
+        raise CatalogError(f"{path}: {not_a(path, 'regular file')} (data.path={cfg.path!r})")
+    compression = _compression(path)
+    head = _head_text(path, compression)
+    excel = _excel_sep(head)
+    if excel is not None:
+        head = head.partition("\n")[2]
+    delimiter = _delimiter(cfg.delimiter, excel, head)
+    df, lines, n_skipped, problems = _read_table(path, delimiter[0], head, compression, skip=int(excel is not None))
+    if excel is not None:
+        problems.insert(0, f"{path}: line 1 'sep={excel}' (Excel's delimiter line) skipped; the header is line 2, "
+                           f"split with the delimiter {_shown(delimiter[0])} ({delimiter[1]})")
+    header = _header_fields(head, delimiter[0])
+    df.columns = header if len(header) == len(df.columns) else list(df.columns)  # pandas renames repeats
+    columns = _unique(list(df.columns))
+    schema, mapping, missing = _resolve(columns, dict(cfg.columns))
+    if missing:
+        raise CatalogError(_missing_line(path, columns, missing, schema, head, delimiter, dict(cfg.columns)))
+    problems += _check_repeated(path, header, mapping)
+    df = df.loc[:, ~df.columns.duplicated()]
+    n_read = len(df) + n_skipped
+    log.info("%s: schema %s, delimiter %r (%s), %d rows; columns used: %s", path, schema, *delimiter, n_read,
+             ", ".join(f"{ours}={theirs}" if ours != theirs else ours for ours, theirs in mapping.items()))
+    raw, drop, feature_problems = _parse_features(df, mapping, lines, path)
+    problems += feature_problems
+    keep = ~drop
+    tracks, id_problems = _metadata(df[keep], mapping, lines[keep], path)
+    problems += id_problems
+    raw, lines = raw[keep], lines[keep]
+
+    dup = tracks["track_id"].duplicated(keep="first").to_numpy(dtype=bool)
+    if dup.any():
+        first = tracks["track_id"].iloc[int(np.flatnonzero(dup)[0])]
+        id_col = mapping.get("track_id", "track_id")
+        problems.append(f"{path}: column '{id_col}': {_rows(int(dup.sum()))} with an already seen track id "
+                        f"dropped, the first row of each id kept ({_at(lines[dup], repr(first))})")
+        tracks, raw, lines = tracks[~dup].reset_index(drop=True), raw[~dup], lines[~dup]
+
+    key = FEATURES.index("key")
+    no_key = raw[:, key] == -1.0
+    if no_key.any():
+        problems.append(f"{path}: column '{mapping['key']}': {_rows(int(no_key.sum()))} with key -1 (no key "
+                        f"detected) given key {NO_KEY} ({_where(lines[no_key])})")
+        raw[no_key, key] = NO_KEY
+
+    if len(raw) > 1:
+        for j in np.flatnonzero(np.ptp(raw, axis=0) == 0):
+            problems.append(f"{path}: column '{mapping[FEATURES[j]]}' is constant ({raw[0, j]:g}) in all "
+                            f"{len(raw)} kept rows: it carries no information")
+    for line in problems:
+        log.warning("%s", line)
+    log.info("%s: kept %d of %d rows (%d dropped)", path, len(raw), n_read, n_read - len(raw))
+    if cfg.strict and problems:
+        raise CatalogError(f"{problems[0]} [data.strict=true: any problem is fatal]")
+    if len(raw) < min_tracks:
+        raise CatalogError(f"{path}: {len(raw)} usable tracks (kept {len(raw)} of {n_read} rows); at least "
+                           f"{min_tracks} needed (env.k + 1)")
+    return Catalog(tracks=tracks, raw=raw, schema=schema, problems=problems)

@@ -1,0 +1,155 @@
+"""The memory a run would need, from its config alone, against the memory this machine has: checked before any
+work and before a run folder is created, so a size nobody can run is one line and exit 2, not a hang or a late
+allocation traceback.
+
+The estimate is a sum of terms, each named by the config keys that drive it (:func:`estimate`). The catalog's
+term follows the measured cost of the real build (``/usr/bin/time -v``'s peak RSS of ``music-rl train
++experiment=tiny eval.ope_log_steps=0``, 2026-12 on this project's CPU container): 863,676 KiB at
+``data.n_tracks=200000`` and 1,620,312 KiB at 1,000,000, i.e. 968 bytes per track above a fixed 690 MB (the
+interpreter, torch, SB3 and the world's other parts). Those 968 bytes hold the default neighbour table (32
+int32 columns: 128 bytes) and one listener's session table (2 taste centres + 3: 40 bytes); both are counted
+apart, with the run's own widths and number of listeners. So a 10M-track catalog with the default keys needs
+about 10.8 GB and runs on a 16 GB machine. The other terms are the arrays the code allocates (SB3's rollout
+and replay buffers, the networks with Adam's state, the evaluation's records), at their element sizes. A CSV
+catalog's size is known only once read: its tracks are not counted here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from music_rl.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from music_rl.config import TrainConfig
+
+FIXED_BYTES = 690_000_000  # the measured peak RSS's intercept (module docstring)
+TRACK_BYTES = 968 - 4 * 32 - 8 * (2 + 3)  # per track, measured, less the default neighbour and session tables
+N_FEATURES = 11
+ADAM_BYTES_PER_PARAM = 16  # float32 weight, gradient and Adam's two moments
+EPISODE_STEP_BYTES = 160  # an evaluation step's record: ~10 float64/int64 fields, the k candidates apart
+OPE_ROW_BYTES = 400  # an exploration-log row: a DataFrame row and its CSV text, the k probabilities apart
+N_EVAL_POLICIES = 8  # learnt, ppo_sample, the baselines and the planner
+
+
+@dataclass(frozen=True)
+class Term:
+    """A part of the estimate: the config keys that drive it (as ``key=value``) and its bytes."""
+
+    keys: str
+    bytes: int
+
+
+def _mlp_params(n_in: int, widths: Sequence[int], n_out: int) -> int:
+    """Weights and biases of a fully connected network ``n_in -> widths -> n_out``."""
+    sizes = [n_in, *[int(w) for w in widths], n_out]
+    return sum((a + 1) * b for a, b in zip(sizes, sizes[1:], strict=False))
+
+
+def observation_width(cfg: TrainConfig) -> int:
+    """An upper bound of the observation's width (``envs.music_env.EnvSetup.of`` has the exact one): the
+    listener layout, the widest, whatever ``env.observation``."""
+    env, d = cfg.env, cfg.vae.latent_dim
+    row = d + N_FEATURES + 3
+    return (1 + env.k) * row + env.history * row
+
+
+def estimate(cfg: TrainConfig) -> list[Term]:
+    """The terms of the memory a training run of ``cfg`` would need at its peak, largest first."""
+    env, lis, algo = cfg.env, cfg.listeners, str(cfg.algo)
+    obs, act = observation_width(cfg), cfg.vae.latent_dim + 1
+    terms = [Term("", FIXED_BYTES)]
+    if cfg.data.source == "synthetic":
+        n, table = cfg.data.n_tracks, 8 * (lis.n_taste_centres + 3)  # a listener's session table: (N, C + 3) float64
+        terms.append(Term(f"data.n_tracks={n}, env.n_neighbours={env.n_neighbours}",
+                          n * (TRACK_BYTES + 4 * env.n_neighbours + table)))
+        if cfg.eval.protocol == "population" or cfg.new_listener.enabled:  # a table per listener met
+            terms.append(Term(f"listeners.population={lis.population}, data.n_tracks={n}",
+                              (lis.population - 1) * n * table))
+    terms.append(Term(f"listeners.population={lis.population}, listeners.n_taste_centres={lis.n_taste_centres}",
+                      lis.population * (8 * lis.n_taste_centres * (5 * N_FEATURES + 1) + 100)))
+    vae = cfg.vae
+    vae_params = (_mlp_params(N_FEATURES, vae.hidden, 2 * vae.latent_dim)
+                  + _mlp_params(vae.latent_dim, vae.hidden[::-1], N_FEATURES))
+    batch = min(vae.batch_size, cfg.data.n_tracks) if cfg.data.source == "synthetic" else vae.batch_size
+    terms.append(Term(f"vae.hidden={list(vae.hidden)}, vae.batch_size={vae.batch_size}",
+                      vae_params * ADAM_BYTES_PER_PARAM + batch * 2 * sum(vae.hidden) * 4 * 4))
+    if algo == "ppo":
+        ppo = cfg.ppo
+        terms.append(Term(f"ppo.n_steps={ppo.n_steps} x ppo.n_envs={ppo.n_envs}",
+                          2 * ppo.n_steps * ppo.n_envs * 4 * (obs + act + 6)))  # SB3's buffer and its flat copy
+        params = 2 * _mlp_params(obs, ppo.net_arch, env.k) + _mlp_params(obs, ppo.scorer_arch, 1)
+        terms.append(Term(f"ppo.net_arch={list(ppo.net_arch)}, ppo.scorer_arch={list(ppo.scorer_arch)}",
+                          params * ADAM_BYTES_PER_PARAM))
+        widths = sum(ppo.scorer_arch) + sum(ppo.net_arch)
+        terms.append(Term(f"ppo.batch_size={ppo.batch_size}",
+                          3 * ppo.batch_size * (1 + env.k) * (obs + widths) * 4))  # activations and gradients
+    else:
+        off = getattr(cfg, algo)
+        terms.append(Term(f"{algo}.buffer_size={off.buffer_size}",
+                          (off.buffer_size + off.n_envs) * 4 * (2 * obs + act + 2)))
+        params = 2 * _mlp_params(obs, off.actor_arch, act) + 4 * _mlp_params(obs + act, off.critic_arch, 1)
+        terms.append(Term(f"{algo}.actor_arch={list(off.actor_arch)}, {algo}.critic_arch={list(off.critic_arch)}",
+                          params * ADAM_BYTES_PER_PARAM))
+        terms.append(Term(f"{algo}.batch_size={off.batch_size}",
+                          3 * off.batch_size * (obs + sum(off.actor_arch) + sum(off.critic_arch)) * 4))
+    step = EPISODE_STEP_BYTES + 8 * env.k
+    episodes = N_EVAL_POLICIES * cfg.eval.n_episodes + 3 * cfg.eval.periodic_episodes
+    terms.append(Term(f"eval.n_episodes={cfg.eval.n_episodes}, eval.periodic_episodes={cfg.eval.periodic_episodes}"
+                      f", env.session_length={env.session_length}", episodes * env.session_length * step))
+    terms.append(Term(f"eval.ope_log_steps={cfg.eval.ope_log_steps}",
+                      cfg.eval.ope_log_steps * (OPE_ROW_BYTES + 8 * env.k)))
+    terms.append(Term(f"reward.n_clusters={cfg.reward.n_clusters}, reward.probes_per_cluster="
+                      f"{cfg.reward.probes_per_cluster}", cfg.reward.n_clusters * cfg.reward.probes_per_cluster
+                      * OPE_ROW_BYTES))
+    return sorted(terms, key=lambda t: -t.bytes)
+
+
+def available_memory() -> tuple[int, str]:
+    """The memory this process may use, in bytes, and where the figure comes from: /proc/meminfo's
+    MemAvailable (else the free or total physical pages), capped by a cgroup's memory.max."""
+    figure = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                figure, source = int(line.split()[1]) * 1024, "available (MemAvailable)"
+    except (OSError, ValueError, IndexError):
+        pass
+    if figure is None:
+        try:
+            figure, source = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "free"
+        except (ValueError, OSError, AttributeError):
+            figure, source = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "in all"
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit.isdigit() and int(limit) < figure:
+            figure, source = int(limit), "allowed (the cgroup's memory.max)"
+    except OSError:
+        pass
+    return figure, source
+
+
+def shown(n: int) -> str:
+    """Bytes in the largest unit that keeps the figure at or above 1 (MB to EB), 3 significant digits."""
+    units = ("MB", "GB", "TB", "PB", "EB")
+    power = min(max(len(str(int(n))) - 7, 0) // 3, len(units) - 1)
+    return f"{n / 10 ** (6 + 3 * power):.3g} {units[power]}"
+
+
+def check_memory(cfg: TrainConfig, available: tuple[int, str] | None = None) -> None:
+    """Raise :class:`ConfigError` when the run's estimate exceeds ``available`` (default: this machine's): one
+    line with what is needed, what there is and the keys of the largest terms."""
+    have, source = available if available is not None else available_memory()
+    terms = estimate(cfg)
+    need = sum(t.bytes for t in terms)
+    if need <= have:
+        return
+    keyed = [t for t in terms if t.keys]
+    drivers = keyed[:1] + [t for t in keyed[1:] if t.bytes >= need / 10]
+    named = "; ".join(f"{t.keys} ({shown(t.bytes)})" for t in drivers)
+    raise ConfigError(f"this run needs about {shown(need)} of memory and the machine has {shown(have)} {source}: "
+                      f"mostly {named}; lower {'it' if len(drivers) == 1 else 'them'}")
