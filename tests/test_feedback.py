@@ -14,13 +14,8 @@ from envs.listeners import ListenerConfig, ListenerPopulation
 from envs.simulated_logs import probe_log, random_walk_log
 from music_rl.core.errors import ConfigError, FeedbackError
 from music_rl.data.catalog import Normaliser, synthetic_catalog
-from music_rl.data.feedback import (
-    COLUMNS,
-    DEFAULT_SKIP_MAP,
-    import_streaming_sessions,
-    read_feedback,
-    write_feedback,
-)
+from music_rl.data.feedback import COLUMNS, read_feedback, write_feedback
+from music_rl.data.mssd import DEFAULT_SKIP_MAP, import_streaming_sessions
 
 MSSD_SAMPLE = Path(__file__).parent / "fixtures" / "feedback" / "mssd_log_sample.csv"
 N_TRACKS = 400

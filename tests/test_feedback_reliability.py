@@ -24,9 +24,10 @@ from music_rl.cli.cold_start import parse_pct
 from music_rl.cli.help import field_docs
 from music_rl.cli.recommend import RecommendConfig
 from music_rl.core.errors import FeedbackError
-from music_rl.data.feedback import DEFAULT_SKIP_MAP, NO_FLAG, land_once, read_feedback
+from music_rl.data.feedback import land_once, read_feedback
 from music_rl.data.feedback_store import FeedbackStore
 from music_rl.data.log_import import FeedbackConfig, read_log
+from music_rl.data.mssd import DEFAULT_SKIP_MAP, NO_FLAG
 
 HEADER = "user_id,session_id,position,track_id,percentage_listened,liked"
 

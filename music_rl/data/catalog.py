@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from music_rl.core.errors import CatalogError, ConfigError
+from music_rl.core.errors import CatalogError, ConfigError, require
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,21 @@ class DataConfig:
     """the CSV delimiter; null: sniffed from the header ("," ";" tab "|")"""
     seed: int = 0
     """seed of the synthetic catalog, apart from the run seed so the data stays put across runs"""
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first bad ``data.*`` key (the keys of a CSV file only with one)."""
+        csv = self.source == DataSource.csv
+        only_csv = "applies to data=csv only (the synthetic catalog has no file): add data=csv data.path=<file>"
+        require([
+            ("data.path", self.path, bool(self.path) if csv else not self.path,
+             "a CSV path is required when data.source=csv" if csv
+             else "is set but data.source=synthetic: add data=csv to read it"),
+            ("data.columns", dict(self.columns), csv or not self.columns, only_csv),
+            ("data.delimiter", self.delimiter, csv or self.delimiter is None, only_csv),
+            ("data.delimiter", self.delimiter, self.delimiter is None or len(self.delimiter) == 1,
+             "must be null (sniffed) or one character, e.g. ';' or a tab"),
+            ("data.n_tracks", self.n_tracks, self.n_tracks >= 10, "must be an integer >= 10"),
+        ])
 
 
 @dataclass

@@ -1,13 +1,11 @@
-"""Spotify-features CSV catalogs: schema detection (TidyTuesday, Kaggle exports, MSSD ``tf_mini.csv``, or a
-``data.columns`` mapping), reading (the delimiter given, named by Excel's ``sep=`` line, or sniffed; UTF-8 with or
-without BOM; gzip, bz2, xz or zip compressed; decimal commas read consistently), validation and repair, each
-problem one line naming the file, column, lines and value (:func:`load_csv`).
+"""Spotify-features CSV catalogs read: the rows (UTF-8 with or without BOM; gzip, bz2, xz or zip compressed;
+decimal commas read consistently), validated and repaired, each problem one line naming the file, column, lines
+and value (:func:`load_csv`). The header's schema, column mapping and delimiter are
+:mod:`music_rl.data.catalog_schema`'s.
 """
 
 from __future__ import annotations
 
-import csv
-import difflib
 import logging
 import re
 import warnings
@@ -18,12 +16,21 @@ import pandas as pd
 
 from music_rl.core.errors import CatalogError, ConfigError, not_a
 from music_rl.data.catalog import FEATURES, Catalog, DataConfig
+from music_rl.data.catalog_schema import (
+    METADATA,
+    choose_delimiter,
+    excel_sep,
+    header_fields,
+    missing_columns_line,
+    repeated_columns,
+    resolve_columns,
+    shown_delimiter,
+)
 
 log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------- validation
 
-METADATA: tuple[str, ...] = ("track_id", "name", "artist", "genre")
 _UNIT = {"danceability", "energy", "speechiness", "acousticness", "instrumentalness", "liveness", "valence"}
 # What a valid raw value is, for the messages; :func:`_valid` checks it.
 ALLOWED: dict[str, str] = {
@@ -70,99 +77,6 @@ def _where(lines: np.ndarray) -> str:
     return f"line{'s' if len(lines) > 1 else ''} {shown}{', ...' if len(lines) > 3 else ''}"
 
 
-# --------------------------------------------------------------------------------------------- schemas
-
-_TIDYTUESDAY = {"track_id": "track_id", "name": "track_name", "artist": "track_artist",
-                "genre": "playlist_genre"}
-_MSSD_MARKERS = ("beat_strength", "bounciness", "dyn_range_mean", "flatness", "mechanism", "organism",
-                 "us_popularity_estimate", "acoustic_vector_0")
-# Metadata columns looked for, in this order, when the schema does not fix them.
-_CANDIDATES: dict[str, tuple[str, ...]] = {
-    "track_id": ("track_id", "id", "spotify_id", "uri"),
-    "name": ("track_name", "name", "title", "song_name", "song"),
-    "artist": ("track_artist", "artists", "artist", "artist_name"),
-    "genre": ("playlist_genre", "track_genre", "genre", "genres"),
-}
-
-
-def _lookup(columns: list[str], name: str) -> str | None:
-    """The file column called ``name``: exact, else ignoring case and surrounding spaces."""
-    if name in columns:
-        return name
-    folded = {c.strip().lower(): c for c in reversed(columns)}
-    return folded.get(name.strip().lower())
-
-
-def _detect(columns: list[str]) -> str:
-    """The schema of a header: tidytuesday, mssd or kaggle (Spotify feature names, metadata optional)."""
-    if all(_lookup(columns, c) for c in _TIDYTUESDAY.values()):
-        return "tidytuesday"
-    if sum(_lookup(columns, c) is not None for c in _MSSD_MARKERS) >= 2:
-        return "mssd"
-    return "kaggle"
-
-
-def _resolve(columns: list[str], overrides: dict[str, str]) -> tuple[str, dict[str, str], list[str]]:
-    """The schema, the map our name → file column, and what is missing from ``columns`` (one phrase each,
-    with the closest column name): the features, and the metadata ``overrides`` name."""
-    allowed = METADATA + FEATURES
-    for ours, theirs in overrides.items():
-        if ours not in allowed:
-            raise ConfigError(f"data.columns.{ours}={theirs!r}: unknown name; allowed: {', '.join(allowed)}")
-    schema = _detect(columns)
-    mapping: dict[str, str] = {}
-    for ours in METADATA:
-        names = (_TIDYTUESDAY[ours],) if schema == "tidytuesday" else _CANDIDATES[ours]
-        found = next((c for c in (_lookup(columns, n) for n in names) if c is not None), None)
-        if found is not None:
-            mapping[ours] = found
-    if overrides:
-        schema = "custom"
-    missing = []
-    for ours in FEATURES + tuple(o for o in METADATA if o in overrides):
-        wanted = overrides.get(ours, ours)
-        found = _lookup(columns, wanted)
-        if found is None:
-            close = difflib.get_close_matches(wanted, columns, n=1, cutoff=0.6)
-            if ours in overrides:
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                missing.append(f"data.columns.{ours}={wanted!r}{hint}")
-            else:
-                hint = (f" (did you mean {close[0]!r}? rename it or set data.columns.{ours}={close[0]})"
-                        if close else "")
-                missing.append(f"column {wanted!r}{hint}")
-        else:
-            mapping[ours] = found
-    return schema, mapping, missing
-
-
-def _missing_line(path: Path, columns: list[str], missing: list[str], schema: str, head: str,
-                  delimiter: tuple[str, str], overrides: dict[str, str]) -> str:
-    """The error line of a header that lacks required columns: what is missing, the columns there are, the
-    delimiter they were split with (``delimiter``: the character and where it came from) and, when another
-    delimiter splits the header into every required column, that one."""
-    used, source = delimiter
-    line = (f"{path}: schema {schema}: missing required {'; '.join(missing)}; split with the delimiter "
-            f"{_shown(used)} ({source}), the header has {len(columns)} column{'' if len(columns) == 1 else 's'}: "
-            f"{', '.join(columns[:30])}")
-    works = next((d for d in DELIMITERS if d != used and not _resolve(_header_fields(head, d), overrides)[2]),
-                 None)
-    if works is None:
-        return line
-    if source == "data.delimiter" and _sniff_delimiter(head) == works:
-        advice = "leave data.delimiter null (it is sniffed from the header)"
-    elif works == "\t":
-        advice = "give data.delimiter a tab character between quotes (\"data.delimiter='<tab>'\")"
-    else:
-        advice = f"give \"data.delimiter='{works}'\""
-    return f"{line}; the delimiter {_shown(works)} gives every required column: {advice}"
-
-
-def _shown(delimiter: str) -> str:
-    """A delimiter as an error line names it: ``','``, ``';'``, ``a tab``."""
-    return "a tab" if delimiter == "\t" else repr(delimiter)
-
-
 # --------------------------------------------------------------------------------------------- reading
 
 # the first bytes of the compressed files pandas reads, and their pandas name
@@ -204,52 +118,9 @@ def _head_text(path: Path, compression: str | None) -> str:
     return data.removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="replace")
 
 
-def _header_fields(head: str, delimiter: str) -> list[str]:
-    """The header line's column names, as written (stripped)."""
-    first = next((line for line in head.splitlines() if line.strip()), "")
-    return [name.strip() for name in next(csv.reader([first], delimiter=delimiter), [])]
-
-
 def _unique(columns: list[str]) -> list[str]:
     """The column names, each once (the first occurrence)."""
     return list(dict.fromkeys(columns))
-
-
-def _check_repeated(path: Path, header: list[str], mapping: dict[str, str]) -> list[str]:
-    """A column name written more than once: refused when the catalog reads it (which one is meant?), one
-    problem line when it does not."""
-    folded = [name.lower() for name in header]
-    problems = []
-    for name in dict.fromkeys(n for n in folded if folded.count(n) > 1):
-        where = ", ".join(str(i + 1) for i, n in enumerate(folded) if n == name)
-        shown = header[folded.index(name)]
-        if name in {used.lower() for used in mapping.values()}:
-            raise CatalogError(f"{path}: column {shown!r} appears {folded.count(name)} times (columns {where}): "
-                               "which one to read is ambiguous; rename or remove the others")
-        problems.append(f"{path}: column {shown!r} appears {folded.count(name)} times (columns {where}); "
-                        "unused, the first kept")
-    return problems
-
-
-DELIMITERS: tuple[str, ...] = (",", ";", "\t", "|")  # the delimiters sniffed, and tried when columns are missing
-# Excel's first line naming the delimiter of the lines after it ("sep=;"), which the header then follows
-_EXCEL_SEP = re.compile(r"sep=(.)[ \t]*", re.IGNORECASE)
-
-
-def _excel_sep(head: str) -> str | None:
-    """The delimiter that Excel's first line ``sep=<character>`` declares, or None when there is no such line."""
-    first = head.split("\n", 1)[0].removesuffix("\r")
-    match = _EXCEL_SEP.fullmatch(first)
-    return match.group(1) if match else None
-
-
-def _sniff_delimiter(head: str) -> str:
-    """The delimiter of the header line among :data:`DELIMITERS` (quoted text ignored); ',' when none occurs."""
-    header = next((line for line in head.splitlines() if line.strip()), "")
-    bare = re.sub(r'"[^"]*"', "", header)
-    counts = {d: bare.count(d) for d in DELIMITERS}
-    best = max(counts, key=lambda d: counts[d])
-    return best if counts[best] > 0 else ","
 
 
 def _read_table(path: Path, delimiter: str, head: str, compression: str | None,
@@ -414,16 +285,6 @@ def _metadata(df: pd.DataFrame, mapping: dict[str, str], lines: np.ndarray,
     return pd.DataFrame(out).reset_index(drop=True), problems
 
 
-def _delimiter(given: str | None, excel: str | None, head: str) -> tuple[str, str]:
-    """The delimiter to split the file with, and where it comes from: ``data.delimiter``, else the file's
-    Excel line ``sep=<character>``, else sniffed from the header line."""
-    if given is not None:
-        return given, "data.delimiter"
-    if excel is not None:
-        return excel, "Excel's line sep="
-    return _sniff_delimiter(head), "sniffed from the header"
-
-
 def load_csv(cfg: DataConfig, min_tracks: int) -> Catalog:
     """Read, repair and validate a CSV catalog (see :func:`music_rl.data.catalog.load_catalog`)."""
     if not cfg.path:
@@ -433,21 +294,21 @@ def load_csv(cfg: DataConfig, min_tracks: int) -> Catalog:
         raise CatalogError(f"{path}: {not_a(path, 'regular file')} (data.path={cfg.path!r})")
     compression = _compression(path)
     head = _head_text(path, compression)
-    excel = _excel_sep(head)
+    excel = excel_sep(head)
     if excel is not None:
         head = head.partition("\n")[2]
-    delimiter = _delimiter(cfg.delimiter, excel, head)
+    delimiter = choose_delimiter(cfg.delimiter, excel, head)
     df, lines, n_skipped, problems = _read_table(path, delimiter[0], head, compression, skip=int(excel is not None))
     if excel is not None:
         problems.insert(0, f"{path}: line 1 'sep={excel}' (Excel's delimiter line) skipped; the header is line 2, "
-                           f"split with the delimiter {_shown(delimiter[0])} ({delimiter[1]})")
-    header = _header_fields(head, delimiter[0])
+                           f"split with the delimiter {shown_delimiter(delimiter[0])} ({delimiter[1]})")
+    header = header_fields(head, delimiter[0])
     df.columns = header if len(header) == len(df.columns) else list(df.columns)  # pandas renames repeats
     columns = _unique(list(df.columns))
-    schema, mapping, missing = _resolve(columns, dict(cfg.columns))
+    schema, mapping, missing = resolve_columns(columns, dict(cfg.columns))
     if missing:
-        raise CatalogError(_missing_line(path, columns, missing, schema, head, delimiter, dict(cfg.columns)))
-    problems += _check_repeated(path, header, mapping)
+        raise CatalogError(missing_columns_line(path, columns, missing, schema, head, delimiter, dict(cfg.columns)))
+    problems += repeated_columns(path, header, mapping)
     df = df.loc[:, ~df.columns.duplicated()]
     n_read = len(df) + n_skipped
     log.info("%s: schema %s, delimiter %r (%s), %d rows; columns used: %s", path, schema, *delimiter, n_read,

@@ -1,5 +1,6 @@
-"""Feedback logs: reading and writing them (validated), and importing the Spotify Music Streaming Sessions
-Dataset (logs generated from simulated listeners: :mod:`envs.simulated_logs`).
+"""Feedback logs: their format, its validation, and the one reader and writer of a log file (the MSSD's
+logs are translated by :mod:`music_rl.data.mssd`; a run's append-only log is :mod:`music_rl.data.feedback_store`;
+logs played by simulated listeners are :mod:`envs.simulated_logs`).
 
 A feedback log has one row per track played::
 
@@ -22,14 +23,14 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from music_rl.core.atomic import atomic_path
-from music_rl.core.errors import ConfigError, FeedbackError
+from music_rl.core.errors import FeedbackError, path_kind
 
 COLUMNS: tuple[str, ...] = ("user_id", "session_id", "position", "track_id", "percentage_listened", "liked")
 OPTIONAL: tuple[str, ...] = ("from_track_id", "candidates", "action_prob")
@@ -38,30 +39,14 @@ KEY: tuple[str, ...] = ("user_id", "session_id", "position", "track_id")  # one 
 ANSWER: tuple[str, ...] = ("percentage_listened", "liked")  # what the listener answered to it
 MAX_POSITION = 2**31 - 1  # the largest ``position`` (an int64 holds it exactly, whatever the file wrote)
 
-NO_FLAG = "none"
-"""The reserved :data:`DEFAULT_SKIP_MAP` entry for an MSSD row whose skip flags are all false (never a column)."""
-DEFAULT_SKIP_MAP: dict[str, float] = {"skip_1": 0.05, "skip_2": 0.2, "skip_3": 0.6, "not_skipped": 1.0,
-                                      NO_FLAG: 0.8}
-"""MSSD skip flag → ``percentage_listened``, checked in this order: the first true flag wins; ``none``: no flag.
-
-The dataset's wording: ``skip_1`` "only played very briefly", ``skip_2`` "only played briefly", ``skip_3``
-"most of the track was played" (then skipped), ``not_skipped`` "played in its entirety". The flags are
-nested in the data (``skip_1`` true implies ``skip_2`` and ``skip_3`` true), hence first-true-wins. The values
-are the typical share heard at each level; pass another mapping to change them.
-
-``none`` (:data:`NO_FLAG`) is a row with every flag false, a few percent of a real log: the track was left
-after ``skip_3``'s threshold (it was not skipped early enough to set even ``skip_3``) but before its end (it
-was not played in full), or the playback ended there. It was heard past ``skip_3``'s 0.6 and short of
-``not_skipped``'s 1.0: 0.8, the middle of that interval. A mapping without ``none`` refuses such rows.
-"""
-MSSD_COLUMNS: tuple[str, ...] = ("session_id", "session_position", "track_id_clean")
 _TRUE = frozenset({"true", "1", "1.0", "t", "yes"})
 _FALSE = frozenset({"false", "0", "0.0", "f", "no"})
 _SHOWN_ROWS = 5  # row numbers quoted in an error message before "+n more"
 
 
 def write_feedback(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
-    """Validate ``df`` and write it atomically as CSV or Parquet, chosen by the suffix of ``path``.
+    """Validate ``df`` and write it atomically as CSV (:func:`write_csv`) or Parquet, chosen by the suffix of
+    ``path``.
 
     Raises:
         FeedbackError: the suffix is not one of :data:`SUFFIXES` or the frame fails validation.
@@ -69,11 +54,24 @@ def write_feedback(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     target = Path(path)
     _check_suffix(target)
     frame = validate_feedback(df, source=f"{target} (frame being written)")
+    if target.suffix.lower() == ".csv":
+        write_csv(frame, target)
+        return
     with atomic_path(target) as tmp:
-        if target.suffix.lower() == ".csv":
-            frame.to_csv(tmp, index=False)
-        else:
-            frame.to_parquet(tmp, index=False)
+        frame.to_parquet(tmp, index=False)
+
+
+def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """Write a validated frame atomically as a CSV log (:func:`csv_text` with its header)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(csv_text(frame), encoding="utf-8")
+
+
+def csv_text(frame: pd.DataFrame, header: bool = True) -> str:
+    """A validated frame as CSV text: the header (unless not ``header``), then one record per row, fields quoted
+    where needed, every record ended by LF; an empty value (NaN) is an empty field. The one CSV encoding of a
+    log: whole files and a run's appended records alike."""
+    return frame.to_csv(header=header, index=False, lineterminator="\n")
 
 
 def read_feedback(path: str | os.PathLike[str], known_track_ids: Sequence[str] | None = None) -> pd.DataFrame:
@@ -97,12 +95,13 @@ def read_feedback(path: str | os.PathLike[str], known_track_ids: Sequence[str] |
 def read_log_table(src: Path, empty_hint: str, nrows: int | None = None) -> pd.DataFrame:
     """A log file's table (CSV: every cell as text, the delimiter sniffed from the header among , ; tab;
     Parquet: as stored), refused in one :class:`FeedbackError` line when it cannot be read as one: a missing
-    file or a folder, another suffix, a compressed file, lines ending in CR only, an empty one (``empty_hint``
-    says what is expected), a column name written twice. Only LF ends a CSV record: a CR elsewhere than
-    before it stays in its field (:func:`_without_line_end_cr`)."""
+    file, a folder, a FIFO or a device (named as such: never opened), another suffix, a compressed file, lines
+    ending in CR only, an empty one (``empty_hint`` says what is expected), a column name written twice. Only LF
+    ends a CSV record: a CR elsewhere than before it stays in its field (:func:`_without_line_end_cr`)."""
     _check_suffix(src)
-    if not src.is_file():
-        raise FeedbackError(f"{src}: {'a directory, not a log' if src.is_dir() else 'no such file'}")
+    kind = path_kind(src)
+    if kind != "a regular file":
+        raise FeedbackError(f"{src}: {'no such file' if kind == 'missing' else f'{kind}, not a log'}")
     with open(src, "rb") as fh:
         head = fh.read(4096)
     if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"PK\x03\x04")) and src.suffix.lower() == ".csv":
@@ -173,14 +172,15 @@ def _answer(row: pd.Series) -> str:
     return f"percentage_listened {row['percentage_listened']:g}, liked {row['liked']}"
 
 
-def validate_feedback(df: pd.DataFrame, source: str = "feedback",
-                      known_track_ids: Sequence[str] | None = None) -> pd.DataFrame:
+def validate_feedback(df: pd.DataFrame, source: str = "feedback", known_track_ids: Sequence[str] | None = None,
+                      allow_empty: bool = False) -> pd.DataFrame:
     """Check a feedback frame and return it typed (schema columns first, then ``action_prob``, then extras).
 
     Args:
         df: the frame, with values of any type (strings as read from CSV included).
         source: what to name in error messages (a file name).
         known_track_ids: when given, the allowed track ids.
+        allow_empty: a frame without rows is valid (a run's log before its first answer), typed all the same.
 
     Raises:
         FeedbackError: see :func:`read_feedback`.
@@ -189,27 +189,27 @@ def validate_feedback(df: pd.DataFrame, source: str = "feedback",
     if missing:
         raise FeedbackError(f"{source}: missing column(s) {', '.join(missing)} "
                             f"(a feedback log has {', '.join(COLUMNS)}, optionally {', '.join(OPTIONAL)})")
-    if len(df) == 0:
+    if len(df) == 0 and not allow_empty:
         raise FeedbackError(f"{source}: no data rows (empty feedback log)")
     out = pd.DataFrame(index=pd.RangeIndex(len(df)))
     for col in ("user_id", "session_id", "track_id"):
         values = df[col].reset_index(drop=True)
         text = values.astype(str)
-        _fail(source, col, values.isna().to_numpy() | (text.str.strip() == "").to_numpy(), values,
-              "must not be empty")
-        _fail(source, col, text.str.contains("\r", regex=False).to_numpy(), values,
-              "must not hold a carriage return (a stray CR, e.g. line ends converted twice: remove it)")
+        refuse_rows(source, col, values.isna().to_numpy() | (text.str.strip() == "").to_numpy(), values,
+                    "must not be empty")
+        refuse_rows(source, col, text.str.contains("\r", regex=False).to_numpy(), values,
+                    "must not hold a carriage return (a stray CR, e.g. line ends converted twice: remove it)")
         out[col] = text
     position = _numbers(df["position"])
-    _fail(source, "position", ~((position >= 0) & (position <= MAX_POSITION) & (position == np.round(position))),
-          df["position"], f"must be an integer in [0, {MAX_POSITION}]")
+    refuse_rows(source, "position", ~((position >= 0) & (position <= MAX_POSITION) & (position == np.round(position))),
+                df["position"], f"must be an integer in [0, {MAX_POSITION}]")
     out.insert(2, "position", position.astype(np.int64))
     pct = _numbers(df["percentage_listened"])
-    _fail(source, "percentage_listened", ~((pct >= 0) & (pct <= 1)), df["percentage_listened"],
-          "must be a number in [0, 1]")
+    refuse_rows(source, "percentage_listened", ~((pct >= 0) & (pct <= 1)), df["percentage_listened"],
+                "must be a number in [0, 1]")
     out["percentage_listened"] = pct
-    liked = _flags(df["liked"])
-    _fail(source, "liked", np.isnan(liked), df["liked"], "must be 0 or 1")
+    liked = parse_flags(df["liked"])
+    refuse_rows(source, "liked", np.isnan(liked), df["liked"], "must be 0 or 1")
     out["liked"] = liked.astype(np.int64)
     for col in ("from_track_id", "candidates"):
         if col in df.columns:
@@ -217,21 +217,21 @@ def validate_feedback(df: pd.DataFrame, source: str = "feedback",
     if "candidates" in df.columns:
         shown = out["candidates"] != ""
         chosen = [t in c.split() for t, c in zip(out["track_id"], out["candidates"], strict=True)]
-        _fail(source, "candidates", (shown & ~np.array(chosen, dtype=bool)).to_numpy(), df["candidates"],
-              "must hold the chosen track_id among the space-separated ids shown")
+        refuse_rows(source, "candidates", (shown & ~np.array(chosen, dtype=bool)).to_numpy(), df["candidates"],
+                    "must hold the chosen track_id among the space-separated ids shown")
     if "action_prob" in df.columns:
         prob = _numbers(df["action_prob"])
         given = ~df["action_prob"].astype(str).str.strip().isin(["", "nan", "NaN", "None"]).to_numpy()
-        _fail(source, "action_prob", given & ~((prob > 0) & (prob <= 1)), df["action_prob"],
-              "must be empty or a number in (0, 1]")
+        refuse_rows(source, "action_prob", given & ~((prob > 0) & (prob <= 1)), df["action_prob"],
+                    "must be empty or a number in (0, 1]")
         out["action_prob"] = prob
     for col in df.columns:
         if col not in out.columns:
             out[col] = df[col].to_numpy()
     if known_track_ids is not None:
         known = {str(t) for t in known_track_ids}
-        _fail(source, "track_id", ~out["track_id"].isin(known).to_numpy(), out["track_id"],
-              f"unknown track id (not one of the catalog's {len(known)} tracks)")
+        refuse_rows(source, "track_id", ~out["track_id"].isin(known).to_numpy(), out["track_id"],
+                    f"unknown track id (not one of the catalog's {len(known)} tracks)")
     return out
 
 
@@ -253,7 +253,7 @@ def _numbers(values: pd.Series) -> np.ndarray:
                                                                                     na_value=np.nan)
 
 
-def _flags(values: pd.Series) -> np.ndarray:
+def parse_flags(values: pd.Series) -> np.ndarray:
     """1.0 / 0.0 for true/false written as booleans, 1/0 or true/false text; NaN for anything else."""
     text = values.reset_index(drop=True).astype(str).str.strip().str.lower().to_numpy()
     out = np.full(len(text), np.nan)
@@ -262,7 +262,7 @@ def _flags(values: pd.Series) -> np.ndarray:
     return out
 
 
-def _fail(source: str, column: str, bad: np.ndarray, values: pd.Series, allowed: str) -> None:
+def refuse_rows(source: str, column: str, bad: np.ndarray, values: pd.Series, allowed: str) -> None:
     """FeedbackError naming the first few bad (1-based data) rows of ``column``, when there are any."""
     rows = np.flatnonzero(bad)
     if rows.size == 0:
@@ -272,52 +272,3 @@ def _fail(source: str, column: str, bad: np.ndarray, values: pd.Series, allowed:
     example = values.iloc[int(rows[0])]
     raise FeedbackError(f"{source}: column {column}, row{'s' if rows.size > 1 else ''} {shown}{more}: "
                         f"{allowed} (got {example!r})")
-
-
-# ------------------------------------------------------------------------------------------- MSSD import
-
-def import_streaming_sessions(path: str | os.PathLike[str], skip_map: Mapping[str, float] = DEFAULT_SKIP_MAP
-                              ) -> tuple[pd.DataFrame, np.ndarray]:
-    """A Spotify Music Streaming Sessions Dataset log (``log_*.csv``) as a feedback log.
-
-    The dataset records skips, not percentages: the first true flag of ``skip_map`` (in its order; default
-    :data:`DEFAULT_SKIP_MAP`) gives ``percentage_listened``, its entry ``none`` (:data:`NO_FLAG`, never a column)
-    that of a row with every flag false. Flags may be written true/false or 1/0. The dataset has no user ids, so
-    ``user_id`` is the session id; it has no likes, so ``liked`` is 0. ``position`` is ``session_position``,
-    ``track_id`` is ``track_id_clean``; other columns are dropped.
-
-    Returns:
-        The feedback log, and which of its rows had no true flag (bool, one per row).
-
-    Raises:
-        ConfigError: a ``skip_map`` value is not a number in [0, 1].
-        FeedbackError: the file is unreadable or empty, misses a column, a flag is not a boolean, or a
-            row has no true flag while ``skip_map`` has no ``none`` entry (named with their 1-based data rows).
-    """
-    for flag, value in skip_map.items():
-        if not isinstance(value, int | float) or not 0.0 <= float(value) <= 1.0:
-            raise ConfigError(f"skip_map[{flag!r}]={value!r}: must be a number in [0, 1]")
-    flags = [flag for flag in skip_map if flag != NO_FLAG]
-    if not flags:
-        raise ConfigError(f"skip_map={dict(skip_map)!r}: must map at least one skip flag column")
-    src = Path(path)
-    df = read_log_table(src, f"an MSSD log has a header: {', '.join(MSSD_COLUMNS)}, ...").astype(str)
-    missing = [c for c in (*MSSD_COLUMNS, *flags) if c not in df.columns]
-    if missing:
-        raise FeedbackError(f"{src}: missing MSSD column(s) {', '.join(missing)}")
-    if len(df) == 0:
-        raise FeedbackError(f"{src}: no data rows (empty MSSD log)")
-    pct = np.full(len(df), np.nan)
-    for flag in flags:
-        on = _flags(df[flag])
-        _fail(str(src), flag, np.isnan(on), df[flag], "must be true/false or 1/0")
-        pct[np.isnan(pct) & (on == 1.0)] = float(skip_map[flag])
-    no_flag = np.isnan(pct)
-    if NO_FLAG not in skip_map:
-        _fail(str(src), "/".join(flags), no_flag, df[flags[-1]],
-              f"at least one flag must be true (or give skip_map.{NO_FLAG}: the percentage of such rows)")
-    pct[no_flag] = float(skip_map.get(NO_FLAG, np.nan))
-    log = pd.DataFrame({"user_id": df["session_id"], "session_id": df["session_id"],
-                        "position": df["session_position"], "track_id": df["track_id_clean"],
-                        "percentage_listened": pct, "liked": 0})
-    return validate_feedback(log, source=str(src)), no_flag

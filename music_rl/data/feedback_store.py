@@ -3,6 +3,11 @@
 The file is a CSV with the header :data:`COLUMNS`: the feedback schema of :mod:`music_rl.data.feedback`, then
 ``action_prob``, ``served_at`` (ISO-8601 UTC) and ``policy_version`` (empty for rows of the original
 training log). At inference every recommendation served, with its answer, is appended as one CSV record.
+Records are encoded by the logs' one writer (:func:`music_rl.data.feedback.csv_text`, whole files by
+:func:`music_rl.data.feedback.write_csv`) and read back through the format's one validation
+(:func:`music_rl.data.feedback.validate_feedback`); what this module adds is durability: the lock, appends
+that are all or nothing, and reads that skip the torn record a crash leaves (a log brought from outside is
+read strictly, by :func:`music_rl.data.feedback.read_feedback`).
 
 Durability and concurrency:
 - a batch is written by ONE ``os.write`` on a descriptor opened with ``O_APPEND``, then ``os.fsync``-ed;
@@ -47,13 +52,22 @@ from filelock import FileLock
 
 from music_rl.core.atomic import atomic_path
 from music_rl.core.errors import FeedbackError
-from music_rl.data.feedback import ANSWER, KEY, OPTIONAL, describe_key, land_once, validate_feedback
+from music_rl.data.feedback import (
+    ANSWER,
+    KEY,
+    OPTIONAL,
+    csv_text,
+    describe_key,
+    land_once,
+    validate_feedback,
+    write_csv,
+)
 from music_rl.data.feedback import COLUMNS as FEEDBACK_COLUMNS
 
 log = logging.getLogger(__name__)
 
-COLUMNS: tuple[str, ...] = (*FEEDBACK_COLUMNS, *OPTIONAL, "served_at", "policy_version")
-_STRINGS = ("user_id", "session_id", "track_id", "served_at", "policy_version")
+SERVING: tuple[str, ...] = ("served_at", "policy_version")  # when a row was served, by which model (text)
+COLUMNS: tuple[str, ...] = (*FEEDBACK_COLUMNS, *OPTIONAL, *SERVING)
 _HEADER = ",".join(COLUMNS) + "\n"
 _TORN_CLOSE = "," * len(COLUMNS) + "\n"
 _UNWRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})  # the lock file cannot be made or opened
@@ -90,8 +104,8 @@ class FeedbackStore:
         store = cls(path)
         frame = _conform(df, store.path, stamp=False)
         store.path.parent.mkdir(parents=True, exist_ok=True)
-        with store._lock, atomic_path(store.path) as tmp:
-            tmp.write_text(_HEADER + _to_csv(frame), encoding="utf-8")
+        with store._lock:
+            write_csv(frame, store.path)
         return store
 
     def append(self, rows: pd.DataFrame | Iterable[dict]) -> None:
@@ -197,7 +211,7 @@ class FeedbackStore:
         """Append the conformed ``frame`` (lock held): in place, or with the header upgrade in one rewrite."""
         if frame.empty:
             return
-        body = _to_csv(frame)
+        body = csv_text(frame, header=False)
         try:
             with open(self.path, encoding="utf-8", errors="replace", newline="") as fh:
                 first = fh.readline()
@@ -240,7 +254,7 @@ class FeedbackStore:
                        refuse_skipped=True)
         try:
             with atomic_path(self.path) as tmp:
-                tmp.write_text(_HEADER + _to_csv(frame) + body, encoding="utf-8")
+                tmp.write_text(csv_text(frame) + body, encoding="utf-8")
         except OSError as err:
             raise self._unappended(err, n_rows) from None
 
@@ -265,7 +279,7 @@ def _conform(df: pd.DataFrame, path: Path, stamp: bool) -> pd.DataFrame:
     """``df`` with exactly :data:`COLUMNS`, optional ones filled, validated; ``stamp`` fills served_at."""
     _check_columns(list(df.columns), path, where="")
     frame = df.reindex(columns=list(COLUMNS)).reset_index(drop=True)
-    for col in ("served_at", "policy_version"):
+    for col in SERVING:
         values = frame[col].to_numpy(dtype=object)
         frame[col] = np.where(pd.isna(values), "", values).astype(str)
     source = f"{path} (rows being written)"
@@ -316,11 +330,6 @@ def _check_columns(columns: list[str], path: Path, where: str) -> None:
         bad = f"unknown column {unknown[0]!r}" if unknown else f"missing column {missing[0]!r}"
         raise FeedbackError(f"{path}:{where} {bad}; the columns are {', '.join(COLUMNS)} "
                             f"(the last {len(COLUMNS) - len(FEEDBACK_COLUMNS)} optional)")
-
-
-def _to_csv(frame: pd.DataFrame) -> str:
-    """The records of a conformed frame as CSV text, one quoted-as-needed record per row, no header."""
-    return frame.to_csv(header=False, index=False, lineterminator="\n")
 
 
 def _parse(text: str, path: Path, known_track_ids: Iterable[str] | None,
@@ -379,9 +388,6 @@ def _validated(frame: pd.DataFrame, source: str,
     if bad.size:
         raise FeedbackError(f"{source}: column action_prob, row {bad[0] + 1} ({bad.size} bad in all): "
                             f"must be empty or a number in (0, 1] (got {raw.iloc[bad[0]]!r})")
-    if len(frame) == 0:  # validate_feedback refuses an empty log; an empty store is merely empty
-        return frame.astype({**dict.fromkeys(_STRINGS, str), "position": np.int64, "liked": np.int64,
-                             "percentage_listened": np.float64, "action_prob": np.float64})
     known = None if known_track_ids is None else list(known_track_ids)
-    return validate_feedback(frame.drop(columns="action_prob"), source, known).assign(action_prob=prob)[
-        list(COLUMNS)]
+    typed = validate_feedback(frame.drop(columns="action_prob"), source, known, allow_empty=True)
+    return typed.assign(action_prob=prob).astype(dict.fromkeys(SERVING, str))[list(COLUMNS)]

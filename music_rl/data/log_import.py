@@ -4,7 +4,9 @@ Dataset's (MSSD ``log_*.csv``), read and joined to the catalog by track id (conf
 Joining: rows whose track is not in the catalog are counted and reported in one line, and dropped
 (``feedback.strict=true`` makes them fatal); a log that joins no row, or lacks a needed column, is one
 :class:`FeedbackError` line. The result is a feedback frame (:mod:`music_rl.data.feedback`'s schema) and a
-:class:`LogReport` of what was read.
+:class:`LogReport` of what was read. Every file is read by :func:`music_rl.data.feedback.read_log_table` and
+validated by :func:`music_rl.data.feedback.validate_feedback`; an MSSD log is translated by
+:mod:`music_rl.data.mssd`.
 
 A submission (:func:`read_submission`: the file given to ``finetune`` or to ``recommend user= feedback=``) is
 read by the same join, its rows landing once (:func:`music_rl.data.feedback.land_once`: exact duplicates counted and
@@ -28,18 +30,8 @@ import numpy as np
 import pandas as pd
 
 from music_rl.core.errors import FeedbackError
-from music_rl.data.feedback import (
-    COLUMNS,
-    DEFAULT_SKIP_MAP,
-    MSSD_COLUMNS,
-    NO_FLAG,
-    OPTIONAL,
-    import_streaming_sessions,
-    land_once,
-    read_feedback,
-    read_log_table,
-    validate_feedback,
-)
+from music_rl.data.feedback import COLUMNS, OPTIONAL, land_once, read_feedback, read_log_table, validate_feedback
+from music_rl.data.mssd import DEFAULT_SKIP_MAP, NO_FLAG, import_streaming_sessions, is_mssd_header
 
 MSSD_USER = "mssd"  # the one listener an MSSD log's pooled sessions are
 
@@ -115,7 +107,7 @@ class LogReport:
 def detect_format(path: Path) -> LogFormat:
     """``mssd`` when the header has the MSSD's session and skip columns, else ``native``."""
     header = read_log_table(path, "a log starts with its header", nrows=0).columns
-    return LogFormat.mssd if all(c in header for c in (*MSSD_COLUMNS, "skip_1")) else LogFormat.native
+    return LogFormat.mssd if is_mssd_header(header) else LogFormat.native
 
 
 def _native(path: Path, columns: dict[str, str]) -> pd.DataFrame:
