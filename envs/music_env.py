@@ -14,31 +14,12 @@ State: the current track. Action (``env.action``), the two formulations of the d
 
 The chosen track becomes the next state.
 
-Observation (a flat float32 ``Box``, so any SB3 policy can read it):
-
-- ``seed``: ``z_current`` (d,);
-- ``candidates``: ``[z_current, z_cand_1 .. z_cand_k, x_current, x_cand_1 .. x_cand_k]`` ((1 + k) * (d + F),),
-  where ``x`` are a track's F = 11 normalised features when ``candidate_features`` (the default), F = 0
-  otherwise;
-- ``history``: the candidates layout followed by ``history`` rows of ``[z_played, scaled reward]``, most
-  recent first, zero padded ((1 + k) * (d + F) + history * (d + 1),);
-- ``listener`` (the ``new_listener`` setting, :mod:`envs.listener_log`): the candidates layout, then what the
-  listener's own log says about the current track and each candidate, ``[r_hat_current, r_hat_cand_1 ..
-  r_hat_cand_k, evidence_current, evidence_cand_1 .. evidence_cand_k]`` (r̂ times the reward scale; evidence in
-  [0, 1): the answers in the track's cluster), ``[r_fit_current, r_fit_cand_1 ..]`` (the answers' ridge fit on
-  the tracks' features, times the reward scale, clipped to the reward's range), then ``history`` rows of
-  ``[z_played, x_played, pct, liked, 1]`` (the in-session answers, most recent first, zero padded: the last 1
-  marks a row as filled) ((1 + k) * (d + F + 3) + history * (d + F + 3),). The log is fixed with
-  :meth:`MusicRecEnv.set_listener_estimate` (evaluation, serving) or, by default, drawn at each reset: ``B``
-  answers of the session's listener to uniformly random choices (:func:`envs.listener_log.random_answers`),
-  ``B`` log-uniform in ``0 .. env.log_answers`` (training: one policy for listeners with any amount of log).
-
-Why the candidates' features: the k candidates are the nearest tracks in latent space, so their latents
-nearly coincide; what tells them apart is mostly what the d-dimensional latent does not encode. Measured on
-the default world, a regressor of the listener's expected reward on the latent recovers about 0.3 of the
-oracle's edge among the candidates, on the features about 0.99 (retrieval by latent, ranking by features:
-the usual two-stage recommender). The current track's features come along because the listener's boredom is
-a similarity in feature space to what was just played.
+Observation (``env.observation``: ``seed``, ``candidates``, ``history``, ``listener``): a flat float32 ``Box``
+laid out by :mod:`envs.observation` (the current track's and the candidates' latents and features, the history
+rows, the listener's estimates). With ``listener`` the listener's log is fixed with
+:meth:`MusicRecEnv.set_listener_estimate` (evaluation, serving) or, by default, drawn at each reset: ``B``
+answers of the session's listener to uniformly random choices (:func:`envs.listener_log.random_answers`), ``B``
+log-uniform in ``0 .. env.log_answers`` (training: one policy for listeners with any amount of log).
 
 Reward (multiplied by the reward scale; ``info["reward"]`` keeps the raw value):
 
@@ -55,170 +36,21 @@ up, the observation buffer is preallocated and the played mask is reset only whe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any, NamedTuple
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.listener_log import ESTIMATES, Estimator, ListenerEstimate, random_answers
+from envs.env_config import ENV_FIELDS, EnvConfig, check_listeners, check_start_track
+from envs.listener_log import Estimator, ListenerEstimate
+from envs.observation import LogEstimates, ObservationLayout, ObservationViews
 from envs.rewards import RewardConfig, reward
-from music_rl.core.errors import ConfigError, UnknownTrackError
+from music_rl.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from envs.world import World
-
-
-class Observation(StrEnum):
-    """What the agent observes (the layouts of the module docstring)."""
-
-    seed = "seed"
-    candidates = "candidates"
-    history = "history"
-    listener = "listener"
-
-
-class RewardSource(StrEnum):
-    """Where the env's reward comes from."""
-
-    simulator = "simulator"
-    propagated = "propagated"
-
-
-class ActionKind(StrEnum):
-    """What an action is (the module docstring)."""
-
-    discrete = "discrete"
-    latent = "latent"
-
-
-OBSERVATIONS: tuple[str, ...] = tuple(Observation)
-REWARD_SOURCES: tuple[str, ...] = tuple(RewardSource)
-ACTIONS: tuple[str, ...] = tuple(ActionKind)
-
-
-def _is_int(value: Any) -> bool:
-    """True for integers (Python or numpy), False for bools."""
-    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
-
-
-def _is_number(value: Any) -> bool:
-    """True for real numbers (Python or numpy), False for bools."""
-    real = isinstance(value, int | float | np.integer | np.floating)
-    return real and not isinstance(value, bool | np.bool_)
-
-
-@dataclass
-class EnvConfig:
-    """The env's observation, reward source and session shape (config group ``env``)."""
-
-    observation: Observation = Observation.candidates
-    """seed: z_current | candidates: + the k candidates' latents (and features) | history: + recent
-    [z, reward] rows | listener: + the listener's r_hat, its evidence and r_fit per track, and recent [z, x, pct, liked]
-    rows (docs/results/new-listener.md)"""
-    reward_source: RewardSource = RewardSource.propagated
-    """propagated: the world's reward table r_hat, learnt from a feedback log (offline: the design's flow) |
-    simulator: the simulated listener answers (online)"""
-    action: ActionKind = ActionKind.discrete
-    """discrete: Discrete(k), one of the k candidates | latent: a point of the latent space (Box(-1, 1, (d,)),
-    mapped to [0, 1]^d); the unplayed track nearest to it is played, inside the candidates or not"""
-    k: int = 4
-    """candidates per step: the Discrete(k) action space, the candidates observed"""
-    n_neighbours: int = 32
-    """neighbour table width K, built once per world"""
-    session_length: int = 20
-    """recommendations per episode (truncated after; terminated earlier if the listener leaves)"""
-    history: int = 4
-    """rows of [z_played, scaled reward] in the history observation (of [z, x, pct, liked, 1] in listener's)"""
-    log_answers: int = 400
-    """listener observation: each session's listener log holds B answers to random choices, B drawn
-    log-uniformly in 0..log_answers (unless evaluation or serving fixes the log)"""
-    no_repeat: Any = "session"
-    """session: never repeat within a session | n >= 1: only the last n tracks are excluded"""
-    reward_scale: Any = "auto"
-    """auto: 1 / (1 + like_weight), rewards of O(1) (1 when the feedback log has no likes) | a number > 0"""
-    start_track: int | None = None
-    """null: a random start track per session (seeded) | a track index"""
-    candidate_features: bool = True
-    """add the current and candidate tracks' 11 normalised features to the observation (not in seed mode): the
-    k nearest neighbours share nearly the same latent, their features tell them apart"""
-
-    def validate(self, n_tracks: int | None = None) -> None:
-        """Raise :class:`ConfigError` naming the first bad key, its value and what is allowed.
-
-        Args:
-            n_tracks: catalog size N, when known: checks ``start_track`` and that ``k`` unplayed
-                candidates always remain.
-        """
-
-        def require(key: str, ok: bool, allowed: str) -> None:
-            if not ok:
-                raise ConfigError(f"env.{key}={getattr(self, key)!r}: {allowed}")
-
-        require("observation", self.observation in OBSERVATIONS, f"must be one of {', '.join(OBSERVATIONS)}")
-        require("action", self.action in ACTIONS, f"must be one of {', '.join(ACTIONS)}")
-        require("reward_source", self.reward_source in REWARD_SOURCES,
-                f"must be one of {', '.join(REWARD_SOURCES)}")
-        require("k", _is_int(self.k) and self.k >= 1, "must be an integer >= 1")
-        require("n_neighbours", _is_int(self.n_neighbours) and self.n_neighbours >= self.k,
-                f"must be an integer >= env.k ({self.k})")
-        require("session_length", _is_int(self.session_length) and self.session_length >= 1,
-                "must be an integer >= 1")
-        require("history", _is_int(self.history) and self.history >= 1, "must be an integer >= 1")
-        require("log_answers", _is_int(self.log_answers) and self.log_answers >= 0, "must be an integer >= 0")
-        require("no_repeat", self.no_repeat == "session" or (_is_int(self.no_repeat) and self.no_repeat >= 1),
-                "must be 'session' or an integer window >= 1")
-        require("reward_scale", self.reward_scale == "auto" or (_is_number(self.reward_scale)
-                                                               and np.isfinite(self.reward_scale)
-                                                               and self.reward_scale > 0),
-                "must be 'auto' (1 / (1 + like_weight)) or a number > 0")
-        require("start_track",
-                self.start_track is None or (_is_int(self.start_track) and self.start_track >= 0),
-                "must be null (random) or a track index >= 0")
-        if n_tracks is None:
-            return
-        require("start_track", self.start_track is None or self.start_track < n_tracks,
-                f"must be < the catalog size ({n_tracks} tracks)")
-        excluded = self.excluded_tracks()
-        require("session_length", excluded + self.k <= n_tracks,
-                f"{excluded} tracks excluded at the session's end + env.k={self.k} candidates must be <= "
-                f"the catalog size ({n_tracks} tracks): shorten the session or use a no_repeat window")
-
-    def excluded_tracks(self) -> int:
-        """Most tracks the played mask excludes at once: the session (start track included) or the window."""
-        played = self.session_length + 1
-        return played if self.no_repeat == "session" else min(played, int(self.no_repeat))
-
-
-ENV_FIELDS = frozenset(f.name for f in fields(EnvConfig))
-
-
-def check_listeners(listener_ids: Sequence[int], n: int) -> list[int]:
-    """``listener_ids`` as ints; :class:`ConfigError` unless it is a non-empty list of ids in ``0..n - 1``."""
-    ids = [int(i) for i in listener_ids]
-    if not ids or any(not 0 <= i < n for i in ids):
-        raise ConfigError(f"listener_ids={list(listener_ids)!r}: must be a non-empty list of ids in 0..{n - 1}")
-    return ids
-
-
-def check_start_track(start: Any, n_tracks: int) -> int:
-    """``start`` as an int; :class:`UnknownTrackError` unless it is a track index in ``0..n_tracks - 1``."""
-    if not (_is_int(start) and 0 <= start < n_tracks):
-        raise UnknownTrackError(f"start_track={start!r}: must be a track index in 0..{n_tracks - 1}")
-    return int(start)
-
-
-class ObservationViews(NamedTuple):
-    """Views into an observation buffer (..., width) by part; None where the mode has no such part."""
-
-    z: np.ndarray  # (..., d) the current track's latent
-    z_cands: np.ndarray | None  # (..., k, d) the candidates' latents
-    x: np.ndarray | None  # (..., F) the current track's features
-    x_cands: np.ndarray | None  # (..., k, F) the candidates' features
-    hist: np.ndarray | None  # (..., history, d + 1) [z_played, scaled reward] (listener: d + F + 3), most recent first
-    estimate: np.ndarray | None = None  # listener: (..., 3, 1 + k) r_hat, evidence, r_fit of current, candidates
 
 
 @dataclass(frozen=True, eq=False)
@@ -229,8 +61,7 @@ class EnvSetup:
 
     cfg: EnvConfig
     n_tracks: int
-    d: int
-    n_feat: int  # features per track in the observation (0: none)
+    layout: ObservationLayout
     reward: RewardConfig  # the reward definition of the world (like_weight, early-skip penalty and threshold) and
     # its propagation's decay, decay_scale and prior
     reward_scale: float
@@ -249,67 +80,21 @@ class EnvSetup:
         penalty = float(world.meta["early_skip_penalty"])
         likes = world.meta.get("log_has_likes", True)  # a log without likes: rewards in [0, 1] already
         scale = (1.0 / (1.0 + like_weight) if likes else 1.0) if cfg.reward_scale == "auto" else float(cfg.reward_scale)
-        n_feat = 0 if cfg.observation == "seed" or not cfg.candidate_features else int(world.features.shape[1])
-        base = d if cfg.observation == "seed" else (1 + cfg.k) * (d + n_feat)
-        if cfg.observation == "listener":  # r_hat's and r_fit's rows in reward units, the rest in [0, 1]
-            n_est = len(ESTIMATES)
-            low = np.zeros(base + n_est * (1 + cfg.k) + cfg.history * (d + n_feat + 3), dtype=np.float32)
-            high = np.ones_like(low)
-            low[base:base + n_est * (1 + cfg.k)].reshape(n_est, 1 + cfg.k)[[0, 2]] = min(0.0, -penalty * scale)
-            high[base:base + n_est * (1 + cfg.k)].reshape(n_est, 1 + cfg.k)[[0, 2]] = max(1.0, (1.0 + like_weight)
-                                                                                          * scale)
-            space = spaces.Box(low, high, dtype=np.float32)
-        elif cfg.observation != "history":
-            space = spaces.Box(0.0, 1.0, (base,), np.float32)
-        else:  # [0, 1] except the history's reward column
-            table = world.reward_table
-            raw_lo = min(-penalty, float(table.min()))
-            raw_hi = max(1.0 + like_weight, float(table.max()))
-            low = np.zeros((cfg.history, d + 1), dtype=np.float32)
-            high = np.ones((cfg.history, d + 1), dtype=np.float32)
-            low[:, d] = min(0.0, raw_lo * scale)
-            high[:, d] = max(1.0, raw_hi * scale)
-            low = np.concatenate([np.zeros(base, dtype=np.float32), low.ravel()])
-            high = np.concatenate([np.ones(base, dtype=np.float32), high.ravel()])
-            space = spaces.Box(low, high, dtype=np.float32)
+        layout = ObservationLayout.of(cfg.observation, d, cfg.k,
+                                      world.features.shape[1] if cfg.candidate_features else 0, cfg.history)
+        low, high = -penalty, 1.0 + like_weight  # the listener's rewards
+        if cfg.observation == "history":  # its rows may hold the propagated table's
+            low, high = min(low, float(world.reward_table.min())), max(high, float(world.reward_table.max()))
         definition = RewardConfig(like_weight=like_weight, early_skip_penalty=penalty,
                                   early_skip_threshold=float(world.meta["early_skip_threshold"]),
                                   **world.meta.get("propagation", {}))  # a world saved before it: the defaults
         actions = (spaces.Box(-1.0, 1.0, (d,), np.float32) if cfg.action == "latent"
                    else spaces.Discrete(cfg.k))
-        return cls(cfg, n, d, n_feat, definition, scale, space, actions)
-
-    @property
-    def k(self) -> int:
-        """Candidates per step."""
-        return int(self.cfg.k)
+        return cls(cfg, n, layout, definition, scale, layout.space(low * scale, high * scale), actions)
 
     def views(self, obs: np.ndarray) -> ObservationViews:
-        """Views of ``obs`` (..., width) by part: writing into them writes the observation."""
-        d, k, f, lead = self.d, self.k, self.n_feat, obs.shape[:-1]
-
-        def part(start: int, shape: tuple[int, ...]) -> np.ndarray:
-            view = obs[..., start:start + int(np.prod(shape))].reshape(*lead, *shape)
-            if not np.shares_memory(view, obs):
-                raise ValueError("an observation buffer must be C-contiguous: its parts are written through views")
-            return view
-
-        if self.cfg.observation == "seed":
-            return ObservationViews(part(0, (d,)), None, None, None, None)
-        start = (1 + k) * d
-        base = (1 + k) * (d + f)
-        estimate = None
-        if self.cfg.observation == "listener":
-            estimate = part(base, (len(ESTIMATES), 1 + k))
-            base += len(ESTIMATES) * (1 + k)
-        hist = part(base, (self.cfg.history, self.history_width)) if self.history_width else None
-        return ObservationViews(part(0, (d,)), part(d, (k, d)), part(start, (f,)) if f else None,
-                                part(start + f, (k, f)) if f else None, hist, estimate)
-
-    @property
-    def history_width(self) -> int:
-        """Values per history row: d + 1 (history), d + F + 3 (listener), 0 (no history rows)."""
-        return {"history": self.d + 1, "listener": self.d + self.n_feat + 3}.get(str(self.cfg.observation), 0)
+        """Views of ``obs`` (..., width) by part (:meth:`envs.observation.ObservationLayout.views`)."""
+        return self.layout.views(obs)
 
 
 class MusicRecEnv(gym.Env):
@@ -348,18 +133,20 @@ class MusicRecEnv(gym.Env):
         self._features = world.features
         self._table = world.reward_table
         self._track_ids = world.track_ids()
-        self._n, self._d, self._k = setup.n_tracks, setup.d, cfg.k
+        self._n, self._d, self._k = setup.n_tracks, setup.layout.d, cfg.k
 
         self._latent = cfg.action == "latent"
         self.action_space = setup.action_space
         self.observation_space = setup.observation_space
         self._obs = np.zeros(self.observation_space.shape, dtype=np.float32)
         views = setup.views(self._obs)
-        self._cand_block, self._cur_feat, self._feat_block = views.z_cands, views.x, views.x_cands
+        self._cur_block, self._cand_block = views.z, views.z_cands
+        self._cur_feat, self._feat_block = views.x, views.x_cands
         self._hist, self._estimate_view = views.hist, views.estimate
         if self._hist is not None:
             h = cfg.history
-            self._ring = np.zeros((h, setup.history_width), dtype=np.float32)  # history rows in write order, cyclic
+            self._ring = np.zeros((h, setup.layout.row_width), dtype=np.float32)  # history rows in write order, cyclic
+            self._ring_rows = [setup.layout.rows(row) for row in self._ring]
             # ring rows in most-recent-first order, for each position p of the latest write
             self._ring_orders = [np.array([(p - i) % h for i in range(h)]) for p in range(h)]
         self._ring_pos = 0
@@ -374,18 +161,17 @@ class MusicRecEnv(gym.Env):
         self._cand_list: list[int] = []
         self._cand_expected: np.ndarray | None = None
         self._answers: list[tuple[int, float, int]] = []
-        self._listener_obs = cfg.observation == "listener"
-        self._fixed_estimate: ListenerEstimate | None = None
-        self.estimate: ListenerEstimate | None = None
-        if self._listener_obs:
-            self._estimator = Estimator(world.latents, world.features, world.clusters, world.centroids,
-                                        setup.reward)
-            self._est_table = np.zeros((len(ESTIMATES), self._n), dtype=np.float32)  # ESTIMATES per track
+        self.estimate: ListenerEstimate | None = None  # the session listener's (listener observation)
+        self._log_estimates = None if self._estimate_view is None else LogEstimates(
+            Estimator(world.latents, world.features, world.clusters, world.centroids, setup.reward), self._n,
+            cfg.log_answers, self.reward_scale, self.observation_space)
 
     def set_listener_estimate(self, estimate: ListenerEstimate | None) -> None:
         """``listener`` observation: the estimate the next sessions observe (evaluation and serving fix the
         listener's log); None: each reset draws a log (``env.log_answers``, the module docstring)."""
-        self._fixed_estimate = estimate
+        if self._log_estimates is None:
+            raise ValueError(f"set_listener_estimate() with env.observation={self.cfg.observation}: only listener")
+        self._log_estimates.fixed = estimate
 
     @property
     def answers(self) -> list[tuple[int, float, int]]:
@@ -408,8 +194,9 @@ class MusicRecEnv(gym.Env):
         start = int(rng.integers(self._n)) if start is None else check_start_track(start, self._n)
         self.session = self._population.session(self.listener, rng)
 
-        if self._listener_obs:
-            self._observe_listener(rng)
+        if self._log_estimates is not None:
+            self.estimate = self._log_estimates.start(self._population, self.listener, self._index,
+                                                      self._session_length, self._k, rng)
         self._played[self._order] = False  # O(session), not O(N)
         self._order = [start]
         self._answers = []
@@ -512,17 +299,16 @@ class MusicRecEnv(gym.Env):
         self._answers.append((track, pct, liked))
         if self._hist is not None:  # a ring buffer, copied out most recent first
             p = self._ring_pos = (self._ring_pos + 1) % len(self._ring)
-            ring = self._ring
-            if self._listener_obs:
-                d, f = self._d, self.setup.n_feat
-                ring[p, :d] = self._latents[track]
-                if f:
-                    ring[p, d:d + f] = self._features[track]
-                ring[p, -3:] = (pct, liked, 1.0)
+            row = self._ring_rows[p]
+            row.z[:] = self._latents[track]
+            if row.x is not None:
+                row.x[:] = self._features[track]
+            if row.filled is None:
+                row.answer[:] = scaled
             else:
-                ring[p, :-1] = self._latents[track]
-                ring[p, -1] = scaled
-            ring.take(self._ring_orders[p], axis=0, out=self._hist, mode="wrap")
+                row.answer[:] = (pct, liked)
+                row.filled[:] = 1.0
+            self._ring.take(self._ring_orders[p], axis=0, out=self._hist, mode="wrap")
         info = {"track": track, "track_id": self._track_ids[track], "percentage_listened": pct,
                 "liked": liked, "reward": raw, "candidates": self.current_candidates, "listener": self.listener}
         self._advance(track)
@@ -536,30 +322,14 @@ class MusicRecEnv(gym.Env):
         self.current_candidates = cands
         self._cand_list = cands.tolist()
         self._cand_expected = None
-        self._obs[:self._d] = self._latents[track]
+        self._cur_block[:] = self._latents[track]
         if self._cand_block is not None:
             self._latents.take(cands, axis=0, out=self._cand_block, mode="wrap")  # unbuffered; indices valid
         if self._feat_block is not None:
             self._cur_feat[:] = self._features[track]
             self._features.take(cands, axis=0, out=self._feat_block, mode="wrap")
-        if self._estimate_view is not None:
-            self._est_table.take(np.concatenate([[track], cands]), axis=1, out=self._estimate_view, mode="wrap")
-
-    def _observe_listener(self, rng: np.random.Generator) -> None:
-        """The session listener's estimate (fixed, or from a log drawn now) into the per-track table."""
-        estimate = self._fixed_estimate
-        if estimate is None:
-            top = self.cfg.log_answers
-            b = int(np.exp(rng.random() * np.log1p(top))) - 1 if top else 0  # log-uniform in 0..top
-            log = random_answers(self._population, self.listener, self._index, min(b, top), self._session_length,
-                                 rng, self._k)
-            estimate = self._estimator(log)
-        self.estimate = estimate
-        r_hat, evidence, r_fit = estimate.rows()
-        self._est_table[0] = r_hat * self.reward_scale
-        self._est_table[1] = evidence
-        span = self.observation_space  # a linear fit extrapolates: clipped to the reward's range
-        np.clip(r_fit * self.reward_scale, span.low.min(), span.high.max(), out=self._est_table[2])
+        if self._log_estimates is not None:
+            self._log_estimates.observe(np.concatenate([[track], cands]), self._estimate_view)
 
     def excluded_tracks(self) -> list[int]:
         """The tracks the candidates exclude now: the session's so far (the start track included), or its last

@@ -260,3 +260,51 @@ def test_long_session_with_window(world: World) -> None:
     _, infos, rewards, _, truncated = _episode(env, 0, np.random.default_rng(3))
     assert truncated and len(rewards) == 2 * N_TRACKS
     assert env._played.sum() == 10  # the mask holds exactly the window
+
+
+@pytest.mark.parametrize("observation", ["seed", "candidates", "history", "listener"])
+@pytest.mark.parametrize("features", [True, False])
+def test_layout_names_every_value_of_the_observation(world: World, observation: str, features: bool) -> None:
+    """The layout's parts tile the flat vector in order, hold what their names say, and bound it."""
+    env = _env(world, observation=observation, reward_source="simulator", candidate_features=features)
+    layout = env.setup.layout
+    obs, _ = env.reset(seed=2)
+    for t in range(3):
+        obs, rew, terminated, _, info = env.step(t % K)
+        if terminated:
+            obs, _ = env.reset(seed=3 + t)
+    assert obs.shape == env.observation_space.shape == (layout.width,)
+    views = layout.views(obs)
+    parts = [getattr(views, name) for name in layout.shapes()]  # in the vector's order
+    np.testing.assert_array_equal(np.concatenate([v.ravel() for v in parts]), obs)  # no gap, no overlap
+    assert sum(v is not None for v in views) == len(parts)
+    np.testing.assert_array_equal(views.z, world.latents[env.track])
+    if observation != "seed":
+        np.testing.assert_array_equal(views.z_cands, world.latents[env.current_candidates])
+    assert (views.x is not None) == (features and observation != "seed")
+    if views.x is not None:
+        np.testing.assert_array_equal(views.x_cands, world.features[env.current_candidates])
+    if views.hist is not None and not terminated:
+        row = layout.rows(views.hist[0])  # the most recent answer
+        np.testing.assert_array_equal(row.z, world.latents[info["track"]])
+        want = [rew] if observation == "history" else [info["percentage_listened"], info["liked"]]
+        np.testing.assert_allclose(row.answer, want, rtol=1e-6)
+        assert (row.filled is None) == (observation == "history")
+    low, high = env.observation_space.low.copy(), env.observation_space.high.copy()
+    reward_valued = {"history": lambda v: layout.rows(v.hist).answer,
+                     "listener": lambda v: v.estimate[[0, 2]]}.get(observation)
+    if reward_valued is not None:  # early-skip penalty 2: a negative reward
+        assert np.all(reward_valued(layout.views(low)) < 0) and np.all(reward_valued(layout.views(high)) >= 1)
+        for bound, value in ((low, 0.0), (high, 1.0)):
+            views = layout.views(bound)
+            if observation == "history":
+                layout.rows(views.hist).answer[...] = value
+            else:
+                views.estimate[[0, 2]] = value
+    assert not low.any() and np.all(high == 1)  # every other value in [0, 1]
+    assert env.observation_space.contains(obs)
+
+
+def test_set_listener_estimate_needs_the_listener_observation(world: World) -> None:
+    with pytest.raises(ValueError, match="only listener"):
+        _env(world, observation="history").set_listener_estimate(None)

@@ -113,3 +113,44 @@ def test_learns_to_score_candidates_and_survives_save_load(tmp_path):
         hits += int(cands[int(action), 0] == cands[:, 0].max())
         obs, *_ = env.step(action)
     assert hits / 400 > 0.6  # random: 0.25
+
+
+@pytest.mark.parametrize("observation", ["candidates", "history", "listener"])
+@pytest.mark.parametrize("features", [True, False])
+def test_the_scorer_reads_the_parts_the_env_writes(observation, features):
+    """Changing candidate 2's latent and features in the env's observation (through the env's layout) moves
+    candidate 2's logit only: the policy finds each part where the env put it."""
+    from envs.music_env import EnvConfig, MusicRecEnv
+    from envs.world import synthetic_world
+    from music_rl.learners.ppo import PPOConfig, policy_spec
+
+    world = synthetic_world(400, latent_dim=D, seed=0, n_clusters=4, population=3)
+    env = MusicRecEnv(world, EnvConfig(observation=observation, k=K, history=H, candidate_features=features))
+    cls, kwargs = policy_spec(PPOConfig(scorer_arch=[16], net_arch=[16]), env.cfg, D, world.features.shape[1])
+    torch.manual_seed(0)
+    policy = cls(env.observation_space, env.action_space, lambda _: 1e-3, **kwargs)
+    assert policy.layout == env.setup.layout
+    torch.nn.init.normal_(policy.mlp_extractor.score_head.weight, std=1.0)
+    obs, _ = env.reset(seed=1)
+    obs, *_ = env.step(1)
+    moved = obs.copy()
+    views = env.setup.layout.views(moved)
+    views.z_cands[2] += 0.3
+    if features:
+        views.x_cands[2] = 1.0 - views.x_cands[2]
+    with torch.no_grad():
+        before, after = (policy.mlp_extractor.forward_actor(torch.as_tensor(o[None]))[0].numpy() for o in (obs, moved))
+    others = [0, 1, 3]
+    np.testing.assert_allclose(after[others], before[others], rtol=1e-5, atol=1e-6)
+    assert abs(after[2] - before[2]) > 1e-4
+
+
+def test_learners_do_not_import_evaluation():
+    """The evaluation policy type lives in learners: importing the learners loads no evaluation module."""
+    import subprocess
+    import sys
+
+    code = ("import sys, music_rl.learners.algos, music_rl.learners.ppo; "
+            "print([m for m in sys.modules if m.startswith('music_rl.evaluation')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -41,7 +41,8 @@ def bench_b(r: Runner) -> list[dict[str, Any]]:
 
 def task_env_step(run: str, steps: int, repeats: int) -> dict[str, Any]:
     """µs per env.step (random actions; resets timed apart) per observation mode and reward source."""
-    from envs.music_env import REWARD_SOURCES, EnvConfig, MusicRecEnv
+    from envs.env_config import REWARD_SOURCES
+    from envs.music_env import EnvConfig, MusicRecEnv
     from envs.world import World
     from music_rl.bench.sizes import OBSERVATIONS
 

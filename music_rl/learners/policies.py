@@ -1,10 +1,9 @@
 """The candidate-scoring actor-critic: one shared network scores every candidate.
 
-The env's observation (``candidates`` and ``history`` modes) is a flat vector::
-
-    [z_current (d), z_cand_1 .. z_cand_k (k*d), x_current (F), x_cand_1 .. x_cand_k (k*F), history H*(d+1)]
-
-(F = 11 track features, or 0.) The actor applies the same small MLP to every candidate, with input
+The env's observation (``candidates``, ``history`` and ``listener`` modes) is a flat vector whose parts the
+policy reads by name, as the env writes them (:class:`envs.observation.ObservationLayout`): the current track's
+latent ``z`` and features ``x`` (F = 11, or 0), the candidates' ``z_cands`` and ``x_cands``, the history rows
+``hist``. The actor applies the same small MLP to every candidate, with input
 ``[z_cand, z_cand - z_current, x_cand, x_cand - x_current, history]``,
 and the k scores are the logits of ``Discrete(k)``. The policy is therefore permutation-equivariant: it
 scores a track by what it is, not by the slot it sits in. (A stock MLP over the concatenated observation
@@ -32,7 +31,8 @@ from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
-from envs.listener_log import ESTIMATES
+from envs.music_env import MusicRecEnv
+from envs.observation import Observation, ObservationLayout, ObservationViews
 
 
 class HistoryEncoder(StrEnum):
@@ -44,8 +44,8 @@ class HistoryEncoder(StrEnum):
 
 
 HISTORY_ENCODERS: tuple[str, ...] = tuple(HistoryEncoder)
+Policy = Callable[[np.ndarray, MusicRecEnv], Any]  # an evaluation policy: a candidate index (int), or an env action
 ENCODER_WIDTH = 32  # the history encoding's width (listener observation)
-N_ESTIMATES = len(ESTIMATES)  # per-track values of the listener's log in the listener observation
 
 
 def _mlp(in_dim: int, arch: Sequence[int], activation: type[nn.Module]) -> tuple[nn.Sequential, int]:
@@ -58,39 +58,34 @@ def _mlp(in_dim: int, arch: Sequence[int], activation: type[nn.Module]) -> tuple
 
 
 class CandidateScorerExtractor(nn.Module):
-    """SB3 ``mlp_extractor`` whose actor latent is the k candidate scores (the logits)."""
+    """SB3 ``mlp_extractor`` whose actor latent is the k candidate scores (the logits); it reads the observation's
+    parts by name (:class:`envs.observation.ObservationLayout`)."""
 
     def __init__(
         self,
-        latent_dim: int,
-        k: int,
-        history: int,
-        n_features: int,
+        layout: ObservationLayout,
         scorer_arch: Sequence[int],
         critic_arch: Sequence[int],
         activation: type[nn.Module],
-        listener: bool = False,
         history_encoder: str = "pooled",
     ) -> None:
         super().__init__()
-        self.d, self.k, self.f = latent_dim, k, n_features
-        self.listener, self.history_encoder, self.history = listener, history_encoder, history
-        if listener:
-            self.row_width = latent_dim + n_features + 3
-            self.history_width = N_ESTIMATES * (1 + k) + history * self.row_width  # the estimate block, the rows
-            extra = 2 * N_ESTIMATES + (ENCODER_WIDTH if history_encoder != "none" else 0)
-            if history_encoder != "none":
-                row_in = self.row_width if history_encoder == "pooled" else latent_dim + n_features + 2
-                encoder, _ = _mlp(row_in, [ENCODER_WIDTH, ENCODER_WIDTH], activation)
-                self.encoder = encoder
+        self.layout, self.history_encoder = layout, history_encoder
+        d, f, shapes = layout.d, layout.n_feat, layout.shapes()
+        self.listener = "estimate" in shapes
+        if self.listener:
+            n_estimates = shapes["estimate"][0]
+            extra = 2 * n_estimates + (ENCODER_WIDTH if history_encoder != "none" else 0)
+            if history_encoder != "none":  # pooled: whole rows; pairwise: [z, x] differences and pct, liked
+                row_in = layout.row_width if history_encoder == "pooled" else d + f + 2
+                self.encoder, _ = _mlp(row_in, [ENCODER_WIDTH, ENCODER_WIDTH], activation)
         else:
-            self.history_width = extra = history * (latent_dim + 1)
-        body, width = _mlp(2 * (latent_dim + n_features) + extra, scorer_arch, activation)
+            extra = layout.history * layout.row_width
+        body, width = _mlp(2 * (d + f) + extra, scorer_arch, activation)
         self.score_head = nn.Linear(width, 1)
         self.scorer = nn.Sequential(body, self.score_head)
-        obs_dim = (1 + k) * (latent_dim + n_features) + self.history_width
-        self.critic, self.latent_dim_vf = _mlp(obs_dim, critic_arch, activation)
-        self.latent_dim_pi = k
+        self.critic, self.latent_dim_vf = _mlp(layout.width, critic_arch, activation)
+        self.latent_dim_pi = layout.k
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (candidate logits, critic latent)."""
@@ -98,40 +93,37 @@ class CandidateScorerExtractor(nn.Module):
 
     def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
         """Score every candidate with the shared scorer: (B, obs) -> (B, k) logits."""
-        d, k, f = self.d, self.k, self.f
-        current = features[:, :d].unsqueeze(1)  # (B, 1, d)
-        cands = features[:, d : (1 + k) * d].reshape(-1, k, d)  # (B, k, d)
-        parts = [cands, cands - current]
-        end = (1 + k) * (d + f)
-        if f:
-            x_current = features[:, (1 + k) * d : (1 + k) * d + f].unsqueeze(1)  # (B, 1, f)
-            x_cands = features[:, (1 + k) * d + f : end].reshape(-1, k, f)  # (B, k, f)
-            parts += [x_cands, x_cands - x_current]
+        obs = self.layout.views(features)
+        current = obs.z.unsqueeze(1)  # (B, 1, d)
+        parts = [obs.z_cands, obs.z_cands - current]
+        if obs.x is not None:
+            parts += [obs.x_cands, obs.x_cands - obs.x.unsqueeze(1)]
         if self.listener:
-            parts += self._listener_parts(features[:, end:], cands, x_cands if f else None)
-        elif self.history_width:
-            parts.append(features[:, end:].unsqueeze(1).expand(-1, k, -1))
+            parts += self._listener_parts(obs)
+        elif obs.hist is not None:
+            parts.append(obs.hist.flatten(1).unsqueeze(1).expand(-1, self.layout.k, -1))
         return self.scorer(torch.cat(parts, dim=-1)).squeeze(-1)
 
-    def _listener_parts(self, rest: torch.Tensor, cands: torch.Tensor,
-                        x_cands: torch.Tensor | None) -> list[torch.Tensor]:
+    def _listener_parts(self, obs: ObservationViews) -> list[torch.Tensor]:
         """The listener observation's per-candidate inputs: r̂ and evidence (the candidate's, the current
         track's) and the history encoding (module docstring)."""
-        k, d, f = self.k, self.d, self.f
-        est = rest[:, :N_ESTIMATES * (1 + k)].reshape(-1, N_ESTIMATES, 1 + k)
+        k = self.layout.k
+        est = obs.estimate  # (B, N_ESTIMATES, 1 + k)
         current = est[:, :, :1].transpose(1, 2).expand(-1, k, -1)  # (B, k, N_ESTIMATES)
         parts = [est[:, :, 1:].transpose(1, 2), current]
         if self.history_encoder == "none":
             return parts
-        rows = rest[:, N_ESTIMATES * (1 + k):].reshape(-1, self.history, self.row_width)  # (B, H, w)
-        mask = rows[:, :, -1:]  # (B, H, 1): 1 for a filled row
+        rows = self.layout.rows(obs.hist)  # (B, H, ·) each
+        mask = rows.filled  # (B, H, 1): 1 for a filled row
         count = mask.sum(dim=1).clamp(min=1.0)  # (B, 1)
         if self.history_encoder == "pooled":
-            pooled = (self.encoder(rows) * mask).sum(dim=1) / count  # (B, E)
+            pooled = (self.encoder(obs.hist) * mask).sum(dim=1) / count  # (B, E)
             return [*parts, pooled.unsqueeze(1).expand(-1, k, -1)]
-        track = torch.cat([cands, x_cands], dim=-1) if x_cands is not None else cands  # (B, k, d + f)
-        diff = track.unsqueeze(2) - rows[:, None, :, :d + f]  # (B, k, H, d + f)
-        answers = rows[:, None, :, d + f:d + f + 2].expand(-1, k, -1, -1)  # (B, k, H, 2): pct, liked
+        track, played = obs.z_cands, rows.z  # (B, k, d + f), (B, H, d + f)
+        if obs.x is not None:
+            track, played = torch.cat([track, obs.x_cands], dim=-1), torch.cat([played, rows.x], dim=-1)
+        diff = track.unsqueeze(2) - played.unsqueeze(1)  # (B, k, H, d + f)
+        answers = rows.answer.unsqueeze(1).expand(-1, k, -1, -1)  # (B, k, H, 2): pct, liked
         pairs = self.encoder(torch.cat([diff, answers], dim=-1)) * mask.unsqueeze(1)  # (B, k, H, E)
         return [*parts, pairs.sum(dim=2) / count.unsqueeze(1)]
 
@@ -167,14 +159,13 @@ class CandidateScorerPolicy(ActorCriticPolicy):
         history_encoder: str = "pooled",
         **kwargs: Any,
     ) -> None:
-        expected = (1 + k) * (latent_dim + n_features) + (
-            N_ESTIMATES * (1 + k) + history * (latent_dim + n_features + 3) if listener
-            else history * (latent_dim + 1))
+        mode = Observation.listener if listener else Observation.history if history else Observation.candidates
+        self.layout = ObservationLayout.of(mode, latent_dim, k, n_features, history)
         if not isinstance(action_space, spaces.Discrete) or int(action_space.n) != k:
             raise ValueError(f"CandidateScorerPolicy needs Discrete({k}), got {action_space}")
-        if observation_space.shape != (expected,):
+        if observation_space.shape != (self.layout.width,):
             raise ValueError(
-                f"CandidateScorerPolicy needs a flat observation of {expected} values "
+                f"CandidateScorerPolicy needs a flat observation of {self.layout.width} values "
                 f"(d={latent_dim}, k={k}, features={n_features}, history={history}), "
                 f"got shape {observation_space.shape}"
             )
@@ -186,16 +177,7 @@ class CandidateScorerPolicy(ActorCriticPolicy):
     def _build_mlp_extractor(self) -> None:
         critic_arch = self.net_arch["vf"] if isinstance(self.net_arch, dict) else list(self.net_arch or [])
         self.mlp_extractor = CandidateScorerExtractor(
-            self.latent_dim,
-            self.k,
-            self.history,
-            self.n_features,
-            self.scorer_arch,
-            critic_arch,
-            self.activation_fn,
-            self.listener,
-            self.history_encoder,
-        )
+            self.layout, self.scorer_arch, critic_arch, self.activation_fn, self.history_encoder)
 
     def _build(self, lr_schedule: Any) -> None:
         super()._build(lr_schedule)
@@ -253,9 +235,9 @@ def candidate_probabilities(policy: ActorCriticPolicy, obs: np.ndarray) -> tuple
     return probs.astype(np.float64), value
 
 
-def sampling_policy(policy: ActorCriticPolicy, seed: int) -> Callable[[np.ndarray, Any], int]:
-    """The policy as it explores: each candidate drawn with its probability (a generator seeded with ``seed``).
-    An evaluation policy (``music_rl.evaluation.baselines.Policy``)."""
+def sampling_policy(policy: ActorCriticPolicy, seed: int) -> Policy:
+    """The policy as it explores, an evaluation policy (:data:`Policy`): each candidate drawn with its probability
+    (a generator seeded with ``seed``)."""
     rng = np.random.default_rng(seed)
 
     def act(obs: np.ndarray, env: Any) -> int:
