@@ -1,5 +1,5 @@
 """Interval estimates over replicates (music_rl/reports/aggregate.py) on hand-computed cases, and compare's table of a
-sweep (music_rl/reports/report.py, music-rl compare) on job folders written here (no training)."""
+sweep (music_rl/reports/sweep.py, music-rl compare) on job folders written here (no training)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from conftest import run_cli
 
 from music_rl.reports.aggregate import improvement_interval, iqm, iqm_interval, probability_of_improvement, t_interval
-from music_rl.reports.report import aggregate, is_config_column, markdown
+from music_rl.reports.sweep import aggregate, is_config_column, markdown
 
 
 @pytest.mark.parametrize("scores, expected", [
@@ -56,6 +56,22 @@ def test_an_interval_is_the_same_for_the_same_scores():
     lo, hi = iqm_interval(scores)[1:]
     assert scores.min() <= lo < iqm(scores) < hi <= scores.max()
 
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_the_intervals_are_the_percentile_bootstrap_of_a_seeded_generator(seed):
+    """scipy.stats.bootstrap draws what the hand-written bootstrap drew (replicate indices from
+    default_rng(seed).integers, one resample per row) and takes the same percentiles: the figures compare printed
+    before it stay."""
+    scores = np.array([0.31, 0.12, 0.95, 0.47, 0.52, 0.08, 0.77])
+    other = np.array([0.30, 0.20, 0.90, 0.50, 0.40, 0.10, 0.70])
+    picks = np.random.default_rng(seed).integers(0, len(scores), size=(2000, len(scores)))
+    assert iqm_interval(scores, reps=2000, seed=seed)[1:] == pytest.approx(
+        np.percentile(iqm(scores[picks], axis=1), [2.5, 97.5]), abs=1e-12)
+    share = np.mean((scores[picks] > other[picks]) + 0.5 * (scores[picks] == other[picks]), axis=1)
+    assert improvement_interval(scores, other, reps=2000, seed=seed)[1:] == pytest.approx(
+        np.percentile(share, [2.5, 97.5]), abs=1e-12)
+    assert iqm_interval(scores[:1]) == (0.31, 0.31, 0.31)  # one replicate: every resample is itself
 
 def test_probability_of_improvement_pairs_replicates():
     x, y = np.array([1.0, 2.0, 3.0, 4.0, 5.0]), np.array([0.0, 2.0, 2.0, 5.0, 1.0])

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from music_rl.bench.report import COLUMNS, Target, make_row
-from music_rl.reports.tables.render import cell, markdown_table
+from music_rl.reports.tables.render import cell, results_table
 from music_rl.reports.tables.results import Column, excerpt, lookup, resolve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -188,7 +188,7 @@ def test_a_bench_table_is_the_table_bench_prints(repo):
     assert tables(repo, "collect", "name=seeds", "sources=[runs/a]", "spec=spec.yaml").returncode == 0
     assert tables(repo).returncode == 0
     text = (repo / "BENCHMARKS.md").read_text()
-    assert markdown_table(COLUMNS, report["results"]) in text
+    assert results_table(COLUMNS, report["results"]) in text
     assert "| c | neighbour table, N=2,000, d=5 | 0.011 s | 0.0105–0.012 | 3 | 74.5 | ≤ 10 s | yes |" in text
     assert "x \\| y" in text  # a pipe inside a cell is escaped
     assert "| g | default make train | — | — | — | — | — |  | — | — |" in text  # a failed measurement
@@ -250,3 +250,18 @@ def test_key_paths_match_keys_holding_dots():
 ])
 def test_cell_formats(column, row, text):
     assert cell(row, column) == text
+
+
+
+def test_markdown_tables_are_laid_out_in_one_place():
+    """music_rl.reports.markdown lays out every table (run, sweep, results, bench, simulate): no other module of the
+    package writes a row or a header line by hand."""
+    from music_rl.reports.markdown import markdown_header, markdown_row, markdown_table
+
+    assert markdown_table(["a", "b"], [["1", "2"], ["3", "4"]]) == "| a | b |\n|---|---|\n| 1 | 2 |\n| 3 | 4 |"
+    assert markdown_header(["a"]) + "\n" + markdown_row(["1"]) == markdown_table(["a"], [["1"]])
+    hand_written = [f"{path.relative_to(ROOT)}:{number}" for path in sorted((ROOT / "music_rl").rglob("*.py"))
+                    if path.name != "markdown.py"
+                    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+                    if "|---" in line or '"| ' in line]
+    assert hand_written == []

@@ -18,8 +18,9 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from tensorboard.util import tensor_util
 
 from music_rl.config import TrainConfig
-from music_rl.reports.report import results_markdown, swept_overrides
-from music_rl.training.pipeline import hparams
+from music_rl.reports.overrides import swept_overrides
+from music_rl.reports.report import results_markdown
+from music_rl.training.results_log import hparams
 from music_rl.training.tensorboard import log_hparams, open_logger, policies_figure
 
 POLICIES = ("ppo", "ppo_sample", "random", "nearest", "greedy", "oracle", "planner")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from music_rl.bench.sizes import Sizes
-from music_rl.reports.tables.render import markdown_table
+from music_rl.reports.tables.render import results_table
 from music_rl.reports.tables.results import Column
 
 FORMAT_VERSION = 2
@@ -142,4 +142,4 @@ def summary(report: dict[str, Any]) -> str:
     m = report["machine"]
     return (f"{m['cpu_model']}, {m['cores']} cores, {m['memory_gb']} GB; load average {m['load_average_start']} → "
             f"{m['load_average_end']}; {report['repeats']} repeats; {report['wall_s']:.0f} s\n\n"
-            + markdown_table(COLUMNS, report["results"]))
+            + results_table(COLUMNS, report["results"]))

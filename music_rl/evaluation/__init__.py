@@ -1,2 +1,3 @@
 """How policies are judged: evaluation on ground-truth listeners, the reference policies and the planner,
-off-policy estimates and their accuracy, a new listener, adaptive serving."""
+off-policy estimates, a new listener, adaptive serving (how accurate a sweep's estimates were is
+:mod:`music_rl.reports.ope_accuracy`)."""

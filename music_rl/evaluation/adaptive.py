@@ -2,7 +2,7 @@
 
 Each is a :class:`ListenerPolicy`: before every evaluation session :meth:`ListenerPolicy.start` gives it the
 listener's log so far (the budget's B answers and, with ``new_listener.online``, the answers of the earlier
-evaluation sessions) and its propagated estimate; then it is called as an ``music_rl.evaluation.baselines.Policy``
+evaluation sessions) and its propagated estimate; then it is called as an ``music_rl.learners.policies.Policy``
 (``act(obs, env) -> candidate index``) at every step.
 
 - :class:`LinUCB`: one ridge regression per listener of the (scaled) reward on a candidate's features
@@ -29,7 +29,7 @@ import numpy as np
 from envs.listener_log import AnswerLog, ListenerEstimate
 from envs.music_env import MusicRecEnv
 from envs.rewards import RewardConfig, reward
-from music_rl.evaluation.baselines import Policy
+from music_rl.learners.policies import Policy
 
 FINISHED = 0.9  # a listen of at least this share counts as finished (SessionAffinity)
 SKIPPED = 0.5  # below this share, a skip (as the listeners' patience counts it)

@@ -9,14 +9,10 @@ reward table (what the logs alone know) or the listener's true expected rewards 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import numpy as np
 
 from envs.music_env import MusicRecEnv
-
-Policy = Callable[[np.ndarray, MusicRecEnv], Any]  # a candidate index (int), or an action of the env
+from music_rl.learners.policies import Policy
 
 
 def random_policy(rng: np.random.Generator) -> Policy:

@@ -36,8 +36,9 @@ import numpy as np
 
 from envs.music_env import EnvConfig, MusicRecEnv
 from envs.world import World
-from music_rl.evaluation.baselines import Policy
+from music_rl.core.errors import require
 from music_rl.evaluation.planner import PlannerConfig
+from music_rl.learners.policies import Policy
 
 Z95 = 1.959963984540054
 
@@ -85,6 +86,27 @@ class EvalConfig:
     highest r_hat with probability 1 - eval.ope_epsilon, else at random)"""
     ope_epsilon: float = 0.3
     """exploration rate of ope_behaviour=epsilon_greedy"""
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first bad ``eval.*`` key (``eval.planner.*`` too)."""
+        planner = self.planner
+        require([
+            ("eval.n_episodes", self.n_episodes, self.n_episodes >= 2, "must be an integer >= 2 (a CI needs two)"),
+            ("eval.periodic_episodes", self.periodic_episodes, self.periodic_episodes >= 2, "must be an integer >= 2"),
+            ("eval.eval_freq", self.eval_freq, self.eval_freq >= 0, "must be an integer >= 0 (0: off)"),
+            ("eval.plateau_patience", self.plateau_patience, self.plateau_patience >= 1, "must be an integer >= 1"),
+            ("eval.plateau_delta", self.plateau_delta, 0 <= self.plateau_delta < float("inf"),
+             "must be a number >= 0"),
+            ("eval.ope_log_steps", self.ope_log_steps, self.ope_log_steps >= 0, "must be an integer >= 0 (0: off)"),
+            ("eval.ope_epsilon", self.ope_epsilon, 0 < self.ope_epsilon <= 1,
+             "must be in (0, 1] (every candidate needs a non-zero probability)"),
+            ("eval.planner.horizon", planner.horizon, planner.horizon >= 1, "must be an integer >= 1 (1: the oracle)"),
+            ("eval.planner.samples", planner.samples, planner.samples >= 1, "must be an integer >= 1"),
+            ("eval.planner.width", planner.width, planner.width >= 1, "must be an integer >= 1"),
+            ("eval.planner.gamma", planner.gamma, 0 <= planner.gamma <= 1, "must be in [0, 1]"),
+            ("eval.planner.n_episodes", planner.n_episodes, planner.n_episodes >= 0,
+             "must be an integer >= 0 (0: no planner)"),
+        ])
 
 
 @dataclass

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from envs.music_env import MusicRecEnv
-from music_rl.evaluation.baselines import Policy
+from music_rl.learners.policies import Policy
 
 
 @dataclass

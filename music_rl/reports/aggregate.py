@@ -2,15 +2,18 @@
 Learning at the Edge of the Statistical Precipice", NeurIPS 2021): the interquartile mean with a stratified
 bootstrap interval, and the probability of improvement.
 
-These are the estimators of their library rliable, written here because rliable 1.2 needs arch < 8, and arch 7
-does not import with pandas 3. Scores are a matrix (runs, tasks), ``scores[i, t]`` run i on task t. A sweep's
-configuration has one task (the listener is part of the replicate: a seed picks a listener), so its runs are its
-replicates and the stratified bootstrap is the plain bootstrap over them.
+These are the estimators of their library rliable, on ``scipy.stats``: rliable 1.2 (its latest) needs arch < 8,
+and arch 7 does not import with pandas 3. Scores are a matrix (runs, tasks), ``scores[i, t]`` run i on task t. A
+sweep's configuration has one task (the listener is part of the replicate: a seed picks a listener), so its runs
+are its replicates and the stratified bootstrap is the plain bootstrap over them.
 
-Every interval is a 95% percentile interval from a seeded generator: the same scores give the same figures.
+Every interval is a 95% percentile interval of ``scipy.stats.bootstrap`` from a seeded generator: the same scores
+give the same figures.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 from scipy import stats
@@ -34,9 +37,17 @@ def iqm(scores: np.ndarray, axis: int | None = None) -> np.ndarray | float:
     return stats.trim_mean(np.asarray(scores, dtype=np.float64), proportiontocut=0.25, axis=axis)
 
 
-def _percentiles(samples: np.ndarray, confidence: float) -> tuple[float, float]:
-    lo, hi = np.percentile(samples, [50 * (1 - confidence), 50 * (1 + confidence)])
-    return float(lo), float(hi)
+def _percentile_interval(samples: tuple[np.ndarray, ...], statistic: Callable[..., np.ndarray], reps: int,
+                         confidence: float, seed: int, paired: bool = False) -> tuple[float, float]:
+    """The percentile bootstrap interval of ``statistic`` (vectorised: it takes ``axis``) over ``samples``: each
+    resample draws, from each sample (or, ``paired``, from all at once), as many observations as it has, with
+    replacement. Every resample of a single observation is that observation: its statistic is both ends."""
+    if min(len(sample) for sample in samples) < 2:  # scipy's bootstrap needs two
+        value = float(statistic(*samples, axis=-1))
+        return value, value
+    result = stats.bootstrap(samples, statistic, n_resamples=reps, confidence_level=confidence,
+                             method="percentile", paired=paired, vectorized=True, rng=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def iqm_interval(scores: np.ndarray, reps: int = REPS, confidence: float = 0.95,
@@ -48,11 +59,11 @@ def iqm_interval(scores: np.ndarray, reps: int = REPS, confidence: float = 0.95,
     """
     s = np.asarray(scores, dtype=np.float64)
     s = s[:, None] if s.ndim == 1 else s
-    runs, tasks = s.shape
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, runs, size=(reps, runs, tasks))
-    resampled = np.take_along_axis(np.broadcast_to(s, (reps, runs, tasks)), picks, axis=1)
-    return (float(iqm(s)), *_percentiles(iqm(resampled.reshape(reps, -1), axis=1), confidence))
+
+    def pooled_iqm(*tasks: np.ndarray, axis: int) -> np.ndarray:
+        return iqm(np.concatenate(tasks, axis=axis), axis=axis)
+
+    return (float(iqm(s)), *_percentile_interval(tuple(s.T), pooled_iqm, reps, confidence, seed))
 
 
 def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
@@ -64,9 +75,9 @@ def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
     return float(_share_better(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)))
 
 
-def _share_better(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Along the last axis, the share of pairs in which x beats y (ties 1/2)."""
-    return np.mean((x > y) + 0.5 * (x == y), axis=-1)
+def _share_better(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Along ``axis``, the share of pairs in which x beats y (ties 1/2)."""
+    return np.mean((x > y) + 0.5 * (x == y), axis=axis)
 
 
 def improvement_interval(x: np.ndarray, y: np.ndarray, reps: int = REPS, confidence: float = 0.95,
@@ -79,6 +90,5 @@ def improvement_interval(x: np.ndarray, y: np.ndarray, reps: int = REPS, confide
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1 or len(x) == 0:
         raise ValueError(f"paired replicates: two 1-D arrays of one length > 0, not {x.shape} and {y.shape}")
-    picks = np.random.default_rng(seed).integers(0, len(x), size=(reps, len(x)))
     return (probability_of_improvement(x, y),
-            *_percentiles(_share_better(x[picks], y[picks]), confidence))
+            *_percentile_interval((x, y), _share_better, reps, confidence, seed, paired=True))

@@ -172,7 +172,7 @@ def time_to_quality(curve: list[dict[str, float]], fraction: float = 0.95) -> di
     return {"fraction": fraction, "final": final, "timesteps": first["timesteps"], "train_s": first["train_s"]}
 
 
-class CheckpointCallback(BaseCallback):
+class RolloutCheckpointCallback(BaseCallback):
     """Save ``checkpoints/<algo>_<n>_steps.zip`` atomically every ``save_freq`` steps, and on SIGTERM/SIGINT.
 
     A checkpoint holds the policy trained on exactly ``n`` timesteps: periodic ones are written when a
@@ -181,6 +181,11 @@ class CheckpointCallback(BaseCallback):
     ``resume=true`` continues from the newest checkpoint and ends at the asked total, as an uninterrupted
     run does. On a signal the current step finishes, a checkpoint is written and training stops;
     ``interrupted`` tells the caller, which exits without evaluating.
+
+    Not SB3's ``CheckpointCallback``: that one saves from ``_on_step`` every ``save_freq`` calls (``n_envs``
+    steps each), in the middle of a PPO rollout, under the count of steps collected rather than trained, and
+    with ``model.save(path)`` straight onto the final name; a subclass would replace its ``_on_step`` (all of
+    its saving) and keep only its folder creation and file name.
     """
 
     def __init__(self, folder: Path, save_freq: int, keep: int = 3, algo: str = "ppo") -> None:

@@ -6,22 +6,20 @@ Every artifact of a run folder (docs/guides/run-folders.md) is written into it, 
 loaded instead of rebuilt and the algorithm continues from its newest checkpoint to ``<algo>.total_timesteps``
 (SAC and TD3 with an empty replay buffer: checkpoints hold none). Temporary
 files that a killed writer (``kill -9``) left behind are removed when a run starts in the folder again.
+
+The stages before training (catalog, user log, VAE, world) are :mod:`music_rl.training.run_world`'s; what the
+final evaluation shows in TensorBoard is :mod:`music_rl.training.results_log`'s.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import io
 import json
 import logging
 import re
-import signal
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from omegaconf import OmegaConf
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -30,14 +28,11 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import VecEnv
 from threadpoolctl import threadpool_limits
 
-from envs.rewards import propagation_quality
-from envs.world import World, build_world
+from envs.world import World
 from music_rl.config import TrainConfig
-from music_rl.core.atomic import atomic_path, write_json_atomic
-from music_rl.core.errors import ConfigError, RunFolderError
-from music_rl.data.catalog import Catalog, Normaliser, check_variety, load_catalog
-from music_rl.data.feedback import read_feedback, write_feedback
-from music_rl.data.log_import import LogReport, read_log, split_sessions
+from music_rl.core.atomic import write_json_atomic
+from music_rl.core.errors import ConfigError, Interrupted, RunFolderError
+from music_rl.data.feedback import read_feedback
 from music_rl.evaluation.adaptive import Learnt
 from music_rl.evaluation.baselines import baseline_policies
 from music_rl.evaluation.evaluate import (
@@ -64,20 +59,17 @@ from music_rl.learners.models import (
 )
 from music_rl.learners.policies import sampling_policy
 from music_rl.learners.ppo import build_model, make_vec_env
-from music_rl.reports.report import results_markdown, swept_overrides
-from music_rl.runs.run_folder import claim
 from music_rl.runs.run_info import RunInfo
 from music_rl.runs.seeding import derive_seed
-from music_rl.training.callbacks import CheckpointCallback, FeedbackStatsCallback, PeriodicEvalCallback, time_to_quality
-from music_rl.training.tensorboard import (
-    budget_figure,
-    latent_figure,
-    log_hparams,
-    log_values,
-    open_logger,
-    policies_figure,
+from music_rl.training.callbacks import (
+    FeedbackStatsCallback,
+    PeriodicEvalCallback,
+    RolloutCheckpointCallback,
+    time_to_quality,
 )
-from vae.encoder import LatentEncoder
+from music_rl.training.results_log import log_results
+from music_rl.training.run_world import build_run_world, load_run_world
+from music_rl.training.tensorboard import budget_figure, log_values, open_logger
 
 log = logging.getLogger(__name__)
 
@@ -86,147 +78,6 @@ CODE_DIR = Path(__file__).resolve().parents[2]
 TEMPORARY_RE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 LATENT_NO_OPE = ("off-policy estimates weigh the k candidates by the policy's probabilities "
                  "(music_rl/evaluation/offpolicy.py): a latent action has none; not estimated for env.action=latent")
-
-
-class TrainingInterrupted(Exception):
-    """Training stopped on SIGTERM/SIGINT after saving a checkpoint."""
-
-    def __init__(self, signum: int, checkpoint_dir: Path) -> None:
-        super().__init__(f"interrupted by {signal.Signals(signum).name}; checkpoint saved in "
-                         f"{checkpoint_dir}; continue with resume=true")
-        self.signum = signum
-
-
-def listener_seed(cfg: TrainConfig) -> int:
-    """``listeners.seed`` or, when unset, a seed derived from the run seed."""
-    return cfg.listeners.seed if cfg.listeners.seed is not None else derive_seed(cfg.seed, "listeners")
-
-
-def hparam_keys(cfg: TrainConfig) -> dict[str, str]:
-    """Each HParams name and the config key it shows: the same names in every run, so a sweep lines up in
-    TensorBoard (``listener_seed`` shows the seed derived from the run seed where ``listeners.seed`` is unset)."""
-    return {
-        "latent_dim": "vae.latent_dim", "like_weight": "reward.like_weight", "decay": "reward.decay",
-        "observation": "env.observation", "reward_source": "env.reward_source", "n_clusters": "reward.n_clusters",
-        "seed": "seed", "total_timesteps": f"{cfg.algo}.total_timesteps", "policy": "ppo.policy",
-        "protocol": "eval.protocol", "listener_seed": "listeners.seed", "data_source": "data.source",
-        "n_tracks": "data.n_tracks", "ent_coef": "ppo.ent_coef", "learning_rate": "ppo.learning_rate",
-        "lr_schedule": "ppo.lr_schedule", "gamma": "ppo.gamma", "action": "env.action", "algo": "algo",
-    }
-
-
-def hparams(cfg: TrainConfig, swept: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The HParams entry: the values of :func:`hparam_keys`, and every swept key (``swept``, key → value as typed)
-    that has no name there under its own key (its config value, or the text typed for a config group such as
-    ``experiment``)."""
-    keys = hparam_keys(cfg)
-    config = OmegaConf.create(OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True))
-    values = {name: OmegaConf.select(config, key) for name, key in keys.items()}
-    values["listener_seed"] = listener_seed(cfg)
-    shown = set(keys.values())
-    values.update({key: OmegaConf.select(config, key, default=text) for key, text in (swept or {}).items()
-                   if key not in shown})
-    return values
-
-
-def load_features(cfg: TrainConfig, info: RunInfo) -> tuple[Catalog, Normaliser, np.ndarray]:
-    """The catalog and its normalised features (checked for variety)."""
-    with info.stage("catalog"):
-        catalog = load_catalog(cfg.data, seed=cfg.data.seed, min_tracks=cfg.env.k + 1)
-        check_catalog_size(cfg, len(catalog.tracks))
-        normaliser = Normaliser(cfg.data.normalisation).fit(catalog.raw)
-        features = normaliser.transform(catalog.raw)
-        check_variety(features, cfg.reward.n_clusters, f"{catalog_name(cfg)} (normalised features)")
-        info.data["catalog"] = {"schema": catalog.schema, "n_tracks": len(catalog.tracks),
-                                "problems": catalog.problems}
-        log.info("catalog: %d tracks (schema %s)", len(catalog.tracks), catalog.schema)
-    return catalog, normaliser, features
-
-
-def catalog_name(cfg: TrainConfig) -> str:
-    """The catalog, as messages name it."""
-    return str(cfg.data.path) if cfg.data.source == "csv" else "the synthetic catalog"
-
-
-def read_user_log(cfg: TrainConfig, catalog: Catalog,
-                  info: RunInfo) -> tuple[pd.DataFrame | None, pd.DataFrame | None, LogReport | None]:
-    """A user's log (``feedback.path``) joined to the catalog and split by session into the part training
-    learns from and the part held out for off-policy evaluation; (None, None, None) without one."""
-    if not cfg.feedback.path:
-        return None, None, None
-    with info.stage("feedback"):
-        joined, report = read_log(cfg.feedback, catalog.tracks["track_id"].astype(str).tolist())
-        train, holdout = split_sessions(joined, cfg.feedback.holdout,
-                                        np.random.default_rng(derive_seed(cfg.seed, "holdout")))
-        log.info("%s; %d sessions (%d rows) kept for training, %d held out for off-policy evaluation",
-                 report.line(cfg.feedback.path), train["session_id"].nunique(), len(train),
-                 holdout["session_id"].nunique())
-        info.data["feedback_log"] = {**dataclasses.asdict(report), "path": cfg.feedback.path,
-                                     "rows_train": len(train), "rows_holdout": len(holdout)}
-    return train, holdout, report
-
-
-def fit_latents(cfg: TrainConfig, run_dir: Path, logger: Logger, info: RunInfo, catalog: Catalog,
-                normaliser: Normaliser, features: np.ndarray) -> np.ndarray:
-    """The fitted VAE's latents of the catalog; saves ``vae.pt`` (with the normaliser)."""
-    with info.stage("vae"):
-        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-            log_values(logger, {f"vae/{key}": value for key, value in metrics.items()}, epoch)
-
-        encoder = LatentEncoder(cfg.vae, seed=derive_seed(cfg.seed, "vae")).fit(features, on_epoch=on_epoch)
-        latents = encoder.transform(features)
-        check_variety(latents, cfg.reward.n_clusters,
-                      f"{catalog_name(cfg)} (VAE latents, vae.latent_dim={cfg.vae.latent_dim})")
-        ckpt = encoder.checkpoint()
-        ckpt["normaliser"] = normaliser.to_dict()
-        buffer = io.BytesIO()  # serialised in memory: a full disk raises OSError(ENOSPC), not a RuntimeError
-        torch.save(ckpt, buffer)
-        with atomic_path(run_dir / "vae.pt") as tmp:
-            tmp.write_bytes(buffer.getvalue())
-        labels = catalog.tracks["genre"].to_numpy() if "genre" in catalog.tracks else None
-        log_values(logger, {"vae/latent_map": latent_figure(latents, labels, "VAE latents (z0, z1) by genre")},
-                   encoder.epochs_run)
-        log.info("VAE: %d epochs, latent_dim %d", encoder.epochs_run, cfg.vae.latent_dim)
-    return latents
-
-
-def check_catalog_size(cfg: TrainConfig, n_tracks: int) -> None:
-    """The settings bounded by the catalog size, checked before any training (a CSV's size is known only
-    once read)."""
-    cfg.env.validate(n_tracks)
-    if cfg.reward.n_clusters > n_tracks:
-        raise ConfigError(f"reward.n_clusters={cfg.reward.n_clusters}: must be <= the catalog size "
-                          f"({n_tracks} tracks)")
-
-
-def build_run_world(cfg: TrainConfig, run_dir: Path, logger: Logger, info: RunInfo) -> World:
-    """The whole world of a fresh run, saved under ``world/`` with ``feedback.csv`` (the log the rewards were
-    learnt from) and, for a user's log, ``feedback_holdout.csv`` (its held-out sessions)."""
-    catalog, normaliser, features = load_features(cfg, info)
-    user_log, holdout, report = read_user_log(cfg, catalog, info)
-    latents = fit_latents(cfg, run_dir, logger, info, catalog, normaliser, features)
-    with info.stage("world"):
-        world, feedback = build_world(catalog.tracks, features, latents, cfg.reward, cfg.listeners, cfg.env,
-                                      seed=derive_seed(cfg.seed, "world"), listener_seed=listener_seed(cfg),
-                                      log=user_log, log_has_likes=report.has_likes if report else True)
-        world.save(run_dir / "world")
-        write_feedback(feedback, run_dir / "feedback.csv")
-        if holdout is not None and len(holdout):
-            write_feedback(holdout, run_dir / "feedback_holdout.csv")
-        truth = world.listeners().expected_reward_all(world.meta["served_listener"], cfg.reward.like_weight)
-        quality = propagation_quality(world.reward_table, truth)
-        numbers = {key: value for key, value in quality.items() if isinstance(value, float)}
-        log_values(logger, {f"propagation/{key}": value for key, value in numbers.items()}, 0)
-        info.data["propagation_quality"] = quality
-        log.info("world: %d feedback rows; propagation vs the simulated listener's truth: %s%s", len(feedback),
-                 ", ".join(f"{k}={v:.3f}" for k, v in numbers.items()),
-                 f" ({quality['reason']})" if "reason" in quality else "")
-    return world
-
-
-def load_run_world(run_dir: Path) -> World:
-    """The saved world of a run folder (for resume and re-evaluation)."""
-    return World.load(run_dir / "world")
 
 
 def build_learner(cfg: TrainConfig, venv: VecEnv, world: World, seed: int) -> BaseAlgorithm:
@@ -264,7 +115,7 @@ def train_model(cfg: TrainConfig, run_dir: Path, world: World, logger: Logger, i
                 "mean_expected_reward": res["learnt"]["mean_expected_reward"],
                 "normalized_score": normalized_score(res, "learnt", key="mean_expected_reward")}
 
-    checkpoints = CheckpointCallback(ckpt_dir, group.checkpoint_freq, algo=algo)
+    checkpoints = RolloutCheckpointCallback(ckpt_dir, group.checkpoint_freq, algo=algo)
     evaluator = PeriodicEvalCallback(periodic, cfg.eval.eval_freq,
                                      cfg.eval.plateau_patience if cfg.eval.stop_on_plateau else None,
                                      cfg.eval.plateau_delta)
@@ -287,7 +138,7 @@ def train_model(cfg: TrainConfig, run_dir: Path, world: World, logger: Logger, i
     if evaluator.stopped_at is not None:
         info.data["stopped_on_plateau"] = evaluator.stopped_at
     if checkpoints.interrupted is not None:
-        raise TrainingInterrupted(checkpoints.interrupted, ckpt_dir)
+        raise Interrupted(checkpoints.interrupted, f"checkpoint saved in {ckpt_dir}; continue with resume=true")
     save_model_atomic(model, model_path(run_dir, 1, algo))
     return model
 
@@ -313,43 +164,15 @@ def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
     write_json_atomic(run_dir / "metrics.json", metrics)
 
 
-def log_results(cfg: TrainConfig, run_dir: Path, logger: Logger, metrics: dict[str, Any], step: int) -> None:
-    """The final evaluation for TensorBoard: the headline scores (``hparams/*`` scalars, the HParams entry's
-    metrics, the run's swept keys first; ``ppo_*`` the learnt policy's whatever its algo, as in ``music-rl
-    compare``), the baselines' comparison figure (``policies/final``) and every policy's figures in one Markdown
-    table (``policies/table``, text). Named so that TensorBoard's Time Series opens (its first two groups) on the
-    learning curves (``eval/*``) and the headline scores."""
-    log_values(logger, {"policies/final": policies_figure(metrics["policies"], learnt=learnt_name(metrics)),
-                        "policies/table": results_markdown(metrics)}, step)
-    learnt = metrics["policies"][learnt_name(metrics)]
-    headline = {"hparams/normalized_score": _tb_number(metrics["normalized_score"]),
-                "hparams/normalized_score_planner": _tb_number(metrics.get("normalized_score_planner")),
-                "hparams/ppo_mean_reward": learnt["mean_reward"], "hparams/ppo_like_rate": learnt["like_rate"]}
-    swept = swept_overrides(run_dir)
-    names = {key: name for name, key in hparam_keys(cfg).items()}
-    log_hparams(logger, hparams(cfg, swept), headline, step, differ=[names.get(key, key) for key in swept])
-
-
-def learnt_name(metrics: dict[str, Any]) -> str:
-    """The learnt policy's key in ``metrics["policies"]``: its ``algo`` (``ppo`` when absent: a discrete run)."""
-    return str(metrics.get("algo", "ppo"))
-
-
-def _tb_number(value: float | None) -> float:
-    """A metric for TensorBoard, where an undefined one (None in metrics.json) is NaN."""
-    return float("nan") if value is None else value
-
-
 def run(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     """Run the whole pipeline into ``run_dir``; return the metrics.
 
-    The run folder is claimed first (:func:`music_rl.runs.run_folder.claim`: its lock for the whole run; a folder
-    holding a run is refused unless ``resume`` or ``overwrite``). Torch, BLAS and OpenMP run on one thread:
+    The caller holds the run folder (``music-rl train`` claims it: :func:`music_rl.cli.folder_guard.open_run`).
+    Torch, BLAS and OpenMP run on one thread:
     K-Means and float sums then give the same bits in a single run, a joblib worker (which limits threads
     itself) or a submitit job, so a seed means one result.
     """
-    plain = OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)
-    with threadpool_limits(limits=1), claim(run_dir, plain, cfg.resume, cfg.overwrite):
+    with threadpool_limits(limits=1):
         return _run(cfg, run_dir)
 
 

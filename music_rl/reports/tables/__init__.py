@@ -7,13 +7,9 @@ from __future__ import annotations
 import glob
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from music_rl.core.errors import ConfigError, ResultsError
 from music_rl.reports.tables.results import Table, load_table
-
-if TYPE_CHECKING:
-    from music_rl.cli.tables import TablesConfig
 
 NAME = re.compile(r"[\w-]+")
 
@@ -38,51 +34,53 @@ def document_paths(patterns: list[str]) -> list[Path]:
     return paths
 
 
-def run_collect(args: TablesConfig) -> None:
-    """Write ``results/<name>.json`` from the sources."""
+def run_collect(name: str | None, sources: list[str], spec: str | None, results_dir: str) -> None:
+    """Write ``<results_dir>/<name>.json`` from the sources, with the columns of ``spec`` (a YAML file) or, without
+    one, of the existing file (``music-rl tables collect``: the arguments are its keys)."""
     from music_rl.reports.tables.collect import collect, load_spec
 
-    if not args.name:
+    if not name:
         raise ConfigError("name: required: music-rl tables collect name=<table> sources=[...]")
-    if not NAME.fullmatch(args.name):
-        raise ConfigError(f"name={args.name}: a table's name is letters, digits, _ and - (it names a file and a "
+    if not NAME.fullmatch(name):
+        raise ConfigError(f"name={name}: a table's name is letters, digits, _ and - (it names a file and a "
                           "marker)")
-    existing = Path(args.results_dir) / f"{args.name}.json"
-    if args.spec is not None:
-        columns = load_spec(Path(args.spec))
+    existing = Path(results_dir) / f"{name}.json"
+    if spec is not None:
+        columns = load_spec(Path(spec))
     elif existing.is_file():
         columns = load_table(existing).columns
     else:
-        raise ConfigError(f"name={args.name}: {existing} does not exist yet: give its columns with spec=<file.yaml> "
+        raise ConfigError(f"name={name}: {existing} does not exist yet: give its columns with spec=<file.yaml> "
                           "(docs/guides/tables.md)")
-    table = collect(args.name, [Path(s) for s in args.sources], columns)
-    path = table.save(Path(args.results_dir))
-    print(f"{path}: {len(table.rows)} rows from {len(args.sources)} source(s); `music-rl tables` renders it")
+    table = collect(name, [Path(s) for s in sources], columns)
+    path = table.save(Path(results_dir))
+    print(f"{path}: {len(table.rows)} rows from {len(sources)} source(s); `music-rl tables` renders it")
 
 
-def run_render(args: TablesConfig) -> None:
-    """Rewrite (or, with ``check``, compare) every generated block of the documents."""
+def run_render(documents: list[str], results_dir: str, check: bool) -> None:
+    """Rewrite (or, with ``check``, compare) every generated block of the documents (file names or glob patterns)
+    from the results files of ``results_dir`` (``music-rl tables``: the arguments are its keys)."""
     from music_rl.core.atomic import write_text_atomic
     from music_rl.reports.tables.render import rewrite
 
-    results_dir = Path(args.results_dir)
-    tables = load_tables(results_dir)
+    folder = Path(results_dir)
+    tables = load_tables(folder)
     rewritten, changed, used = {}, [], set()
-    for path in document_paths(args.documents):
+    for path in document_paths(documents):
         doc = str(path)
         text = path.read_text(encoding="utf-8")
-        new, blocks, stale = rewrite(text, doc, tables, str(results_dir))
+        new, blocks, stale = rewrite(text, doc, tables, str(folder))
         if stale:
             rewritten[path] = new
         changed += [f"{doc}:{b.line} results:{b.name}" for b in stale]
         used |= {b.name for b in blocks}
     orphans = sorted(set(tables) - used)
     if orphans:
-        raise ResultsError(f"{results_dir / orphans[0]}.json: no <!-- results:{orphans[0]} --> marker in "
-                           f"{', '.join(args.documents)} (add one where the table belongs, or delete the file)")
-    if args.check:
+        raise ResultsError(f"{folder / orphans[0]}.json: no <!-- results:{orphans[0]} --> marker in "
+                           f"{', '.join(documents)} (add one where the table belongs, or delete the file)")
+    if check:
         if changed:
-            raise ResultsError(f"stale generated blocks: {', '.join(changed)} (they differ from {results_dir}/: "
+            raise ResultsError(f"stale generated blocks: {', '.join(changed)} (they differ from {folder}/: "
                                "run music-rl tables)")
         print(f"{len(used)} table(s) up to date")
         return

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from music_rl.core.errors import ConfigError, ResultsError, RunFolderError
+from music_rl.reports.overrides import job_overrides
 from music_rl.reports.tables.results import Column, Produced, Table, excerpt, lookup
 
 BENCH_FORMATS = (1, 2)  # bench.json format versions with the rows of music_rl.bench.report.make_row
@@ -79,8 +80,6 @@ def _mtime(path: Path) -> datetime:
 
 def run_source(run_dir: Path, command: bool = True) -> Source:
     """A run folder (or a sweep's job): one row; its command unless ``command`` is false (a sweep's job)."""
-    from music_rl.reports.report import job_overrides
-
     metrics = _read_json(run_dir / "metrics.json")
     info = _read_json(run_dir / "run_info.json") if (run_dir / "run_info.json").is_file() else {}
     doc = {"metrics": metrics, "config": _read_yaml(run_dir / ".hydra" / "config.yaml") or {},

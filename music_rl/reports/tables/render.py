@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from music_rl.core.errors import ResultsError
+from music_rl.reports.markdown import markdown_table
 from music_rl.reports.tables.results import NAMED_FORMATS, Column, Table, lookup
 
 MISSING = "—"
@@ -66,11 +67,9 @@ def cell(row: Mapping[str, Any], column: Column) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def markdown_table(columns: Sequence[Column], rows: Iterable[Mapping[str, Any]]) -> str:
-    """A Markdown table: one line per row, a cell per column."""
-    lines = ["| " + " | ".join(c.header for c in columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row, c) for c in columns) + " |" for row in rows]
-    return "\n".join(lines)
+def results_table(columns: Sequence[Column], rows: Iterable[Mapping[str, Any]]) -> str:
+    """The Markdown table of results rows: one line per row, a cell per column (:func:`cell`)."""
+    return markdown_table([c.header for c in columns], ([cell(row, c) for c in columns] for row in rows))
 
 
 def provenance(table: Table, file: str) -> str:
@@ -87,7 +86,7 @@ def provenance(table: Table, file: str) -> str:
 def block(table: Table, file: str) -> str:
     """The generated content of a block: the table of results file ``file`` and its provenance line."""
     try:
-        body = markdown_table(table.columns, table.rows)
+        body = results_table(table.columns, table.rows)
     except ResultsError as err:
         raise ResultsError(f"{file}: {err}") from None
     return f"\n{body}\n\n{provenance(table, file)}\n"

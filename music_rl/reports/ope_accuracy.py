@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from music_rl.reports.report import is_config_column, job_overrides
+from music_rl.reports.overrides import job_overrides
+from music_rl.reports.sweep import is_config_column
 
 ESTIMATES = ("ips", "snips", "dm", "dr", "pdis")
 WITHIN = 0.1  # the target: |estimate - truth| <= this share of the oracle-random gap
