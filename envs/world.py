@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from envs.candidates import CandidateIndex, build_neighbour_table
-from envs.listeners import ListenerConfig, Population, make_population
+from envs.listeners import FittedListener, ListenerConfig, ListenerModel, Population, make_population
 from envs.music_env import EnvConfig
 from envs.rewards import RewardConfig, fit_clusters, propagate, reward, select_probes
 from envs.simulated_logs import probe_log
@@ -62,6 +62,7 @@ class World:
     reward_table: np.ndarray
     meta: dict[str, Any]
     _population: Population | None = field(default=None, init=False, repr=False)
+    _fitted: FittedListener | None = field(default=None, init=False, repr=False)
     _track_ids: list[str] | None = field(default=None, init=False, repr=False)
     _indexes: dict[tuple[int, int], CandidateIndex] = field(default_factory=dict, init=False, repr=False)
 
@@ -79,8 +80,23 @@ class World:
         (deterministic, cached)."""
         if self._population is None:
             self._population = _sample_population(self.features, self.meta["listener_config"],
-                                                  self.meta["listeners_seed"])
+                                                  self.meta["listeners_seed"], self._fitted)
         return self._population
+
+    def learnt(self) -> bool:
+        """Whether the world's listeners are a fitted model (``listeners.model=learnt``)."""
+        return self.meta["listener_config"].get("model") == ListenerModel.learnt
+
+    def attach_listener(self, fitted: FittedListener) -> None:
+        """Give a loaded world its fitted listener model (``listeners.model=learnt``: the model file is outside
+        ``world/``, read by :mod:`music_rl.user_model`); the population is drawn again from it."""
+        self._fitted, self._population = fitted, None
+
+    def with_reward_table(self, table: np.ndarray) -> World:
+        """This world with another reward table (a fine-tuned version's), its fitted listener kept."""
+        world = dataclasses.replace(self, reward_table=table)
+        world._fitted = self._fitted
+        return world
 
     def track_ids(self) -> list[str]:
         """Track ids as a list of str, row i = track i (cached: an O(1) lookup per env step)."""
@@ -210,10 +226,12 @@ def _read_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
-def _sample_population(features: np.ndarray, listener_config: dict[str, Any],
-                       seed: int) -> Population:
-    """The listener population of a world: a pure function of the features, the config and the seed."""
-    return make_population(features, ListenerConfig(**listener_config), np.random.default_rng(seed))
+def _sample_population(features: np.ndarray, listener_config: dict[str, Any], seed: int,
+                       fitted: FittedListener | None = None) -> Population:
+    """The listener population of a world: a pure function of the features, the config, the seed (and, for a
+    learnt listener, its fitted model)."""
+    return make_population(features, ListenerConfig.of(listener_config), np.random.default_rng(seed),
+                           fitted=fitted)
 
 
 def _derived_seed(seed: int, stream: int) -> int:
@@ -224,7 +242,7 @@ def _derived_seed(seed: int, stream: int) -> int:
 def build_world(tracks: pd.DataFrame, features: np.ndarray, latents: np.ndarray, reward_cfg: RewardConfig,
                 listener_cfg: ListenerConfig, env_cfg: EnvConfig, seed: int, listener_seed: int | None = None,
                 latent_source: str = "vae", log: pd.DataFrame | None = None,
-                log_has_likes: bool = True) -> tuple[World, pd.DataFrame]:
+                log_has_likes: bool = True, fitted: FittedListener | None = None) -> tuple[World, pd.DataFrame]:
     """Latents → neighbour table, clusters, listeners, feedback, propagated rewards.
 
     Without ``log``, the served listener (the ``personal`` protocol's listener: the first training listener)
@@ -244,6 +262,7 @@ def build_world(tracks: pd.DataFrame, features: np.ndarray, latents: np.ndarray,
         log: the feedback the rewards are learnt from; None: the served listener's probe answers.
         log_has_likes: False for a log without likes (MSSD): its rewards are the percentage listened, and the
             env's reward scale is 1 rather than 1 / (1 + like_weight).
+        fitted: ``listeners.model=learnt``: the fitted listener model (:mod:`music_rl.user_model`).
 
     Returns:
         The world and the feedback log its reward table was learnt from.
@@ -260,7 +279,7 @@ def build_world(tracks: pd.DataFrame, features: np.ndarray, latents: np.ndarray,
     clusters, centroids = fit_clusters(latents, reward_cfg.n_clusters, seed)
 
     listener_config = dataclasses.asdict(listener_cfg)
-    population = _sample_population(features, listener_config, int(listener_seed))
+    population = _sample_population(features, listener_config, int(listener_seed), fitted)
     train_ids, heldout_ids = population.split(listener_cfg.held_out_fraction,
                                               np.random.default_rng([int(listener_seed), _STREAM_SPLIT]))
     served = int(train_ids[0])
@@ -295,7 +314,7 @@ def build_world(tracks: pd.DataFrame, features: np.ndarray, latents: np.ndarray,
     world = World(tracks=tracks.reset_index(drop=True), features=features, latents=latents,
                   neighbours=neighbours, clusters=clusters, centroids=centroids, reward_table=r_hat,
                   meta=meta)
-    world._population = population
+    world._population, world._fitted = population, fitted
     return world, log
 
 

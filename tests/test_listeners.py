@@ -71,8 +71,8 @@ def test_the_parametric_listener_implements_the_interface(X: np.ndarray, pop: Li
     np.testing.assert_array_equal(made.centres, pop.centres)
     np.testing.assert_array_equal(made.mixture, pop.mixture)
     assert make_population(X, ListenerConfig(population=10), np.random.default_rng(0), n=3).n == 3
-    with pytest.raises(ConfigError, match=r"^listeners\.model='learnt': must be one of parametric$"):
-        make_population(X, ListenerConfig(model="learnt"), np.random.default_rng(0))
+    with pytest.raises(ConfigError, match=r"^listeners\.model='bogus': must be one of parametric, learnt$"):
+        make_population(X, ListenerConfig(model="bogus"), np.random.default_rng(0))
 
 
 def test_an_unknown_listener_model_is_refused_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:

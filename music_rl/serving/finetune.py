@@ -33,10 +33,10 @@ from music_rl.config import TrainConfig
 from music_rl.core.atomic import atomic_path
 from music_rl.core.errors import ConfigError, FeedbackError
 from music_rl.data.feedback_store import FeedbackStore, utc_now
-from music_rl.evaluation.baselines import Policy
 from music_rl.evaluation.evaluate import Episode, rollout
 from music_rl.learners.algos import restart_replay
 from music_rl.learners.models import load_model, model_path, model_versions, reward_table_path, save_model_atomic
+from music_rl.learners.policies import Policy
 from music_rl.learners.ppo import make_vec_env
 from music_rl.runs.run_folder import hold
 from music_rl.serving.inference import LoadedRun, greedy_actor

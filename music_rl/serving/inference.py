@@ -33,12 +33,12 @@ from envs.listener_log import AnswerLog, Estimator, ListenerEstimate
 from envs.music_env import MusicRecEnv
 from envs.world import World
 from music_rl.config import TrainConfig, load_run_config
-from music_rl.core.errors import ConfigError, RunFolderError, UnknownTrackError
+from music_rl.core.errors import ConfigError, RunFolderError, UnknownTrackError, not_a
 from music_rl.data.feedback import read_feedback
 from music_rl.data.log_import import LogReport, read_submission
-from music_rl.evaluation.baselines import Policy
 from music_rl.learners.models import check_fits, load_policy, model_path, model_versions, reward_table_path
-from music_rl.learners.policies import candidate_distribution, candidate_probabilities
+from music_rl.learners.policies import Policy, candidate_distribution, candidate_probabilities
+from music_rl.training.run_world import load_run_world
 
 RUN_FILES = (".hydra/config.yaml", "world")  # and the model of the run's algo, <algo>.zip
 N_CLOSEST = 3
@@ -82,13 +82,13 @@ def load_run(run_dir: str | Path, version: int | None = None) -> LoadedRun:
     if version not in versions:
         raise ConfigError(f"policy_version={version}: {run_dir} holds versions "
                           f"{', '.join(map(str, versions))}")
-    world = World.load(run_dir / "world")
+    world = load_run_world(run_dir)
     if version > 1:
         table = reward_table_path(run_dir, version)
         if not table.is_file():
             raise RunFolderError(f"{table}: missing (the reward table of "
                                  f"{model_path(run_dir, version, cfg.algo).name})")
-        world = dataclasses.replace(world, reward_table=np.load(table, allow_pickle=False))
+        world = world.with_reward_table(np.load(table, allow_pickle=False))
     path = model_path(run_dir, version, cfg.algo)
     policy = load_policy(path, cfg.algo)
     check_fits(path, policy, MusicRecEnv(world, dataclasses.replace(cfg.env, start_track=None)))
@@ -158,7 +158,7 @@ def find_track(world: World, track_id: str | None = None, query: str | None = No
 
 
 def greedy_actor(policy: ActorCriticPolicy) -> Policy:
-    """The policy as an evaluation policy (music_rl.evaluation.baselines.Policy): the most probable candidate."""
+    """The policy as an evaluation policy (music_rl.learners.policies.Policy): the most probable candidate."""
 
     def act(obs: np.ndarray, env: MusicRecEnv) -> int:
         return int(np.argmax(candidate_distribution(policy, obs)))
@@ -201,7 +201,7 @@ def user_answers(run: LoadedRun, user: str, feedback: str | Path | None = None,
     ids = run.world.track_ids()
     if feedback is not None:
         if not Path(feedback).is_file():
-            raise ConfigError(f"feedback={str(feedback)!r}: no such file")
+            raise ConfigError(f"feedback={str(feedback)!r}: {not_a(feedback, 'regular file')}")
         rows, report = read_submission(feedback, ids, strict)
         return AnswerLog.from_feedback(rows, ids, user), report
     path = run.run_dir / "feedback.csv"
