@@ -19,7 +19,7 @@ $(VENV)/.installed-%: pyproject.toml
 	touch $@
 
 train: $(STAMP)  ## the main job on the embedded synthetic catalog
-	$(PY) scripts/train.py $(ARGS)
+	$(VENV)/bin/music-rl train $(ARGS)
 
 test: $(STAMP_SWEEPS)  ## the test suite (with the launcher and sweeper plugins), one worker per core
 	$(PY) -m pytest -n 2 --dist loadgroup $(ARGS)
@@ -30,14 +30,14 @@ SWEEP_SOURCE ?= env.reward_source=propagated
 SEEDS ?=
 
 sweep: $(STAMP)  ## 18-job sweep: latent_dim x like_weight x decay (x SEEDS), joblib launcher
-	$(PY) scripts/train.py -m vae.latent_dim=2,4,5 reward.like_weight=10,100 \
+	$(VENV)/bin/music-rl train -m vae.latent_dim=2,4,5 reward.like_weight=10,100 \
 		reward.decay=linear,exponential,gaussian $(SWEEP_SOURCE) $(if $(SEEDS),seed=$(SEEDS)) $(ARGS)
 
 tensorboard: $(STAMP)  ## every run and sweep job side by side
 	$(VENV)/bin/tensorboard --logdir outputs $(ARGS)
 
 bench: $(STAMP)  ## speed, memory and scale figures -> bench.json
-	$(PY) scripts/bench.py $(ARGS)
+	$(VENV)/bin/music-rl bench $(ARGS)
 
 docs: $(VENV)/.installed-docs  ## the documentation site (mkdocs.yml) into site/; any warning fails it
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site

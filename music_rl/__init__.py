@@ -1,1 +1,2 @@
-"""Layers, imported one way: core < data < envs < learners < evaluation < training < serving < cli; config on top."""
+"""Layers, imported one way: core < data < envs < learners < runs < evaluation < config < training < serving
+< cli (runs reads the model file names of learners; config composes the groups of the layers below it)."""

@@ -25,9 +25,17 @@ PRISTINE = (*TINY, "ppo.total_timesteps=8192", "ppo.n_envs=4", "ppo.n_epochs=10"
             "reward.n_clusters=20")
 
 
+MUSIC_RL = str(Path(sys.executable).parent / "music-rl")  # the console command of this venv
+
+
+def command(name: str, *args: str) -> list[str]:
+    """``music-rl <name> args``, the console command a user runs."""
+    return [MUSIC_RL, name, *args]
+
+
 def train_command(run_dir: Path, *overrides: str) -> list[str]:
-    """``scripts/train.py`` with the tiny budget and ``overrides`` into ``run_dir``."""
-    return [sys.executable, str(ROOT / "scripts" / "train.py"), *TINY, *overrides, f"hydra.run.dir={run_dir}"]
+    """``music-rl train`` with the tiny budget and ``overrides`` into ``run_dir``."""
+    return command("train", *TINY, *overrides, f"hydra.run.dir={run_dir}")
 
 
 def train(run_dir: Path, *overrides: str, timeout: float = 300, **kwargs: object) -> subprocess.CompletedProcess:
@@ -57,8 +65,8 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One tiny trained run per test session (shared by the inference and online tests); treat it as read-only."""
     out = tmp_path_factory.getbasetemp() / "tiny_inference_run"
     if not (out / "metrics.json").is_file():
-        proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), *PRISTINE,
-                               f"hydra.run.dir={out}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(command("train", *PRISTINE, f"hydra.run.dir={out}"), cwd=ROOT, capture_output=True,
+                              text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 

@@ -244,7 +244,7 @@ def test_read_without_the_lock_where_it_cannot_be_created(tmp_path: Path, monkey
     with pytest.raises(OSError) as err:  # a writer still needs the lock; the entry points print one line
         FeedbackStore(path).append(_log(1))
     assert err.value.errno == code and err.value.filename == f"{path}.lock"
-    from music_rl.cli.errors import os_error_line
+    from music_rl.core.errors import os_error_line
 
     line = os_error_line(err.value)
     assert line is not None and line.startswith(f"{path}.lock: ") and "\n" not in line

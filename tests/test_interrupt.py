@@ -10,7 +10,6 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, command
 from conftest import train as train_tiny
 from stable_baselines3 import PPO
 
@@ -41,10 +40,10 @@ def temporaries(folder: Path) -> list[Path]:
     return list(folder.rglob(".*.tmp"))
 
 
-def start(log: Path, script: str, *args: str) -> subprocess.Popen:
-    """Start ``scripts/<script>`` with stdout and stderr into ``log``."""
+def start(log: Path, name: str, *args: str) -> subprocess.Popen:
+    """Start ``music-rl <name>`` with stdout and stderr into ``log``."""
     with open(log, "w") as out:
-        return subprocess.Popen([sys.executable, str(ROOT / "scripts" / script), *args], cwd=ROOT, stdout=out,
+        return subprocess.Popen(command(name, *args), cwd=ROOT, stdout=out,
                                 stderr=subprocess.STDOUT)
 
 
@@ -100,7 +99,7 @@ def num_timesteps(path: Path) -> int:
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
 def test_a_signal_during_vae_training_writes_nothing_partial(tmp_path, signum):
     run, log = tmp_path / "run", tmp_path / "train.log"
-    proc = start(log, "train.py", *TINY, *SLOW_VAE, f"hydra.run.dir={run}")
+    proc = start(log, "train", *TINY, *SLOW_VAE, f"hydra.run.dir={run}")
     wait_for(lambda: "catalog:" in log.read_text(), proc, log)
     time.sleep(0.5)  # inside the epochs
     status = interrupt(proc, signum)
@@ -133,7 +132,7 @@ def first_checkpoint(run: Path) -> Callable[[], bool]:
 
 def test_sigterm_during_ppo_saves_a_checkpoint_and_resume_ends_at_the_asked_total(tmp_path):
     run, log = tmp_path / "run", tmp_path / "train.log"
-    proc = start(log, "train.py", *TINY, *SLOW_PPO, f"hydra.run.dir={run}")
+    proc = start(log, "train", *TINY, *SLOW_PPO, f"hydra.run.dir={run}")
     wait_for(first_checkpoint(run), proc, log)
     status = interrupt(proc, signal.SIGTERM)
     assert_clean_stop(log, status, signal.SIGTERM, "checkpoint saved in", "continue with resume=true")
@@ -153,7 +152,7 @@ def test_sigterm_during_ppo_saves_a_checkpoint_and_resume_ends_at_the_asked_tota
 
 def test_sigkill_during_ppo_then_resume_reaches_the_timesteps_and_evaluates(tmp_path):
     run, log = tmp_path / "run", tmp_path / "train.log"
-    proc = start(log, "train.py", *TINY, *SLOW_PPO, f"hydra.run.dir={run}")
+    proc = start(log, "train", *TINY, *SLOW_PPO, f"hydra.run.dir={run}")
     wait_for(first_checkpoint(run), proc, log)
     time.sleep(0.3)
     assert interrupt(proc, signal.SIGKILL) == -signal.SIGKILL
@@ -194,7 +193,7 @@ def test_a_signal_during_fine_tuning_leaves_the_run_loadable(finished_run, tmp_p
     run, log = tmp_path / "run", tmp_path / "finetune.log"
     shutil.copytree(finished_run, run)
     feedback = feedback_file(run, tmp_path / "new.csv")
-    proc = start(log, "finetune.py", f"run_dir={run}", f"feedback={feedback}", "timesteps=10000000")
+    proc = start(log, "finetune", f"run_dir={run}", f"feedback={feedback}", "timesteps=10000000")
     wait_for(lambda: any((run / "tb").glob("finetune-v*/events.out.tfevents.*")), proc, log)
     time.sleep(0.5)  # inside PPO's learning
     status = interrupt(proc, signum)

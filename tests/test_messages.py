@@ -17,9 +17,8 @@ import yaml
 from conftest import ROOT, run_cli
 
 from music_rl.cli.app import repeated_key
-from music_rl.cli.errors import os_error_line
 from music_rl.core.atomic import atomic_path, write_text_atomic
-from music_rl.core.errors import CatalogError, OutputError, RunFolderError, not_a, path_kind
+from music_rl.core.errors import CatalogError, OutputError, RunFolderError, not_a, os_error_line, path_kind
 from music_rl.data.catalog import DataConfig
 from music_rl.data.catalog_csv import load_csv
 from music_rl.learners.models import load_encoder
@@ -357,3 +356,45 @@ def test_the_license_is_a_spdx_expression_built_by_a_setuptools_that_reads_it():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     assert meta["project"]["license"] == "MIT"  # PEP 639; the table form is deprecated
     assert meta["build-system"]["requires"] == ["setuptools>=77"]  # the first setuptools that reads it
+
+
+# ------------------------------------------------------------------------------------------- lines that misled
+
+@pytest.mark.parametrize("override, key", [("+data.columns.tempo=BPM", "data.columns={'tempo': 'BPM'}"),
+                                           ("data.delimiter=x", "data.delimiter='x'")])
+def test_a_key_of_csv_catalogs_with_the_synthetic_one_is_refused(tmp_path, capsys, override, key):
+    assert run_cli("train", "+experiment=tiny", override, f"hydra.run.dir={tmp_path / 'run'}") == 2
+    assert last_error(capsys) == (f"error: {key}: applies to data=csv only (the synthetic catalog has no file): "
+                                  "add data=csv data.path=<file>")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_key_deleted_then_set_is_named_as_such_not_as_a_typo(tmp_path, capsys):
+    assert run_cli("train", "+experiment=tiny", "~seed", "seed=3", f"hydra.run.dir={tmp_path / 'run'}") == 2
+    line = last_error(capsys)
+    assert line == "error: seed: deleted by ~seed on the command line, then set: give seed=<value> alone"
+
+
+def test_a_mapping_set_whole_names_the_form_that_adds_an_entry(tmp_path, capsys):
+    assert run_cli("train", "+experiment=tiny", "data.columns={tempo: BPM}", f"hydra.run.dir={tmp_path / 'r'}") == 2
+    line = last_error(capsys)
+    assert line.startswith("error: data.columns.tempo: a new entry of the mapping data.columns: add it with a +: "
+                           "+data.columns.tempo=<value>") and "did you mean" not in line
+
+
+def test_a_character_to_quote_is_named_with_the_quoted_override(tmp_path, capsys):
+    assert run_cli("train", "+experiment=tiny", "data.delimiter=;", f"hydra.run.dir={tmp_path / 'run'}") == 2
+    line = last_error(capsys)
+    assert line.startswith("error: override 'data.delimiter=;': a character that must be quoted")
+    assert "quote a value holding , ; =" in line and "\"data.delimiter=';'\"" in line
+    assert "Exception" not in line
+
+
+def test_each_command_summary_is_written_once():
+    from music_rl.cli.main import COMMANDS
+    from music_rl.cli.tables import app
+
+    assert app.summary == COMMANDS["tables"][1]
+    sources = "".join(p.read_text(encoding="utf-8") for p in (ROOT / "music_rl" / "cli").glob("*.py"))
+    for _, summary in COMMANDS.values():
+        assert sources.count(summary) == 1, summary

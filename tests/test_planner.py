@@ -133,10 +133,10 @@ def test_a_decision_costs_at_most_width_samples_horizon_steps_of_width_tracks(wo
 
 
 def test_planner_width_must_be_positive():
-    from music_rl.config import TrainConfig, validate
+    from music_rl.config import TrainConfig
     from music_rl.core.errors import ConfigError
 
     cfg = TrainConfig()
     cfg.eval.planner.width = 0
     with pytest.raises(ConfigError, match=r"^eval\.planner\.width=0: must be an integer >= 1$"):
-        validate(cfg, memory=False)
+        cfg.validate()

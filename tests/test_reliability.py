@@ -3,7 +3,7 @@ no traceback, and nothing half-written.
 
 Catalog, feedback, config and run-folder cases run in-process through the entry points' own error policy
 (``music_rl.cli.errors.user_errors_exit``, or ``music-rl evaluate`` run in this process); a representative subset, and
-everything Hydra or the file system does before the job starts, runs through the ``scripts/train.py`` CLI.
+everything Hydra or the file system does before the job starts, runs through the ``music-rl train`` CLI.
 The files are in ``tests/fixtures/bad/``.
 """
 
@@ -66,7 +66,7 @@ def one_error_line(code: int, lines: list[str], *fragments: str) -> str:
 
 def train_cli(run_dir: Path, *overrides: str, timeout: float = 300,
               preexec: Callable[[], None] | None = None) -> subprocess.CompletedProcess:
-    """``scripts/train.py`` with the tiny budget into ``run_dir``."""
+    """``music-rl train`` with the tiny budget into ``run_dir``."""
     return train(run_dir, *overrides, timeout=timeout, preexec_fn=preexec)
 
 

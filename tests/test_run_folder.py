@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, TINY, run_cli, train, train_command
+from conftest import ROOT, TINY, command, run_cli, train, train_command
 
 from music_rl.core.atomic import write_json_atomic
 from music_rl.data.feedback_store import FeedbackStore
@@ -124,7 +124,7 @@ def test_two_trainings_into_one_folder_one_refused_at_once(tmp_path):
 
 
 def test_default_run_folders_stay_unique_when_two_runs_start_together(tmp_path):
-    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *TINY]
+    cmd = command("train", *TINY)
     procs = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     for proc in procs:
@@ -140,8 +140,8 @@ def test_concurrent_finetunes_with_the_same_file_log_it_once(pristine, tmp_path)
                         "track_id": ["syn00000001", "syn00000002", "syn00000003"],
                         "percentage_listened": [1.0, 0.2, 0.9], "liked": [1, 0, 1]})
     new.to_csv(tmp_path / "new.csv", index=False)
-    cmd = [sys.executable, str(ROOT / "scripts" / "finetune.py"), f"run_dir={run}", f"feedback={tmp_path / 'new.csv'}",
-           "timesteps=512"]
+    cmd = command("finetune", f"run_dir={run}", f"feedback={tmp_path / 'new.csv'}",
+                  "timesteps=512")
     procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     for proc in procs:
@@ -175,8 +175,7 @@ def test_a_writer_waits_for_the_lock_then_gives_up_in_one_line(pristine, tmp_pat
 
 def test_a_sweep_with_a_failing_job_finishes_the_others_and_reports_it(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "-m", *TINY,
-                           "reward.n_clusters=8,3000", f"hydra.sweep.dir={sweep}"],
+    proc = subprocess.run(command("train", "-m", *TINY, "reward.n_clusters=8,3000", f"hydra.sweep.dir={sweep}"),
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     one_line(proc, "1 of 2 jobs of the sweep failed", str(sweep))
     assert "failed: 1_+experiment-tiny+reward.n_clusters-3000 (+experiment=tiny reward.n_clusters=3000): " \
@@ -186,8 +185,7 @@ def test_a_sweep_with_a_failing_job_finishes_the_others_and_reports_it(tmp_path)
     # compare names the failed job and compares the rest
     assert run_cli("compare", str(sweep)) == 0
     # the same sweep again into its folder: refused, unless resumed
-    again = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "-m", *TINY,
-                            "reward.n_clusters=8,3000", f"hydra.sweep.dir={sweep}"],
+    again = subprocess.run(command("train", "-m", *TINY, "reward.n_clusters=8,3000", f"hydra.sweep.dir={sweep}"),
                            cwd=ROOT, capture_output=True, text=True, timeout=600)
     one_line(again, f"{sweep}: holds 2 job folder(s) of an earlier sweep", "resume=true")
 
@@ -294,8 +292,7 @@ def test_metrics_and_run_info_are_strict_json(finished):
                                                ("{file}", "a regular file, not a folder")])
 def test_an_empty_run_folder_or_a_file_is_refused(tmp_path, run_dir, fragment):
     (tmp_path / "a_file").write_text("x")
-    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *TINY,
-           f"hydra.run.dir={run_dir.format(file=tmp_path / 'a_file')}"]
+    cmd = command("train", *TINY, f"hydra.run.dir={run_dir.format(file=tmp_path / 'a_file')}")
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     one_line(proc, fragment)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # nothing written in the current folder
@@ -313,7 +310,7 @@ def test_evaluate_never_replaces_a_file_of_a_run(finished, tmp_path, capsys):
 
 def test_two_sweeps_into_one_folder_one_refused_at_once(tmp_path):
     sweep = tmp_path / "sweep"
-    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", *TINY, "seed=0,1", f"hydra.sweep.dir={sweep}"]
+    cmd = command("train", "-m", *TINY, "seed=0,1", f"hydra.sweep.dir={sweep}")
     procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     results = [subprocess.CompletedProcess(p.args, p.wait(timeout=600), *p.communicate()) for p in procs]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, TINY, run_cli
+from conftest import MUSIC_RL, ROOT, TINY, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sweeps")]  # one worker: Ray instances never overlap
 
@@ -32,7 +32,7 @@ RAY_OBJECT_STORE = 78_643_200  # bytes: Ray's smallest
 
 def command(*overrides: str, multirun: bool = False) -> list[str]:
     flags = ["-m"] if multirun else []
-    return [sys.executable, str(ROOT / "scripts" / "train.py"), *flags, *TINY, *overrides]
+    return [MUSIC_RL, "train", *flags, *TINY, *overrides]
 
 
 def check(proc: subprocess.CompletedProcess) -> None:
@@ -160,8 +160,8 @@ def test_a_sweep_on_a_ray_cluster_reports_a_failing_job_and_finishes_the_other(t
                                 "ppo.lr_schedule"}),
 ])
 def test_a_two_trial_optuna_study_on_the_tiny_budget(tmp_path, study, params):
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "-m", f"+experiment=[{study},tiny]",
-                           "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={tmp_path}"],
+    proc = subprocess.run(command(f"+experiment=[{study},tiny]", "hydra.sweeper.n_trials=2",
+                                  f"hydra.sweep.dir={tmp_path}", multirun=True),
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     check(proc)
     results = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())

@@ -4,12 +4,12 @@ error policy around ``@hydra.main`` (:mod:`music_rl.cli.errors`).
 A command is a module of :mod:`cli` with a config dataclass (each key documented by the string after its
 field), an :class:`App` and a ``@hydra.main`` function::
 
-    app = App("evaluate", EvaluateConfig, "re-evaluate a saved run")
+    app = App("evaluate", EvaluateConfig)    # its summary: music_rl.cli.main.COMMANDS
 
     @hydra.main(version_base="1.3", config_path=app.config_path, config_name=app.name)
     @user_errors_exit
     def main(raw: DictConfig) -> None:
-        cfg = app.typed(raw)
+        args = app.typed(raw)   # the config, converted and checked once
         ...
 
 ``app.run(main)`` is what ``music-rl <command>`` and ``scripts/<command>.py`` call.
@@ -27,13 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+from omegaconf import DictConfig, OmegaConf
 
-from music_rl.cli.errors import fail, first_line, run_hydra
+from music_rl.cli.errors import fail, run_hydra
 from music_rl.cli.help import dotted_keys, help_text
-from music_rl.core.errors import ConfigError
-from music_rl.runs.seeding import check_seed
+from music_rl.cli.main import COMMANDS
+from music_rl.core.schema import to_config
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 MULTIRUN_FLAGS = ("-m", "--multirun")
@@ -57,25 +56,25 @@ class App:
     keys are its own (``music-rl finetune feedback=<file>`` is a key, not the main job's ``feedback`` group).
 
     Args:
-        name: the command (``music-rl <name>``, ``scripts/<name>.py``).
+        name: the command (``music-rl <name>``, ``scripts/<name>.py``); its one-line summary is
+            :data:`music_rl.cli.main.COMMANDS`'s.
         schema: the config dataclass.
-        summary: one line for ``--help``.
         multirun: whether ``-m`` sweeps make sense for it (others refuse ``-m`` in one line).
         positional: a key that one bare argument stands for (``compare DIR`` is ``compare sweep_dir=DIR``).
         script: the name of its ``scripts/<script>.py`` wrapper, when it is not ``name``.
         output_folder: the main job: ``conf/<name>.yaml`` and Hydra's run folders.
     """
 
-    def __init__(self, name: str, schema: type, summary: str, multirun: bool = False,
-                 positional: str | None = None, script: str | None = None, output_folder: bool = False) -> None:
-        self.name, self.schema, self.summary, self.multirun = name, schema, summary, multirun
+    def __init__(self, name: str, schema: type, multirun: bool = False, positional: str | None = None,
+                 script: str | None = None, output_folder: bool = False) -> None:
+        self.name, self.schema, self.summary, self.multirun = name, schema, COMMANDS[name][1], multirun
         self.positional = positional
         self.config_path = CONF_DIR if output_folder else None
         store = ConfigStore.instance()
         store.store(name=f"{name}_schema", node=schema)
         store.store(group="hydra/help", name=name,
                     node={"app_name": f"music-rl {name}", "header": "", "footer": "",
-                          "template": help_text(name, script or name, summary, schema, multirun,
+                          "template": help_text(name, script or name, self.summary, schema, multirun,
                                                 groups=output_folder)})
         if not output_folder:
             store.store(group="hydra/job_logging", name="stderr", node=STDERR_LOGGING)
@@ -85,27 +84,11 @@ class App:
                 "hydra": {"output_subdir": None, "run": {"dir": "."}}})
 
     def typed(self, raw: DictConfig) -> Any:
-        """The composed config as the schema's dataclass; strings typed on the command line stay verbatim
-        (``track_id=00123``, ``track_id=1e5``), mandatory keys must be given."""
+        """The composed config as the schema's dataclass, checked (:func:`music_rl.core.schema.to_config`, the
+        one door); strings typed on the command line stay verbatim (``track_id=00123``, ``track_id=1e5``)."""
         for key, text in verbatim_strings(self.schema).items():
             OmegaConf.update(raw, key, text, merge=False)
-        try:
-            merged = OmegaConf.merge(OmegaConf.structured(self.schema), raw)
-            typed = OmegaConf.to_object(merged)
-        except MissingMandatoryValue as err:
-            raise ConfigError(f"{err.full_key}: required: give {err.full_key}=... "
-                              f"(music-rl {self.name} --help)") from None
-        except OmegaConfBaseException as err:
-            raise ConfigError(f"{err.full_key}: {first_line(str(err))}") from None
-        for field in dataclasses.fields(self.schema):
-            value = getattr(typed, field.name)
-            if field.name == "seed" or field.name.endswith("_seed"):  # every command's seeds: 0 <= seed < 2**32
-                check_seed(field.name, value)
-            elif field.name == "lock_timeout" and not 0 <= value < float("inf"):
-                raise ConfigError(f"lock_timeout={value}: must be a number of seconds >= 0")
-            elif field.default is MISSING and isinstance(value, str) and not value.strip():
-                raise ConfigError(f"{field.name}: empty; give {field.name}=<a path> (music-rl {self.name} --help)")
-        return typed
+        return to_config(raw, self.schema, self.name)
 
     def run(self, main: Callable[[], Any]) -> None:
         """Run the ``@hydra.main`` function ``main`` with the error policy (the console entry)."""

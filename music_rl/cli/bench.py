@@ -52,7 +52,7 @@ class BenchConfig:
     """seconds allowed per stage (i: 4 hours)"""
 
 
-app = App("bench", BenchConfig, "speed, memory and scale benchmarks -> bench.json")
+app = App("bench", BenchConfig)
 
 
 def chosen(args: BenchConfig) -> list[str]:

@@ -40,8 +40,7 @@ class CompareConfig:
     95% intervals (compare_baseline.csv)"""
 
 
-app = App("compare", CompareConfig, "the jobs of a sweep side by side, replicates aggregated with intervals",
-          positional="sweep_dir")
+app = App("compare", CompareConfig, positional="sweep_dir")
 
 
 @hydra.main(version_base="1.3", config_path=app.config_path, config_name=app.name)
@@ -49,8 +48,8 @@ app = App("compare", CompareConfig, "the jobs of a sweep side by side, replicate
 def main(raw: DictConfig) -> None:
     """Collect, aggregate, print and save."""
     from music_rl.core.atomic import atomic_path
-    from music_rl.evaluation.ope_accuracy import ope_accuracy, ope_pairs
-    from music_rl.reports.report import (
+    from music_rl.reports.ope_accuracy import ope_accuracy, ope_pairs
+    from music_rl.reports.sweep import (
         against_baseline,
         aggregate,
         collect_sweep,

@@ -42,14 +42,14 @@ class EvaluateConfig:
     """an out= inside the run folder is written under its lock: seconds to wait for it"""
 
 
-app = App("evaluate", EvaluateConfig, "evaluate a saved run again against ground-truth simulated listeners")
+app = App("evaluate", EvaluateConfig)
 
 
 @hydra.main(version_base="1.3", config_path=app.config_path, config_name=app.name)
 @user_errors_exit
 def main(raw: DictConfig) -> None:
     """Load the run, evaluate every policy, print and optionally save the metrics."""
-    from music_rl.config import load_run_config, validate_eval
+    from music_rl.config import load_run_config
     from music_rl.core.atomic import output_problem, write_json_atomic
     from music_rl.core.errors import ConfigError, RunFolderError, not_a
     from music_rl.reports.report import metrics_table, ope_table
@@ -70,7 +70,7 @@ def main(raw: DictConfig) -> None:
         cfg.eval = dataclasses.replace(cfg.eval, n_episodes=args.n_episodes)
     if args.protocol is not None:
         cfg.eval = dataclasses.replace(cfg.eval, protocol=args.protocol)
-    validate_eval(cfg.eval)
+    cfg.eval.validate()
     if args.log:
         metrics = estimate_run_log(run_dir, cfg, args.log)
         print(ope_table(metrics))

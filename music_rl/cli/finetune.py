@@ -52,7 +52,7 @@ class FinetuneConfig:
     """seconds to wait for the run folder's lock while another command writes into it"""
 
 
-app = App("finetune", FinetuneConfig, "fine-tune a saved run from new feedback (writes the next model version)")
+app = App("finetune", FinetuneConfig)
 
 
 def with_serving_columns(new: pd.DataFrame, source: str, version: str) -> pd.DataFrame:

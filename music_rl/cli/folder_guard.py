@@ -1,15 +1,16 @@
-"""The Hydra callback that guards ``music-rl train``'s folders (``hydra.callbacks.run_folder`` in conf/train.yaml).
+"""The door of a ``music-rl train`` run, and the Hydra callback that opens it before Hydra writes into the run
+folder (``hydra.callbacks.run_folder`` in conf/train.yaml).
 
-Hydra creates the run folder and writes ``.hydra/`` and the job's log before the job starts, so the checks
-that must come first run here, in the launching process:
+:func:`open_run` is the one door: the config converted and validated (``App.typed``), the machine's memory and the
+input files checked, the run folder checked and claimed (:func:`music_rl.runs.run_folder.claim`: its lock, and a
+folder holding a run refused unless ``resume=true`` or ``overwrite=true``), once per run:
 
-- a single run: the config is validated and its input files checked (a bad value or a missing catalog is one
-  line, exit 2, and no folder is created); then the folder is claimed (:func:`music_rl.runs.run_folder.claim`: its
-  lock, and a folder holding a run refused unless ``resume=true`` or ``overwrite=true``);
+- a single run: Hydra creates the run folder and writes ``.hydra/`` and the job's log before the job starts, so the
+  callback opens the run first, in the launching process (a bad value is one line, exit 2, and no folder is
+  created); the job then takes what it opened;
 - a sweep: a sweep folder that holds jobs is refused unless ``resume=true`` (its saved sweep must match,
-  :data:`music_rl.runs.run_folder.SAFE_ON_RESUME` aside) or ``overwrite=true`` (moved aside); every job then claims
-  its own folder;
-- every job that fails leaves ``<job>/failed.json`` (its overrides and the error's first line), which the
+  :data:`music_rl.runs.run_folder.SAFE_ON_RESUME` aside) or ``overwrite=true`` (moved aside); every job then opens
+  its own run; one that fails leaves ``<job>/failed.json`` (its overrides and the error's first line), which the
   sweep's summary reads (:func:`failed_jobs`).
 """
 
@@ -28,14 +29,15 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from music_rl.cli.errors import JobFailed, fail, first_line, os_error_line
-from music_rl.config import check_inputs, load_config
+from music_rl.cli.errors import JobFailed, fail, one_line_errors
+from music_rl.cli.hydra_lines import first_line
 from music_rl.core.atomic import write_text_atomic
-from music_rl.core.errors import ConfigError, MusicRLError, not_a
+from music_rl.core.errors import ConfigError, MusicRLError, RunFolderError, not_a, os_error_line
 from music_rl.runs.run_folder import SAFE_ON_RESUME, claim, flat_keys, held_run, hold, move_aside, run_folder_of
 
 FAILED = "failed.json"
 _sweep: Path | None = None  # the sweep this process launched, for its summary
+_opened: dict[Path, tuple[Any, contextlib.ExitStack]] = {}  # runs the callback opened, for their job to take
 
 
 def task_config(config: DictConfig) -> dict[str, Any]:
@@ -44,61 +46,60 @@ def task_config(config: DictConfig) -> dict[str, Any]:
                                   resolve=True, enum_to_str=True)
 
 
+def open_run(raw: DictConfig, run_dir: Path) -> tuple[Any, contextlib.ExitStack]:
+    """The run's config (a checked ``TrainConfig``) and the claim of its folder (closing it releases the lock).
+    What :class:`RunFolderGuard` opened for ``run_dir`` in this process is taken as it is, not opened again.
+
+    Raises:
+        MusicRLError: a bad value, a missing input, a machine too small, a folder that cannot take the run.
+    """
+    if run_dir.resolve() in _opened:
+        return _opened.pop(run_dir.resolve())
+    from music_rl.cli.train import app
+    from music_rl.config import check_inputs
+    from music_rl.memory_budget import check_memory
+
+    cfg = app.typed(raw)
+    check_memory(cfg)
+    check_inputs(cfg)
+    shown = f"hydra.run.dir={str(run_dir)!r}"
+    if not str(run_dir).strip() or run_dir.resolve() == Path.cwd().resolve():
+        raise ConfigError(f"{shown}: a run needs a folder of its own, not the current one")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{shown}: {not_a(run_dir, 'folder')}")
+    outer = run_folder_of(run_dir)
+    if outer is not None:
+        raise ConfigError(f"{shown}: inside the run folder {outer}: a run needs a folder of its own, outside "
+                          "other runs")
+    plain = OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)
+    try:
+        return cfg, claim(run_dir, plain, cfg.resume, cfg.overwrite)
+    except OSError as err:
+        raise RunFolderError(os_error_line(err) or f"{shown}: {err.strerror or err}") from None
+
+
 class RunFolderGuard(Callback):
-    """See the module docstring."""
+    """See the module docstring. Hydra turns an exception of a callback into a warning and goes on: every user
+    error here ends the process in one line (:func:`one_line_errors`)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Validate, check the inputs, claim the run folder (its lock is held until the process ends). With
+        """Open the run (:func:`open_run`; its lock is held until the job ends or the process does). With
         ``resume=true`` the run goes on with its saved config (:func:`continue_saved`)."""
-        run_dir = str(config.hydra.run.dir)
-        if config.get("resume") and not config.get("overwrite"):
-            continue_saved(config, Path(run_dir) / ".hydra" / "config.yaml")
-        plain = task_config(config)
-        try:
-            cfg = load_config(plain)
-            check_inputs(cfg)
-            if not run_dir.strip() or Path(run_dir).resolve() == Path.cwd().resolve():
-                raise ConfigError(f"hydra.run.dir={run_dir!r}: a run needs a folder of its own, not the current one")
-            if Path(run_dir).exists() and not Path(run_dir).is_dir():
-                raise ConfigError(f"hydra.run.dir={run_dir!r}: {not_a(run_dir, 'folder')}")
-            outer = run_folder_of(Path(run_dir))
-            if outer is not None:
-                raise ConfigError(f"hydra.run.dir={run_dir!r}: inside the run folder {outer}: a run needs a folder of "
-                                  "its own, outside other runs")
-            held = claim(Path(run_dir), plain, cfg.resume, cfg.overwrite)
-        except MusicRLError as err:
-            fail(str(err))
-        except OSError as err:
-            fail(os_error_line(err) or f"hydra.run.dir={run_dir!r}: {err.strerror or err}")
-        atexit.register(held.close)
+        run_dir = Path(str(config.hydra.run.dir))
+        with one_line_errors():
+            if config.get("resume") and not config.get("overwrite"):
+                continue_saved(config, run_dir / ".hydra" / "config.yaml")
+            raw = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+            opened = open_run(raw, run_dir)
+        atexit.register(opened[1].close)
+        _opened[run_dir.resolve()] = opened
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Refuse a sweep folder that holds jobs, unless resumed (the same sweep) or overwritten."""
         global _sweep
-        sweep = _sweep = Path(config.hydra.sweep.dir)
-        if held_run(sweep):
-            fail(f"{sweep}: holds a single run; a sweep needs a folder of its own (hydra.sweep.dir)")
-        plain = task_config(config)
-        if plain.get("resume") and plain.get("overwrite"):
-            fail("resume=true and overwrite=true: choose one (continue the sweep, or move it aside)")
-        held = _hold_sweep(sweep)
-        jobs = [p for p in sweep.iterdir() if p.is_dir() and (p / ".hydra").is_dir()]
-        if jobs and plain.get("overwrite"):
-            held.close()
-            (sweep / ".lock.json").unlink(missing_ok=True)
-            moved = move_aside(sweep)
-            print(f"overwrite=true: {sweep} moved aside to {moved} (nothing deleted)", flush=True)
-            held = _hold_sweep(sweep)
-        atexit.register(held.close)
-        if not jobs or plain.get("overwrite"):
-            return
-        if not plain.get("resume"):
-            fail(f"{sweep}: holds {len(jobs)} job folder(s) of an earlier sweep; give another hydra.sweep.dir, "
-                 "resume=true to continue it, or overwrite=true to move it aside")
-        differ = _sweep_differences(sweep / "multirun.yaml", config)
-        if differ:
-            fail(f"{sweep}: resume=true with another sweep: {'; '.join(differ[:5])} (only "
-                 f"{', '.join(SAFE_ON_RESUME[2:])} may change on resume)")
+        with one_line_errors():
+            _sweep = Path(config.hydra.sweep.dir)
+            _check_sweep(_sweep, config)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         """A failed job leaves ``failed.json`` in its folder, for the sweep's summary."""
@@ -111,6 +112,31 @@ class RunFolderGuard(Callback):
             record = {"overrides": list(job_return.overrides or []), "error": first_line(str(error)),
                       "user_error": isinstance(error, MusicRLError | JobFailed)}
         write_text_atomic(Path(config.hydra.runtime.output_dir) / FAILED, json.dumps(record) + "\n")
+
+
+def _check_sweep(sweep: Path, config: DictConfig) -> None:
+    """Hold the sweep folder (one sweep at a time in it, until the process ends); refuse it when it holds a run,
+    or jobs of an earlier sweep that this one neither resumes (the same sweep) nor overwrites (moved aside)."""
+    if held_run(sweep):
+        raise RunFolderError(f"{sweep}: holds a single run; a sweep needs a folder of its own (hydra.sweep.dir)")
+    plain = task_config(config)
+    if plain.get("resume") and plain.get("overwrite"):
+        raise ConfigError("resume=true and overwrite=true: choose one (continue the sweep, or move it aside)")
+    held = _hold_sweep(sweep)
+    jobs = [p for p in sweep.iterdir() if p.is_dir() and (p / ".hydra").is_dir()]
+    if jobs and plain.get("overwrite"):
+        held.close()
+        (sweep / ".lock.json").unlink(missing_ok=True)
+        print(f"overwrite=true: {sweep} moved aside to {move_aside(sweep)} (nothing deleted)", flush=True)
+        held = _hold_sweep(sweep)
+    atexit.register(held.close)
+    if jobs and not plain.get("overwrite") and not plain.get("resume"):
+        raise RunFolderError(f"{sweep}: holds {len(jobs)} job folder(s) of an earlier sweep; give another "
+                             "hydra.sweep.dir, resume=true to continue it, or overwrite=true to move it aside")
+    differ = _sweep_differences(sweep / "multirun.yaml", config) if jobs and plain.get("resume") else []
+    if differ:
+        raise RunFolderError(f"{sweep}: resume=true with another sweep: {'; '.join(differ[:5])} (only "
+                             f"{', '.join(SAFE_ON_RESUME[2:])} may change on resume)")
 
 
 def _by_key(overrides: Any) -> dict[str, str]:
@@ -140,15 +166,12 @@ def continue_saved(config: DictConfig, saved_path: Path) -> None:
 
 
 def _hold_sweep(sweep: Path) -> contextlib.ExitStack:
-    """The sweep folder's lock (the folder created), held until the returned stack is closed: one sweep at a
-    time in a folder."""
+    """The sweep folder's lock (the folder created), held until the returned stack is closed."""
     held = contextlib.ExitStack()
     try:
         held.enter_context(hold(sweep, command="music-rl train -m", create=True))
-    except MusicRLError as err:
-        fail(str(err))
     except OSError as err:
-        fail(os_error_line(err) or f"hydra.sweep.dir={str(sweep)!r}: {err.strerror or err}")
+        raise RunFolderError(os_error_line(err) or f"hydra.sweep.dir={str(sweep)!r}: {err.strerror or err}") from None
     return held
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import signal
 import sys
 
-from music_rl.cli.errors import Interrupted, fail, install_interrupt_handlers  # light: no numpy, no torch
+from music_rl.cli.errors import fail, install_interrupt_handlers  # light: no numpy, no torch
+from music_rl.core.errors import Interrupted
 
+# each command's module and its one-line summary (music-rl --help, music-rl <command> --help): written here only
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("music_rl.cli.train", "train a run: catalog -> VAE -> world -> PPO -> evaluation, into a run folder"),
     "evaluate": ("music_rl.cli.evaluate", "evaluate a saved run again against ground-truth simulated listeners"),
@@ -41,7 +42,7 @@ def main(command: str | None = None) -> None:
     try:
         dispatch(sys.argv[1:] if command is None else [command, *sys.argv[1:]])
     except Interrupted as stop:  # between two imports or before Hydra runs (inside, the command's policy)
-        fail(f"interrupted by {signal.Signals(stop.signum).name}", 128 + stop.signum)
+        fail(str(stop), 128 + stop.signum)
 
 
 def dispatch(argv: list[str]) -> None:

@@ -89,7 +89,7 @@ class RecommendConfig:
     """with feedback: a row whose track is not in the run's catalog is fatal (else counted, reported, dropped)"""
 
 
-app = App("recommend", RecommendConfig, "a session of next tracks from a saved run (cold start, fine-tune)")
+app = App("recommend", RecommendConfig)
 
 
 def check(args: RecommendConfig) -> RecommendConfig:

@@ -23,7 +23,7 @@ from omegaconf import MISSING, DictConfig
 
 from music_rl.cli.app import App
 from music_rl.cli.errors import user_errors_exit
-from music_rl.core.errors import ConfigError
+from music_rl.core.errors import require
 
 
 @dataclass
@@ -54,18 +54,14 @@ class SimulateConfig:
     lock_timeout: float = 600.0
     """seconds to wait for the run folder's lock while another command writes into it"""
 
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first bad argument."""
+        require([*((key, getattr(self, key), getattr(self, key) >= 1, "must be an integer >= 1")
+                   for key in ("rounds", "finetune_every", "timesteps", "sessions", "last")),
+                 ("exploration", self.exploration, 0 <= self.exploration <= 1, "must be in [0, 1]")])
 
-app = App("simulate", SimulateConfig, "the online-learning loop against a frozen policy, for a simulated listener",
-          script="simulate_online")
 
-
-def validate(args: SimulateConfig) -> None:
-    """Raise :class:`ConfigError` naming the first bad argument."""
-    for key in ("rounds", "finetune_every", "timesteps", "sessions", "last"):
-        if getattr(args, key) < 1:
-            raise ConfigError(f"{key}={getattr(args, key)}: must be an integer >= 1")
-    if not 0 <= args.exploration <= 1:
-        raise ConfigError(f"exploration={args.exploration}: must be in [0, 1]")
+app = App("simulate", SimulateConfig, script="simulate_online")
 
 
 @hydra.main(version_base="1.3", config_path=app.config_path, config_name=app.name)
@@ -77,7 +73,6 @@ def main(raw: DictConfig) -> None:
     from music_rl.runs.run_folder import hold
 
     args: SimulateConfig = app.typed(raw)
-    validate(args)
     torch.set_num_threads(1)
     with hold(Path(args.run_dir), wait=args.lock_timeout, command="music-rl simulate"):
         simulate(args)
@@ -86,6 +81,7 @@ def main(raw: DictConfig) -> None:
 def simulate(args: SimulateConfig) -> None:
     """Both loops, their table and TensorBoard curves (the run folder's lock held)."""
     from music_rl.data.feedback_store import FeedbackStore
+    from music_rl.reports.markdown import markdown_header, markdown_row
     from music_rl.serving.finetune import check_online, simulate_online
     from music_rl.serving.inference import load_run
     from music_rl.training.tensorboard import log_values, open_logger
@@ -100,13 +96,12 @@ def simulate(args: SimulateConfig) -> None:
     if args.finetune_every >= args.rounds:  # a fine-tune follows a round that another round follows
         print(f"note: finetune_every={args.finetune_every} >= rounds={args.rounds}: the online policy is never "
               "fine-tuned; it differs from the frozen one by its exploration only")
-    print("| round | online | frozen | online expected | frozen expected | online version |")
-    print("|---|---|---|---|---|---|")
+    print(markdown_header(["round", "online", "frozen", "online expected", "frozen expected", "online version"]))
+    figures = ("online_reward", "frozen_reward", "online_expected", "frozen_expected")
 
     def on_round(row: dict[str, Any]) -> None:
-        print(f"| {row['round']} | {row['online_reward']:.3f} | {row['frozen_reward']:.3f} | "
-              f"{row['online_expected']:.3f} | {row['frozen_expected']:.3f} | {row['online_version']} |",
-              flush=True)
+        cells = [str(row["round"]), *(f"{row[key]:.3f}" for key in figures), str(row["online_version"])]
+        print(markdown_row(cells), flush=True)
         for side, logger in loggers.items():
             log_values(logger, {"online/reward": row[f"{side}_reward"],
                                 "online/expected_reward": row[f"{side}_expected"]}, row["round"])

@@ -59,8 +59,7 @@ class TablesConfig:
     any folders below; a pattern may match nothing)"""
 
 
-app = App("tables", TablesConfig, "the result tables of README.md and docs/ from the result files in results/",
-          positional="action")
+app = App("tables", TablesConfig, positional="action")
 
 
 @hydra.main(version_base="1.3", config_path=app.config_path, config_name=app.name)
@@ -71,12 +70,12 @@ def main(raw: DictConfig) -> None:
     if args.action is Action.collect:
         if args.check:
             raise ConfigError("check=true: a key of render (music-rl tables check=true), not of collect")
-        run_collect(args)
+        run_collect(args.name, args.sources, args.spec, args.results_dir)
     else:
         if args.name or args.sources or args.spec:
             raise ConfigError("name, sources and spec are keys of collect: music-rl tables collect name=... "
                               "sources=[...]")
-        run_render(args)
+        run_render(args.documents, args.results_dir, args.check)
 
 
 if __name__ == "__main__":

@@ -24,28 +24,27 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from music_rl.cli.app import App
-from music_rl.cli.errors import fail, os_error_line, user_errors_exit
-from music_rl.config import TrainConfig, validate
+from music_rl.cli.errors import user_errors_exit
+from music_rl.cli.folder_guard import open_run
+from music_rl.config import TrainConfig
+from music_rl.core.errors import os_error_line
 
 log = logging.getLogger("music-rl")
 
-app = App("train", TrainConfig, "train a run: catalog -> VAE -> world -> PPO -> evaluation, into a run folder",
-          multirun=True, output_folder=True)
+app = App("train", TrainConfig, multirun=True, output_folder=True)
 
 
 @hydra.main(version_base="1.3", config_path=app.config_path, config_name=app.name)
 @user_errors_exit
 def main(raw: DictConfig) -> float | None:
-    """Validate the config, run the pipeline, report where the run is."""
-    from music_rl.training.pipeline import TrainingInterrupted, run  # torch and SB3 load only once a job starts
+    """Open the run (its config checked, its folder claimed: once), run the pipeline, report where the run is."""
+    from music_rl.training.pipeline import run  # torch and SB3 load only once a job starts
 
-    cfg: TrainConfig = app.typed(raw)
-    validate(cfg)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    cfg, held = open_run(raw, run_dir)
     try:
-        metrics = run(cfg, run_dir)
-    except TrainingInterrupted as stop:
-        fail(f"{stop}", 128 + stop.signum)
+        with held:
+            metrics = run(cfg, run_dir)
     except OSError as err:  # a full disk or unwritable folder: name the run folder when the writer did not
         if err.filename is None and os_error_line(err) is not None:
             err.filename = str(run_dir)

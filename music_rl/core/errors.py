@@ -4,8 +4,14 @@ Entry points catch :class:`MusicRLError`, print its message as one line and exit
 Everything else is a bug and keeps its traceback.
 """
 
+import errno
 import os
+import re
+import signal
 import stat
+from collections.abc import Iterable
+from enum import Enum
+from typing import Any
 
 
 class MusicRLError(Exception):
@@ -41,6 +47,23 @@ class ResultsError(MusicRLError):
     out of date."""
 
 
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT stopped the command: it ends in ``error: <this message>``, exit 128 + signal (a
+    BaseException, like KeyboardInterrupt: no ``except Exception`` eats it). ``detail`` says what was kept."""
+
+    def __init__(self, signum: int, detail: str = "the files written so far are complete (atomic writes)") -> None:
+        super().__init__(f"interrupted by {signal.Signals(signum).name}; {detail}")
+        self.signum = signum
+
+
+def require(checks: Iterable[tuple[str, Any, bool, str]]) -> None:
+    """Raise :class:`ConfigError` ``key=value: allowed`` for the first ``(key, value, ok, allowed)`` not ok (a
+    choice shown as typed): how the config dataclasses' ``validate()`` methods check their keys."""
+    for key, value, ok, allowed in checks:
+        if not ok:
+            raise ConfigError(f"{key}={value.value if isinstance(value, Enum) else value!r}: {allowed}")
+
+
 def path_kind(path: str | os.PathLike[str]) -> str:
     """What ``path`` is, for an error line about a path that should be a regular file or a folder: ``a
     directory``, ``a FIFO``, ``a character device``, ``a block device``, ``a socket``, ``a regular file``,
@@ -59,3 +82,22 @@ def not_a(path: str | os.PathLike[str], wanted: str) -> str:
     ``no such file``, ``no such folder``, ``a FIFO, not a regular file``, ``a directory, not a regular file``..."""
     kind = path_kind(path)
     return f"no such {wanted.removeprefix('regular ')}" if kind == "missing" else f"{kind}, not a {wanted}"
+
+
+_ELSEWHERE, _NOT_FOLDER = "free some space or write elsewhere", "a part of the path is a file, not a folder"
+_WHY = {**dict.fromkeys((errno.EACCES, errno.EPERM), "choose a folder you can write to"),
+        **dict.fromkeys((errno.ENOTDIR, errno.EEXIST), f"{_NOT_FOLDER}: choose another path"),
+        errno.EROFS: "the file system is read-only: choose another folder", errno.ENOSPC: f"the disk is full: "
+        f"{_ELSEWHERE}", errno.EDQUOT: f"the disk quota is exhausted: {_ELSEWHERE}", errno.EFBIG: "the file size "
+        "limit was reached: raise it (ulimit -f) or write elsewhere", errno.ENAMETOOLONG: "the name is too long for "
+        "the file system: shorten it (for a sweep with many overrides: hydra.sweep.subdir='${hydra.job.num}')",
+        errno.EISDIR: "it is a folder: give a file's path", errno.ENOENT: "no such file or folder: check the path"}
+
+
+def os_error_line(err: OSError) -> str | None:
+    """One line for an OSError the user must fix (unwritable folder, full disk), or None for any other."""
+    where = err.filename if err.filename is not None else "writing the output"
+    if err.errno is None and (short := re.fullmatch(r"(\d+) requested and (\d+) written", str(err))):  # numpy
+        return f"{where}: a write was cut short ({short[2]} of {short[1]} items written); the disk is probably full"
+    hint = _WHY.get(err.errno) if isinstance(err.errno, int) else None
+    return None if hint is None else f"{where}: {err.strerror or os.strerror(err.errno)}; {hint}"

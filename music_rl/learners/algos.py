@@ -33,8 +33,8 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
 from envs.music_env import MusicRecEnv
-from music_rl.evaluation.baselines import Policy
-from music_rl.learners.policies import candidate_distribution
+from music_rl.core.errors import require
+from music_rl.learners.policies import Policy, candidate_distribution
 from music_rl.learners.ppo import VecEnvKind
 
 
@@ -85,6 +85,26 @@ class OffPolicyConfig:
     progress_bar: bool = True
     """SB3's progress bar while training"""
 
+    def validate(self, group: str) -> None:
+        """Raise :class:`ConfigError` naming the first bad ``<group>.*`` key (``group``: sac or td3)."""
+        def key(name: str) -> tuple[str, Any]:
+            return f"{group}.{name}", getattr(self, name)
+
+        require([
+            *((*key(k), getattr(self, k) >= 1, "must be an integer >= 1")
+              for k in ("total_timesteps", "n_envs", "buffer_size", "batch_size", "train_freq", "gradient_steps",
+                        "checkpoint_freq")),
+            (*key("learning_starts"), 0 <= self.learning_starts < self.total_timesteps,
+             f"must be an integer in [0, {group}.total_timesteps = {self.total_timesteps}) (no update would be made)"),
+            (*key("batch_size"), self.batch_size <= self.buffer_size, f"must be <= {group}.buffer_size = "
+                                                                       f"{self.buffer_size}"),
+            (*key("learning_rate"), 0 < self.learning_rate <= 1, "must be in (0, 1]"),
+            (*key("gamma"), 0 <= self.gamma <= 1, "must be in [0, 1]"),
+            (*key("tau"), 0 < self.tau <= 1, "must be in (0, 1]"),
+            *((f"{group}.{k}", list(getattr(self, k)), all(w >= 1 for w in getattr(self, k)),
+               "must be a list of positive layer widths") for k in ("actor_arch", "critic_arch")),
+        ])
+
 
 @dataclass
 class SACConfig(OffPolicyConfig):
@@ -92,6 +112,14 @@ class SACConfig(OffPolicyConfig):
 
     ent_coef: Any = "auto"
     """entropy coefficient: auto (learnt towards a target entropy of -d) | a number > 0"""
+
+    def validate(self, group: str = "sac") -> None:
+        """The shared keys, then ``sac.ent_coef``."""
+        super().validate(group)
+        coef = self.ent_coef
+        number = isinstance(coef, int | float) and not isinstance(coef, bool)
+        require([("sac.ent_coef", coef, coef == "auto" or (number and 0 < coef <= 1e3),
+                  "must be 'auto' or a number in (0, 1000]")])
 
 
 @dataclass
@@ -108,6 +136,16 @@ class TD3Config(OffPolicyConfig):
     """standard deviation of the noise smoothing the target policy"""
     target_noise_clip: float = 0.5
     """limit of that noise"""
+
+    def validate(self, group: str = "td3") -> None:
+        """The shared keys, then TD3's noises and delay."""
+        super().validate(group)
+        require([
+            *((f"td3.{k}", getattr(self, k), 0 <= getattr(self, k) <= 10,
+               "must be in [0, 10] (in units of the action box [-1, 1])")
+              for k in ("action_noise", "target_policy_noise", "target_noise_clip")),
+            ("td3.policy_delay", self.policy_delay, self.policy_delay >= 1, "must be an integer >= 1"),
+        ])
 
 
 def build_offpolicy_model(algo: str, cfg: OffPolicyConfig, venv: VecEnv, seed: int) -> SAC | TD3:

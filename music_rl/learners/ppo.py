@@ -23,7 +23,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from envs.music_env import EnvConfig, MusicRecEnv
 from envs.world import World
-from music_rl.core.errors import ConfigError
+from music_rl.core.errors import ConfigError, require
 from music_rl.learners.policies import CandidateScorerPolicy
 from music_rl.learners.vec_env import session_vec_env
 
@@ -111,6 +111,26 @@ class PPOConfig:
     """save checkpoints/ppo_<n>_steps.zip every this many steps (resume=true continues from the newest)"""
     progress_bar: bool = True
     """SB3's progress bar while training"""
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first bad ``ppo.*`` key, its value and what is allowed."""
+        def key(name: str) -> tuple[str, Any]:
+            return f"ppo.{name}", getattr(self, name)
+
+        rollout = self.n_steps * self.n_envs
+        require([
+            *((*key(k), getattr(self, k) >= 1, "must be an integer >= 1")
+              for k in ("total_timesteps", "n_envs", "n_steps", "batch_size", "n_epochs")),
+            (*key("batch_size"), self.batch_size <= rollout, f"must be <= ppo.n_steps * ppo.n_envs = {rollout}"),
+            (*key("learning_rate"), 0 < self.learning_rate <= 1, "must be in (0, 1]"),
+            *((*key(k), 0 <= getattr(self, k) <= 1, "must be in [0, 1]") for k in ("gamma", "gae_lambda")),
+            (*key("clip_range"), 0 < self.clip_range <= 10, "must be in (0, 10]"),
+            *((*key(k), 0 <= getattr(self, k) <= 1e3, "must be in [0, 1000]") for k in ("ent_coef", "vf_coef")),
+            (*key("max_grad_norm"), 0 < self.max_grad_norm <= 1e6, "must be in (0, 1e6]"),
+            *((f"ppo.{k}", list(getattr(self, k)), all(w >= 1 for w in getattr(self, k)),
+               "must be a list of positive layer widths") for k in ("net_arch", "scorer_arch")),
+            (*key("checkpoint_freq"), self.checkpoint_freq >= 1, "must be an integer >= 1"),
+        ])
 
 
 POLICIES: tuple[str, ...] = tuple(PolicyName)
