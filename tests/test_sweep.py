@@ -160,8 +160,9 @@ def test_a_sweep_on_a_ray_cluster_reports_a_failing_job_and_finishes_the_other(t
                                 "ppo.lr_schedule"}),
 ])
 def test_a_two_trial_optuna_study_on_the_tiny_budget(tmp_path, study, params):
-    proc = subprocess.run(command(f"+experiment=[{study},tiny]", "hydra.sweeper.n_trials=2",
-                                  f"hydra.sweep.dir={tmp_path}", multirun=True),
+    # the study and the tiny budget in one +experiment (the key given once: a second one is refused)
+    proc = subprocess.run([MUSIC_RL, "train", "-m", f"+experiment=[{study},tiny]", "hydra.sweeper.n_trials=2",
+                           f"hydra.sweep.dir={tmp_path}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     check(proc)
     results = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
+import signal
 import sys
-
-from music_rl.cli.errors import fail, install_interrupt_handlers  # light: no numpy, no torch
-from music_rl.core.errors import Interrupted
+from types import FrameType
 
 # each command's module and its one-line summary (music-rl --help, music-rl <command> --help): written here only
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -35,10 +35,21 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+def _interrupted_early(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM or SIGINT before the error layer is loaded: its line, exit 128 + signal (nothing written yet)."""
+    os.write(2, f"error: interrupted by {signal.Signals(signum).name}; nothing was written yet\n".encode())
+    os._exit(128 + signum)
+
+
 def main(command: str | None = None) -> None:
     """Dispatch ``music-rl <command> ...`` to the command's Hydra app (``command``: the wrapper
     ``scripts/<command>.py`` names it, the command line holds only its keys)."""
-    install_interrupt_handlers()  # first: the commands' modules load numpy, torch, Hydra
+    for sig in (signal.SIGTERM, signal.SIGINT):  # first, before any import of the project's: its one line
+        signal.signal(sig, _interrupted_early)
+    from music_rl.cli.errors import fail, install_interrupt_handlers  # light: no numpy, no torch
+    from music_rl.core.errors import Interrupted
+
+    install_interrupt_handlers()  # the commands' modules load numpy, torch, Hydra
     try:
         dispatch(sys.argv[1:] if command is None else [command, *sys.argv[1:]])
     except Interrupted as stop:  # between two imports or before Hydra runs (inside, the command's policy)
@@ -54,6 +65,8 @@ def dispatch(argv: list[str]) -> None:
     if name not in COMMANDS:
         close = difflib.get_close_matches(name, COMMANDS, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
+        from music_rl.cli.errors import fail
+
         fail(f"music-rl: no command {name!r}{hint}; one of {', '.join(COMMANDS)}")
     module = importlib.import_module(COMMANDS[name][0])
     sys.argv = [f"music-rl {name}", *argv[1:]]

@@ -97,7 +97,9 @@ _WHY = {**dict.fromkeys((errno.EACCES, errno.EPERM), "choose a folder you can wr
 def os_error_line(err: OSError) -> str | None:
     """One line for an OSError the user must fix (unwritable folder, full disk), or None for any other."""
     where = err.filename if err.filename is not None else "writing the output"
-    if err.errno is None and (short := re.fullmatch(r"(\d+) requested and (\d+) written", str(err))):  # numpy
-        return f"{where}: a write was cut short ({short[2]} of {short[1]} items written); the disk is probably full"
+    message = str(err.args[0]) if err.errno is None and err.args else ""  # str(err) shows the filename once set
+    if err.errno is None and (short := re.fullmatch(r"(\d+) requested and (\d+) written", message)):  # numpy
+        return (f"{where}: a write was cut short ({short[2]} of {short[1]} items written); the disk is probably "
+                f"full: {_ELSEWHERE}")
     hint = _WHY.get(err.errno) if isinstance(err.errno, int) else None
     return None if hint is None else f"{where}: {err.strerror or os.strerror(err.errno)}; {hint}"
