@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-dev
 STAMP_SWEEPS := $(VENV)/.installed-dev-sweeps
 comma  := ,
 
-.PHONY: venv train test sweep tensorboard bench docs lint clean
+.PHONY: venv train test test-fast sweep tensorboard bench docs lint typecheck clean
 
 venv: $(STAMP)
 
@@ -23,6 +23,9 @@ train: $(STAMP)  ## the main job on the embedded synthetic catalog
 
 test: $(STAMP_SWEEPS)  ## the test suite (with the launcher and sweeper plugins), one worker per core
 	$(PY) -m pytest -n 2 --dist loadgroup $(ARGS)
+
+test-fast: $(STAMP_SWEEPS)  ## the unit tests without the slow ones (whole commands, training runs): under 2 minutes
+	$(PY) -m pytest -m "not slow" -n 2 --dist loadgroup $(ARGS)
 
 # The design's offline experiment: PPO learns from the propagated reward table, so the decay matters.
 SWEEP_SOURCE ?= env.reward_source=propagated
@@ -42,8 +45,11 @@ bench: $(STAMP)  ## speed, memory and scale figures -> bench.json
 docs: $(VENV)/.installed-docs  ## the documentation site (mkdocs.yml) into site/; any warning fails it
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff (pyproject.toml's [tool.ruff])
 	$(VENV)/bin/ruff check .
 
+typecheck: $(STAMP)  ## mypy (pyproject.toml's [tool.mypy]: strict on the core packages)
+	$(VENV)/bin/mypy
+
 clean:
-	rm -rf outputs multirun site .pytest_cache .ruff_cache
+	rm -rf outputs multirun site .pytest_cache .ruff_cache .mypy_cache

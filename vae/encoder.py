@@ -119,7 +119,7 @@ class LatentEncoder:
             recon, mu, logvar = model(batch, generator)
             loss, rec, kl = vae_loss(batch, recon, mu, logvar, self.cfg.beta, self._recon_weight)
             optimiser.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch declares Tensor.backward without annotations
             optimiser.step()
             totals += torch.stack([rec.detach(), kl.detach(), loss.detach()]).double() * len(batch)
         return dict(zip(("recon", "kl", "loss"), (totals / len(x)).tolist(), strict=True))

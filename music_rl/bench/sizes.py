@@ -10,7 +10,7 @@ SWEEP = (
     "reward.like_weight=10,100",
     "reward.decay=linear,exponential,gaussian",
     "env.reward_source=propagated",
-)  # the overrides of `make sweep` (tests/test_bench.py checks)
+)  # the overrides of `make sweep` (tests/unit/bench/test_bench.py checks)
 TINY = "+experiment=tiny"  # conf/experiment/tiny.yaml: the tiny training budget of the tests
 OBSERVATIONS = ("seed", "candidates", "history")  # (a), (c): the modes measured (not yet env.observation=listener,
 # whose reset draws and propagates a listener's log: docs/results/new-listener.md)

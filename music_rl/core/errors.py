@@ -101,5 +101,6 @@ def os_error_line(err: OSError) -> str | None:
     if err.errno is None and (short := re.fullmatch(r"(\d+) requested and (\d+) written", message)):  # numpy
         return (f"{where}: a write was cut short ({short[2]} of {short[1]} items written); the disk is probably "
                 f"full: {_ELSEWHERE}")
-    hint = _WHY.get(err.errno) if isinstance(err.errno, int) else None
-    return None if hint is None else f"{where}: {err.strerror or os.strerror(err.errno)}; {hint}"
+    if not isinstance(err.errno, int) or (hint := _WHY.get(err.errno)) is None:
+        return None
+    return f"{where}: {err.strerror or os.strerror(err.errno)}; {hint}"

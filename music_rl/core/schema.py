@@ -26,7 +26,7 @@ def check_seed(key: str, value: int | None) -> None:
         raise ConfigError(f"{key}={value}: must be an integer in 0..{SEED_LIMIT - 1} (a seed)")
 
 
-def to_config(raw: DictConfig | dict, schema: type, command: str = "train") -> Any:
+def to_config(raw: DictConfig | dict[str, Any], schema: type, command: str = "train") -> Any:
     """``raw`` merged onto the dataclass ``schema`` and checked: the typed object. Checked here, for every
     command: its seeds (``seed``, ``*_seed``), ``lock_timeout`` >= 0, a required path not empty; then the
     schema's own ``validate()``.
@@ -36,7 +36,7 @@ def to_config(raw: DictConfig | dict, schema: type, command: str = "train") -> A
     """
     raw = raw if isinstance(raw, DictConfig) else OmegaConf.create(raw)
     try:
-        typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), raw))
+        typed: Any = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), raw))
     except MissingMandatoryValue as err:
         raise ConfigError(f"{err.full_key}: required: give {err.full_key}=... (music-rl {command} --help)") from None
     except OmegaConfBaseException as err:

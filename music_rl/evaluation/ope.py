@@ -145,12 +145,11 @@ class RidgeThenBoost:
     """The reward model: a ridge regression on standardised features, then gradient-boosted trees on its
     residuals (early-stopped on a held-out tenth; skipped under ``MIN_BOOST_ROWS`` training steps).
 
-    Chosen by measurement (tests/test_ope.py, ``test_reward_model_choice``: cross-fitted RMSE against the known
-    expected reward of every candidate, 5,000 logged steps, k = 4, f = 25): on a nonlinear reward (similarity to the
-    current track, like probabilities; sd 3.1) 0.94, against 1.99 for ridge alone and 1.09 for boosting alone
-    (scikit-learn's defaults); on a linear reward (sd 5.3) 0.61, against 0.57 and 1.47. At 100,000 steps: 0.61
-    against 2.01 and 0.60 (nonlinear), 0.51 against 0.50 and 0.78 (linear).
-    """
+    Chosen by measurement (tests/unit/evaluation/test_ope.py, ``test_reward_model_choice``: cross-fitted RMSE against
+    the known expected reward of every candidate, 5,000 logged steps, k = 4, f = 25): on a nonlinear reward (similarity
+    to the current track, like probabilities; sd 3.1) 0.94, against 1.99 for ridge alone and 1.09 for boosting alone
+    (scikit-learn's defaults); on a linear reward (sd 5.3) 0.61, against 0.57 and 1.47. At 100,000 steps: 0.61 against
+    2.01 and 0.60 (nonlinear), 0.51 against 0.50 and 0.78 (linear)."""
 
     def __init__(self, seed: int) -> None:
         self.seed = seed

@@ -181,11 +181,11 @@ def load_encoder(path: Path) -> LatentEncoder:
         raise RunFolderError(f"{path}: missing")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except (pickle.UnpicklingError, IndexError, KeyError, UnicodeDecodeError):  # what random bytes give the unpickler
         raise _invalid_vae(path, "not a torch file of tensors and plain data") from None
     except EOFError:
         raise _invalid_vae(path, "empty or truncated") from None
-    except (RuntimeError, ValueError, TypeError, KeyError, OSError):
+    except (RuntimeError, ValueError, TypeError, OSError):
         raise _invalid_vae(path, "a damaged archive or another kind of file") from None
     try:
         return LatentEncoder.from_checkpoint(ckpt)

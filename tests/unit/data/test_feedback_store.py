@@ -23,7 +23,7 @@ import music_rl.data.feedback_store
 from music_rl.core.errors import FeedbackError
 from music_rl.data.feedback_store import COLUMNS, FeedbackStore
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 # A writer process: once imported, says so (<log>.<user>.ready) and waits for <log>.go; then appends batches
 # of 1..3 rows (user_id = argv[2], increasing position) until killed or argv[3] rows are written (0: forever).

@@ -19,7 +19,7 @@ from music_rl.bench.report import Target, make_row
 from music_rl.bench.runner import Runner, StageFailed
 from music_rl.bench.sizes import QUICK, SWEEP
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "scripts" / "bench.py"
 REPEATS = 2
 
@@ -34,6 +34,7 @@ def quick(tmp_path_factory) -> tuple[dict, str]:
     return json.loads((out / "bench.json").read_text()), proc.stdout
 
 
+@pytest.mark.slow
 def test_report_describes_the_machine_and_the_run(quick):
     report, _ = quick
     m = report["machine"]
@@ -45,6 +46,7 @@ def test_report_describes_the_machine_and_the_run(quick):
     assert report["format_version"] == 2 and report["command"][:2] == ["music-rl", "bench"]
 
 
+@pytest.mark.slow
 def test_every_row_is_consistent(quick):
     report, _ = quick
     rows = report["results"]
@@ -59,6 +61,7 @@ def test_every_row_is_consistent(quick):
             assert r["peak_rss_mb"] > 10
 
 
+@pytest.mark.slow
 def test_each_measurement_has_its_rows(quick):
     rows = quick[0]["results"]
     by_id = {mid: [r for r in rows if r["id"] == mid] for mid in "acef"}
@@ -83,6 +86,7 @@ def test_each_measurement_has_its_rows(quick):
     assert len(by_id["e"]) == 1 and by_id["e"][0]["median"] > 0
 
 
+@pytest.mark.slow
 def test_markdown_table_has_one_line_per_row(quick):
     report, stdout = quick
     table = [line for line in stdout.splitlines() if line.startswith("| ")]

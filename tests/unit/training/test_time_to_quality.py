@@ -48,6 +48,7 @@ def test_defaults_v1_pins_the_first_version_and_defaults_v2_is_today():
     assert load_config(compose("+experiment=defaults_v2")) == load_config(compose())
 
 
+@pytest.mark.slow
 def test_evaluations_fall_between_rollouts_and_when_training_ends(tmp_path):
     """Rollouts of 2 x 256 steps, an evaluation every 256 steps: at the rollout boundaries 512, 1024, 1536 and
     at the end, 2048 (each scores a policy trained on exactly those steps); no plateau, no stop."""
@@ -60,6 +61,7 @@ def test_evaluations_fall_between_rollouts_and_when_training_ends(tmp_path):
     assert info["time_to_quality"] is None or info["time_to_quality"]["timesteps"] in (512, 1024, 1536, 2048)
 
 
+@pytest.mark.slow
 def test_a_plateau_stops_training_and_is_logged(tmp_path):
     """A rise of 10 is never reached: with patience 1 training stops at the second evaluation (1024 steps of
     2048); the next rollout's steps are dropped, so the saved model and its checkpoint are the 1024-step

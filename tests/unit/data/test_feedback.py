@@ -17,7 +17,7 @@ from music_rl.data.catalog import Normaliser, synthetic_catalog
 from music_rl.data.feedback import COLUMNS, read_feedback, write_feedback
 from music_rl.data.mssd import DEFAULT_SKIP_MAP, import_streaming_sessions
 
-MSSD_SAMPLE = Path(__file__).parent / "fixtures" / "feedback" / "mssd_log_sample.csv"
+MSSD_SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "feedback" / "mssd_log_sample.csv"
 N_TRACKS = 400
 HEADER = ",".join(COLUMNS)
 

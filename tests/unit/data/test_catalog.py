@@ -13,7 +13,7 @@ from music_rl.core.errors import CatalogError, ConfigError
 from music_rl.data.catalog import FEATURES, DataConfig, Normaliser, load_catalog, synthetic_catalog
 from music_rl.data.catalog_csv import NO_KEY
 
-FIXTURES = Path(__file__).parent / "fixtures" / "catalogs"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "catalogs"
 HEADER = ["track_id", "track_name", "track_artist", *FEATURES]
 
 

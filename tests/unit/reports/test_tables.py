@@ -16,7 +16,7 @@ from music_rl.bench.report import COLUMNS, Target, make_row
 from music_rl.reports.tables.render import cell, results_table
 from music_rl.reports.tables.results import Column, excerpt, lookup, resolve
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "scripts" / "tables.py"
 SEED_COLUMNS = [
     {"header": "seed", "key": "config.seed"},

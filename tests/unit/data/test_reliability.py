@@ -32,7 +32,7 @@ from music_rl.data.catalog import DataConfig, load_catalog
 from music_rl.data.feedback import read_feedback
 from music_rl.data.feedback_store import FeedbackStore
 
-BAD = Path(__file__).resolve().parent / "fixtures" / "bad"
+BAD = ROOT / "tests" / "fixtures" / "bad"
 TRACK_IDS = [f"trk{i:03d}" for i in range(8)]
 
 

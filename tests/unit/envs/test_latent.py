@@ -174,6 +174,7 @@ def test_recommend_shows_the_point_the_track_played_and_its_distance(latent_run,
         assert f"[{step['played']['track_id']}]   distance {step['distance']:.4f}" in table
 
 
+@pytest.mark.slow
 def test_a_model_of_the_other_action_space_is_one_line_for_every_command(latent_run, pristine, tmp_path, capsys):
     algo, latent = latent_run
     if algo != "ppo":

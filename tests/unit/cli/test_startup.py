@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 # Heavy modules only a few functions need (PCA, K-Means, correlations): imported inside those functions.
 LAZY = ("sklearn", "scipy.stats")

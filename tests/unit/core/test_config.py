@@ -14,7 +14,7 @@ from music_rl.config import TrainConfig, load_config
 from music_rl.core.errors import ConfigError
 from vae.config import VAEConfig
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
+CONF = Path(__file__).resolve().parents[3] / "conf"
 
 
 def compose(*overrides: str):

@@ -1,7 +1,7 @@
 """The checkpoints of a training run (music_rl/training/callbacks.py, RolloutCheckpointCallback) on a small PPO in
 this process: named as ``resume=true`` reads them, holding the policy trained on whole rollouts, written
 atomically, pruned to the newest, and one on SIGTERM at the end of the step (the whole command's interruption and
-resume: tests/test_interrupt.py)."""
+resume: tests/integration/test_interrupt.py)."""
 
 from __future__ import annotations
 
