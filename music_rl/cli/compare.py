@@ -66,6 +66,7 @@ def main(raw: DictConfig) -> None:
     for line in skipped:
         print(f"skipped {line}", file=sys.stderr)
     table, notes = aggregate(jobs)
+    against = against_baseline(jobs, baseline) if baseline else None  # refused before any file is written
     print(markdown(table))
     for note in notes:
         print(f"note: {note}")
@@ -75,7 +76,7 @@ def main(raw: DictConfig) -> None:
         jobs.to_csv(tmp, index=False)
     with atomic_path(sweep / "compare.png") as tmp:
         score_chart(table, tmp)
-    extra = {"compare_baseline.csv": against_baseline(jobs, baseline) if baseline else None,
+    extra = {"compare_baseline.csv": against,
              "ope_accuracy.csv": ope_accuracy(ope_pairs(sweep))}
     for name, frame in extra.items():
         if frame is not None and not frame.empty:

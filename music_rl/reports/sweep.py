@@ -188,6 +188,10 @@ def against_baseline(jobs: pd.DataFrame, baseline: Mapping[str, str]) -> pd.Data
                              f"(they vary: {', '.join(config) or 'nothing'})")
     keyed = jobs.assign(_replicate=replicate_ids(jobs))
     is_base = np.logical_and.reduce([keyed[k].astype(str) == str(v) for k, v in baseline.items()])
+    if not is_base.any():
+        values = "; ".join(f"{k}: {', '.join(sorted(keyed[k].astype(str).unique()))}" for k in baseline)
+        raise RunFolderError(f"baseline: no job has {', '.join(f'{k}={v}' for k, v in baseline.items())} "
+                             f"(the sweep's values: {values})")
     others = [c for c in config if c not in baseline]
     rows = []
     for values, group in keyed[~is_base].groupby(config, dropna=False, sort=False):

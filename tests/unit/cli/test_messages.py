@@ -398,3 +398,16 @@ def test_each_command_summary_is_written_once():
     sources = "".join(p.read_text(encoding="utf-8") for p in (ROOT / "music_rl" / "cli").glob("*.py"))
     for _, summary in COMMANDS.values():
         assert sources.count(summary) == 1, summary
+
+
+def test_a_baseline_no_job_has_is_refused_and_names_the_sweeps_values():
+    import pandas as pd
+
+    from music_rl.reports.sweep import against_baseline
+
+    jobs = pd.DataFrame({"job": ["0", "1"], "vae.latent_dim": ["2", "5"], "seed": [0, 0],
+                         "normalized_score": [0.1, 0.2], "ppo_seconds": [1.0, 1.0]})
+    with pytest.raises(RunFolderError, match=r"baseline: no job has vae\.latent_dim=7 \(the sweep's values: "
+                                             r"vae\.latent_dim: 2, 5\)"):
+        against_baseline(jobs, {"vae.latent_dim": "7"})
+    assert len(against_baseline(jobs, {"vae.latent_dim": "2"})) == 1  # a baseline some job has still compares
