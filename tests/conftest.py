@@ -88,3 +88,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(INTEGRATION):
             item.add_marker(pytest.mark.slow)
+
+
+def last_line(stderr: str) -> str:
+    """The last line of a command's stderr, leaving out the warning joblib's resource tracker (a separate process)
+    may print on its way out, after the command's own last line, on a loaded machine."""
+    lines = [ln for ln in stderr.strip().splitlines()
+             if "resource_tracker" not in ln and not ln.startswith("  warnings.warn(")]
+    return lines[-1] if lines else ""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, TINY, run_cli
+from conftest import ROOT, TINY, last_line, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sweeps")]  # one worker: Ray instances never overlap
 
@@ -37,7 +37,7 @@ def sweep_without(module: str, *overrides: str, cwd: Path) -> subprocess.Complet
 
 def one_line(proc: subprocess.CompletedProcess) -> str:
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    last = proc.stderr.strip().splitlines()[-1]
+    last = last_line(proc.stderr)
     assert last.startswith("error: "), proc.stderr[-3000:]
     return last
 

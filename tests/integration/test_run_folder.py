@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, TINY, command, run_cli, train, train_command
+from conftest import ROOT, TINY, command, last_line, run_cli, train, train_command
 
 from music_rl.core.atomic import write_json_atomic
 from music_rl.data.feedback_store import FeedbackStore
@@ -36,7 +36,7 @@ def one_line(proc: subprocess.CompletedProcess, *fragments: str) -> str:
     """The process ended with exit 2 and one ``error:`` line (its last line), holding every fragment."""
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    last = proc.stderr.strip().splitlines()[-1]
+    last = last_line(proc.stderr)
     assert last.startswith("error: "), proc.stderr[-3000:]
     for fragment in fragments:
         assert fragment in last, (fragment, last)

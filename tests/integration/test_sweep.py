@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import MUSIC_RL, ROOT, TINY, run_cli
+from conftest import MUSIC_RL, ROOT, TINY, last_line, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sweeps")]  # one worker: Ray instances never overlap
 
@@ -107,7 +107,7 @@ def test_a_sweep_whose_folder_names_are_too_long_fails_with_one_line(tmp_path):
                                   "hydra.sweep.subdir=" + "x" * 300 + "${hydra.job.num}", multirun=True),
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert proc.stderr.rstrip().splitlines()[-1].startswith("error: ")
+    assert last_line(proc.stderr).startswith("error: ")
     assert "File name too long" in proc.stderr and "hydra.sweep.subdir='${hydra.job.num}'" in proc.stderr
 
 
@@ -148,7 +148,7 @@ def test_a_sweep_on_a_ray_cluster_reports_a_failing_job_and_finishes_the_other(t
                                   multirun=True),
                           cwd=ROOT, capture_output=True, text=True, timeout=600, env=RAY_ENV)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert proc.stderr.rstrip().splitlines()[-1].startswith("error: 1 of 2 jobs of the sweep failed")
+    assert last_line(proc.stderr).startswith("error: 1 of 2 jobs of the sweep failed")
     assert "reward.n_clusters=3000: must be <= the catalog size (1500 tracks)" in proc.stderr
     assert (sweep_dir / "0_+experiment-tiny+reward.n_clusters-8" / "metrics.json").is_file()
     assert (sweep_dir / "1_+experiment-tiny+reward.n_clusters-3000" / "failed.json").is_file()
