@@ -96,3 +96,10 @@ def last_line(stderr: str) -> str:
     lines = [ln for ln in stderr.strip().splitlines()
              if "resource_tracker" not in ln and not ln.startswith("  warnings.warn(")]
     return lines[-1] if lines else ""
+
+
+def error_line(proc: subprocess.CompletedProcess) -> str:
+    """The process ended with exit 2 and no traceback; its last line (the ``error:`` line)."""
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    return last_line(proc.stderr)

@@ -10,18 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import run_cli, train
+from conftest import error_line, run_cli, train
 from mssd import mssd_files
 
 pytestmark = pytest.mark.slow  # trains (a tiny budget, still seconds per test)
 
 SMALL = ("env.session_length=8", "reward.n_clusters=8", "eval.ope_log_steps=600", "eval.planner.n_episodes=4")
-
-
-def error_line(proc) -> str:
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr
-    return proc.stderr.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import train
+from conftest import error_line, train
 from mssd import mssd_files
 
 from music_rl.core.errors import RunFolderError
@@ -17,12 +17,6 @@ from music_rl.core.errors import RunFolderError
 pytestmark = pytest.mark.slow  # trains (a tiny budget, still seconds per test)
 
 SMALL = ("env.session_length=8", "reward.n_clusters=8", "eval.planner.n_episodes=4", "listeners.learnt.max_epochs=5")
-
-
-def error_line(proc) -> str:
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr
-    return proc.stderr.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")
