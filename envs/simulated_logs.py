@@ -42,7 +42,7 @@ def probe_log(population: ListenerPopulation, listener_ids: Sequence[int], probe
             pct, liked = population.session(listener, rng).respond(track)
             tid = str(track_ids[track])
             rows.append((f"listener-{listener}", f"probe-{listener}", pos, tid, pct, liked, "", tid, 1.0))
-    return _frame(rows)
+    return feedback_frame(rows)
 
 
 def random_walk(population: ListenerPopulation, listener: int, index: CandidateIndex, rng: np.random.Generator,
@@ -108,10 +108,10 @@ def random_walk_log(population: ListenerPopulation, listener_ids: Sequence[int],
             shown = " ".join(str(track_ids[c]) for c in cands)
             rows.append((f"listener-{listener}", f"walk-{listener}-{s}", pos, str(track_ids[current]),
                          pct, liked, str(track_ids[previous]), shown, 1.0 / k))
-    return _frame(rows)
+    return feedback_frame(rows)
 
 
-def _frame(rows: list[tuple]) -> pd.DataFrame:
+def feedback_frame(rows: list[tuple]) -> pd.DataFrame:
     """A typed feedback frame from row tuples of every column (the dtypes
     :func:`music_rl.data.feedback.read_feedback` returns)."""
     df = pd.DataFrame(rows, columns=[*COLUMNS, *OPTIONAL])

@@ -138,3 +138,40 @@ def budget_figure(new_listener: Mapping[str, Any]) -> plt.Figure:
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes: never over a line
     fig.tight_layout()
     return fig
+
+
+def sim2real_figure(sim2real: Mapping[str, Any]) -> plt.Figure:
+    """``metrics.json["sim2real"]``: left, each policy's normalized score in the learnt simulator against its score
+    with the reference listeners (the diagonal: a faithful simulator), at ``log_sessions``; right, Kendall's tau,
+    the transfer ratio and the share of the log-likelihood gap closed against the log size, with intervals."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    policies = sim2real["ranking"]["policies"]
+    pairs = {n: (p["reference"], p["learnt"]) for n, p in policies.items() if None not in (p["reference"], p["learnt"])}
+    for i, (name, (x, y)) in enumerate(sorted(pairs.items())):
+        left.scatter([x], [y], color=f"C{i % 10}")
+        left.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    values = [v for pair in pairs.values() for v in pair] or [0.0, 1.0]
+    lo, hi = min(values) - 0.05, max(values) + 0.05
+    left.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
+    left.set_xlabel("normalized score against the reference listeners")
+    left.set_ylabel("normalized score in the learnt simulator")
+    left.set_title(f"{sim2real['log_sessions']} logged sessions: kendall tau {sim2real['ranking']['kendall_tau']}",
+                   fontsize=10)
+    sizes = [entry["log_sessions"] for entry in sim2real["log_sizes"]]
+    curves = {"kendall tau": [(e["ranking"]["kendall_tau"], e["ranking"]["ci95"]) for e in sim2real["log_sizes"]],
+              "transfer ratio": [(e["transfer"]["ratio"], e["transfer"]["ci95"]) for e in sim2real["log_sizes"]],
+              "log-likelihood gap closed": [(e["predictive"]["log_likelihood_gap_closed"], None)
+                                            for e in sim2real["log_sizes"]]}
+    for i, (label, points) in enumerate(curves.items()):
+        ys = np.array([np.nan if v is None else v for v, _ in points], dtype=float)
+        lows = np.array([np.nan if ci is None else ci[0] for _, ci in points], dtype=float)
+        highs = np.array([np.nan if ci is None else ci[1] for _, ci in points], dtype=float)
+        right.plot(sizes, ys, marker="o", color=f"C{i}", label=label)
+        right.errorbar(sizes, ys, yerr=[ys - lows, highs - ys], fmt="none", capsize=3, color=f"C{i}")
+    right.set_xscale("log")
+    right.set_xlabel("logged sessions")
+    right.axhline(1.0, color="grey", lw=0.5)
+    right.legend(fontsize=8)
+    right.set_title("how much log a faithful simulator needs (95% bootstrap CI)", fontsize=10)
+    fig.tight_layout()
+    return fig

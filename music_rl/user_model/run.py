@@ -25,7 +25,7 @@ from music_rl.user_model.answers import ShareTable
 from music_rl.user_model.features import listener_table, user_width
 from music_rl.user_model.fidelity import Predictor, measure
 from music_rl.user_model.fit import Steps, fit_net
-from music_rl.user_model.sessions import LogSessions, read_fit_log, split_log
+from music_rl.user_model.sessions import LogSessions, Split, read_fit_log, split_log
 from music_rl.user_model.simulator import LearntListener, catalog_fingerprint
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def fit_run_listener(cfg: ListenerConfig, run_dir: Path, sessions: LogSessions, 
 
 
 def fit_listener(sessions: LogSessions, track_ids: Sequence[str], features: np.ndarray, latents: np.ndarray,
-                 cfg: ListenerConfig, seed: int, reference: Predictor | None = None
+                 cfg: ListenerConfig, seed: int, reference: Predictor | None = None, split: Split | None = None
                  ) -> tuple[LearntListener, dict[str, Any]]:
     """Fit the learnt listener of ``cfg.learnt`` on ``sessions`` and measure it on the held-out ones.
 
@@ -69,13 +69,16 @@ def fit_listener(sessions: LogSessions, track_ids: Sequence[str], features: np.n
         seed: the split, the initial weights and the batch order.
         reference: the listener that generated the log, as a predictor (measured as ``reference``); None: not
             measured.
+        split: which sessions fit, stop the fitting early and measure; None: drawn by
+            :func:`~music_rl.user_model.sessions.split_log` (``cfg.learnt.holdout``).
 
     Returns:
         The model and ``fidelity.json``'s content.
     """
     latents = np.asarray(latents, dtype=np.float64)
     features = np.asarray(features, dtype=np.float64)
-    split = split_log(sessions, cfg.learnt.holdout, np.random.default_rng(seed))
+    if split is None:
+        split = split_log(sessions, cfg.learnt.holdout, np.random.default_rng(seed))
     fit, stop, held_out = (sessions.subset(part) for part in (split.fit, split.stop, split.measure))
     n_track, n_user = latents.shape[1] + features.shape[1], user_width(latents.shape[1])
     result = fit_net(Steps.of(fit, latents, features), Steps.of(stop, latents, features), n_track, n_user,

@@ -30,6 +30,8 @@ class LogSessions:
         starts: (S + 1,) where each session's answers start (``starts[-1] == A``).
         users: (S,) int64 the listener of each session (0 .. U - 1).
         has_users: whether the log names its listeners (more than one user id).
+        ids: (S,) int64 each session's number in the log as read (:meth:`subset` keeps them): what ties a
+            session of a subset to what is known of it outside the log (the generating listener's probabilities).
     """
 
     tracks: np.ndarray
@@ -38,6 +40,7 @@ class LogSessions:
     starts: np.ndarray
     users: np.ndarray
     has_users: bool
+    ids: np.ndarray
 
     @property
     def n_sessions(self) -> int:
@@ -56,11 +59,12 @@ class LogSessions:
 
     def subset(self, sessions: np.ndarray) -> LogSessions:
         """The sessions ``sessions`` (indices, in that order), listener ids kept."""
-        parts = [self.session(int(s)) for s in sessions]
+        index = np.asarray(sessions, dtype=np.int64)
+        parts = [self.session(int(s)) for s in index]
         lengths = np.array([len(p[0]) for p in parts], dtype=np.int64)
         return LogSessions(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
                            np.concatenate([p[2] for p in parts]), np.r_[0, np.cumsum(lengths)].astype(np.int64),
-                           self.users[np.asarray(sessions, dtype=np.int64)], self.has_users)
+                           self.users[index], self.has_users, self.ids[index])
 
 
 def sessions_of(log: pd.DataFrame, track_ids: Sequence[str]) -> LogSessions:
@@ -77,7 +81,8 @@ def sessions_of(log: pd.DataFrame, track_ids: Sequence[str]) -> LogSessions:
     starts = np.r_[0, np.flatnonzero(key[1:] != key[:-1]) + 1, len(frame)].astype(np.int64)
     user_codes, _ = pd.factorize(frame["user"].to_numpy()[starts[:-1]], sort=True)
     return LogSessions(frame["row"].to_numpy(np.int64), frame["pct"].to_numpy(), frame["liked"].to_numpy(),
-                       starts, user_codes.astype(np.int64), users.nunique() > 1)
+                       starts, user_codes.astype(np.int64), users.nunique() > 1,
+                       np.arange(len(starts) - 1, dtype=np.int64))
 
 
 def read_fit_log(path: str, track_ids: Sequence[str]) -> tuple[LogSessions, LogReport]:
