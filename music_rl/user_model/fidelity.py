@@ -24,7 +24,7 @@ from collections.abc import Callable
 import numpy as np
 
 from music_rl.user_model.answers import N_CLASSES, SKIP_CLASSES, answer_class
-from music_rl.user_model.features import SessionState, answer_inputs, user_summaries
+from music_rl.user_model.features import SessionState, answer_inputs, taste_features, user_summaries
 from music_rl.user_model.nets import softmax
 from music_rl.user_model.sessions import LogSessions
 from music_rl.user_model.simulator import LearntListener
@@ -84,14 +84,15 @@ def learnt_predictor(model: LearntListener) -> Predictor:
 
     def predict(sessions: LogSessions, s: int, given: int) -> np.ndarray:
         if last[0] is not sessions:
-            last[:] = sessions, user_summaries(sessions, model.latents, model.features)
+            last[:] = sessions, user_summaries(sessions, model.latents, model.features, model.basis())
         tracks, pct, liked = sessions.session(s)
         user = last[1][s]
+        taste = taste_features(user, model.basis().weights[tracks])
         state, memory = SessionState(model.latents), np.zeros(net.memory)
         out = np.empty((len(tracks), N_CLASSES))
         for i, t in enumerate(tracks.tolist()):
-            out[i] = softmax(net.logits(np.array([t]), state.features(np.array([t])),
-                                        net.rest(user, memory))[:, :N_CLASSES])[0]
+            context = np.hstack([state.features(np.array([t])), taste[i:i + 1]])
+            out[i] = softmax(net.logits(np.array([t]), context, net.rest(user, memory))[:, :N_CLASSES])[0]
             if i < given:
                 p, lk = float(pct[i]), int(liked[i])
             else:

@@ -1,10 +1,10 @@
 """Fitting a learnt listener's net on logged sessions, with early stopping on held-out sessions.
 
 Each logged answer becomes one step of its session: the inputs of :mod:`music_rl.user_model.features` (the
-session replayed), its answer class and whether the session ended after it. The loss is the answer class's
-cross-entropy plus the end's (given the answer's class); batches of whole sessions (padded), Adam, the best
-epoch on the stopping sessions kept. Seeded and, on CPU, deterministic: the initial weights and the batch
-order come from ``seed`` alone.
+session replayed, the listener's taste at the track), its answer class and whether the session ended after it.
+The loss is the answer class's cross-entropy plus the end's (given the answer's class); batches of whole sessions
+(padded), Adam, the best epoch on the stopping sessions kept. Seeded and, on CPU, deterministic: the initial
+weights and the batch order come from ``seed`` alone.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from envs.listeners import LearntConfig, LearntKind
 from music_rl.user_model.answers import N_CLASSES, answer_class
-from music_rl.user_model.features import answer_inputs, replay_features, user_summaries
+from music_rl.user_model.features import TasteBasis, answer_inputs, replay_features, taste_features, user_summaries
 from music_rl.user_model.nets import AnswerNet
 from music_rl.user_model.sessions import LogSessions
 
@@ -38,12 +38,13 @@ class Steps:
     starts: np.ndarray
 
     @classmethod
-    def of(cls, sessions: LogSessions, latents: np.ndarray, features: np.ndarray) -> Steps:
-        """The steps of ``sessions`` over the catalog's ``latents`` and ``features``."""
+    def of(cls, sessions: LogSessions, latents: np.ndarray, features: np.ndarray, basis: TasteBasis) -> Steps:
+        """The steps of ``sessions`` over the catalog's ``latents``, ``features`` and taste ``basis``."""
         track = np.hstack([latents, features]).astype(np.float64)[sessions.tracks]
         lengths = np.diff(sessions.starts)
-        users = np.repeat(user_summaries(sessions, latents, features), lengths, axis=0)
-        inputs = np.hstack([track, replay_features(sessions, latents), users])
+        users = np.repeat(user_summaries(sessions, latents, features, basis), lengths, axis=0)
+        inputs = np.hstack([track, replay_features(sessions, latents),
+                            taste_features(users, basis.weights[sessions.tracks]), users])
         ended = np.zeros(len(sessions.tracks))
         ended[sessions.starts[1:] - 1] = 1.0
         return cls(torch.as_tensor(inputs, dtype=torch.float32),

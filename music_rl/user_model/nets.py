@@ -2,7 +2,7 @@
 
 Both kinds end in the same head: two hidden ReLU layers from the step's inputs to ``2 * N_CLASSES`` logits, the
 answer class's (:mod:`music_rl.user_model.answers`) and, per answer class, P(the session ends after an answer
-of that class). The step's inputs are ``[z, x]`` of the track, its session features, the listener summary
+of that class). The step's inputs are ``[z, x]`` of the track, its session and taste features, the listener summary
 (:mod:`music_rl.user_model.features`) and, for the ``sequential`` kind, the GRU's state after the session's
 answers so far (zeros before the first); the ``independent`` kind has no GRU.
 
@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from music_rl.user_model.answers import N_CLASSES
-from music_rl.user_model.features import N_ANSWER, N_SESSION
+from music_rl.user_model.features import N_ANSWER, N_CONTEXT
 
 
 class AnswerNet(nn.Module):
@@ -33,11 +33,11 @@ class AnswerNet(nn.Module):
         super().__init__()
         self.memory = memory
         self.gru = nn.GRU(n_track + N_ANSWER, memory, batch_first=True) if memory else None
-        self.head = nn.Sequential(nn.Linear(n_track + N_SESSION + n_user + memory, hidden), nn.ReLU(),
+        self.head = nn.Sequential(nn.Linear(n_track + N_CONTEXT + n_user + memory, hidden), nn.ReLU(),
                                   nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 2 * N_CLASSES))
 
     def forward(self, inputs: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
-        """``inputs`` (B, L, n_track + N_SESSION + n_user), ``answers`` (B, L, n_track + N_ANSWER): the GRU input
+        """``inputs`` (B, L, n_track + N_CONTEXT + n_user), ``answers`` (B, L, n_track + N_ANSWER): the GRU input
         of each step's answer (read by the next step)."""
         if self.gru is not None:
             states, _ = self.gru(answers)
@@ -58,8 +58,8 @@ class NumpyNet:
         w1, b1 = weights["head.0.weight"], weights["head.0.bias"]
         t = track_inputs.shape[1]
         self.track_first = track_inputs @ w1[:, :t].T + b1  # (N, H): the first layer's track part
-        self.w_session = w1[:, t:t + N_SESSION].T.copy()
-        self.w_rest = w1[:, t + N_SESSION:].T.copy()  # listener summary, then the GRU state
+        self.w_context = w1[:, t:t + N_CONTEXT].T.copy()  # session, then taste features
+        self.w_rest = w1[:, t + N_CONTEXT:].T.copy()  # listener summary, then the GRU state
         self.w2, self.b2 = weights["head.2.weight"].T.copy(), weights["head.2.bias"]
         self.w3, self.b3 = weights["head.4.weight"].T.copy(), weights["head.4.bias"]
         self.memory = weights["gru.weight_hh_l0"].shape[1] if "gru.weight_hh_l0" in weights else 0
@@ -73,10 +73,10 @@ class NumpyNet:
         """The first layer's part from the listener summary and the GRU state (constant within a step), (H,)."""
         return np.concatenate([user, memory]) @ self.w_rest
 
-    def logits(self, tracks: np.ndarray, session: np.ndarray, rest: np.ndarray) -> np.ndarray:
-        """Answer-class and end logits of each track, (k, 2 * N_CLASSES), given its session features (k, S)
-        and :meth:`rest`."""
-        a = self.track_first[tracks] + session @ self.w_session + rest
+    def logits(self, tracks: np.ndarray, context: np.ndarray, rest: np.ndarray) -> np.ndarray:
+        """Answer-class and end logits of each track, (k, 2 * N_CLASSES), given its session and taste features
+        (k, N_CONTEXT) and :meth:`rest`."""
+        a = self.track_first[tracks] + context @ self.w_context + rest
         np.maximum(a, 0.0, out=a)
         a = a @ self.w2 + self.b2
         np.maximum(a, 0.0, out=a)

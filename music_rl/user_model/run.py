@@ -22,7 +22,7 @@ from envs.world import World
 from music_rl.core.atomic import atomic_path, write_json_atomic
 from music_rl.core.errors import RunFolderError
 from music_rl.user_model.answers import ShareTable
-from music_rl.user_model.features import listener_table, user_width
+from music_rl.user_model.features import TasteBasis, listener_table, user_width
 from music_rl.user_model.fidelity import Predictor, measure
 from music_rl.user_model.fit import Steps, fit_net
 from music_rl.user_model.sessions import LogSessions, Split, read_fit_log, split_log
@@ -81,14 +81,15 @@ def fit_listener(sessions: LogSessions, track_ids: Sequence[str], features: np.n
         split = split_log(sessions, cfg.learnt.holdout, np.random.default_rng(seed))
     fit, stop, held_out = (sessions.subset(part) for part in (split.fit, split.stop, split.measure))
     n_track, n_user = latents.shape[1] + features.shape[1], user_width(latents.shape[1])
-    result = fit_net(Steps.of(fit, latents, features), Steps.of(stop, latents, features), n_track, n_user,
-                     cfg.learnt, seed)
+    basis = TasteBasis.fit(latents, features, seed)
+    result = fit_net(Steps.of(fit, latents, features, basis), Steps.of(stop, latents, features, basis), n_track,
+                     n_user, cfg.learnt, seed)
     about = {"kind": str(cfg.learnt.kind), "epochs": result.epochs, "best_epoch": result.best_epoch,
              "stop_log_likelihood": result.stop_log_likelihood, "split_by": split.by,
              "sessions": {"fit": fit.n_sessions, "stop": stop.n_sessions, "held_out": held_out.n_sessions},
              "answers": {"fit": len(fit.tracks), "stop": len(stop.tracks), "held_out": len(held_out.tracks)}}
     model = LearntListener.of(str(cfg.learnt.kind), result.net, ShareTable.fit(fit.pct),
-                              listener_table(fit, latents, features), latents, features,
+                              listener_table(fit, latents, features, basis), latents, features, basis,
                               catalog_fingerprint(track_ids, features, latents), about)
     fidelity = {**measure(model, fit, held_out, reference), "fit": about}
     return model, fidelity

@@ -27,10 +27,10 @@ import torch
 
 from envs.listeners import ListenerConfig, Population, Session
 from music_rl.user_model.answers import N_CLASSES, ShareTable
-from music_rl.user_model.features import SessionState, answer_inputs
+from music_rl.user_model.features import SessionState, TasteBasis, answer_inputs, taste_features, taste_readout
 from music_rl.user_model.nets import AnswerNet, NumpyNet, softmax
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: taste profiles (anchors)
 
 
 def catalog_fingerprint(track_ids: Sequence[str], features: np.ndarray, latents: np.ndarray) -> str:
@@ -52,6 +52,7 @@ class LearntListener:
         shares: the share heard within each percentage class.
         listeners: (U, user_width) the fitting listeners' summaries (new listeners are drawn from these).
         latents, features: the catalog's (N, d) latents and (N, 11) features the model reads.
+        anchors, edges: the anchors and feature bin edges of the listeners' taste profiles (:class:`TasteBasis`).
         fingerprint: :func:`catalog_fingerprint` of the catalog it was fitted on.
         fit: how the fitting went (plain values, saved with it).
     """
@@ -62,16 +63,28 @@ class LearntListener:
     listeners: np.ndarray
     latents: np.ndarray
     features: np.ndarray
+    anchors: np.ndarray
+    edges: np.ndarray
     fingerprint: str
     fit: dict[str, Any] = field(default_factory=dict)
     _net: NumpyNet | None = field(default=None, init=False, repr=False)
+    _basis: TasteBasis | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def of(cls, kind: str, net: AnswerNet, shares: ShareTable, listeners: np.ndarray, latents: np.ndarray,
-           features: np.ndarray, fingerprint: str, fit: dict[str, Any]) -> LearntListener:
+           features: np.ndarray, basis: TasteBasis, fingerprint: str, fit: dict[str, Any]) -> LearntListener:
         """The model of a fitted torch net."""
         weights = {k: v.detach().double().numpy().copy() for k, v in net.state_dict().items()}
-        return cls(str(kind), weights, shares, listeners, latents, features, fingerprint, fit)
+        model = cls(str(kind), weights, shares, listeners, latents, features, basis.anchors, basis.edges,
+                    fingerprint, fit)
+        model._basis = basis
+        return model
+
+    def basis(self) -> TasteBasis:
+        """The taste basis over this catalog (built once)."""
+        if self._basis is None:
+            self._basis = TasteBasis.of(self.latents, self.features, self.anchors, self.edges)
+        return self._basis
 
     def net(self) -> NumpyNet:
         """The net in numpy over this catalog (built once)."""
@@ -103,7 +116,9 @@ class LearntListener:
         return {"format_version": FORMAT_VERSION, "kind": self.kind,
                 "weights": {k: torch.as_tensor(v) for k, v in self.weights.items()},
                 "share_quantiles": torch.as_tensor(self.shares.quantiles),
-                "listeners": torch.as_tensor(self.listeners), "fingerprint": self.fingerprint,
+                "listeners": torch.as_tensor(self.listeners), "anchors": torch.as_tensor(self.anchors),
+                "bin_edges": torch.as_tensor(self.edges),
+                "fingerprint": self.fingerprint,
                 "n_tracks": int(self.features.shape[0]), "latent_dim": int(self.latents.shape[1]), "fit": self.fit}
 
     @classmethod
@@ -118,7 +133,9 @@ class LearntListener:
         if not isinstance(ckpt, dict) or ckpt.get("format_version") != FORMAT_VERSION:
             version = ckpt.get("format_version") if isinstance(ckpt, dict) else None
             raise ValueError(f"format_version={version!r}, this code reads {FORMAT_VERSION}")
-        missing = [k for k in ("kind", "weights", "share_quantiles", "listeners", "fingerprint") if k not in ckpt]
+        missing = [k for k in ("kind", "weights", "share_quantiles", "listeners", "anchors", "bin_edges",
+                                 "fingerprint")
+                   if k not in ckpt]
         if missing:
             raise ValueError(f"missing entries {', '.join(missing)}")
         if ckpt["fingerprint"] != fingerprint:
@@ -126,8 +143,8 @@ class LearntListener:
                              f"tracks; this run's catalog and latents are {fingerprint}, {features.shape[0]} tracks)")
         weights = {k: v.double().numpy() for k, v in ckpt["weights"].items()}
         return cls(str(ckpt["kind"]), weights, ShareTable(ckpt["share_quantiles"].double().numpy()),
-                   ckpt["listeners"].double().numpy(), latents, features, str(ckpt["fingerprint"]),
-                   dict(ckpt.get("fit", {})))
+                   ckpt["listeners"].double().numpy(), latents, features, ckpt["anchors"].double().numpy(),
+                   ckpt["bin_edges"].double().numpy(), str(ckpt["fingerprint"]), dict(ckpt.get("fit", {})))
 
 
 class LearntPopulation(Population):
@@ -159,9 +176,11 @@ class LearntPopulation(Population):
                             early_skip_threshold: float = 0.1) -> np.ndarray:
         """Exact expected reward of every track in a fresh session of ``listener``, (N,) float64."""
         tracks = np.arange(self.net.track_first.shape[0])
+        user = self.users[int(listener)]
         session = SessionState(self.model.latents).features(tracks[:1])  # a fresh state: the same for every track
-        rest = self.net.rest(self.users[int(listener)], self._zero_memory)
-        probs = softmax(self.net.logits(tracks, np.repeat(session, len(tracks), axis=0), rest)[:, :N_CLASSES])
+        context = np.hstack([np.repeat(session, len(tracks), axis=0),
+                             taste_features(user, self.model.basis().weights)])
+        probs = softmax(self.net.logits(tracks, context, self.net.rest(user, self._zero_memory))[:, :N_CLASSES])
         return reward_of(probs, self.class_moments(early_skip_threshold), like_weight, early_skip_penalty)
 
 
@@ -185,6 +204,8 @@ class LearntSession(Session):
         self._state = SessionState(population.model.latents)
         self._memory = population._zero_memory
         self._rest = self._net.rest(self._user, self._memory)
+        self._readout = taste_readout(self._user)  # (N_BASIS, N_TASTE)
+        self._weights = population.model.basis().weights
 
     def fork(self, rng: np.random.Generator) -> LearntSession:
         """A copy in the current state whose answers from now on are drawn from ``rng``."""
@@ -196,7 +217,8 @@ class LearntSession(Session):
     def logits(self, tracks: np.ndarray) -> np.ndarray:
         """Answer-class and end logits of each track in the current state, (k, 2 * N_CLASSES)."""
         tracks = np.asarray(tracks, dtype=np.int64).reshape(-1)
-        return self._net.logits(tracks, self._state.features(tracks), self._rest)
+        context = np.hstack([self._state.features(tracks), self._weights[tracks] @ self._readout])
+        return self._net.logits(tracks, context, self._rest)
 
     def expected(self, tracks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact ``E[pct]`` and ``P(liked)`` of each track in the current state."""

@@ -17,7 +17,7 @@ from envs.simulated_logs import random_walk_log
 from envs.world import World, synthetic_world
 from music_rl.core.errors import ConfigError, FeedbackError, RunFolderError
 from music_rl.data.feedback import COLUMNS, write_feedback
-from music_rl.user_model.features import N_SESSION, answer_inputs
+from music_rl.user_model.features import N_CONTEXT, N_SESSION, answer_inputs, taste_readout
 from music_rl.user_model.fidelity import log_likelihood
 from music_rl.user_model.run import MODEL_FILE, fit_listener, load_listener, save_listener
 from music_rl.user_model.sessions import read_fit_log, sessions_of
@@ -133,17 +133,19 @@ def test_the_numpy_net_is_the_torch_net(fitted, world: World, parametric_log: pd
 
     model, _ = fitted
     sessions = sessions_of(parametric_log, world.track_ids()).subset(np.arange(3))
-    steps = Steps.of(sessions, model.latents, model.features)
+    steps = Steps.of(sessions, model.latents, model.features, model.basis())
     with torch.no_grad():
         expected = model.torch_net()(*steps.batch(np.array([0]))[:2])[0].double().numpy()
     net = model.net()
     tracks, pct, liked = sessions.session(0)
     memory = np.zeros(net.memory)
     n_track = model.latents.shape[1] + model.features.shape[1]
-    inputs = steps.inputs.double().numpy()  # [z, x], the session features, the listener summary
+    inputs = steps.inputs.double().numpy()  # [z, x], the session and taste features, the listener summary
     for i, t in enumerate(tracks.tolist()):
-        session_features, user = inputs[i:i + 1, n_track:n_track + N_SESSION], inputs[i, n_track + N_SESSION:]
-        got = net.logits(np.array([t]), session_features, net.rest(user, memory))[0]
+        context, user = inputs[i:i + 1, n_track:n_track + N_CONTEXT], inputs[i, n_track + N_CONTEXT:]
+        # the simulator reads the listener's taste at the track from its summary as fitting did
+        np.testing.assert_allclose(context[0, N_SESSION:], model.basis().weights[t] @ taste_readout(user), atol=1e-5)
+        got = net.logits(np.array([t]), context, net.rest(user, memory))[0]
         np.testing.assert_allclose(got, expected[i], atol=2e-4)
         if net.memory:
             memory = net.step(memory, t, answer_inputs([pct[i]], [liked[i]])[0])
