@@ -23,9 +23,13 @@ from music_rl.data.catalog import DataConfig
 from music_rl.data.log_import import FeedbackConfig
 from music_rl.evaluation.evaluate import EvalConfig
 from music_rl.evaluation.new_listener import NewListenerConfig
-from music_rl.learners.algos import Algo, SACConfig, TD3Config
+from music_rl.learners.a2c import A2CConfig
+from music_rl.learners.algos import DISCRETE_ONLY, LATENT_ONLY, Algo, SACConfig, TD3Config
 from music_rl.learners.ppo import PPOConfig
+from music_rl.learners.q_learning import DQNConfig, QRDQNConfig
+from music_rl.learners.recurrent import RecurrentPPOConfig
 from music_rl.runs.run_info import versions
+from music_rl.sim2real.config import Sim2RealConfig
 from vae.config import VAEConfig
 
 
@@ -36,10 +40,11 @@ class TrainConfig:
     seed: int = 0
     """the run seed: every component (VAE, world, listeners, PPO, evaluation) derives its own stream from it"""
     algo: Algo = Algo.ppo
-    """the learning algorithm: ppo (the only choice with env.action=discrete) | sac | td3 (SB3's off-policy
-    actors for env.action=latent; their groups sac and td3); saved as <algo>.zip, policies.<algo> in metrics.json"""
+    """the learning algorithm: ppo | a2c | recurrent_ppo (actor-critics, either action) | dqn | qrdqn (value-based,
+    env.action=discrete only) | sac | td3 (SB3's off-policy actors, env.action=latent only); each configured by its
+    group; saved as <algo>.zip, policies.<algo> in metrics.json"""
     resume: bool = False
-    """continue PPO from the newest checkpoint of an existing run folder: hydra.run.dir=<run> resume=true"""
+    """continue the algorithm from its newest checkpoint in an existing run folder: hydra.run.dir=<run> resume=true"""
     overwrite: bool = False
     """start in a folder that holds a run anyway: the old folder is moved aside to <name>.replaced-<UTC time>"""
     data: DataConfig = field(default_factory=DataConfig)
@@ -50,9 +55,14 @@ class TrainConfig:
     ppo: PPOConfig = field(default_factory=PPOConfig)
     sac: SACConfig = field(default_factory=SACConfig)
     td3: TD3Config = field(default_factory=TD3Config)
+    dqn: DQNConfig = field(default_factory=DQNConfig)
+    qrdqn: QRDQNConfig = field(default_factory=QRDQNConfig)
+    recurrent_ppo: RecurrentPPOConfig = field(default_factory=RecurrentPPOConfig)
+    a2c: A2CConfig = field(default_factory=A2CConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     new_listener: NewListenerConfig = field(default_factory=NewListenerConfig)
+    sim2real: Sim2RealConfig = field(default_factory=Sim2RealConfig)
 
     def validate(self) -> None:
         """Check every group (its ``validate()``), then the rules across groups; raise :class:`ConfigError`
@@ -70,22 +80,34 @@ class TrainConfig:
         self.ppo.validate()
         self.sac.validate()
         self.td3.validate()
+        self.dqn.validate()
+        self.qrdqn.validate()
+        self.recurrent_ppo.validate()
+        self.a2c.validate()
         self.eval.validate()
         self.new_listener.validate()
+        self.sim2real.validate()
         self._validate_across()
 
     def _validate_across(self) -> None:
         """The rules that tie keys of several groups together."""
         listeners = self.listeners
         held = min(round(listeners.held_out_fraction * listeners.population), listeners.population - 1)
+        policy_key = policy_group(self)
+        policy = getattr(self, policy_key).policy
         require([
             ("vae.latent_dim", self.vae.latent_dim, self.vae.latent_dim <= 11,
              "must be an integer in 1..11 (2, 4, 5 are the design's)"),
-            ("ppo.policy", self.ppo.policy, not (self.ppo.policy == "candidate_scorer" and self.env.observation
-                                                 == "seed" and self.env.action == "discrete"),
-             "candidate_scorer needs env.observation=candidates, history or listener (use ppo.policy=mlp with seed)"),
-            ("algo", self.algo, self.algo == "ppo" or self.env.action == "latent",
-             "SAC and TD3 act in a continuous space: they need env.action=latent (env.action=discrete is PPO's)"),
+            (f"{policy_key}.policy", policy, not (policy == "candidate_scorer" and self.env.observation == "seed"
+                                                  and self.env.action == "discrete"),
+             f"candidate_scorer needs env.observation=candidates, history or listener (use {policy_key}.policy=mlp "
+             "with seed)"),
+            ("algo", self.algo, self.algo not in LATENT_ONLY or self.env.action == "latent",
+             "SAC and TD3 act in a continuous space: they need env.action=latent (env.action=discrete is for ppo, "
+             "a2c, recurrent_ppo, dqn, qrdqn)"),
+            ("algo", self.algo, self.algo not in DISCRETE_ONLY or self.env.action == "discrete",
+             "DQN and QR-DQN score the k candidates: they need env.action=discrete (env.action=latent is for ppo, "
+             "a2c, recurrent_ppo, sac, td3)"),
             ("listeners.population", listeners.population, not self.new_listener.enabled or held >= 2,
              f"new_listener.enabled holds out {held} listener(s) at listeners.held_out_fraction="
              f"{listeners.held_out_fraction}: at least 2 are needed (50 or more for the issue's targets)"),
@@ -97,11 +119,27 @@ class TrainConfig:
              self.data.source != "synthetic" or self.reward.n_clusters <= self.data.n_tracks,
              f"must be <= the catalog size ({self.data.n_tracks} tracks)"),
         ])
+        if self.sim2real.enabled:  # the protocol compares with the run's PPO, trained against its reference listeners
+            require([
+                ("listeners.model", self.listeners.model, self.listeners.model == "parametric",
+                 "sim2real.enabled needs the reference listener, listeners.model=parametric (it fits the learnt one)"),
+                ("algo", self.algo, self.algo == "ppo", "sim2real.enabled compares PPOs: it needs algo=ppo"),
+                ("env.action", self.env.action, self.env.action == "discrete",
+                 "sim2real.enabled needs env.action=discrete (the run's PPO; the latent learner is trained inside)"),
+                ("eval.protocol", self.eval.protocol, self.eval.protocol == "population",
+                 "sim2real.enabled needs eval.protocol=population (held-out listeners judge the simulator)"),
+            ])
 
 
 def algo_budget(cfg: TrainConfig) -> int:
     """The run's training budget: ``<algo>.total_timesteps``."""
     return int(getattr(cfg, cfg.algo).total_timesteps)
+
+
+def policy_group(cfg: TrainConfig) -> str:
+    """The group whose ``policy`` key names the run's network: its algo's (ppo, a2c, recurrent_ppo, dqn, qrdqn), or
+    ``ppo`` for SAC and TD3 (which have none)."""
+    return str(cfg.algo) if hasattr(getattr(cfg, cfg.algo), "policy") else "ppo"
 
 
 def load_config(raw: DictConfig | dict) -> TrainConfig:

@@ -33,7 +33,7 @@ N_FEATURES = 11
 ADAM_BYTES_PER_PARAM = 16  # float32 weight, gradient and Adam's two moments
 EPISODE_STEP_BYTES = 160  # an evaluation step's record: ~10 float64/int64 fields, the k candidates apart
 OPE_ROW_BYTES = 400  # an exploration-log row: a DataFrame row and its CSV text, the k probabilities apart
-N_EVAL_POLICIES = 8  # learnt, ppo_sample, the baselines and the planner
+N_EVAL_POLICIES = 9  # learnt, ppo_sample, the baselines, the catalog oracle and the planner
 
 
 @dataclass(frozen=True)
@@ -78,25 +78,29 @@ def estimate(cfg: TrainConfig) -> list[Term]:
     batch = min(vae.batch_size, cfg.data.n_tracks) if cfg.data.source == "synthetic" else vae.batch_size
     terms.append(Term(f"vae.hidden={list(vae.hidden)}, vae.batch_size={vae.batch_size}",
                       vae_params * ADAM_BYTES_PER_PARAM + batch * 2 * sum(vae.hidden) * 4 * 4))
-    if algo == "ppo":
-        ppo = cfg.ppo
-        terms.append(Term(f"ppo.n_steps={ppo.n_steps} x ppo.n_envs={ppo.n_envs}",
-                          2 * ppo.n_steps * ppo.n_envs * 4 * (obs + act + 6)))  # SB3's buffer and its flat copy
-        params = 2 * _mlp_params(obs, ppo.net_arch, env.k) + _mlp_params(obs, ppo.scorer_arch, 1)
-        terms.append(Term(f"ppo.net_arch={list(ppo.net_arch)}, ppo.scorer_arch={list(ppo.scorer_arch)}",
+    group = getattr(cfg, algo)
+    if hasattr(group, "n_steps"):  # the actor-critics: PPO, A2C, RecurrentPPO
+        terms.append(Term(f"{algo}.n_steps={group.n_steps} x {algo}.n_envs={group.n_envs}",
+                          2 * group.n_steps * group.n_envs * 4 * (obs + act + 6)))  # SB3's buffer and its flat copy
+        params = 2 * _mlp_params(obs, group.net_arch, env.k) + _mlp_params(obs, group.scorer_arch, 1)
+        terms.append(Term(f"{algo}.net_arch={list(group.net_arch)}, {algo}.scorer_arch={list(group.scorer_arch)}",
                           params * ADAM_BYTES_PER_PARAM))
-        widths = sum(ppo.scorer_arch) + sum(ppo.net_arch)
-        terms.append(Term(f"ppo.batch_size={ppo.batch_size}",
-                          3 * ppo.batch_size * (1 + env.k) * (obs + widths) * 4))  # activations and gradients
+        widths = sum(group.scorer_arch) + sum(group.net_arch)
+        batch = getattr(group, "batch_size", group.n_steps * group.n_envs)  # A2C: the whole rollout
+        terms.append(Term(f"{algo}.batch_size={batch}",
+                          3 * batch * (1 + env.k) * (obs + widths) * 4))  # activations and gradients
     else:
-        off = getattr(cfg, algo)
+        off = group
         terms.append(Term(f"{algo}.buffer_size={off.buffer_size}",
                           (off.buffer_size + off.n_envs) * 4 * (2 * obs + act + 2)))
-        params = 2 * _mlp_params(obs, off.actor_arch, act) + 4 * _mlp_params(obs + act, off.critic_arch, 1)
-        terms.append(Term(f"{algo}.actor_arch={list(off.actor_arch)}, {algo}.critic_arch={list(off.critic_arch)}",
-                          params * ADAM_BYTES_PER_PARAM))
+        arch = ("actor_arch", "critic_arch") if hasattr(off, "actor_arch") else ("scorer_arch", "net_arch")
+        first, second = (list(getattr(off, a)) for a in arch)
+        params = (2 * _mlp_params(obs, first, act) + 4 * _mlp_params(obs + act, second, 1) if arch[0] == "actor_arch"
+                  else 2 * _mlp_params(obs, first, getattr(off, "n_quantiles", 1))
+                  + 2 * _mlp_params(obs, second, env.k * getattr(off, "n_quantiles", 1)))  # DQN, QR-DQN and targets
+        terms.append(Term(f"{algo}.{arch[0]}={first}, {algo}.{arch[1]}={second}", params * ADAM_BYTES_PER_PARAM))
         terms.append(Term(f"{algo}.batch_size={off.batch_size}",
-                          3 * off.batch_size * (obs + sum(off.actor_arch) + sum(off.critic_arch)) * 4))
+                          3 * off.batch_size * (1 + env.k) * (obs + sum(first) + sum(second)) * 4))
     step = EPISODE_STEP_BYTES + 8 * env.k
     episodes = N_EVAL_POLICIES * cfg.eval.n_episodes + 3 * cfg.eval.periodic_episodes
     terms.append(Term(f"eval.n_episodes={cfg.eval.n_episodes}, eval.periodic_episodes={cfg.eval.periodic_episodes}"

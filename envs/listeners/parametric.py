@@ -66,6 +66,7 @@ from music_rl.core.errors import ConfigError
 SKIP_BELOW = 0.5  # a response with pct below this is a skip; patience counts consecutive skips
 _BOREDOM_DIMS = 3  # principal components of x / s in which boredom similarity is measured
 _UNIFORM_BLOCK = 256  # uniforms a session draws from its generator at a time
+_VECTOR_FROM = 64  # expected_reward of more tracks than this takes the array path (numpy's overhead pays off)
 
 
 def taste_scale(X: np.ndarray, scaling: str) -> np.ndarray:
@@ -261,12 +262,38 @@ class ParametricSession(Session):
         """Exact expected reward of each track in the current state, (k,) float64.
 
         ``E[pct] + like_weight * P(liked) - early_skip_penalty * P(pct < early_skip_threshold)``, the
-        threshold being the reward's (``reward.early_skip_threshold``). Each track on the scalar path of
-        :func:`reward_of` (a few candidates: numpy's per-call overhead would dominate).
+        threshold being the reward's (``reward.early_skip_threshold``). A few tracks (the candidates) each on the
+        scalar path of :func:`reward_of`, where numpy's per-call overhead would dominate; more than
+        ``_VECTOR_FROM`` (the catalog oracle's whole catalog) on the array path (:meth:`affinities_now`).
         """
         p = self._params
+        tracks = np.asarray(tracks).ravel()
+        if len(tracks) > _VECTOR_FROM:  # many tracks (the catalog oracle: all of them): the array path
+            return reward_of(self.affinities_now(tracks), p, like_weight, early_skip_penalty, early_skip_threshold,
+                             exp_array)
         return np.array([reward_of(a, p, like_weight, early_skip_penalty, early_skip_threshold, exp_scalar)
                          for a in self._affinities(tracks)], dtype=np.float64)
+
+    def affinities_now(self, tracks: np.ndarray) -> np.ndarray:
+        """``a_t(x)`` of many tracks in the current state, vectorised (the same state as :meth:`affinity_now`:
+        mixture, boredom window, repeats; each track's own arithmetic in the same order), (n,) float64."""
+        tracks = np.asarray(tracks, dtype=np.int64).ravel()
+        rows = self._table[tracks]
+        c = len(self._pi)
+        a = rows[:, 0] * self._pi[0]
+        for j in range(1, c):  # the scalar path's left-to-right sum
+            a = a + rows[:, j] * self._pi[j]
+        if self._window:
+            x0, x1, x2 = (np.ascontiguousarray(rows[:, j]) for j in (-3, -2, -1))
+            best = np.full(len(tracks), math.inf)
+            for y0, y1, y2 in self._window:
+                d = (x0 - y0) * (x0 - y0) + (x1 - y1) * (x1 - y1) + (x2 - y2) * (x2 - y2)
+                np.minimum(best, d, out=best)
+            a = a * (1.0 - self._cfg.boredom * np.exp(-best * self._inv2sb2))
+        if self._played:
+            repeated = np.isin(tracks, np.fromiter(self._played, dtype=np.int64, count=len(self._played)))
+            a = np.where(repeated, a * self._keep, a)
+        return a
 
     def respond(self, track: int) -> tuple[float, int]:
         """Play ``track``: draw ``(pct in [0, 1], liked in {0, 1})`` from :func:`answer_probabilities` and

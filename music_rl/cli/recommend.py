@@ -6,9 +6,10 @@
     music-rl recommend run_dir=<run> cold_start=true listener_seed=7  # a simulated listener answers
     music-rl recommend run_dir=<run> user=<user_id> [feedback=<log>]  # a listener run: serve from their answers
 
-Each step shows the k candidates (nearest unplayed first) with the policy's probabilities, the pick and the
-critic's value; for a run with ``env.action=latent``, the point the policy proposes, the track played (the
-unplayed track nearest to it) and its distance, and whether it is one of the candidates shown. ``format=json``
+Each step shows the k candidates (nearest unplayed first) with the policy's probabilities (a DQN's or QR-DQN's
+Q-values), the pick and the critic's value (none for RecurrentPPO, DQN, QR-DQN); for a run with
+``env.action=latent``, the point the policy proposes, the track played (the unplayed track nearest to it) and its
+distance, and whether it is one of the candidates shown. ``format=json``
 prints the same content as JSON. ``policy_version=N`` picks a model version
 (default: the newest). Cold start plays the probe tracks of every cluster (the most typical track of every
 cluster first; ``q`` stops early), appends each answer to the run's feedback.csv as it comes, fine-tunes a
@@ -106,13 +107,20 @@ def _label(fields: dict[str, Any]) -> str:
     return f"{named}{genre}  [{fields['track_id']}]" if named or genre else fields["track_id"]
 
 
+def _score(candidate: dict[str, Any]) -> str:
+    """A discrete step's candidate score: its Q-value (DQN, QR-DQN) or the policy's probability."""
+    return f"q {candidate['q_value']:.3f}" if "q_value" in candidate else f"{candidate['probability']:6.1%}"
+
+
 def format_table(steps: list[dict[str, Any]], version: int) -> str:
     """The human-readable session: each step's candidates, probabilities, pick (->) and value; for a latent run,
     the proposed point, the track played, its distance and the candidates shown."""
     n = len(steps)
     latent = bool(steps) and "proposed" in steps[0]
+    q = bool(steps) and not latent and "q_value" in steps[0]["candidates"][0]  # DQN, QR-DQN
     legend = ("point: the policy's proposal in the latent space; -> the unplayed track nearest to it, at distance; "
               "the candidates shown (* the one played)" if latent else
+              "-> the pick; q: each candidate's Q-value (the return ahead, in the env's scaled units)" if q else
               "-> the pick; % the policy's probability; value: the critic's estimate of the return ahead")
     lines = [f"policy version {version}, {n} recommendation{'s' if n != 1 else ''} ({legend})"]
     for step in steps:
@@ -123,8 +131,9 @@ def format_table(steps: list[dict[str, Any]], version: int) -> str:
             lines.append(f"  -> {_label(step['played'])}   distance {step['distance']:.4f}, {where}")
             lines += [f"     {'*' if cand == step['played'] else ' '} {_label(cand)}" for cand in step["candidates"]]
             continue
-        lines.append(f"\n#{step['position']}  from {_label(step['from'])}   value {step['value']:.3f}")
-        lines += [f"  {'->' if i == step['pick'] else '  '} {cand['probability']:6.1%}  {_label(cand)}"
+        value = f"   value {step['value']:.3f}" if "value" in step else ""  # none: RecurrentPPO, DQN
+        lines.append(f"\n#{step['position']}  from {_label(step['from'])}{value}")
+        lines += [f"  {'->' if i == step['pick'] else '  '} {_score(cand)}  {_label(cand)}"
                   for i, cand in enumerate(step["candidates"])]
     return "\n".join(lines) + "\n"
 

@@ -14,7 +14,10 @@ With ``env.action=latent`` also ``outside_candidates_rate`` (the share of steps 
 candidates) and ``mean_distance`` (from the proposed point to the track played, in the latent space).
 ``normalized_score`` = (learnt − random) / (oracle − random) on ``mean_expected_reward``, the learnt policy being
 ``policies.<algo>`` (``ppo`` unless ``algo`` says otherwise); ``normalized_score_realised`` is the same on
-``mean_reward``.
+``mean_reward``. ``normalized_score_catalog`` = (learnt − random) / (oracle_catalog − random), on
+``mean_expected_reward`` too: one scale for every action formulation, from 0 (a random candidate) to 1 (the
+catalog oracle, ``policies.oracle_catalog``: the unplayed track of highest expected reward in the whole catalog,
+now), which the k candidates' oracle, the planner and a latent action are all read against.
 
 The baselines choose among the k candidates in either action space: :func:`rollout` turns their candidate index
 into the env's action (:meth:`envs.music_env.MusicRecEnv.candidate_action`), so every policy plays the same env on
@@ -38,7 +41,7 @@ from envs.music_env import EnvConfig, MusicRecEnv
 from envs.world import World
 from music_rl.core.errors import require
 from music_rl.evaluation.planner import PlannerConfig
-from music_rl.learners.policies import Policy
+from music_rl.learners.policies import CatalogTrack, Policy
 
 Z95 = 1.959963984540054
 
@@ -148,7 +151,8 @@ def make_eval_env(world: World, env_cfg: EnvConfig, listener_ids: Sequence[int] 
 
 def rollout(env: MusicRecEnv, policy: Policy, n_episodes: int, seed: int) -> list[Episode]:
     """Play ``n_episodes`` sessions; episode i is reset with seed ``seed + i`` for every policy alike. A policy
-    that returns a candidate index plays that candidate, whatever the env's action space."""
+    that returns a candidate index plays that candidate, one that returns a :class:`CatalogTrack` that track
+    (:func:`play_track`), whatever the env's action space."""
     latent = env.cfg.action == "latent"
     episodes = []
     for i in range(n_episodes):
@@ -170,11 +174,15 @@ def rollout(env: MusicRecEnv, policy: Policy, n_episodes: int, seed: int) -> lis
         done = False
         while not done:
             choice = policy(obs, env)
-            action = env.candidate_action(choice) if np.ndim(choice) == 0 else choice
             expected = env.candidate_expected_rewards()  # the state the action is taken in
-            chosen = env.expected_reward_of(action)
             source = env.track
-            obs, _, terminated, truncated, info = env.step(action)
+            if isinstance(choice, CatalogTrack):
+                chosen = _track_expected(env, choice.row)
+                obs, terminated, truncated, info = play_track(env, choice.row)
+            else:
+                action = env.candidate_action(choice) if np.ndim(choice) == 0 else choice
+                chosen = env.expected_reward_of(action)
+                obs, _, terminated, truncated, info = env.step(action)
             info.update(expected_reward=chosen, oracle_expected_reward=float(expected.max()), source=source)
             for key, values in cols.items():
                 values.append(info[key])
@@ -194,6 +202,28 @@ def rollout(env: MusicRecEnv, policy: Policy, n_episodes: int, seed: int) -> lis
             )
         )
     return episodes
+
+
+def _track_expected(env: MusicRecEnv, track: int) -> float:
+    """The listener's true expected reward (raw units) of any track in the current state."""
+    definition = env.reward_definition
+    return float(env.session.expected_reward(np.array([track]), definition.like_weight,
+                                             definition.early_skip_penalty, definition.early_skip_threshold)[0])
+
+
+def play_track(env: MusicRecEnv, track: int) -> tuple[np.ndarray, bool, bool, dict[str, Any]]:
+    """Play any track of the catalog in an evaluation env (which scores with the simulated listener), as
+    :meth:`envs.music_env.MusicRecEnv.step` plays an action's: the listener answers, the env moves on with that
+    answer (:meth:`~envs.music_env.MusicRecEnv.replay_track`), the session ends when the listener leaves.
+    Returns the observation, terminated, truncated and the step's info (a latent env's with ``distance`` 0 and
+    ``outside_candidates``)."""
+    candidates = env.current_candidates.tolist()
+    pct, liked = env.session.respond(track)
+    obs, _, truncated, info = env.replay_track(track, pct, liked)
+    terminated = bool(env.session.left)
+    if env.cfg.action == "latent":
+        info.update(distance=0.0, outside_candidates=track not in candidates)
+    return obs, terminated, truncated and not terminated, info
 
 
 def ratio_mean_ci(sums: np.ndarray, counts: np.ndarray) -> tuple[float, float | None]:
@@ -262,24 +292,25 @@ def summarise(episodes: Sequence[Episode], latents: np.ndarray) -> dict[str, Any
 
 
 def normalized_score(
-    metrics: Mapping[str, Mapping[str, float]], policy: str = "ppo", key: str = "mean_reward"
+    metrics: Mapping[str, Mapping[str, float]], policy: str = "ppo", key: str = "mean_reward",
+    ceiling: str = "oracle"
 ) -> float | None:
-    """(policy − random) / (oracle − random) on ``key`` (``policy``: the learnt one, ``policies.<algo>``): 0 is
-    random among the candidates, 1 the myopic oracle; None when the oracle and random score the same (no scale:
-    see :func:`score_undefined`)."""
-    lo, hi = metrics["random"][key], metrics["oracle"][key]
-    if score_undefined(metrics, key):
+    """(policy − random) / (ceiling − random) on ``key`` (``policy``: the learnt one, ``policies.<algo>``): 0 is
+    random among the candidates, 1 the ``ceiling`` policy (the myopic oracle; ``oracle_catalog``: the catalog
+    oracle); None when the ceiling and random score the same (no scale: see :func:`score_undefined`)."""
+    lo, hi = metrics["random"][key], metrics[ceiling][key]
+    if score_undefined(metrics, key, ceiling):
         return None
     return float((metrics[policy][key] - lo) / (hi - lo))
 
 
-def score_undefined(metrics: Mapping[str, Mapping[str, float]], key: str) -> str | None:
-    """Why a normalized score on ``key`` is undefined (the oracle scores as random does), or None."""
-    lo, hi = metrics["random"][key], metrics["oracle"][key]
+def score_undefined(metrics: Mapping[str, Mapping[str, float]], key: str, ceiling: str = "oracle") -> str | None:
+    """Why a normalized score on ``key`` is undefined (the ``ceiling`` policy scores as random does), or None."""
+    lo, hi = metrics["random"][key], metrics[ceiling][key]
     if np.isfinite(hi - lo) and abs(hi - lo) >= 1e-12:
         return None
-    return (f"the oracle and random score the same {key} ({hi:.6g}): every candidate is as good as another, "
-            "there is no scale")
+    return (f"the {ceiling.replace('_', ' ')} and random score the same {key} ({hi:.6g}): every candidate is as "
+            "good as another, there is no scale")
 
 
 def paired_difference(a: Sequence[Episode], b: Sequence[Episode],
@@ -311,7 +342,9 @@ def evaluate_policies(
 ) -> dict[str, Any]:
     """Roll out every policy on the same fresh sessions; return the ``metrics.json`` structure.
 
-    ``learnt`` names the learnt policy among ``policies``: the normalized scores are its. ``planner`` (the
+    ``learnt`` names the learnt policy among ``policies``: the normalized scores are its; with ``oracle_catalog``
+    among them, ``normalized_score_catalog`` = (learnt − random) / (oracle_catalog − random) on
+    ``mean_expected_reward``. ``planner`` (the
     planning reference and how many sessions it plays: the first of the same sessions) adds
     ``policies.planner``, ``normalized_score_planner`` = (learnt − random) / (planner − random) on
     ``mean_expected_reward`` over the sessions the planner played, and ``planner_minus_oracle`` (their paired
@@ -333,6 +366,11 @@ def evaluate_policies(
             reason = score_undefined(results, key)
             if reason:
                 out[f"{name}_reason"] = reason
+    if {learnt, "random", "oracle_catalog"} <= set(results):  # the scale up to the best track anywhere, now
+        out["normalized_score_catalog"] = normalized_score(results, learnt, "mean_expected_reward", "oracle_catalog")
+        reason = score_undefined(results, "mean_expected_reward", "oracle_catalog")
+        if reason:
+            out["normalized_score_catalog_reason"] = reason
     if planner is not None and planner[1] > 0 and {learnt, "random", "oracle"} <= set(results):
         out.update(_planner_scores(env, planner[0], min(planner[1], n_episodes), seed, episodes, world, learnt))
         results["planner"] = out.pop("planner")

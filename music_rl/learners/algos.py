@@ -1,12 +1,16 @@
-"""The learning algorithm of a run (top-level ``algo``): PPO, or one of SB3's off-policy actors for continuous
-actions, SAC and TD3 (``env.action=latent`` only, as the cited Spotify work used DDPG, TD3's ancestor).
+"""The learning algorithm of a run (top-level ``algo``): PPO; the other actor-critics A2C and RecurrentPPO
+(:mod:`music_rl.learners.a2c`, :mod:`music_rl.learners.recurrent`); the value-based DQN and QR-DQN over the
+candidates (:mod:`music_rl.learners.q_learning`, ``env.action=discrete`` only); or one of SB3's off-policy actors
+for continuous actions, SAC and TD3 (``env.action=latent`` only, as the cited Spotify work used DDPG, TD3's
+ancestor).
 
-``algo=ppo`` (the default, and the only choice with ``env.action=discrete``) is :mod:`music_rl.learners.ppo`; with a
-latent action its policy is a Gaussian over the point. ``algo=sac`` / ``algo=td3`` are configured by the groups
-``sac`` / ``td3`` (:class:`SACConfig`, :class:`TD3Config`). Every algorithm trains on the same vectorised
-sessions (``<algo>.n_envs`` MusicRecEnvs: SB3's off-policy algorithms take a VecEnv of several envs, each
-``env.step`` of it counting ``n_envs`` timesteps), saves ``<algo>.zip`` and is evaluated as
-``policies.<algo>`` of ``metrics.json``.
+``algo=ppo`` (the default) is :mod:`music_rl.learners.ppo`; with a latent action its policy is a Gaussian over
+the point. Each algorithm is configured by its group (``ppo``, ``a2c``, ``recurrent_ppo``, ``dqn``, ``qrdqn``,
+``sac``, ``td3``; ``sac``/``td3`` here: :class:`SACConfig`, :class:`TD3Config`). Every algorithm trains on the
+same vectorised sessions (``<algo>.n_envs`` MusicRecEnvs: SB3's off-policy algorithms take a VecEnv of several
+envs, each ``env.step`` of it counting ``n_envs`` timesteps), saves ``<algo>.zip`` and is evaluated as
+``policies.<algo>`` of ``metrics.json``, its network named in ``policies.<algo>.policy``
+(:func:`policy_architecture`).
 
 Cost. By default SB3's SAC and TD3 take one gradient step of 256 transitions per environment step: measured
 here, a SAC gradient step costs about 25 times, a TD3 one (its actor updated every other step) about 13 times
@@ -25,17 +29,23 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+from sb3_contrib.qrdqn.policies import QRDQNPolicy
 from stable_baselines3 import SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.dqn.policies import DQNPolicy
 
 from envs.music_env import MusicRecEnv
 from music_rl.core.errors import require
-from music_rl.learners.policies import Policy, candidate_distribution
+from music_rl.learners.policies import CandidateScorerPolicy, Policy, candidate_distribution
 from music_rl.learners.ppo import VecEnvKind
+from music_rl.learners.q_learning import CandidateDQNPolicy, CandidateQRDQNPolicy, q_values
+from music_rl.learners.recurrent import RecurrentCandidateScorerPolicy, recurrent_policy
 
 
 class Algo(StrEnum):
@@ -44,9 +54,15 @@ class Algo(StrEnum):
     ppo = "ppo"
     sac = "sac"
     td3 = "td3"
+    dqn = "dqn"
+    qrdqn = "qrdqn"
+    recurrent_ppo = "recurrent_ppo"
+    a2c = "a2c"
 
 
 ALGOS: tuple[str, ...] = tuple(Algo)
+DISCRETE_ONLY = (Algo.dqn, Algo.qrdqn)  # value-based: a Q-value per candidate, no continuous action
+LATENT_ONLY = (Algo.sac, Algo.td3)  # continuous actors
 
 
 @dataclass
@@ -171,10 +187,25 @@ def build_offpolicy_model(algo: str, cfg: OffPolicyConfig, venv: VecEnv, seed: i
 
 
 def model_policy(model: BaseAlgorithm) -> Policy:
-    """A trained model as an evaluation policy, deterministic: the most probable candidate (discrete), or the
-    actor's point (latent: PPO's Gaussian mean, SAC's squashed mean, TD3's actor)."""
-    if isinstance(model.action_space, spaces.Discrete):
-        policy = model.policy  # the actor's forward pass alone: no value head, no SB3 predict wrapping
+    """A trained model as a deterministic evaluation policy (:func:`policy_actor` of its policy)."""
+    return policy_actor(model.policy)
+
+
+def policy_actor(policy: BasePolicy) -> Policy:
+    """A model's policy network as a deterministic evaluation policy: the most probable candidate (an actor-critic
+    over Discrete(k)), the candidate of highest Q-value (DQN, QR-DQN: the quantiles' mean), or the actor's point
+    (latent: PPO's and A2C's Gaussian mean, SAC's squashed mean, TD3's actor); a recurrent policy carries its LSTM
+    state through each session (:func:`music_rl.learners.recurrent.recurrent_policy`). The forward pass alone: no
+    SB3 predict wrapping, but for a point."""
+    if isinstance(policy, RecurrentActorCriticPolicy):
+        return recurrent_policy(policy)
+    if isinstance(policy, DQNPolicy | QRDQNPolicy):
+        def best_value(obs: np.ndarray, env: MusicRecEnv) -> int:
+            return int(np.argmax(q_values(policy, obs)))
+
+        return best_value
+    if isinstance(policy.action_space, spaces.Discrete):
+        assert isinstance(policy, ActorCriticPolicy)
 
         def most_probable(obs: np.ndarray, env: MusicRecEnv) -> int:
             return int(np.argmax(candidate_distribution(policy, obs)))
@@ -182,10 +213,22 @@ def model_policy(model: BaseAlgorithm) -> Policy:
         return most_probable
 
     def point(obs: np.ndarray, env: MusicRecEnv) -> np.ndarray:
-        action, _ = model.predict(obs, deterministic=True)
+        action, _ = policy.predict(obs, deterministic=True)
         return action
 
     return point
+
+
+def policy_architecture(policy: BasePolicy) -> str:
+    """What a model's network is (``metrics.json`` ``policies.<algo>.policy``): ``candidate_scorer`` (one shared
+    network scores each candidate: PPO's and A2C's actor, DQN's and QR-DQN's Q-network, RecurrentPPO's actor with
+    its LSTM context), ``mlp_lstm`` (sb3-contrib's stock recurrent MlpLstmPolicy) or ``mlp`` (an MLP over the whole
+    observation: SB3's stock policies, and every actor of a latent action)."""
+    if isinstance(policy, CandidateScorerPolicy | RecurrentCandidateScorerPolicy):
+        return "candidate_scorer"
+    if isinstance(policy, CandidateDQNPolicy | CandidateQRDQNPolicy):
+        return "candidate_scorer"
+    return "mlp_lstm" if isinstance(policy, RecurrentActorCriticPolicy) else "mlp"
 
 
 def restart_replay(model: BaseAlgorithm, group: Any, timesteps: int) -> None:

@@ -1,6 +1,7 @@
 """The SB3 models of a run folder: saved atomically, loaded checked, versioned.
 
-A run's model files are named by its ``algo`` (ppo, sac or td3; ``<algo>`` below). ``<algo>.zip`` is version 1
+A run's model files are named by its ``algo`` (:data:`MODEL_CLASSES`; ``<algo>`` below); a file another
+algorithm saved is refused (:func:`check_algo`: a model copied from another run). ``<algo>.zip`` is version 1
 (the trained model); every fine-tune writes ``<algo>-v<N>.zip`` and the reward table it learnt from,
 ``world/reward_table-v<N>.npy``, next to the old ones, which are never overwritten. While training,
 ``checkpoints/<algo>_<n>_steps.zip`` hold the policy after ``n`` timesteps. An off-policy model's file holds no
@@ -27,19 +28,30 @@ from types import ModuleType
 from typing import Any
 
 import torch
-from stable_baselines3 import PPO, SAC, TD3
+from sb3_contrib import QRDQN, RecurrentPPO
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+from sb3_contrib.qrdqn.policies import QRDQNPolicy
+from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.dqn.policies import DQNPolicy
+from stable_baselines3.sac.policies import SACPolicy
+from stable_baselines3.td3.policies import TD3Policy
 
 from music_rl.core.atomic import atomic_path
 from music_rl.core.errors import RunFolderError
 from vae.encoder import LatentEncoder
 
-MODEL_CLASSES: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC, "td3": TD3}
+MODEL_CLASSES: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC, "td3": TD3, "dqn": DQN, "qrdqn": QRDQN,
+                                                  "recurrent_ppo": RecurrentPPO, "a2c": A2C}
 MODEL_FILES = tuple(f"{algo}.zip" for algo in MODEL_CLASSES)  # version 1 of a run of each algorithm
-CHECKPOINT_RE = re.compile(r"^(?:ppo|sac|td3)_(\d+)_steps\.zip$")
+CHECKPOINT_RE = re.compile(rf"^(?:{'|'.join(MODEL_CLASSES)})_(\d+)_steps\.zip$")
+# The policy class each algorithm saves (the most specific first): what tells a model file's algorithm.
+POLICY_BASES: tuple[tuple[type[BasePolicy], str], ...] = (
+    (RecurrentActorCriticPolicy, "recurrent_ppo"), (ActorCriticPolicy, "ppo or a2c"), (QRDQNPolicy, "qrdqn"),
+    (DQNPolicy, "dqn"), (SACPolicy, "sac"), (TD3Policy, "td3"))
 # What SB3's loader raises for a file that is truncated, corrupt or not an SB3 model at all.
 LOAD_ERRORS: tuple[type[BaseException], ...] = (
     zipfile.BadZipFile, EOFError, KeyError, ValueError, RuntimeError, OSError, AssertionError,
@@ -96,6 +108,25 @@ def _unloadable(path: Path, algo: str, err: BaseException) -> RunFolderError:
     return RunFolderError(f"{path}: not a loadable SB3 {algo.upper()} model for this run ({_first_line(err)})")
 
 
+def file_algo(data: dict[str, Any]) -> str:
+    """The algorithm that saved a model file, from its data (SB3's ``data`` entry): its policy class, and for an
+    actor-critic PPO's own hyperparameters (``n_epochs``: A2C has none); ``unknown`` for another policy."""
+    cls = data.get("policy_class")
+    for base, algo in POLICY_BASES:
+        if isinstance(cls, type) and issubclass(cls, base):
+            return algo if algo != "ppo or a2c" else ("ppo" if "n_epochs" in data else "a2c")
+    return "unknown"
+
+
+def check_algo(path: Path, data: dict[str, Any], algo: str) -> None:
+    """Refuse a model file that another algorithm saved than the run's ``algo`` (a file copied from another run):
+    :class:`RunFolderError`, one line."""
+    found = file_algo(data)
+    if found != algo:
+        raise RunFolderError(f"{path}: a model of algo={found}, but the run's algo is {algo} (a model file of "
+                             "another run?)")
+
+
 def check_fits(path: Path, model: Any, env: Any) -> None:
     """Refuse a model (or policy) at ``path`` whose observation or action space is not ``env``'s: a model of
     another run, or of another action formulation (checked before any work by every command that loads one).
@@ -135,6 +166,12 @@ def load_model(path: Path, env: VecEnv | None = None, algo: str = "ppo") -> Base
         raise RunFolderError(f"{path}: missing")
     try:
         with _legacy_modules():
+            data, _, _ = load_from_zip_file(path, device="cpu", load_data=True)
+    except LOAD_ERRORS as err:
+        raise _unloadable(path, algo, err) from None
+    check_algo(path, data or {}, algo)
+    try:
+        with _legacy_modules():
             return MODEL_CLASSES[algo].load(path, env=env, device="cpu")
     except LOAD_ERRORS as err:
         raise _unloadable(path, algo, err) from None
@@ -149,8 +186,8 @@ class _NoOptimizer:
 
 
 def load_policy(path: Path, algo: str = "ppo") -> BasePolicy:
-    """The policy network of an SB3 model file of ``algo``, for inference (no optimizer, evaluation mode): PPO's
-    actor-critic, SAC's or TD3's actor and critics.
+    """The policy network of an SB3 model file of ``algo``, for inference (no optimizer, evaluation mode): an
+    actor-critic (PPO, A2C, RecurrentPPO), DQN's or QR-DQN's Q-networks, SAC's or TD3's actor and critics.
 
     A missing, truncated or foreign file is a :class:`RunFolderError`.
     """
@@ -159,6 +196,7 @@ def load_policy(path: Path, algo: str = "ppo") -> BasePolicy:
     try:
         with _legacy_modules():
             data, params, _ = load_from_zip_file(path, device="cpu")
+        check_algo(path, data, algo)
         cls = data["policy_class"]
         kwargs = dict(data["policy_kwargs"], optimizer_class=_NoOptimizer)
         if issubclass(cls, ActorCriticPolicy):

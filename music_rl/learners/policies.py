@@ -22,6 +22,7 @@ permutation-equivariant over the candidates (and invariant to the order of the h
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -31,6 +32,7 @@ from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
+from envs.env_config import EnvConfig
 from envs.music_env import MusicRecEnv
 from envs.observation import Observation, ObservationLayout, ObservationViews
 
@@ -44,7 +46,16 @@ class HistoryEncoder(StrEnum):
 
 
 HISTORY_ENCODERS: tuple[str, ...] = tuple(HistoryEncoder)
-Policy = Callable[[np.ndarray, MusicRecEnv], Any]  # an evaluation policy: a candidate index (int), or an env action
+Policy = Callable[[np.ndarray, MusicRecEnv], Any]  # an evaluation policy: a candidate index (int), an env action,
+# or a CatalogTrack (any track of the catalog: the catalog oracle)
+
+
+@dataclass(frozen=True)
+class CatalogTrack:
+    """An evaluation policy's choice of any track of the catalog by its row, rather than of a candidate or an
+    action (the catalog oracle, :func:`music_rl.evaluation.baselines.oracle_catalog_policy`)."""
+
+    row: int
 ENCODER_WIDTH = 32  # the history encoding's width (listener observation)
 
 
@@ -68,9 +79,11 @@ class CandidateScorerExtractor(nn.Module):
         critic_arch: Sequence[int],
         activation: type[nn.Module],
         history_encoder: str = "pooled",
+        n_scores: int = 1,
+        context: int = 0,
     ) -> None:
         super().__init__()
-        self.layout, self.history_encoder = layout, history_encoder
+        self.layout, self.history_encoder, self.context = layout, history_encoder, context
         d, f, shapes = layout.d, layout.n_feat, layout.shapes()
         self.listener = "estimate" in shapes
         if self.listener:
@@ -81,10 +94,10 @@ class CandidateScorerExtractor(nn.Module):
                 self.encoder, _ = _mlp(row_in, [ENCODER_WIDTH, ENCODER_WIDTH], activation)
         else:
             extra = layout.history * layout.row_width
-        body, width = _mlp(2 * (d + f) + extra, scorer_arch, activation)
-        self.score_head = nn.Linear(width, 1)
+        body, width = _mlp(2 * (d + f) + extra + context, scorer_arch, activation)
+        self.score_head = nn.Linear(width, n_scores)
         self.scorer = nn.Sequential(body, self.score_head)
-        self.critic, self.latent_dim_vf = _mlp(layout.width, critic_arch, activation)
+        self.critic, self.latent_dim_vf = _mlp(context + layout.width, critic_arch, activation)
         self.latent_dim_pi = layout.k
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,6 +106,12 @@ class CandidateScorerExtractor(nn.Module):
 
     def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
         """Score every candidate with the shared scorer: (B, obs) -> (B, k) logits."""
+        return self.forward_scores(features).squeeze(-1)
+
+    def forward_scores(self, features: torch.Tensor) -> torch.Tensor:
+        """Every candidate's ``n_scores`` outputs of the shared scorer: (B, [context,] obs) -> (B, k, n_scores)
+        (a context, the first ``context`` columns, is appended to every candidate's input)."""
+        ctx, features = features[:, :self.context], features[:, self.context:]
         obs = self.layout.views(features)
         current = obs.z.unsqueeze(1)  # (B, 1, d)
         parts = [obs.z_cands, obs.z_cands - current]
@@ -102,7 +121,9 @@ class CandidateScorerExtractor(nn.Module):
             parts += self._listener_parts(obs)
         elif obs.hist is not None:
             parts.append(obs.hist.flatten(1).unsqueeze(1).expand(-1, self.layout.k, -1))
-        return self.scorer(torch.cat(parts, dim=-1)).squeeze(-1)
+        if self.context:
+            parts.append(ctx.unsqueeze(1).expand(-1, self.layout.k, -1))
+        return self.scorer(torch.cat(parts, dim=-1))
 
     def _listener_parts(self, obs: ObservationViews) -> list[torch.Tensor]:
         """The listener observation's per-candidate inputs: r̂ and evidence (the candidate's, the current
@@ -132,6 +153,31 @@ class CandidateScorerExtractor(nn.Module):
         return self.critic(features)
 
 
+def scorer_kwargs(env_cfg: EnvConfig, latent_dim: int, n_features: int, scorer_arch: Sequence[int],
+                  history_encoder: str = "pooled") -> dict[str, Any]:
+    """The keyword arguments of a candidate scorer (:class:`CandidateScorerPolicy`, and the DQN, QRDQN and
+    recurrent ones) for the env's observation (``n_features``: features per track, ``history_encoder``: the
+    listener observation's, :data:`HISTORY_ENCODERS`)."""
+    history = env_cfg.history if env_cfg.observation in ("history", "listener") else 0
+    listener = {"listener": True, "history_encoder": history_encoder} if env_cfg.observation == "listener" else {}
+    return {**listener, "latent_dim": latent_dim, "k": env_cfg.k, "history": history,
+            "n_features": n_features if env_cfg.candidate_features else 0, "scorer_arch": list(scorer_arch)}
+
+
+def scorer_layout(observation_space: spaces.Space, action_space: spaces.Space, latent_dim: int, k: int,
+                  history: int, n_features: int, listener: bool) -> ObservationLayout:
+    """The observation layout a candidate scorer reads (:class:`CandidateScorerPolicy`'s parameters), checked
+    against the spaces it is built for (ValueError: not Discrete(k), or another observation width)."""
+    mode = Observation.listener if listener else Observation.history if history else Observation.candidates
+    layout = ObservationLayout.of(mode, latent_dim, k, n_features, history)
+    if not isinstance(action_space, spaces.Discrete) or int(action_space.n) != k:
+        raise ValueError(f"a candidate scorer needs Discrete({k}), got {action_space}")
+    if observation_space.shape != (layout.width,):
+        raise ValueError(f"a candidate scorer needs a flat observation of {layout.width} values (d={latent_dim}, "
+                         f"k={k}, features={n_features}, history={history}), got shape {observation_space.shape}")
+    return layout
+
+
 class CandidateScorerPolicy(ActorCriticPolicy):
     """Actor-critic whose actor is a shared per-candidate scorer (see the module docstring).
 
@@ -159,16 +205,7 @@ class CandidateScorerPolicy(ActorCriticPolicy):
         history_encoder: str = "pooled",
         **kwargs: Any,
     ) -> None:
-        mode = Observation.listener if listener else Observation.history if history else Observation.candidates
-        self.layout = ObservationLayout.of(mode, latent_dim, k, n_features, history)
-        if not isinstance(action_space, spaces.Discrete) or int(action_space.n) != k:
-            raise ValueError(f"CandidateScorerPolicy needs Discrete({k}), got {action_space}")
-        if observation_space.shape != (self.layout.width,):
-            raise ValueError(
-                f"CandidateScorerPolicy needs a flat observation of {self.layout.width} values "
-                f"(d={latent_dim}, k={k}, features={n_features}, history={history}), "
-                f"got shape {observation_space.shape}"
-            )
+        self.layout = scorer_layout(observation_space, action_space, latent_dim, k, history, n_features, listener)
         self.latent_dim, self.k, self.history, self.n_features = latent_dim, k, history, n_features
         self.scorer_arch = list(scorer_arch)
         self.listener, self.history_encoder = listener, history_encoder
@@ -181,11 +218,7 @@ class CandidateScorerPolicy(ActorCriticPolicy):
 
     def _build(self, lr_schedule: Any) -> None:
         super()._build(lr_schedule)
-        # The scores are the logits: no extra linear layer that would mix the candidate slots.
-        self.action_net = nn.Identity()
-        if self.ortho_init:  # near-uniform initial policy, as SB3 does for its action head
-            nn.init.orthogonal_(self.mlp_extractor.score_head.weight, gain=0.01)
-            nn.init.zeros_(self.mlp_extractor.score_head.bias)
+        scores_as_logits(self)
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
@@ -200,6 +233,17 @@ class CandidateScorerPolicy(ActorCriticPolicy):
             history_encoder=self.history_encoder,
         )
         return data
+
+
+def scores_as_logits(policy: ActorCriticPolicy) -> None:
+    """After SB3 built an actor-critic on a :class:`CandidateScorerExtractor`: the scores are the logits, with no
+    extra linear layer that would mix the candidate slots; a near-uniform initial policy with ``ortho_init``, as
+    SB3 initialises its own action head."""
+    policy.action_net = nn.Identity()
+    if policy.ortho_init:
+        head = policy.mlp_extractor.score_head
+        nn.init.orthogonal_(head.weight, gain=0.01)
+        nn.init.zeros_(head.bias)
 
 
 def _latents(policy: ActorCriticPolicy, obs: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

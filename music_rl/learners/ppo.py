@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import gymnasium as gym
 from stable_baselines3 import PPO
@@ -24,7 +24,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 from envs.music_env import EnvConfig, MusicRecEnv
 from envs.world import World
 from music_rl.core.errors import ConfigError, require
-from music_rl.learners.policies import CandidateScorerPolicy
+from music_rl.learners.policies import CandidateScorerPolicy, scorer_kwargs
 from music_rl.learners.vec_env import session_vec_env
 
 
@@ -112,22 +112,24 @@ class PPOConfig:
     progress_bar: bool = True
     """SB3's progress bar while training"""
 
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the first bad ``ppo.*`` key, its value and what is allowed."""
+    def validate(self, group: str = "ppo") -> None:
+        """Raise :class:`ConfigError` naming the first bad ``<group>.*`` key, its value and what is allowed
+        (``group``: ppo, or recurrent_ppo, whose config extends this one)."""
         def key(name: str) -> tuple[str, Any]:
-            return f"ppo.{name}", getattr(self, name)
+            return f"{group}.{name}", getattr(self, name)
 
         rollout = self.n_steps * self.n_envs
         require([
             *((*key(k), getattr(self, k) >= 1, "must be an integer >= 1")
               for k in ("total_timesteps", "n_envs", "n_steps", "batch_size", "n_epochs")),
-            (*key("batch_size"), self.batch_size <= rollout, f"must be <= ppo.n_steps * ppo.n_envs = {rollout}"),
+            (*key("batch_size"), self.batch_size <= rollout,
+             f"must be <= {group}.n_steps * {group}.n_envs = {rollout}"),
             (*key("learning_rate"), 0 < self.learning_rate <= 1, "must be in (0, 1]"),
             *((*key(k), 0 <= getattr(self, k) <= 1, "must be in [0, 1]") for k in ("gamma", "gae_lambda")),
             (*key("clip_range"), 0 < self.clip_range <= 10, "must be in (0, 10]"),
             *((*key(k), 0 <= getattr(self, k) <= 1e3, "must be in [0, 1000]") for k in ("ent_coef", "vf_coef")),
             (*key("max_grad_norm"), 0 < self.max_grad_norm <= 1e6, "must be in (0, 1e6]"),
-            *((f"ppo.{k}", list(getattr(self, k)), all(w >= 1 for w in getattr(self, k)),
+            *((f"{group}.{k}", list(getattr(self, k)), all(w >= 1 for w in getattr(self, k)),
                "must be a list of positive layer widths") for k in ("net_arch", "scorer_arch")),
             (*key("checkpoint_freq"), self.checkpoint_freq >= 1, "must be an integer >= 1"),
         ])
@@ -160,26 +162,26 @@ def make_vec_env(
     return venv
 
 
+class ActorCriticGroup(Protocol):
+    """What :func:`policy_spec` reads of a config group (``ppo``, ``a2c``)."""
+
+    policy: PolicyName
+    net_arch: list[int]
+    scorer_arch: list[int]
+
+
 def policy_spec(
-    cfg: PPOConfig, env_cfg: EnvConfig, latent_dim: int, n_features: int, history_encoder: str = "pooled"
+    cfg: ActorCriticGroup, env_cfg: EnvConfig, latent_dim: int, n_features: int, history_encoder: str = "pooled"
 ) -> tuple[type | str, dict[str, Any]]:
-    """The SB3 policy class and its kwargs for ``ppo.policy`` and ``env.action`` (``n_features``: features per
-    track; ``history_encoder``: the listener observation's, :data:`music_rl.learners.policies.HISTORY_ENCODERS`)."""
+    """The SB3 policy class and its kwargs for ``<group>.policy`` (ppo, a2c) and ``env.action`` (``n_features``:
+    features per track; ``history_encoder``: the listener observation's,
+    :data:`music_rl.learners.policies.HISTORY_ENCODERS`)."""
     if cfg.policy == "mlp":
         return "MlpPolicy", {"net_arch": list(cfg.net_arch)}
     if env_cfg.action == "latent":  # the candidate scorer's counterpart for a point (module docstring)
         return "MlpPolicy", {"net_arch": {"pi": list(cfg.scorer_arch), "vf": list(cfg.net_arch)}}
-    history = env_cfg.history if env_cfg.observation in ("history", "listener") else 0
-    listener = {"listener": True, "history_encoder": history_encoder} if env_cfg.observation == "listener" else {}
-    return CandidateScorerPolicy, {
-        **listener,
-        "latent_dim": latent_dim,
-        "k": env_cfg.k,
-        "history": history,
-        "n_features": n_features if env_cfg.candidate_features else 0,
-        "scorer_arch": list(cfg.scorer_arch),
-        "net_arch": list(cfg.net_arch),
-    }
+    kwargs = scorer_kwargs(env_cfg, latent_dim, n_features, cfg.scorer_arch, history_encoder)
+    return CandidateScorerPolicy, {**kwargs, "net_arch": list(cfg.net_arch)}
 
 
 def build_model(cfg: PPOConfig, env_cfg: EnvConfig, venv: VecEnv, world: World, seed: int,

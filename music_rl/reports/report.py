@@ -33,6 +33,9 @@ def metrics_table(metrics: Mapping[str, Any]) -> str:
     if "normalized_score" in metrics:
         lines.append(f"\nnormalized_score ({learnt}): {_shown(metrics, 'normalized_score')}   "
                      f"(on realised reward: {_shown(metrics, 'normalized_score_realised')})")
+    if "normalized_score_catalog" in metrics:
+        lines.append(f"normalized_score_catalog ({learnt}, 1 = the best unplayed track of the whole catalog, now): "
+                     f"{_shown(metrics, 'normalized_score_catalog')}")
     if "normalized_score_planner" in metrics:
         gap = metrics["planner_minus_oracle"]
         lines.append(f"normalized_score_planner ({learnt}, 1 = the planner, {metrics['planner_episodes']} sessions): "

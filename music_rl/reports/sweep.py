@@ -24,8 +24,9 @@ from music_rl.reports.overrides import HOW_KEYS, job_overrides
 # jobs that differ only in these are replicates of one configuration (a seed picks a listener too)
 REPLICATE_KEYS = ("seed", "listeners.seed")
 # the scores of a job: per configuration, the mean and its 95% interval, and the IQM and its bootstrap interval;
-# the probability of improvement on the first
-SCORES = ("normalized_score", "normalized_score_planner")
+# the probability of improvement on the first (normalized_score_catalog: 1 = the catalog oracle, every action
+# formulation on one scale)
+SCORES = ("normalized_score", "normalized_score_catalog", "normalized_score_planner")
 # per configuration, the mean and its 95% interval of each of these; a job reports them all (compare_jobs.csv).
 # ppo_*: the learnt policy's, policies.<algo> (PPO's unless the run's algo is another); the share of its tracks
 # outside the k candidates only where a job has a latent action (0 for a discrete one, by construction)

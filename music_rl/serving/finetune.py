@@ -1,7 +1,7 @@
 """Learning from feedback: re-propagate rewards, continue the run's algorithm, write a new model version;
 cold-start probing; the online-learning loop.
 
-A fine-tune continues the run's model (PPO, SAC or TD3) on the re-propagated table. An off-policy actor's
+A fine-tune continues the run's model (whatever its algo) on the re-propagated table. An off-policy actor's
 replay buffer is not kept: the model file holds none, and its transitions' rewards are the old table's, which
 the fine-tune replaces; the buffer starts empty and the first ``min(<algo>.learning_starts, timesteps / 2)``
 steps of the fine-tune refill it before the updates resume.
@@ -34,12 +34,12 @@ from music_rl.core.atomic import atomic_path
 from music_rl.core.errors import ConfigError, FeedbackError
 from music_rl.data.feedback_store import FeedbackStore, utc_now
 from music_rl.evaluation.evaluate import Episode, rollout
-from music_rl.learners.algos import restart_replay
+from music_rl.learners.algos import policy_actor, restart_replay
 from music_rl.learners.models import load_model, model_path, model_versions, reward_table_path, save_model_atomic
 from music_rl.learners.policies import Policy
 from music_rl.learners.ppo import make_vec_env
 from music_rl.runs.run_folder import hold
-from music_rl.serving.inference import LoadedRun, greedy_actor
+from music_rl.serving.inference import LoadedRun
 from music_rl.training.callbacks import FeedbackStatsCallback
 from music_rl.training.tensorboard import open_logger
 
@@ -240,10 +240,10 @@ def simulate_online(run: LoadedRun, listener_seed: int, rounds: int, finetune_ev
     append = store.append if store is not None else (lambda rows: None)
     feedback = probe_feedback(run, simulated_answers(run.world, listener_seed, seed), user, seed)
     append(feedback)
-    model = load_model(model_path(run.run_dir, run.version))
+    model = load_model(run.model_file, algo=run.cfg.algo)
     target = continue_training(model, target, run.cfg, feedback, timesteps, seed=seed)  # cold start
-    online, taken = exploring(greedy_actor(model.policy), exploration, np.random.default_rng([seed, 1]))
-    frozen = greedy_actor(run.policy)
+    online, taken = exploring(policy_actor(model.policy), exploration, np.random.default_rng([seed, 1]))
+    frozen = policy_actor(run.policy)
     env = MusicRecEnv(target, dataclasses.replace(run.cfg.env, reward_source="simulator"))
     tunes, rows = 1, []
     for r in range(1, rounds + 1):

@@ -20,14 +20,19 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+from sb3_contrib.qrdqn.policies import QRDQNPolicy
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from stable_baselines3.dqn.policies import DQNPolicy
 
 from envs.listener_log import AnswerLog, Estimator, ListenerEstimate
 from envs.music_env import MusicRecEnv
@@ -37,7 +42,9 @@ from music_rl.core.errors import ConfigError, RunFolderError, UnknownTrackError,
 from music_rl.data.feedback import read_feedback
 from music_rl.data.log_import import LogReport, read_submission
 from music_rl.learners.models import check_fits, load_policy, model_path, model_versions, reward_table_path
-from music_rl.learners.policies import Policy, candidate_distribution, candidate_probabilities
+from music_rl.learners.policies import candidate_probabilities
+from music_rl.learners.q_learning import q_values
+from music_rl.learners.recurrent import LSTMState, session_start
 from music_rl.training.run_world import load_run_world
 
 RUN_FILES = (".hydra/config.yaml", "world")  # and the model of the run's algo, <algo>.zip
@@ -46,8 +53,8 @@ N_CLOSEST = 3
 
 @dataclass
 class LoadedRun:
-    """A run folder ready for inference: its config, its world (with the version's reward table), a policy (PPO's
-    actor-critic, or SAC's or TD3's actor and critics)."""
+    """A run folder ready for inference: its config, its world (with the version's reward table), a policy (an
+    actor-critic, DQN's or QR-DQN's Q-networks, or SAC's or TD3's actor and critics)."""
 
     run_dir: Path
     cfg: TrainConfig
@@ -157,15 +164,6 @@ def find_track(world: World, track_id: str | None = None, query: str | None = No
     raise UnknownTrackError(f"query={query!r}: {what}; closest: " + "; ".join(close))
 
 
-def greedy_actor(policy: ActorCriticPolicy) -> Policy:
-    """The policy as an evaluation policy (music_rl.learners.policies.Policy): the most probable candidate."""
-
-    def act(obs: np.ndarray, env: MusicRecEnv) -> int:
-        return int(np.argmax(candidate_distribution(policy, obs)))
-
-    return act
-
-
 def check_length(run: LoadedRun, length: int) -> None:
     """Raise :class:`ConfigError` unless a session of ``length`` recommendations fits the catalog."""
     n, k = len(run.world.tracks), run.cfg.env.k
@@ -233,18 +231,20 @@ def recommend(run: LoadedRun, start: int, length: int, sample: bool = False,
     Returns one JSON-able dict per step: ``position``, ``from`` (track fields) and ``candidates`` (track fields,
     nearest first), and
 
-    - discrete: ``value`` (the critic's estimate of the discounted return, in the env's scaled reward units),
-      each candidate's ``probability`` and ``pick`` (index into ``candidates``: the most probable, or a draw
-      from the probabilities when ``sample``, seeded by ``seed``);
+    - discrete: ``value`` (the critic's estimate of the discounted return, in the env's scaled reward units;
+      not for RecurrentPPO), each candidate's ``probability`` and ``pick`` (index into ``candidates``: the most
+      probable, or a draw from the probabilities when ``sample``, seeded by ``seed``); a DQN or QR-DQN shows each
+      candidate's ``q_value`` instead and picks the highest (``sample`` refused: :func:`check_sample`);
     - latent: ``proposed`` (the policy's point in ``[0, 1]^d``: its mean, or a draw when ``sample``; TD3's actor
       has no draw), ``played`` (track fields), ``distance`` (from the point to the track played) and
       ``outside_candidates``.
     """
+    check_sample(run, sample)
     env = session_env(run, length)
     if run.cfg.env.observation == "listener":
         env.set_listener_estimate(estimate if estimate is not None else listener_estimate(run, AnswerLog.empty()))
     obs, _ = env.reset(seed=seed, options={"start_track": int(start)})
-    step_of = _latent_step if run.cfg.env.action == "latent" else _discrete_step
+    step_of = _step_function(run)
     rng = np.random.default_rng(seed)
     if sample:
         torch.manual_seed(seed)  # a latent draw comes from torch's generator
@@ -256,17 +256,73 @@ def recommend(run: LoadedRun, start: int, length: int, sample: bool = False,
     return steps
 
 
+Step = Callable[[LoadedRun, MusicRecEnv, np.ndarray, bool, np.random.Generator], tuple[dict[str, Any], Any]]
+
+
+def _step_function(run: LoadedRun) -> Step:
+    """How the run's policy makes one step of :func:`recommend`: a recurrent policy's LSTM state carried from step
+    to step of the session, a Q-learner's values, an actor-critic's probabilities, or a latent point."""
+    if isinstance(run.policy, RecurrentActorCriticPolicy):
+        lstm = LSTMState(run.policy)
+        return partial(_recurrent_step, lstm)
+    if run.cfg.env.action == "latent":
+        return _latent_step
+    if isinstance(run.policy, DQNPolicy | QRDQNPolicy):
+        return _q_step
+    return _discrete_step
+
+
 def _discrete_step(run: LoadedRun, env: MusicRecEnv, obs: np.ndarray, sample: bool,
                    rng: np.random.Generator) -> tuple[dict[str, Any], int]:
     """What a discrete step shows before it is played, and the candidate it picks."""
     assert isinstance(run.policy, ActorCriticPolicy)
     probs, value = candidate_probabilities(run.policy, obs)
+    return _shown(run, env, probs, sample, rng, value=value)
+
+
+def _shown(run: LoadedRun, env: MusicRecEnv, probs: np.ndarray, sample: bool, rng: np.random.Generator,
+           **extra: float) -> tuple[dict[str, Any], int]:
+    """A discrete step's candidates with their probabilities, and the pick (the most probable, or a draw)."""
     pick = int(rng.choice(len(probs), p=probs / probs.sum())) if sample else int(np.argmax(probs))
     tracks = run.world.tracks
-    return {"from": _track_fields(tracks, env.track), "value": value,
+    return {"from": _track_fields(tracks, env.track), **extra,
             "candidates": [dict(_track_fields(tracks, int(t)), probability=float(p))
                            for t, p in zip(env.current_candidates, probs, strict=True)],
             "pick": pick}, pick
+
+
+def _q_step(run: LoadedRun, env: MusicRecEnv, obs: np.ndarray, sample: bool,
+            rng: np.random.Generator) -> tuple[dict[str, Any], int]:
+    """A DQN or QR-DQN step: each candidate's Q-value and the best one (a Q-learner has no distribution to draw
+    from: ``sample`` is refused by :func:`check_sample`)."""
+    values = q_values(run.policy, obs)
+    pick = int(np.argmax(values))
+    tracks = run.world.tracks
+    return {"from": _track_fields(tracks, env.track),
+            "candidates": [dict(_track_fields(tracks, int(t)), q_value=float(v))
+                           for t, v in zip(env.current_candidates, values, strict=True)],
+            "pick": pick}, pick
+
+
+def _recurrent_step(lstm: LSTMState, run: LoadedRun, env: MusicRecEnv, obs: np.ndarray, sample: bool,
+                    rng: np.random.Generator) -> tuple[dict[str, Any], Any]:
+    """A RecurrentPPO step, its LSTM state carried from the previous step of the session: the candidates'
+    probabilities and the pick (discrete), or the point (latent)."""
+    start = session_start(env)
+    if run.cfg.env.action == "latent":
+        tracks = run.world.tracks
+        return {"from": _track_fields(tracks, env.track),
+                "candidates": [_track_fields(tracks, int(t)) for t in env.current_candidates]}, \
+            lstm.action(obs, start, deterministic=not sample)
+    return _shown(run, env, lstm.probabilities(obs, start), sample, rng)
+
+
+def check_sample(run: LoadedRun, sample: bool) -> None:
+    """Refuse ``sample=true`` for a DQN or QR-DQN run (:class:`ConfigError`, one line): it has Q-values, no
+    probabilities to draw from."""
+    if sample and isinstance(run.policy, DQNPolicy | QRDQNPolicy):
+        raise ConfigError(f"sample=true: {run.run_dir} is a {run.cfg.algo} run, whose policy has a Q-value per "
+                          "candidate and no probabilities to draw from (leave sample=false: the best candidate)")
 
 
 def _latent_step(run: LoadedRun, env: MusicRecEnv, obs: np.ndarray, sample: bool,

@@ -13,6 +13,7 @@ final evaluation shows in TensorBoard is :mod:`music_rl.training.results_log`'s.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -47,7 +48,8 @@ from music_rl.evaluation.evaluate import (
 from music_rl.evaluation.new_listener import evaluate_new_listener
 from music_rl.evaluation.offpolicy import check_estimators, estimate_log, estimate_log_file
 from music_rl.evaluation.planner import planner_policy
-from music_rl.learners.algos import build_offpolicy_model, model_policy, restart_replay
+from music_rl.learners.a2c import build_a2c_model
+from music_rl.learners.algos import build_offpolicy_model, model_policy, policy_architecture, restart_replay
 from music_rl.learners.models import (
     CHECKPOINT_RE,
     check_fits,
@@ -59,6 +61,8 @@ from music_rl.learners.models import (
 )
 from music_rl.learners.policies import sampling_policy
 from music_rl.learners.ppo import build_model, make_vec_env
+from music_rl.learners.q_learning import build_q_model
+from music_rl.learners.recurrent import build_recurrent_model
 from music_rl.runs.run_info import RunInfo
 from music_rl.runs.seeding import derive_seed
 from music_rl.training.callbacks import (
@@ -69,7 +73,7 @@ from music_rl.training.callbacks import (
 )
 from music_rl.training.results_log import log_results
 from music_rl.training.run_world import build_run_world, load_run_world
-from music_rl.training.tensorboard import budget_figure, log_values, open_logger
+from music_rl.training.tensorboard import budget_figure, log_values, open_logger, sim2real_figure
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +82,22 @@ CODE_DIR = Path(__file__).resolve().parents[2]
 TEMPORARY_RE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 LATENT_NO_OPE = ("off-policy estimates weigh the k candidates by the policy's probabilities "
                  "(music_rl/evaluation/offpolicy.py): a latent action has none; not estimated for env.action=latent")
+NON_PPO_NO_OPE = ("off-policy estimates weigh the k candidates by PPO's probabilities "
+                  "(music_rl/evaluation/offpolicy.py, policies ppo and ppo_sample); not estimated for algo={algo}")
 
 
 def build_learner(cfg: TrainConfig, venv: VecEnv, world: World, seed: int) -> BaseAlgorithm:
-    """A fresh model of ``cfg.algo`` on ``venv``: PPO (:func:`music_rl.learners.ppo.build_model`), SAC or TD3."""
+    """A fresh model of ``cfg.algo`` on ``venv``: PPO (:func:`music_rl.learners.ppo.build_model`), A2C,
+    RecurrentPPO, DQN, QR-DQN, SAC or TD3."""
+    encoder = str(cfg.new_listener.history_encoder)
     if cfg.algo == "ppo":
-        return build_model(cfg.ppo, cfg.env, venv, world, seed, str(cfg.new_listener.history_encoder))
+        return build_model(cfg.ppo, cfg.env, venv, world, seed, encoder)
+    if cfg.algo == "a2c":
+        return build_a2c_model(cfg.a2c, cfg.env, venv, world, seed, encoder)
+    if cfg.algo == "recurrent_ppo":
+        return build_recurrent_model(cfg.recurrent_ppo, cfg.env, venv, world, seed, encoder)
+    if cfg.algo in ("dqn", "qrdqn"):
+        return build_q_model(cfg.algo, getattr(cfg, cfg.algo), cfg.env, venv, world, seed, encoder)
     return build_offpolicy_model(cfg.algo, getattr(cfg, cfg.algo), venv, seed)
 
 
@@ -144,19 +158,31 @@ def train_model(cfg: TrainConfig, run_dir: Path, world: World, logger: Logger, i
 
 
 def evaluate_run(cfg: TrainConfig, world: World, model: BaseAlgorithm) -> dict[str, Any]:
-    """Final evaluation: the learnt policy (``policies.<algo>``; a discrete one also drawing from its
-    probabilities, ``ppo_sample``), the baselines and the planning reference on the same fresh sessions
-    (``metrics.json`` structure; a latent run's also names its ``action`` and ``algo``)."""
+    """Final evaluation: the learnt policy (``policies.<algo>``, its network in ``policies.<algo>.policy``; a
+    discrete PPO also drawing from its probabilities, ``ppo_sample``), the baselines and the planning reference on
+    the same fresh sessions (``metrics.json`` structure; a latent run's, or another algo's than PPO, also names its
+    ``action`` and ``algo``)."""
     eval_seed = derive_seed(cfg.seed, "eval")
     learnt = {str(cfg.algo): model_policy(model)}
-    if cfg.env.action == "discrete":
+    if cfg.env.action == "discrete" and cfg.algo == "ppo":
         learnt["ppo_sample"] = sampling_policy(model.policy, derive_seed(cfg.seed, "sample"))
     planner = (planner_policy(cfg.eval.planner, derive_seed(cfg.seed, "planner")), cfg.eval.planner.n_episodes)
     metrics = evaluate_policies(world, cfg.env, {**learnt, **baseline_policies(eval_seed)}, cfg.eval.protocol,
                                 cfg.eval.n_episodes, eval_seed, planner, learnt=str(cfg.algo))
-    if cfg.env.action == "latent":  # a discrete run's metrics.json stays as it was: PPO over Discrete(k)
+    if cfg.env.action == "latent" or cfg.algo != "ppo":  # a discrete PPO run's metrics.json stays as it was
         metrics.update(action=str(cfg.env.action), algo=str(cfg.algo))
+    metrics["policies"][str(cfg.algo)]["policy"] = policy_architecture(model.policy)
     return metrics
+
+
+def no_ope_reason(cfg: TrainConfig) -> str | None:
+    """Why a run's policy has no off-policy estimates (they weigh the candidates by PPO's probabilities), or None
+    (a discrete PPO run)."""
+    if cfg.env.action == "latent":
+        return LATENT_NO_OPE
+    if cfg.algo != "ppo":
+        return NON_PPO_NO_OPE.format(algo=cfg.algo)
+    return None
 
 
 def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
@@ -203,8 +229,8 @@ def _run(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
         with info.stage("evaluation"):
             metrics = evaluate_run(cfg, world, model)
         holdout = run_dir / "feedback_holdout.csv"
-        if cfg.env.action == "latent" and (holdout.is_file() or cfg.eval.ope_log_steps):
-            metrics["ope_reason"] = LATENT_NO_OPE
+        if no_ope_reason(cfg) and (holdout.is_file() or cfg.eval.ope_log_steps):
+            metrics["ope_reason"] = no_ope_reason(cfg)
         elif holdout.is_file():  # a user's log: its held-out sessions judge the policies, not the simulator
             with info.stage("ope_holdout"):
                 metrics["ope_holdout"] = estimate_log(world, cfg.env, model.policy, read_feedback(holdout),
@@ -218,7 +244,11 @@ def _run(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
                                                                 learnt, derive_seed(cfg.seed, "new_listener"))
                 log_values(logger, {"new_listener/curve": budget_figure(metrics["new_listener"])},
                            model.num_timesteps)
-        if cfg.eval.ope_log_steps and cfg.env.action == "discrete":
+        if cfg.sim2real.enabled:
+            with info.stage("sim2real"):
+                metrics["sim2real"] = sim2real_of(cfg, run_dir, world, model)
+                log_sim2real(logger, metrics["sim2real"])
+        if cfg.eval.ope_log_steps and not no_ope_reason(cfg):
             with info.stage("ope"):
                 truth = {name: result["mean_expected_reward"] for name, result in metrics["policies"].items()}
                 metrics["ope"] = check_estimators(world, cfg.env, model.policy, cfg.eval, truth,
@@ -230,6 +260,34 @@ def _run(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
         return metrics
     finally:
         logger.close()
+
+
+def sim2real_of(cfg: TrainConfig, run_dir: Path, world: World, model: BaseAlgorithm) -> dict[str, Any]:
+    """``metrics.json["sim2real"]``: the fidelity protocol (:mod:`music_rl.sim2real.protocol`) on the run's world
+    and PPO, its learners trained with the run's config in ``sim2real/`` (resumed there with ``resume=true``)."""
+    from music_rl.sim2real.protocol import Setting, run_sim2real  # torch's user model: for this stage only
+
+    def train(action: str, folder: Path, other: World) -> BaseAlgorithm:
+        folder.mkdir(parents=True, exist_ok=True)
+        logger = open_logger(folder / "tb")
+        try:
+            return train_model(dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, action=action)), folder,
+                               other, logger, RunInfo(cfg.seed, None, CODE_DIR))
+        finally:
+            logger.close()
+
+    setting = Setting(cfg.sim2real, cfg.env, cfg.listeners, cfg.reward, cfg.new_listener, cfg.seed)
+    return run_sim2real(setting, run_dir / "sim2real", world, model, train)
+
+
+def log_sim2real(logger: Logger, sim2real: dict[str, Any]) -> None:
+    """The protocol's figures in TensorBoard: ``sim2real/*`` scalars against the log size, and its figure."""
+    for entry in sim2real["log_sizes"]:
+        log_values(logger, {"sim2real/kendall_tau": entry["ranking"]["kendall_tau"],
+                            "sim2real/transfer_ratio": entry["transfer"]["ratio"],
+                            "sim2real/log_likelihood_gap_closed": entry["predictive"]["log_likelihood_gap_closed"]},
+                   entry["log_sessions"])
+    log_values(logger, {"sim2real/figure": sim2real_figure(sim2real)}, sim2real["log_sessions"])
 
 
 def remove_stale_temporaries(run_dir: Path) -> list[Path]:
@@ -270,9 +328,10 @@ def reevaluate(run_dir: Path, cfg: TrainConfig) -> dict[str, Any]:
 
 def estimate_run_log(run_dir: Path, cfg: TrainConfig, log_path: str | Path) -> dict[str, Any]:
     """The run's policies (``ppo.zip``) estimated off-policy on a log (``music-rl evaluate log=...``); a latent
-    run's cannot be (:data:`LATENT_NO_OPE`): one line."""
-    if cfg.env.action == "latent":
-        raise ConfigError(f"log={log_path}: {LATENT_NO_OPE}")
+    run's or another algo's cannot be (:func:`no_ope_reason`): one line."""
+    reason = no_ope_reason(cfg)
+    if reason:
+        raise ConfigError(f"log={log_path}: {reason}")
     world = load_run_world(run_dir)
     model = load_model(run_dir / "ppo.zip")
     return estimate_log_file(world, cfg.env, model.policy, log_path, derive_seed(cfg.seed, "ope"))

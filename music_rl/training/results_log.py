@@ -10,7 +10,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from stable_baselines3.common.logger import Logger
 
-from music_rl.config import TrainConfig
+from music_rl.config import TrainConfig, policy_group
 from music_rl.reports.overrides import swept_overrides
 from music_rl.reports.report import results_markdown
 from music_rl.training.run_world import listener_seed
@@ -23,7 +23,7 @@ def hparam_keys(cfg: TrainConfig) -> dict[str, str]:
     return {
         "latent_dim": "vae.latent_dim", "like_weight": "reward.like_weight", "decay": "reward.decay",
         "observation": "env.observation", "reward_source": "env.reward_source", "n_clusters": "reward.n_clusters",
-        "seed": "seed", "total_timesteps": f"{cfg.algo}.total_timesteps", "policy": "ppo.policy",
+        "seed": "seed", "total_timesteps": f"{cfg.algo}.total_timesteps", "policy": f"{policy_group(cfg)}.policy",
         "protocol": "eval.protocol", "listener_seed": "listeners.seed", "data_source": "data.source",
         "n_tracks": "data.n_tracks", "ent_coef": "ppo.ent_coef", "learning_rate": "ppo.learning_rate",
         "lr_schedule": "ppo.lr_schedule", "gamma": "ppo.gamma", "action": "env.action", "algo": "algo",
@@ -54,6 +54,7 @@ def log_results(cfg: TrainConfig, run_dir: Path, logger: Logger, metrics: dict[s
                         "policies/table": results_markdown(metrics)}, step)
     learnt = metrics["policies"][learnt_name(metrics)]
     headline = {"hparams/normalized_score": _tb_number(metrics["normalized_score"]),
+                "hparams/normalized_score_catalog": _tb_number(metrics.get("normalized_score_catalog")),
                 "hparams/normalized_score_planner": _tb_number(metrics.get("normalized_score_planner")),
                 "hparams/ppo_mean_reward": learnt["mean_reward"], "hparams/ppo_like_rate": learnt["like_rate"]}
     swept = swept_overrides(run_dir)

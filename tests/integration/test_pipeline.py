@@ -61,7 +61,8 @@ def test_run_folder_holds_every_artifact(run_dir):
 
 def test_metrics_json_has_every_policy_and_metric(run_dir):
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert set(metrics["policies"]) == {"ppo", "ppo_sample", "random", "nearest", "greedy", "oracle", "planner"}
+    assert set(metrics["policies"]) == {"ppo", "ppo_sample", "random", "nearest", "greedy", "oracle", "oracle_catalog",
+                                        "planner"}
     for values in metrics["policies"].values():
         for key in (
             "mean_reward",

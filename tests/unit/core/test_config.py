@@ -114,7 +114,7 @@ def test_bad_values_name_key_value_and_what_is_allowed(override, message):
         ("data.source=s3", "expected one of [synthetic, csv]"),
         ("ppo.vec_env=batched", "expected one of [vectorized, dummy, subproc]"),
         ("env.action=continuous", "expected one of [discrete, latent]"),
-        ("algo=ddpg", "expected one of [ppo, sac, td3]"),
+        ("algo=ddpg", "expected one of [ppo, sac, td3, dqn, qrdqn, recurrent_ppo, a2c]"),
     ],
 )
 def test_a_wrong_type_or_choice_is_refused_while_composing(override, message):

@@ -130,7 +130,7 @@ def test_a_latent_run_writes_its_model_and_reports_the_learnt_policy(latent_run)
     assert list((run / "checkpoints").glob(f"{algo}_*_steps.zip"))
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["algo"] == algo and metrics["action"] == "latent"
-    assert set(metrics["policies"]) == {algo, "random", "nearest", "greedy", "oracle", "planner"}
+    assert set(metrics["policies"]) == {algo, "random", "nearest", "greedy", "oracle", "oracle_catalog", "planner"}
     learnt = metrics["policies"][algo]
     assert 0.0 <= learnt["outside_candidates_rate"] <= 1.0 and learnt["mean_distance"] >= 0.0
     assert metrics["normalized_score"] == pytest.approx(

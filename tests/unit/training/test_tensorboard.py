@@ -148,7 +148,8 @@ def test_a_sweep_opens_on_its_swept_keys_scores_and_curves(tmp_path):
         exp = experiment(acc)
         assert {info.name for info in exp.hparam_infos if info.differs} == {"seed"}  # +experiment, eval: constant
         assert shown_first(exp)[0] == "seed"
-        assert [m.display_name for m in exp.metric_infos][:2] == ["normalized_score", "normalized_score_planner"]
+        assert [m.display_name for m in exp.metric_infos][:3] == ["normalized_score", "normalized_score_catalog",
+                                                                  "normalized_score_planner"]
         tags = acc.Tags()
         # Time Series groups cards by the tag's first part, in name order, and opens the first two groups
         groups = sorted({tag.split("/")[0] for tag in (*tags["scalars"], *tags["images"])})

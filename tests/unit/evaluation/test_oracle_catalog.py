@@ -1,0 +1,79 @@
+"""The catalog oracle: the parametric listener's whole-catalog path, the track it plays, how rollout plays it in
+either action space, and normalized_score_catalog."""
+
+import numpy as np
+import pytest
+
+from envs.music_env import EnvConfig, MusicRecEnv
+from envs.world import synthetic_world
+from music_rl.evaluation.baselines import baseline_policies, oracle_catalog_policy, oracle_policy
+from music_rl.evaluation.evaluate import evaluate_policies, rollout
+from music_rl.learners.policies import CatalogTrack
+
+N = 600
+
+
+@pytest.fixture(scope="module")
+def world():
+    return synthetic_world(N, latent_dim=3, seed=0, n_clusters=4, population=3, early_skip_penalty=0.5)
+
+
+def test_the_catalog_path_is_the_scalar_path(world):
+    """The array path over the whole catalog gives each track's scalar expected reward (1e-12), along a session
+    whose state moves (mixture, boredom window, repeats)."""
+    env = MusicRecEnv(world, EnvConfig(no_repeat=2))
+    env.reset(seed=4)
+    rng = np.random.default_rng(0)
+    tracks, definition = np.arange(N), env.reward_definition
+    args = (definition.like_weight, definition.early_skip_penalty, definition.early_skip_threshold)
+    for _ in range(8):
+        whole = env.session.expected_reward(tracks, *args)
+        one_by_one = np.concatenate([env.session.expected_reward(tracks[i:i + 8], *args) for i in range(0, N, 8)])
+        np.testing.assert_allclose(whole, one_by_one, rtol=0, atol=1e-12)
+        env.step(int(rng.integers(4)))
+    assert env.session.n_played == 8
+
+
+@pytest.mark.parametrize("action", ["discrete", "latent"])
+def test_it_plays_the_best_unplayed_track_of_the_catalog(world, action):
+    env = MusicRecEnv(world, EnvConfig(action=action))
+    obs, _ = env.reset(seed=2)
+    for _ in range(3):
+        obs, *_ = env.step(env.candidate_action(0))
+    choice = oracle_catalog_policy(obs, env)
+    assert isinstance(choice, CatalogTrack) and choice.row not in env.excluded_tracks()
+    definition = env.reward_definition
+    values = env.session.expected_reward(np.arange(N), definition.like_weight, definition.early_skip_penalty,
+                                         definition.early_skip_threshold)
+    unplayed = np.setdiff1d(np.arange(N), env.excluded_tracks())
+    assert values[choice.row] == values[unplayed].max() >= env.candidate_expected_rewards().max()
+    episode = rollout(env, oracle_catalog_policy, 2, seed=7)[0]
+    assert len(set(episode.tracks.tolist())) == len(episode.tracks)  # never a track twice
+    assert (episode.expected >= episode.oracle_expected - 1e-12).all()  # at least the candidates' best, each step
+    if action == "latent":
+        assert episode.outside is not None and episode.distance is not None and (episode.distance == 0).all()
+
+
+def test_rollout_plays_a_catalog_track_as_the_env_would_play_it(world):
+    """A catalog track that is a candidate gives the same session as choosing that candidate."""
+    env = MusicRecEnv(world, EnvConfig())
+
+    def as_track(obs, env):
+        return CatalogTrack(int(env.current_candidates[oracle_policy(obs, env)]))
+
+    by_track, by_index = (rollout(env, policy, 3, seed=11) for policy in (as_track, oracle_policy))
+    for a, b in zip(by_track, by_index, strict=True):
+        np.testing.assert_array_equal(a.tracks, b.tracks)
+        np.testing.assert_array_equal(a.rewards, b.rewards)
+        np.testing.assert_array_equal(a.expected, b.expected)
+
+
+def test_normalized_score_catalog_reads_every_policy_on_one_scale(world):
+    policies = baseline_policies(0)
+    metrics = evaluate_policies(world, EnvConfig(), policies, "personal", 6, seed=3, learnt="oracle")
+    results = metrics["policies"]
+    random, ceiling = results["random"]["mean_expected_reward"], results["oracle_catalog"]["mean_expected_reward"]
+    assert ceiling > results["oracle"]["mean_expected_reward"] > random
+    assert metrics["normalized_score_catalog"] == pytest.approx(
+        (results["oracle"]["mean_expected_reward"] - random) / (ceiling - random))
+    assert 0 < metrics["normalized_score_catalog"] < 1 == metrics["normalized_score"]
