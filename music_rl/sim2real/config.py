@@ -26,7 +26,7 @@ class Sim2RealConfig:
     probability 1 - sim2real.epsilon, else one at random); its propensities are logged (action_prob)"""
     epsilon: float = 0.3
     """exploration rate of behaviour=epsilon_greedy"""
-    eval_sessions: int = 5
+    eval_sessions: int = 20
     """evaluation sessions of every policy per held-out listener, in each world"""
     n_bootstrap: int = 1000
     """bootstrap resamples of the listeners for the intervals"""

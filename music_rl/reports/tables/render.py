@@ -12,10 +12,13 @@ Everything between the markers is replaced; everything outside them is left as i
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from music_rl.core.errors import ResultsError
 from music_rl.reports.markdown import markdown_table
@@ -68,8 +71,30 @@ def cell(row: Mapping[str, Any], column: Column) -> str:
 
 
 def results_table(columns: Sequence[Column], rows: Iterable[Mapping[str, Any]]) -> str:
-    """The Markdown table of results rows: one line per row, a cell per column (:func:`cell`)."""
-    return markdown_table([c.header for c in columns], ([cell(row, c) for c in columns] for row in rows))
+    """The Markdown table of results rows: one line per row, a cell per column (:func:`cell`), and a summary
+    row when a column asks for one (:func:`summary_row`)."""
+    rows = list(rows)
+    lines = [[cell(row, c) for c in columns] for row in rows]
+    if any(c.summary for c in columns):
+        lines.append(summary_row(columns, rows))
+    return markdown_table([c.header for c in columns], lines)
+
+
+def summary_row(columns: Sequence[Column], rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Each summarised column's statistic over the rows' numeric values (bold), the first column naming it."""
+    out = []
+    for column in columns:
+        values = [v for v in (lookup(row, column.key) for row in rows)
+                  if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)]
+        if column.summary and values:
+            stat = float(np.mean(values)) if column.summary == "mean" else float(np.median(values))
+            out.append(f"**{formatted(stat, column.format)}**")
+        else:
+            out.append("")
+    if not columns[0].summary:
+        kinds = sorted({c.summary for c in columns if c.summary})
+        out[0] = f"**{' / '.join(kinds)} of {len(rows)}**"
+    return out
 
 
 def provenance(table: Table, file: str) -> str:

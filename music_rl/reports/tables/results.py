@@ -25,8 +25,9 @@ override ``env.observation``, is matched whole: ``overrides.env.observation``); 
 format spec such as ``.2f``, or ``sig3``: about three significant digits, ``verdict``: true yes / false
 **no** / null empty, ``count``: the length of a list); optional ``ci`` (key path of a 95% half-width, shown
 ``v ± ci``), ``unit`` (key path of a unit shown after the value) and ``to`` (key path of the end of a range,
-shown ``v–to``). ``produced`` may carry a ``note`` (shown under the table). A row's ``source`` names where it
-came from (a run folder, a sweep's job, a bench.json, or a note such as "transcribed from ...").
+shown ``v–to``), ``summary`` (``mean`` or ``median``: a last row gives that statistic of the column's values
+over the rows, e.g. over seeds). ``produced`` may carry a ``note`` (shown under the table). A row's ``source``
+names where it came from (a run folder, a sweep's job, a bench.json, or a note such as "transcribed from ...").
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from music_rl.core.errors import ResultsError
 
 FORMAT_VERSION = 1
 NAMED_FORMATS = ("sig3", "verdict", "count")
+SUMMARIES = ("mean", "median")  # a column's optional summary row: the statistic of its values over the rows
 
 
 def check_format(fmt: str, where: str) -> None:
@@ -65,6 +67,7 @@ class Column:
     ci: str | None = None
     unit: str | None = None
     to: str | None = None
+    summary: str | None = None
 
     def paths(self) -> list[str]:
         """Every key path the column reads."""
@@ -87,6 +90,9 @@ class Column:
         if not all(isinstance(v, str) for v in data.values()):
             raise ResultsError(f"{where}: column {data['header']!r}: every field is a string; got {data!r}")
         check_format(data.get("format", ""), f"{where}: column {data['header']!r}")
+        if data.get("summary", "mean") not in SUMMARIES:
+            raise ResultsError(f"{where}: column {data['header']!r}: summary {data['summary']!r}: one of "
+                               f"{', '.join(SUMMARIES)}")
         return cls(**data)
 
 

@@ -265,3 +265,16 @@ def test_markdown_tables_are_laid_out_in_one_place():
                     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
                     if "|---" in line or '"| ' in line]
     assert hand_written == []
+
+
+def test_a_summary_column_adds_a_row_of_its_statistic_over_the_rows():
+    from music_rl.core.errors import ResultsError
+
+    columns = [Column("seed", "seed"), Column("tau", "tau", ".2f", summary="mean"),
+               Column("ratio", "ratio", ".1f", summary="median")]
+    rows = [{"seed": 1, "tau": 0.5, "ratio": 1.0}, {"seed": 2, "tau": 0.7, "ratio": None},
+            {"seed": 3, "tau": None, "ratio": 3.0}, {"seed": 4, "tau": 0.9, "ratio": 9.0}]
+    last = results_table(columns, rows).strip().splitlines()[-1]
+    assert last == "| **mean / median of 4** | **0.70** | **3.0** |"  # missing values left out
+    with pytest.raises(ResultsError, match="summary 'sum'"):
+        Column.from_dict({"header": "x", "key": "x", "summary": "sum"}, "t.json")
