@@ -8,7 +8,8 @@ b. the CPU cost of ``env.step`` (:mod:`music_rl.bench.env_step`);
 c. the neighbour table build, d. VAE training per epoch, e. reward propagation (:mod:`music_rl.bench.build`);
 f. one next-track recommendation from a loaded run folder (:mod:`music_rl.bench.inference`);
 g. the default ``make train``, h. a 1M-track world end to end, i. ``make sweep`` (:mod:`music_rl.bench.end_to_end`);
-j. the planning reference's score and cost per lookahead (:mod:`music_rl.bench.planner`).
+j. the planning reference's score and cost per lookahead (:mod:`music_rl.bench.planner`);
+k. the learnt listener's fit and PPO's speed against it (:mod:`music_rl.bench.learnt_listener`).
 
 Every stage runs in a fresh subprocess (:mod:`music_rl.bench.runner`), so its peak resident memory is its own.
 Timings are repeated ``repeats`` times and reported as median and min–max; "load" is the 1-minute load
@@ -24,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from music_rl.bench import build, end_to_end, env_step, inference, planner, throughput
+from music_rl.bench import build, end_to_end, env_step, inference, learnt_listener, planner, throughput
 from music_rl.bench.runner import Runner, StageFailed
 
 Bench = Callable[[Runner], list[dict[str, Any]]]
@@ -39,6 +40,7 @@ MEASUREMENTS: dict[str, tuple[str, Bench]] = {
     "h": ("1M-track world end to end (≤ 4 GB)", end_to_end.bench_h),
     "i": ("make sweep, 18 jobs (≤ 30 min)", end_to_end.bench_i),
     "j": ("planner lookahead: score and cost per session", planner.bench_j),
+    "k": ("learnt listener: fit per 10k sessions, PPO speed against it (≥ 0.5 of parametric)", learnt_listener.bench_k),
 }
 OPT_IN = "i"
 

@@ -50,6 +50,11 @@ class Sizes:
                                                  (8, 4), (10, 4))  # (horizon, samples)
     planner_listeners: tuple[int, ...] = (100, 101, 102)
     planner_sessions: int = 100
+    learnt_tracks: int = 20_000  # (k) the default catalog size
+    learnt_population: int = 300  # (k) the sim2real protocol's population
+    learnt_sessions: tuple[int, ...] = (10_000,)  # (k) log sizes fitted
+    learnt_kinds: tuple[str, ...] = ("sequential", "independent")
+    learnt_ppo_rollouts: int = 2  # (k) rollouts + updates per timing
 
 
 QUICK = Sizes(
@@ -76,4 +81,9 @@ QUICK = Sizes(
     planner_grid=((1, 1), (3, 2)),
     planner_listeners=(100,),
     planner_sessions=4,
+    learnt_tracks=1_000,
+    learnt_population=20,
+    learnt_sessions=(200,),
+    learnt_kinds=("independent",),
+    learnt_ppo_rollouts=1,
 )

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import ROOT, command, error_line, train
+from conftest import ROOT, command, error_line, train
 
 ALGOS = ("dqn", "qrdqn", "recurrent_ppo", "a2c")
 
