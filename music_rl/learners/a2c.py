@@ -15,7 +15,7 @@ from stable_baselines3 import A2C
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import VecEnv
 
-from envs.music_env import EnvConfig
+from envs.env_config import EnvConfig
 from envs.world import World
 from music_rl.core.errors import require
 from music_rl.learners.ppo import PolicyName, VecEnvKind, policy_spec

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from gymnasium import spaces
@@ -27,11 +27,12 @@ from stable_baselines3 import DQN
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.type_aliases import PyTorchObs
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.dqn.policies import DQNPolicy
 from torch import nn
 
-from envs.music_env import EnvConfig
+from envs.env_config import EnvConfig
 from envs.world import World
 from music_rl.core.errors import require
 from music_rl.learners.policies import CandidateScorerExtractor, scorer_kwargs, scorer_layout
@@ -127,7 +128,7 @@ class CandidateQNetwork(BasePolicy):
     return quantiles ``(B, n_quantiles, k)`` (QR-DQN's layout). Takes SB3's QNetwork arguments and the candidate
     scorer's (:class:`music_rl.learners.policies.CandidateScorerPolicy`)."""
 
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Discrete,
+    def __init__(self, observation_space: spaces.Space[Any], action_space: spaces.Discrete,
                  features_extractor: BaseFeaturesExtractor, features_dim: int, net_arch: list[int] | None = None,
                  activation_fn: type[nn.Module] = nn.ReLU, normalize_images: bool = True,
                  n_quantiles: int | None = None, *, latent_dim: int, k: int, history: int = 0,
@@ -141,31 +142,34 @@ class CandidateQNetwork(BasePolicy):
         self.scorer = CandidateScorerExtractor(layout, scorer_arch, [], activation_fn, history_encoder,
                                                n_scores=n_quantiles or 1)
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+    def forward(self, obs: PyTorchObs) -> torch.Tensor:
         """Q-values (B, k), or quantiles (B, n_quantiles, k)."""
         scores = self.scorer.forward_scores(self.extract_features(obs, self.features_extractor))  # (B, k, S)
         return scores.squeeze(-1) if self.n_quantiles is None else scores.transpose(1, 2)
 
-    def q_values(self, obs: torch.Tensor) -> torch.Tensor:
+    def q_values(self, obs: PyTorchObs) -> torch.Tensor:
         """The candidates' Q-values (B, k): the quantiles' mean for QR-DQN."""
-        out = self(obs)
+        out = self.forward(obs)
         return out if self.n_quantiles is None else out.mean(dim=1)
 
-    def _predict(self, observation: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+    def _predict(self, observation: PyTorchObs, deterministic: bool = True) -> torch.Tensor:
         return self.q_values(observation).argmax(dim=1).reshape(-1)
 
 
 class CandidateDQNPolicy(DQNPolicy):
     """SB3's DQNPolicy whose Q-network (and its target) is a :class:`CandidateQNetwork`."""
 
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Discrete, lr_schedule: Any, *,
+    def __init__(self, observation_space: spaces.Space[Any], action_space: spaces.Discrete, lr_schedule: Any, *,
                  latent_dim: int, k: int, history: int = 0, n_features: int = 0,
                  scorer_arch: Sequence[int] = (64, 64), listener: bool = False, history_encoder: str = "pooled",
                  **kwargs: Any) -> None:
-        self.scorer_kwargs = dict(latent_dim=latent_dim, k=k, history=history, n_features=n_features,
-                                  scorer_arch=list(scorer_arch), listener=listener, history_encoder=history_encoder)
+        self.scorer_kwargs: dict[str, Any] = dict(
+            latent_dim=latent_dim, k=k, history=history, n_features=n_features, scorer_arch=list(scorer_arch),
+            listener=listener, history_encoder=history_encoder)
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
+    # SB3 annotates make_q_net as returning its QNetwork, which would build an unused MLP: the scorer is a
+    # BasePolicy with QNetwork's interface (forward, _predict), so the override's return type differs
     def make_q_net(self) -> CandidateQNetwork:  # type: ignore[override]
         net_args = self._update_features_extractor(self.net_args, features_extractor=None)
         return CandidateQNetwork(**net_args, **self.scorer_kwargs).to(self.device)
@@ -177,14 +181,16 @@ class CandidateDQNPolicy(DQNPolicy):
 class CandidateQRDQNPolicy(QRDQNPolicy):
     """sb3-contrib's QRDQNPolicy whose quantile network (and its target) is a :class:`CandidateQNetwork`."""
 
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Discrete, lr_schedule: Any, *,
+    def __init__(self, observation_space: spaces.Space[Any], action_space: spaces.Discrete, lr_schedule: Any, *,
                  latent_dim: int, k: int, history: int = 0, n_features: int = 0,
                  scorer_arch: Sequence[int] = (64, 64), listener: bool = False, history_encoder: str = "pooled",
                  **kwargs: Any) -> None:
-        self.scorer_kwargs = dict(latent_dim=latent_dim, k=k, history=history, n_features=n_features,
-                                  scorer_arch=list(scorer_arch), listener=listener, history_encoder=history_encoder)
+        self.scorer_kwargs: dict[str, Any] = dict(
+            latent_dim=latent_dim, k=k, history=history, n_features=n_features, scorer_arch=list(scorer_arch),
+            listener=listener, history_encoder=history_encoder)
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
+    # sb3-contrib annotates make_quantile_net as returning its QuantileNetwork (see make_q_net above)
     def make_quantile_net(self) -> CandidateQNetwork:  # type: ignore[override]
         net_args = self._update_features_extractor(self.net_args, features_extractor=None)
         return CandidateQNetwork(**net_args, **self.scorer_kwargs).to(self.device)
@@ -195,7 +201,7 @@ class CandidateQRDQNPolicy(QRDQNPolicy):
 
 def q_values(policy: BasePolicy, obs: Any) -> Any:
     """The candidates' Q-values (k,) of one observation under a DQN or QR-DQN policy (its online network)."""
-    net = policy.q_net if isinstance(policy, DQNPolicy) else policy.quantile_net  # type: ignore[attr-defined]
+    net = policy.q_net if isinstance(policy, DQNPolicy) else cast(QRDQNPolicy, policy).quantile_net
     with torch.inference_mode():
         out = net(torch.as_tensor(obs, dtype=torch.float32).reshape(1, -1))
     return (out if out.ndim == 2 else out.mean(dim=1))[0].numpy().astype("float64")

@@ -27,7 +27,8 @@ from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import VecEnv
 
-from envs.music_env import EnvConfig, MusicRecEnv
+from envs.env_config import EnvConfig
+from envs.music_env import MusicRecEnv
 from envs.world import World
 from music_rl.core.errors import require
 from music_rl.learners.policies import CandidateScorerExtractor, Policy, scorer_kwargs, scorer_layout, scores_as_logits
@@ -56,18 +57,21 @@ class RecurrentCandidateScorerPolicy(RecurrentActorCriticPolicy):
     every candidate's score (module docstring); the parameters are :class:`CandidateScorerPolicy`'s and the
     LSTM's."""
 
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule: Any, *,
+    def __init__(self, observation_space: spaces.Space[Any], action_space: spaces.Space[Any], lr_schedule: Any, *,
                  latent_dim: int, k: int, history: int = 0, n_features: int = 0,
                  scorer_arch: Sequence[int] = (64, 64), listener: bool = False, history_encoder: str = "pooled",
                  **kwargs: Any) -> None:
         self.layout = scorer_layout(observation_space, action_space, latent_dim, k, history, n_features, listener)
-        self.scorer_kwargs = dict(latent_dim=latent_dim, k=k, history=history, n_features=n_features,
-                                  scorer_arch=list(scorer_arch), listener=listener, history_encoder=history_encoder)
+        self.scorer_kwargs: dict[str, Any] = dict(
+            latent_dim=latent_dim, k=k, history=history, n_features=n_features, scorer_arch=list(scorer_arch),
+            listener=listener, history_encoder=history_encoder)
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
     def _build_mlp_extractor(self) -> None:
         critic_arch = self.net_arch["vf"] if isinstance(self.net_arch, dict) else list(self.net_arch or [])
-        self.mlp_extractor = CandidateScorerExtractor(
+        # SB3 annotates mlp_extractor as its MlpExtractor, but documents replacing it here by any module with
+        # latent_dim_pi, latent_dim_vf, forward_actor and forward_critic, which the scorer is
+        self.mlp_extractor = CandidateScorerExtractor(  # type: ignore[assignment]
             self.layout, self.scorer_kwargs["scorer_arch"], critic_arch, self.activation_fn,
             self.scorer_kwargs["history_encoder"], context=self.lstm_output_dim)
 
@@ -75,6 +79,8 @@ class RecurrentCandidateScorerPolicy(RecurrentActorCriticPolicy):
         super()._build(lr_schedule)
         scores_as_logits(self)  # RecurrentActorCriticPolicy creates the optimizer after this
 
+    # sb3-contrib declares _process_sequence a staticmethod, and calls it through self: this override is an
+    # instance method with the same arguments, which mypy reads as another signature
     def _process_sequence(self, features: torch.Tensor, lstm_states: tuple[torch.Tensor, torch.Tensor],  # type: ignore[override]
                           episode_starts: torch.Tensor, lstm: torch.nn.LSTM) -> tuple[torch.Tensor, Any]:
         """The LSTM's output followed by the observation itself, which the scorer reads by part."""
@@ -125,12 +131,14 @@ class LSTMState:
         """The action distribution (SB3's) of one observation, the state advanced past it."""
         with torch.inference_mode():
             obs_t = torch.as_tensor(np.asarray(obs), dtype=torch.float32).reshape(1, -1)
-            dist, self.state = self.policy.get_distribution(obs_t, self.state, torch.tensor([float(start)]))
+            dist, (hidden, cell) = self.policy.get_distribution(obs_t, self.state, torch.tensor([float(start)]))
+        self.state = (hidden, cell)
         return dist
 
     def probabilities(self, obs: np.ndarray, start: bool) -> np.ndarray:
         """Candidate probabilities (k,) of one observation (Discrete(k))."""
-        return self.distribution(obs, start).distribution.probs[0].numpy().astype(np.float64)
+        probs: np.ndarray = self.distribution(obs, start).distribution.probs[0].numpy().astype(np.float64)
+        return probs
 
     def action(self, obs: np.ndarray, start: bool, deterministic: bool = True) -> Any:
         """The action of one observation: the most probable candidate (discrete), or the Gaussian's mean (or a

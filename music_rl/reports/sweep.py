@@ -29,9 +29,11 @@ REPLICATE_KEYS = ("seed", "listeners.seed")
 SCORES = ("normalized_score", "normalized_score_catalog", "normalized_score_planner")
 # per configuration, the mean and its 95% interval of each of these; a job reports them all (compare_jobs.csv).
 # ppo_*: the learnt policy's, policies.<algo> (PPO's unless the run's algo is another); the share of its tracks
-# outside the k candidates only where a job has a latent action (0 for a discrete one, by construction)
+# outside the k candidates only where a job has a latent action (0 for a discrete one, by construction); the
+# learner's training time (wall and CPU: run_info.json's stage of its algo) and the job's (every stage's wall time)
 OUTSIDE = "ppo_outside_candidates_rate"
-COMPARED = (*SCORES, "greedy_normalized_score", "ppo_mean_reward", "ppo_like_rate", OUTSIDE, "ppo_seconds")
+TIMES = ("ppo_seconds", "ppo_cpu_seconds", "job_seconds")
+COMPARED = (*SCORES, "greedy_normalized_score", "ppo_mean_reward", "ppo_like_rate", OUTSIDE, *TIMES)
 JOB_METRICS = (*COMPARED, "ppo_skip_rate", "ppo_coverage")
 # per configuration, from the best configuration (the highest IQM of SCORES[0]): P(best > it) on the same
 # replicates, its interval, and how many replicates the two share
@@ -58,13 +60,21 @@ def _job_row(job: Path) -> dict[str, Any]:
             if key in learnt:
                 row[f"ppo_{key}"] = float(learnt[key])
         row["greedy_normalized_score"] = normalized_score(policies, "greedy", key="mean_expected_reward")
-        info = job / "run_info.json"
-        row["ppo_seconds"] = (json.loads(info.read_text(encoding="utf-8"))["wall_time_s"].get(algo)
-                              if info.is_file() else None)  # the learner's training time, whatever its algo
+        row.update(_job_times(job / "run_info.json", algo))
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, yaml.YAMLError) as err:
         raise ValueError(f"broken metrics.json, run_info.json or overrides ({type(err).__name__}: "
                          f"{(str(err).strip().splitlines() or [''])[0][:120]})") from None
     return row
+
+
+def _job_times(info: Path, algo: str) -> dict[str, float | None]:
+    """A job's :data:`TIMES` from its ``run_info.json`` (None where it has none): the learner's wall and CPU time,
+    whatever its algo, and the job's wall time (every stage's)."""
+    if not info.is_file():
+        return dict.fromkeys(TIMES)
+    run_info = json.loads(info.read_text(encoding="utf-8"))
+    wall, cpu = run_info["wall_time_s"], run_info.get("cpu_time_s", {})  # cpu_time_s: runs since it was recorded
+    return {"ppo_seconds": wall.get(algo), "ppo_cpu_seconds": cpu.get(algo), "job_seconds": sum(wall.values())}
 
 
 def collect_sweep(sweep_dir: Path) -> tuple[pd.DataFrame, list[str]]:

@@ -35,7 +35,7 @@ from music_rl.core.atomic import write_json_atomic
 from music_rl.core.errors import ConfigError, Interrupted, RunFolderError
 from music_rl.data.feedback import read_feedback
 from music_rl.evaluation.adaptive import Learnt
-from music_rl.evaluation.baselines import baseline_policies
+from music_rl.evaluation.baselines import baseline_policies, oracle_catalog_subset, oracle_catalog_tracks
 from music_rl.evaluation.evaluate import (
     eval_listeners,
     evaluate_policies,
@@ -160,15 +160,19 @@ def train_model(cfg: TrainConfig, run_dir: Path, world: World, logger: Logger, i
 def evaluate_run(cfg: TrainConfig, world: World, model: BaseAlgorithm) -> dict[str, Any]:
     """Final evaluation: the learnt policy (``policies.<algo>``, its network in ``policies.<algo>.policy``; a
     discrete PPO also drawing from its probabilities, ``ppo_sample``), the baselines and the planning reference on
-    the same fresh sessions (``metrics.json`` structure; a latent run's, or another algo's than PPO, also names its
-    ``action`` and ``algo``)."""
+    the same fresh sessions (``metrics.json`` structure, with the tracks the catalog oracle searched each step,
+    ``oracle_catalog_tracks``; a latent run's, or another algo's than PPO, also names its ``action`` and
+    ``algo``)."""
     eval_seed = derive_seed(cfg.seed, "eval")
     learnt = {str(cfg.algo): model_policy(model)}
     if cfg.env.action == "discrete" and cfg.algo == "ppo":
         learnt["ppo_sample"] = sampling_policy(model.policy, derive_seed(cfg.seed, "sample"))
     planner = (planner_policy(cfg.eval.planner, derive_seed(cfg.seed, "planner")), cfg.eval.planner.n_episodes)
-    metrics = evaluate_policies(world, cfg.env, {**learnt, **baseline_policies(eval_seed)}, cfg.eval.protocol,
-                                cfg.eval.n_episodes, eval_seed, planner, learnt=str(cfg.algo))
+    n_tracks = world.latents.shape[0]
+    subset = oracle_catalog_subset(n_tracks, cfg.eval.oracle_catalog_tracks, derive_seed(eval_seed, "oracle_catalog"))
+    metrics = evaluate_policies(world, cfg.env, {**learnt, **baseline_policies(eval_seed, subset)},
+                                cfg.eval.protocol, cfg.eval.n_episodes, eval_seed, planner, learnt=str(cfg.algo))
+    metrics["oracle_catalog_tracks"] = oracle_catalog_tracks(n_tracks, subset)
     if cfg.env.action == "latent" or cfg.algo != "ppo":  # a discrete PPO run's metrics.json stays as it was
         metrics.update(action=str(cfg.env.action), algo=str(cfg.algo))
     metrics["policies"][str(cfg.algo)]["policy"] = policy_architecture(model.policy)

@@ -1,13 +1,22 @@
 """The catalog oracle: the parametric listener's whole-catalog path, the track it plays, how rollout plays it in
-either action space, and normalized_score_catalog."""
+either action space, normalized_score_catalog, and the oracle over a bounded subset (eval.oracle_catalog_tracks)."""
 
 import numpy as np
 import pytest
 
 from envs.music_env import EnvConfig, MusicRecEnv
 from envs.world import synthetic_world
-from music_rl.evaluation.baselines import baseline_policies, oracle_catalog_policy, oracle_policy
-from music_rl.evaluation.evaluate import evaluate_policies, rollout
+from music_rl.core.errors import ConfigError
+from music_rl.evaluation.baselines import (
+    baseline_policies,
+    merged,
+    oracle_catalog_policy,
+    oracle_catalog_subset,
+    oracle_catalog_tracks,
+    oracle_policy,
+    oracle_subset_policy,
+)
+from music_rl.evaluation.evaluate import EvalConfig, evaluate_policies, rollout
 from music_rl.learners.policies import CatalogTrack
 
 N = 600
@@ -77,3 +86,56 @@ def test_normalized_score_catalog_reads_every_policy_on_one_scale(world):
     assert metrics["normalized_score_catalog"] == pytest.approx(
         (results["oracle"]["mean_expected_reward"] - random) / (ceiling - random))
     assert 0 < metrics["normalized_score_catalog"] < 1 == metrics["normalized_score"]
+
+
+def test_the_subset_is_drawn_once_from_the_seed():
+    """eval.oracle_catalog_tracks: n distinct sorted rows, the same for a seed, another for another seed; none
+    (the whole catalog) when unset or covering the catalog."""
+    subset = oracle_catalog_subset(N, 50, seed=5)
+    assert subset is not None and len(subset) == len(np.unique(subset)) == 50
+    assert (np.diff(subset) > 0).all() and 0 <= subset[0] and subset[-1] < N
+    np.testing.assert_array_equal(subset, oracle_catalog_subset(N, 50, seed=5))
+    assert not np.array_equal(subset, oracle_catalog_subset(N, 50, seed=6))
+    assert oracle_catalog_subset(N, None, seed=5) is None and oracle_catalog_subset(N, N, seed=5) is None
+    assert oracle_catalog_tracks(N, subset) == 50 and oracle_catalog_tracks(N, None) == N
+
+
+@pytest.mark.parametrize("action", ["discrete", "latent"])
+def test_the_subset_oracle_plays_the_best_unplayed_track_of_the_subset_and_the_candidates(world, action):
+    subset = oracle_catalog_subset(N, 20, seed=1)
+    policy = oracle_subset_policy(subset)
+    env = MusicRecEnv(world, EnvConfig(action=action))
+    obs, _ = env.reset(seed=2)
+    definition = env.reward_definition
+    args = (definition.like_weight, definition.early_skip_penalty, definition.early_skip_threshold)
+    for _ in range(6):
+        choice = policy(obs, env)
+        searched = np.setdiff1d(np.union1d(subset, env.current_candidates), env.excluded_tracks())
+        values = env.session.expected_reward(searched, *args)
+        assert isinstance(choice, CatalogTrack) and choice.row == searched[np.argmax(values)]
+        assert values.max() >= env.candidate_expected_rewards().max()
+        obs, *_ = env.step(env.candidate_action(0))
+    episodes = rollout(env, policy, 3, seed=7)
+    assert all((e.expected >= e.oracle_expected - 1e-12).all() for e in episodes)  # never below the candidates'
+    whole = rollout(env, oracle_catalog_policy, 3, seed=7)
+    assert sum(e.expected.sum() for e in episodes) < sum(e.expected.sum() for e in whole)  # 20 of 600 tracks
+
+
+def test_a_subset_of_every_track_is_the_whole_catalog_oracle(world):
+    env = MusicRecEnv(world, EnvConfig())
+    every = rollout(env, oracle_subset_policy(np.arange(N)), 2, seed=3)
+    whole = rollout(env, oracle_catalog_policy, 2, seed=3)
+    for a, b in zip(every, whole, strict=True):
+        np.testing.assert_array_equal(a.tracks, b.tracks)
+
+
+@pytest.mark.parametrize("value", [0, -3])
+def test_oracle_catalog_tracks_must_be_positive(value):
+    with pytest.raises(ConfigError, match=r"^eval\.oracle_catalog_tracks=" + str(value) + ": must be null"):
+        EvalConfig(oracle_catalog_tracks=value).validate()
+
+
+def test_merged_inserts_the_rows_a_subset_lacks_in_order():
+    rows = np.array([2, 5, 9])
+    np.testing.assert_array_equal(merged(rows, np.array([9, 0, 5, 11, 6])), [0, 2, 5, 6, 9, 11])
+    np.testing.assert_array_equal(merged(rows, np.array([5, 2])), rows)
