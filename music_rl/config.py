@@ -29,7 +29,7 @@ from music_rl.learners.ppo import PPOConfig
 from music_rl.learners.q_learning import DQNConfig, QRDQNConfig
 from music_rl.learners.recurrent import RecurrentPPOConfig
 from music_rl.runs.run_info import versions
-from music_rl.sim2real.config import Sim2RealConfig
+from music_rl.sim2real.config import MIN_HELD_OUT, Sim2RealConfig
 from vae.config import VAEConfig
 
 
@@ -128,6 +128,16 @@ class TrainConfig:
                  "sim2real.enabled needs env.action=discrete (the run's PPO; the latent learner is trained inside)"),
                 ("eval.protocol", self.eval.protocol, self.eval.protocol == "population",
                  "sim2real.enabled needs eval.protocol=population (held-out listeners judge the simulator)"),
+                ("env.reward_source", self.env.reward_source, self.env.reward_source == "simulator",
+                 "sim2real.enabled needs env.reward_source=simulator (its learners train on a listener's answers, "
+                 "in the learnt simulator and against the reference)"),
+                ("listeners.population", listeners.population, held >= MIN_HELD_OUT,
+                 f"sim2real.enabled holds out {held} listener(s) at listeners.held_out_fraction="
+                 f"{listeners.held_out_fraction}: its intervals resample at least {MIN_HELD_OUT}"),
+                ("sim2real.log_sizes", self.sim2real.sizes(), min(self.sim2real.sizes()) >= listeners.population,
+                 f"every log size (and sim2real.log_sessions) must be >= listeners.population="
+                 f"{listeners.population}: a smaller log leaves listeners, maybe every held-out one, without a "
+                 "session"),
             ])
 
 

@@ -34,6 +34,8 @@ ADAM_BYTES_PER_PARAM = 16  # float32 weight, gradient and Adam's two moments
 EPISODE_STEP_BYTES = 160  # an evaluation step's record: ~10 float64/int64 fields, the k candidates apart
 OPE_ROW_BYTES = 400  # an exploration-log row: a DataFrame row and its CSV text, the k probabilities apart
 N_EVAL_POLICIES = 9  # learnt, ppo_sample, the baselines, the catalog oracle and the planner
+LOGGED_ANSWER_BYTES = 4096  # sim2real: a logged answer as rows, frame, CSV, sessions and the fit's inputs (a
+# 10,000-session protocol peaked about 0.5 GB above a default run, with about 120,000 answers)
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,10 @@ def estimate(cfg: TrainConfig) -> list[Term]:
     terms.append(Term(f"reward.n_clusters={cfg.reward.n_clusters}, reward.probes_per_cluster="
                       f"{cfg.reward.probes_per_cluster}", cfg.reward.n_clusters * cfg.reward.probes_per_cluster
                       * OPE_ROW_BYTES))
+    if cfg.sim2real.enabled:  # the largest log, at most env.session_length answers a session
+        n = max(cfg.sim2real.sizes())
+        terms.append(Term(f"sim2real.log_sessions / sim2real.log_sizes up to {n}, env.session_length="
+                          f"{env.session_length}", n * env.session_length * LOGGED_ANSWER_BYTES))
     return sorted(terms, key=lambda t: -t.bytes)
 
 

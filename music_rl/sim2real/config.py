@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from music_rl.core.errors import require
 from music_rl.evaluation.evaluate import Behaviour
 
+MIN_HELD_OUT = 5  # the fewest held-out listeners whose bootstrap is called an interval
+
 
 @dataclass
 class Sim2RealConfig:

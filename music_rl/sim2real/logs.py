@@ -5,6 +5,7 @@ predictor reads: :mod:`music_rl.sim2real.reference`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,10 +13,14 @@ import pandas as pd
 
 from envs.env_config import EnvConfig
 from envs.listeners import ParametricSession
+from envs.music_env import MusicRecEnv
 from envs.simulated_logs import feedback_frame
 from envs.world import World
 from music_rl.evaluation.evaluate import make_eval_env
 from music_rl.evaluation.offpolicy import behaviour_probabilities
+
+_Step = tuple[int, np.ndarray, int, float, int, float, float]
+"""One logged step: ``(previous track, candidates, track, pct, liked, action_prob, affinity)``."""
 
 
 @dataclass(frozen=True)
@@ -47,18 +52,21 @@ def log_reference(world: World, env_cfg: EnvConfig, n_sessions: int, behaviour: 
         TypeError: the world's listeners are not parametric (the reference keeps its hidden state).
     """
     n_listeners = world.listeners().n
+    # the logging policy reads the candidates alone: an observation that draws at reset (the listener's log)
+    # would move the answers' random stream
+    logging_env = dataclasses.replace(env_cfg, observation="candidates")
     policy = behaviour_probabilities(behaviour, epsilon)
     rng = np.random.default_rng([seed, 1])
-    per_listener: list[list[tuple[int, list[tuple]]]] = [[] for _ in range(n_listeners)]
-    envs = {}
+    per_listener: list[list[tuple[int, list[_Step]]]] = [[] for _ in range(n_listeners)]
+    envs: dict[int, MusicRecEnv] = {}
     for rank in range(n_sessions):
         listener = rank % n_listeners
-        env = envs.get(listener) or envs.setdefault(listener, make_eval_env(world, env_cfg, [listener]))
+        env = envs.get(listener) or envs.setdefault(listener, make_eval_env(world, logging_env, [listener]))
         obs, info = env.reset(seed=int(np.random.SeedSequence([seed, rank]).generate_state(1)[0]))
         session = env.session
         if not isinstance(session, ParametricSession):
             raise TypeError(f"the reference log needs parametric listeners, not {type(session).__name__}")
-        steps: list[tuple] = []
+        steps: list[_Step] = []
         previous, done = int(info["track"]), False
         while not done:
             mu = policy(obs, env)
@@ -73,7 +81,7 @@ def log_reference(world: World, env_cfg: EnvConfig, n_sessions: int, behaviour: 
     return _assemble(per_listener, world.track_ids())
 
 
-def _assemble(per_listener: list[list[tuple[int, list[tuple]]]], track_ids: list[str]) -> ReferenceLog:
+def _assemble(per_listener: list[list[tuple[int, list[_Step]]]], track_ids: list[str]) -> ReferenceLog:
     """The log, listener after listener, each listener's sessions in their order."""
     rows, affinity, listeners, ranks = [], [], [], []
     for listener, sessions in enumerate(per_listener):

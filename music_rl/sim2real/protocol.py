@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from envs.env_config import EnvConfig
+from envs.env_config import ActionKind, EnvConfig
 from envs.listener_log import track_features
 from envs.listeners import ListenerConfig, ListenerModel
 from envs.listeners.response import ResponseParams
@@ -43,6 +43,7 @@ from music_rl.evaluation.adaptive import LinUCB, SessionAffinity
 from music_rl.evaluation.baselines import greedy_policy, nearest_policy, oracle_policy, random_policy
 from music_rl.evaluation.new_listener import NewListenerConfig
 from music_rl.learners.algos import model_policy
+from music_rl.learners.policies import Policy
 from music_rl.runs.seeding import derive_seed
 from music_rl.sim2real.config import Sim2RealConfig
 from music_rl.sim2real.logs import log_reference
@@ -92,7 +93,7 @@ def run_sim2real(setting: Setting, out_dir: Path, world: World, model: BaseAlgor
                                                        replace=False)
     log.info("sim2real: %d sessions logged (%s) from %d listeners in %.1f s", sessions.n_sessions,
              s2r.behaviour, world.listeners().n, time.process_time() - began)
-    players = {**baseline_players(world, setting), "ppo": Player(lambda: model_policy(model))}
+    players = {**baseline_players(world, setting), "ppo": Player(learnt_player(model))}
     eval_seed = derive_seed(setting.seed, "sim2real-eval")
     outside = play(world, setting.env, players, held, s2r.eval_sessions, eval_seed)
     ref_weights = bootstrap_weights(len(held), s2r.n_bootstrap, np.random.default_rng([seed, 3]))
@@ -128,10 +129,10 @@ def _one_size(setting: Setting, out_dir: Path, world: World, sessions: LogSessio
     seconds["fit"] = time.process_time() - began
     inside = learnt_world(world, fitted, setting.listeners, derive_seed(setting.seed, f"sim2real-listeners-{n}"))
     began = time.process_time()
-    learners = {"ppo_learnt": (train("discrete", out_dir / "ppo", inside), "discrete"),
-                "ppo_latent_learnt": (train("latent", out_dir / "ppo_latent", inside), "latent")}
+    learners = {"ppo_learnt": (train("discrete", out_dir / "ppo", inside), ActionKind.discrete),
+                "ppo_latent_learnt": (train("latent", out_dir / "ppo_latent", inside), ActionKind.latent)}
     seconds["train"] = time.process_time() - began
-    trained = {name: Player(lambda m=m: model_policy(m), action) for name, (m, action) in learners.items()}
+    trained = {name: Player(learnt_player(m), action) for name, (m, action) in learners.items()}
     began = time.process_time()
     against_reference = outside.merged(play(world, setting.env, trained, outside.listeners, s2r.eval_sessions,
                                             eval_seed))
@@ -152,23 +153,28 @@ def _one_size(setting: Setting, out_dir: Path, world: World, sessions: LogSessio
              "fit": fidelity["fit"], "cpu_time_s": {k: round(v, 3) for k, v in seconds.items()}}
     log.info("sim2real at %d sessions: log-likelihood gap closed %s, kendall_tau %s %s, transfer ratio %s %s", n,
              _fmt(predictive["log_likelihood_gap_closed"]), _fmt(entry["ranking"]["kendall_tau"]),
-             entry["ranking"]["ci95"], _fmt(entry["transfer"]["ratio"]), entry["transfer"]["ci95"])
+             _fmt_interval(entry["ranking"]["ci95"]), _fmt(entry["transfer"]["ratio"]),
+             _fmt_interval(entry["transfer"]["ci95"]))
     return entry
+
+
+def learnt_player(model: BaseAlgorithm) -> Callable[[int], Policy]:
+    """A trained model as a player's policy maker (deterministic: the session's seed is not needed)."""
+    return lambda _seed: model_policy(model)
 
 
 def baseline_players(world: World, setting: Setting) -> dict[str, Player]:
     """The policies every world plays beside the learners: random and the oracle (the score's two ends),
     nearest, greedy on r̂, the session-affinity heuristic and LinUCB (cold: one per session, learning from the
     session's answers; :mod:`music_rl.evaluation.adaptive`)."""
-    chance = random_policy(np.random.default_rng([derive_seed(setting.seed, "sim2real-random")]))
     affinity = SessionAffinity(world.features)  # keeps nothing between calls
     phi = track_features(world.latents, world.features)
     scale = EnvSetup.of(world, setting.env).reward_scale
     bandit = setting.bandit
-    return {"random": Player(lambda: chance), "oracle": Player(lambda: oracle_policy),
-            "nearest": Player(lambda: nearest_policy), "greedy": Player(lambda: greedy_policy),
-            "affinity": Player(lambda: affinity),
-            "linucb": Player(lambda: LinUCB(phi, setting.reward, scale, bandit.linucb_alpha, bandit.linucb_ridge))}
+    return {"random": Player(lambda seed: random_policy(np.random.default_rng([seed, 1]))),
+            "oracle": Player(lambda _: oracle_policy), "nearest": Player(lambda _: nearest_policy),
+            "greedy": Player(lambda _: greedy_policy), "affinity": Player(lambda _: affinity),
+            "linucb": Player(lambda _: LinUCB(phi, setting.reward, scale, bandit.linucb_alpha, bandit.linucb_ridge))}
 
 
 def learnt_world(world: World, fitted: LearntListener, listeners: ListenerConfig, seed: int) -> World:
@@ -193,3 +199,8 @@ def _behaviour(s2r: Sim2RealConfig) -> str:
 def _fmt(value: float | None) -> str:
     """A figure for the log line."""
     return "n/a" if value is None else f"{value:.3f}"
+
+
+def _fmt_interval(ci: list[float] | None) -> str:
+    """An interval for the log line."""
+    return "[n/a]" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from envs.env_config import EnvConfig
+from envs.env_config import ActionKind, EnvConfig
 from envs.world import World
 from music_rl.evaluation.evaluate import make_eval_env, rollout
 from music_rl.learners.policies import Policy
@@ -28,11 +28,12 @@ ANCHORS = ("random", "oracle")  # the two ends of the normalized score
 
 @dataclass(frozen=True)
 class Player:
-    """A policy to play: ``make`` gives a fresh one for each session (an online bandit starts cold), in an env of
-    action formulation ``action``."""
+    """A policy to play: ``make(seed)`` gives a fresh one for each session (an online bandit starts cold; a random
+    policy draws from the session's own ``seed``, so its choices do not depend on what was played before), in an
+    env of action formulation ``action``."""
 
-    make: Callable[[], Policy]
-    action: str = "discrete"
+    make: Callable[[int], Policy]
+    action: ActionKind = ActionKind.discrete
 
 
 @dataclass
@@ -63,7 +64,8 @@ def play(world: World, env_cfg: EnvConfig, players: Mapping[str, Player], listen
             env = envs.get(player.action) or envs.setdefault(
                 player.action, make_eval_env(world, dataclasses.replace(env_cfg, action=player.action), [listener]))
             for i in range(n_sessions):
-                (episode,) = rollout(env, player.make(), 1, seed + 7919 * int(listener) + i)
+                session_seed = seed + 7919 * int(listener) + i
+                (episode,) = rollout(env, player.make(session_seed), 1, session_seed)
                 sums[name][j] += episode.expected.sum()
                 steps[name][j] += len(episode.expected)
     return Played([int(i) for i in listeners], sums, steps)
@@ -107,10 +109,13 @@ def ranking(reference: dict[str, np.ndarray], learnt: dict[str, np.ndarray], nam
 
 
 def transfer(reference: dict[str, np.ndarray], inside: str, outside: str) -> dict[str, Any]:
-    """``inside``'s reference score over ``outside``'s (paired on the same resamples), with its interval."""
+    """``inside``'s reference score over ``outside``'s (paired on the same resamples), with its interval, and their
+    difference (meaningful also where ``outside`` scores near or below random, which makes the ratio unstable)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = reference[inside] / reference[outside]
-    return {"ratio": _number(ratio[0]), "ci95": interval(ratio[1:]), "trained_inside": inside,
+    difference = reference[inside] - reference[outside]
+    return {"ratio": _number(ratio[0]), "ci95": interval(ratio[1:]), "difference": _number(difference[0]),
+            "difference_ci95": interval(difference[1:]), "trained_inside": inside,
             "trained_outside": outside, "score_inside": _number(reference[inside][0]),
             "score_outside": _number(reference[outside][0])}
 

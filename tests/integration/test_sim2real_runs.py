@@ -62,6 +62,11 @@ def test_the_log_has_propensities_and_each_size_its_listener_and_learners(run: P
     ("env.action=latent", "error: env.action='latent': sim2real.enabled needs env.action=discrete"),
     ("listeners.model=learnt", "error: listeners.model="),
     ("sim2real.log_sessions=5", "error: sim2real.log_sessions=5: must be an integer >= 10"),
+    ("env.reward_source=propagated", "error: env.reward_source='propagated': sim2real.enabled needs "
+                                     "env.reward_source=simulator"),
+    ("sim2real.log_sizes=[20]", "error: sim2real.log_sizes=[20, 300]: every log size (and sim2real.log_sessions) "
+                                "must be >= listeners.population=30"),
+    ("listeners.population=20", "error: listeners.population=20: sim2real.enabled holds out 4 listener(s)"),
 ])
 def test_settings_the_protocol_cannot_run_are_refused_in_one_line(tmp_path: Path, override: str, named: str) -> None:
     extra = ("listeners.fit_log=x.csv",) if override == "listeners.model=learnt" else ()

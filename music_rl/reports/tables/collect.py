@@ -190,7 +190,7 @@ def load_spec(path: Path) -> list[Column]:
     data = _read_yaml(path) if path.is_file() else None
     if not isinstance(data, dict) or not isinstance(data.get("columns"), list) or not data["columns"]:
         raise ConfigError(f"spec={path}: not a YAML file with a non-empty list 'columns' "
-                          "(each: header, key, optional format, ci, unit, to; docs/guides/tables.md)")
+                          "(each: header, key, optional format, ci, unit, to, summary; docs/guides/tables.md)")
     return [Column.from_dict(c, f"spec={path}") for c in data["columns"]]
 
 

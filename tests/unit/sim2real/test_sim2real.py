@@ -93,3 +93,21 @@ def test_normalized_scores_pool_steps_and_resample_listeners() -> None:
     assert "oracle" not in scores
     w = bootstrap_weights(7, 50, np.random.default_rng(0))
     assert w.shape == (51, 7) and (w.sum(axis=1) == 7).all() and (w[0] == 1).all()
+
+
+def test_a_policy_plays_the_same_sessions_whatever_was_played_before(world: World) -> None:
+    """The random policy draws from each session's own seed: its figures do not depend on earlier plays (a log
+    size's figures on which other sizes were measured)."""
+    from envs.rewards import RewardConfig
+    from music_rl.evaluation.new_listener import NewListenerConfig
+    from music_rl.sim2real.config import Sim2RealConfig
+    from music_rl.sim2real.protocol import Setting, baseline_players
+    from music_rl.sim2real.scores import play
+
+    env = EnvConfig(session_length=6, reward_source="simulator")
+    setting = Setting(Sim2RealConfig(), env, ListenerConfig(population=12), RewardConfig(), NewListenerConfig(), 0)
+    players = baseline_players(world, setting)
+    first = play(world, env, {"random": players["random"]}, [0, 1], 3, seed=4)
+    play(world, env, players, [2, 3], 2, seed=9)  # draws in between
+    again = play(world, env, {"random": players["random"]}, [0, 1], 3, seed=4)
+    np.testing.assert_array_equal(first.sums["random"], again.sums["random"])
