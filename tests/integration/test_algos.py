@@ -6,7 +6,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from conftest import ROOT, command, error_line, train
 
 ALGOS = ("dqn", "qrdqn", "recurrent_ppo", "a2c")
