@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from envs.candidates import CandidateIndex
-from envs.listeners import ListenerPopulation
+from envs.listeners import Population
 from envs.rewards import RewardConfig, decay_factors, propagate, reward, select_probes
 from envs.simulated_logs import random_walk
 from music_rl.core.errors import FeedbackError
@@ -68,7 +68,7 @@ class AnswerLog:
         """The rows of ``user_id`` in a feedback frame (:func:`music_rl.data.feedback.read_feedback`), in file order;
         empty when the user has none. :class:`FeedbackError` for a track id the catalog lacks."""
         rows = df[df["user_id"].astype(str) == str(user_id)]
-        index = pd.Index(track_ids).get_indexer(rows["track_id"].astype(str))
+        index = pd.Index(track_ids).get_indexer(pd.Index(rows["track_id"].astype(str)))
         if (index < 0).any():
             bad = rows["track_id"].astype(str).to_numpy()[index < 0][0]
             raise FeedbackError(f"feedback of user_id={user_id!r}: track_id {bad!r} is not in the catalog")
@@ -91,7 +91,7 @@ class AnswerLog:
         return np.asarray(reward(self.pct, self.liked, cfg), dtype=np.float64).reshape(-1)
 
 
-def random_answers(population: ListenerPopulation, listener: int, index: CandidateIndex, n: int,
+def random_answers(population: Population, listener: int, index: CandidateIndex, n: int,
                    session_length: int, rng: np.random.Generator, k: int = 4) -> AnswerLog:
     """``n`` answers of ``listener`` to uniformly random choices among the ``k`` candidates, in sessions from
     random start tracks (:func:`envs.simulated_logs.random_walk`; a new session when the listener leaves)."""
@@ -99,7 +99,7 @@ def random_answers(population: ListenerPopulation, listener: int, index: Candida
     return AnswerLog.of([s[4] for s in steps], [s[5] for s in steps], [s[6] for s in steps])
 
 
-def probe_answers(population: ListenerPopulation, listener: int, latents: np.ndarray, clusters: np.ndarray,
+def probe_answers(population: Population, listener: int, latents: np.ndarray, clusters: np.ndarray,
                   centroids: np.ndarray, cfg: RewardConfig, rng: np.random.Generator) -> AnswerLog:
     """The probe round: ``cfg.probes_per_cluster`` probes of every cluster (``cfg.probe_selection``), each
     answered in a fresh session, as :func:`envs.simulated_logs.probe_log` plays them."""

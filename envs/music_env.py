@@ -43,7 +43,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.env_config import ENV_FIELDS, EnvConfig, check_listeners, check_start_track
+from envs.env_config import ENV_FIELDS, check_listeners, check_start_track
+from envs.env_config import EnvConfig as EnvConfig  # re-exported: importers take the env's config from here
 from envs.listener_log import Estimator, ListenerEstimate
 from envs.observation import LogEstimates, ObservationLayout, ObservationViews
 from envs.rewards import RewardConfig, reward
@@ -309,8 +310,9 @@ class MusicRecEnv(gym.Env):
                 row.answer[:] = (pct, liked)
                 row.filled[:] = 1.0
             self._ring.take(self._ring_orders[p], axis=0, out=self._hist, mode="wrap")
-        info = {"track": track, "track_id": self._track_ids[track], "percentage_listened": pct,
-                "liked": liked, "reward": raw, "candidates": self.current_candidates, "listener": self.listener}
+        info: dict[str, Any] = {"track": track, "track_id": self._track_ids[track], "percentage_listened": pct,
+                                "liked": liked, "reward": raw, "candidates": self.current_candidates,
+                                "listener": self.listener}
         self._advance(track)
         truncated = not terminated and self._steps >= self._session_length
         return self._obs.copy(), scaled, terminated, truncated, info

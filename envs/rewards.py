@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import overload
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -108,6 +109,10 @@ def _parse_prior(prior: str) -> str | float | None:
     return value if abs(value) <= REWARD_LIMIT else None  # NaN and infinities fail too
 
 
+@overload
+def reward(pct: float, liked: float, cfg: RewardConfig) -> float: ...
+@overload
+def reward(pct: np.ndarray | float, liked: np.ndarray | float, cfg: RewardConfig) -> np.ndarray | float: ...
 def reward(pct: np.ndarray | float, liked: np.ndarray | float, cfg: RewardConfig) -> np.ndarray | float:
     """Reward of feedback: ``pct + like_weight * liked - early_skip_penalty * [pct < early_skip_threshold]``.
 
@@ -157,7 +162,8 @@ def fit_clusters(Z: np.ndarray, n_clusters: int, seed: int) -> tuple[np.ndarray,
 def _centroid_distances(Z: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """Euclidean distance (float64) of every track to its own cluster's centroid."""
     diff = np.asarray(Z, dtype=np.float64) - np.asarray(centroids, dtype=np.float64)[labels]
-    return np.sqrt(np.einsum("ij,ij->i", diff, diff))
+    distances: np.ndarray = np.sqrt(np.einsum("ij,ij->i", diff, diff))  # einsum's stubs return Any
+    return distances
 
 
 def select_probes(
@@ -187,7 +193,7 @@ def select_probes(
         allowed = ", ".join(PROBE_SELECTIONS)
         raise ConfigError(f"reward.probe_selection={selection!r}: must be one of {allowed}")
     labels = np.asarray(labels)
-    n = labels.shape[0]
+    n: int = labels.shape[0]
     if selection == "nearest":
         order = np.lexsort((np.arange(n), _centroid_distances(Z, labels, centroids), labels))
     else:
@@ -264,7 +270,7 @@ def propagate(
     cluster_mean = np.divide(probe_sum, n_probes, out=np.zeros(n_clusters), where=has_feedback)
 
     decay = decay_factors(Z, labels, centroids, cfg) if factors is None else factors
-    r_hat = cluster_mean[labels] * decay
+    r_hat: np.ndarray = cluster_mean[labels] * decay
     r_hat[~has_feedback[labels]] = _prior_value(cfg.prior, rewards)
     r_hat[observed] = track_mean
     return r_hat.astype(np.float32)

@@ -10,13 +10,16 @@ import numpy as np
 import pandas as pd
 
 from envs.candidates import CandidateIndex
-from envs.listeners import ListenerPopulation
+from envs.listeners import Population
 from music_rl.core.errors import ConfigError
 from music_rl.data.feedback import COLUMNS, OPTIONAL
 
+FeedbackRow = tuple[str, str, int, str, float, int, str, str, float]
+"""One row of a feedback frame, a value per column of ``COLUMNS`` then ``OPTIONAL`` (:func:`feedback_frame`)."""
 
-def probe_log(population: ListenerPopulation, listener_ids: Sequence[int], probe_tracks: Sequence[int],
-              track_ids: Sequence[str], rng: np.random.Generator) -> pd.DataFrame:
+
+def probe_log(population: Population, listener_ids: Sequence[int], probe_tracks: Sequence[int] | np.ndarray,
+              track_ids: Sequence[str] | np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
     """Cold-start probing: every probe track is played once to every listener, each from a fresh state.
 
     Each probe is answered in a fresh session, so the answers measure taste, not boredom, drift or
@@ -45,7 +48,7 @@ def probe_log(population: ListenerPopulation, listener_ids: Sequence[int], probe
     return feedback_frame(rows)
 
 
-def random_walk(population: ListenerPopulation, listener: int, index: CandidateIndex, rng: np.random.Generator,
+def random_walk(population: Population, listener: int, index: CandidateIndex, rng: np.random.Generator,
                 session_length: int, k: int = 4, n_sessions: int | None = None
                 ) -> Iterator[tuple[int, int, int, np.ndarray, int, float, int]]:
     """The steps of a uniformly random policy over the kNN candidates, one listener's sessions in turn.
@@ -83,7 +86,7 @@ def random_walk(population: ListenerPopulation, listener: int, index: CandidateI
         s += 1
 
 
-def random_walk_log(population: ListenerPopulation, listener_ids: Sequence[int], index: CandidateIndex,
+def random_walk_log(population: Population, listener_ids: Sequence[int], index: CandidateIndex,
                     n_sessions: int, session_length: int, track_ids: Sequence[str], rng: np.random.Generator,
                     k: int = 4) -> pd.DataFrame:
     """Sessions of a uniformly random policy over the kNN candidates (:func:`random_walk`), as a logging
@@ -111,7 +114,7 @@ def random_walk_log(population: ListenerPopulation, listener_ids: Sequence[int],
     return feedback_frame(rows)
 
 
-def feedback_frame(rows: list[tuple]) -> pd.DataFrame:
+def feedback_frame(rows: list[FeedbackRow]) -> pd.DataFrame:
     """A typed feedback frame from row tuples of every column (the dtypes
     :func:`music_rl.data.feedback.read_feedback` returns)."""
     df = pd.DataFrame(rows, columns=[*COLUMNS, *OPTIONAL])

@@ -85,7 +85,8 @@ class World:
 
     def learnt(self) -> bool:
         """Whether the world's listeners are a fitted model (``listeners.model=learnt``)."""
-        return self.meta["listener_config"].get("model") == ListenerModel.learnt
+        model: str | None = self.meta["listener_config"].get("model")
+        return model == ListenerModel.learnt
 
     def attach_listener(self, fitted: FittedListener) -> None:
         """Give a loaded world its fitted listener model (``listeners.model=learnt``: the model file is outside
@@ -203,7 +204,8 @@ def _read_array(path: Path) -> np.ndarray:
     if not path.is_file():
         raise RunFolderError(f"{path}: missing")
     try:
-        return np.load(path, allow_pickle=False)
+        array: np.ndarray = np.load(path, allow_pickle=False)  # a .npy file: an array (np.load's stubs: Any)
+        return array
     except (OSError, ValueError, EOFError) as err:
         raise RunFolderError(f"{path}: not a readable .npy array ({str(err).splitlines()[0]})") from None
 
@@ -289,10 +291,11 @@ def build_world(tracks: pd.DataFrame, features: np.ndarray, latents: np.ndarray,
         probes = select_probes(latents, clusters, centroids, reward_cfg.probes_per_cluster,
                                reward_cfg.probe_selection, np.random.default_rng([seed, _STREAM_PROBES]))
         log = probe_log(population, [served], probes, track_ids, np.random.default_rng([seed, _STREAM_FEEDBACK]))
-    rows = pd.Index(track_ids).get_indexer(log["track_id"].astype(str))
+    rows = pd.Index(track_ids).get_indexer(pd.Index(log["track_id"].astype(str)))
     if (rows < 0).any():
         raise ValueError("log rows must be joined to the catalog first (music_rl.data.log_import.read_log)")
-    observed = reward(log["percentage_listened"].to_numpy(), log["liked"].to_numpy(), reward_cfg)
+    observed = np.asarray(reward(log["percentage_listened"].to_numpy(), log["liked"].to_numpy(), reward_cfg),
+                          dtype=np.float64)  # one reward per row: an array
     r_hat = propagate(latents, clusters, centroids, rows, observed, reward_cfg)
 
     meta = {
@@ -327,7 +330,8 @@ def pca_latents(features: np.ndarray, latent_dim: int) -> np.ndarray:
     z = PCA(n_components=latent_dim, svd_solver="full").fit_transform(np.asarray(features, dtype=np.float64))
     lo, hi = z.min(axis=0), z.max(axis=0)
     span = np.where(hi > lo, hi - lo, 1.0)
-    return np.clip((z - lo) / span, 0.0, 1.0).astype(np.float32)
+    latents: np.ndarray = np.clip((z - lo) / span, 0.0, 1.0).astype(np.float32)  # z: sklearn's (untyped)
+    return latents
 
 
 def _configs(overrides: dict[str, Any]) -> tuple[RewardConfig, ListenerConfig]:

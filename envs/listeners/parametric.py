@@ -71,10 +71,11 @@ _VECTOR_FROM = 64  # expected_reward of more tracks than this takes the array pa
 
 def taste_scale(X: np.ndarray, scaling: str) -> np.ndarray:
     """The units ``s`` (n_features,) taste distances are measured in (``listeners.taste_scaling``)."""
-    std = np.asarray(X, dtype=np.float64).std(axis=0)
+    std: np.ndarray = np.asarray(X, dtype=np.float64).std(axis=0)
     if scaling == "pooled":
         std = np.full_like(std, np.sqrt(np.mean(std**2)))
-    return np.maximum(std, 1e-6)
+    scale: np.ndarray = np.maximum(std, 1e-6)
+    return scale
 
 
 class ParametricPopulation(Population):
@@ -137,7 +138,8 @@ class ParametricPopulation(Population):
 
     def affinity(self, listener: int) -> np.ndarray:
         """Static affinity ``sum_c pi0_c a_c(x)`` of every track (fresh-session state), (N,) in [0, 1]."""
-        return self.centre_affinities(listener) @ self.mixture[self._check(listener)]
+        affinity: np.ndarray = self.centre_affinities(listener) @ self.mixture[self._check(listener)]
+        return affinity
 
     def affinity_matrix(self, listeners: np.ndarray, tracks: np.ndarray) -> np.ndarray:
         """Static affinities of many listeners to many tracks, (L, n) float64, vectorised over both.
@@ -151,7 +153,8 @@ class ParametricPopulation(Population):
         centres, weights = self.centres[ids].reshape(-1, n_feat), self.weights[ids].reshape(-1, n_feat)
         block = self._affinity_block(np.asarray(tracks, dtype=np.int64).ravel(), centres, weights)
         block = block.reshape(block.shape[0], ids.size, -1)  # (n, L, C)
-        return np.einsum("nlc,lc->ln", block, self.mixture[ids])
+        affinities: np.ndarray = np.einsum("nlc,lc->ln", block, self.mixture[ids])
+        return affinities
 
     def _affinity_block(self, tracks: np.ndarray, centres: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """``exp(-d^2 / (2 taste_width^2))`` of tracks (n,) to centres (M, 11), weights (M, 11): (n, M)."""
@@ -159,7 +162,8 @@ class ParametricPopulation(Population):
         ms = centres / self.scale
         d2 = (xs * xs) @ weights.T - 2.0 * xs @ (weights * ms).T + np.einsum("mj,mj->m", weights, ms * ms)
         np.maximum(d2, 0.0, out=d2)
-        return np.exp(-d2 / (2.0 * self.cfg.taste_width**2))
+        block: np.ndarray = np.exp(-d2 / (2.0 * self.cfg.taste_width**2))
+        return block
 
     def expected_reward_all(self, listener: int, like_weight: float, early_skip_penalty: float = 0.0,
                             early_skip_threshold: float = 0.1) -> np.ndarray:
@@ -280,7 +284,7 @@ class ParametricSession(Session):
         tracks = np.asarray(tracks, dtype=np.int64).ravel()
         rows = self._table[tracks]
         c = len(self._pi)
-        a = rows[:, 0] * self._pi[0]
+        a: np.ndarray = rows[:, 0] * self._pi[0]
         for j in range(1, c):  # the scalar path's left-to-right sum
             a = a + rows[:, j] * self._pi[j]
         if self._window:

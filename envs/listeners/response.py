@@ -103,8 +103,10 @@ def reward_of(a: A, p: ResponseParams, like_weight: float, early_skip_penalty: f
     """Exact expected reward at affinity ``a`` (a float or an array, as :func:`answer_probabilities`):
     ``E[pct] + like_weight * P(liked) - early_skip_penalty * P(pct < threshold)``."""
     e_pct, full, q_like, p_low = moments(a, p, exp, threshold if early_skip_penalty else None)
-    reward = e_pct + like_weight * full * q_like
-    return reward - early_skip_penalty * p_low if p_low is not None else reward
+    reward: A = e_pct + like_weight * full * q_like
+    if p_low is not None:
+        reward = reward - early_skip_penalty * p_low
+    return reward
 
 
 def expected_reward(a: np.ndarray, cfg: ListenerConfig, like_weight: float, early_skip_penalty: float = 0.0,

@@ -128,7 +128,8 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    y: np.ndarray = 1.0 / (1.0 + np.exp(-x))
+    return y
 
 
 def synthetic_catalog(n_tracks: int = 20000, seed: int = 0) -> Catalog:
@@ -246,7 +247,8 @@ class Normaliser:
             raise RuntimeError("Normaliser('minmax') must be fitted before transform")
         span = self.high - self.low
         scaled = (raw - self.low) / np.where(span > 0, span, 1.0)
-        return np.clip(scaled, 0.0, 1.0).astype(np.float32)
+        normalised: np.ndarray = np.clip(scaled, 0.0, 1.0).astype(np.float32)
+        return normalised
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able description (mode, feature order, ranges) that :meth:`from_dict` restores."""

@@ -9,7 +9,10 @@ from __future__ import annotations
 import logging
 import re
 import warnings
+from collections.abc import Callable
+from io import BufferedIOBase
 from pathlib import Path
+from typing import Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -53,9 +56,11 @@ def _valid(feature: str, x: np.ndarray) -> np.ndarray:
         if feature == "tempo":
             return (x > 0.0) & (x <= 300.0)
         if feature == "key":
-            return (x >= -1.0) & (x <= 11.0) & (x == np.round(x))
+            key: np.ndarray = (x >= -1.0) & (x <= 11.0) & (x == np.round(x))  # an array's == is typed Any
+            return key
         if feature == "mode":
-            return (x == 0.0) | (x == 1.0)
+            mode: np.ndarray = (x == 0.0) | (x == 1.0)
+            return mode
         return (x >= 0.0) & (x <= 1.0)
 
 
@@ -79,26 +84,30 @@ def _where(lines: np.ndarray) -> str:
 
 # --------------------------------------------------------------------------------------------- reading
 
+Compression = Literal["gzip", "bz2", "xz", "zip"]  # pandas' names of the compressions a catalog may have
+
 # the first bytes of the compressed files pandas reads, and their pandas name
-_MAGIC: tuple[tuple[bytes, str], ...] = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"),
-                                        (b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"))  # the last: an empty zip
+_MAGIC: tuple[tuple[bytes, Compression], ...] = (
+    (b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"),
+    (b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"))  # the last: an empty zip
 
 
-def _compression(path: Path) -> str | None:
+def _compression(path: Path) -> Compression | None:
     """The file's compression (gzip, bz2, xz, zip) by its first bytes, whatever its name; None for text."""
     with open(path, "rb") as fh:
         head = fh.read(8)
     return next((name for magic, name in _MAGIC if head.startswith(magic)), None)
 
 
-def _head_text(path: Path, compression: str | None) -> str:
+def _head_text(path: Path, compression: Compression | None) -> str:
     """The first 64 KiB of the file's text (decompressed), for the header and the delimiter."""
     import bz2
     import gzip
     import lzma
     import zipfile
 
-    opener = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}
+    opener: dict[str, Callable[[Path, Literal["rb"]], BufferedIOBase]] = {"gzip": gzip.open, "bz2": bz2.open,
+                                                                          "xz": lzma.open}
     try:
         if compression == "zip":
             with zipfile.ZipFile(path) as archive:
@@ -123,7 +132,7 @@ def _unique(columns: list[str]) -> list[str]:
     return list(dict.fromkeys(columns))
 
 
-def _read_table(path: Path, delimiter: str, head: str, compression: str | None,
+def _read_table(path: Path, delimiter: str, head: str, compression: Compression | None,
                 skip: int) -> tuple[pd.DataFrame, np.ndarray, int, list[str]]:
     """Every cell as a string (``NA`` stays ``NA``), the file line of each row, the number of rows skipped
     for a wrong number of fields, and the problem line about them; the header is the line after the first
@@ -234,7 +243,7 @@ def _parse_features(df: pd.DataFrame, mapping: dict[str, str], lines: np.ndarray
         log.info("%s: numbers written with decimal commas (0,52): read as such in every feature column", path)
     for j, feature in enumerate(FEATURES):
         raw[:, j], empty[:, j] = _parse_column(df[mapping[feature]], feature, decimal_comma)
-    all_empty = empty.all(axis=1)
+    all_empty = cast(np.ndarray, empty.all(axis=1))  # a matrix's rows reduced: an array (the stubs add np.bool)
     problems = []
     if all_empty.any():
         problems.append(f"{path}: {_rows(int(all_empty.sum()))} with every feature empty dropped "
@@ -269,7 +278,7 @@ def _metadata(df: pd.DataFrame, mapping: dict[str, str], lines: np.ndarray,
         if missing.any():
             problems.append(f"{path}: column '{mapping['track_id']}': {_rows(int(missing.sum()))} without a "
                             f"track id given the id row<line> ({_where(lines[missing])})")
-            ids[missing] = [f"row{v}" for v in lines[missing]]
+            ids[missing] = np.array([f"row{v}" for v in lines[missing]])
     else:
         log.info("%s: no track id column; ids are row<line> (row2 is the first track)", path)
         ids = pd.Series([f"row{v}" for v in lines], index=df.index, dtype=str)

@@ -41,7 +41,7 @@ import errno
 import io
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,7 +108,7 @@ class FeedbackStore:
             write_csv(frame, store.path)
         return store
 
-    def append(self, rows: pd.DataFrame | Iterable[dict]) -> None:
+    def append(self, rows: pd.DataFrame | Iterable[Mapping[str, object]]) -> None:
         """Append ``rows`` durably: one CSV record per row, the whole batch in one ``os.write``.
 
         Rows need the feedback columns; ``served_at`` defaults to now and the other optional columns to

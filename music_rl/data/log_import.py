@@ -173,7 +173,7 @@ def join(log: pd.DataFrame, path: Path, fmt: LogFormat, known_track_ids: Sequenc
     dropped, or with ``strict`` a :class:`FeedbackError` naming ``strict_key`` and the first one's row (``log``'s
     index: its 0-based data row in the file); a log joining no row is one."""
     known = pd.Index([str(t) for t in known_track_ids])
-    joined = known.get_indexer(log["track_id"].astype(str)) >= 0
+    joined = known.get_indexer(pd.Index(log["track_id"].astype(str))) >= 0
     unknown = log.loc[~joined, "track_id"].astype(str)
     if unknown.size and strict:
         raise FeedbackError(f"{path}: {unknown.size} rows whose track is not in the catalog (e.g. "

@@ -118,9 +118,12 @@ def file_algo(data: dict[str, Any]) -> str:
     return "unknown"
 
 
-def check_algo(path: Path, data: dict[str, Any], algo: str) -> None:
-    """Refuse a model file that another algorithm saved than the run's ``algo`` (a file copied from another run):
-    :class:`RunFolderError`, one line."""
+def check_algo(path: Path, data: dict[str, Any] | None, algo: str) -> None:
+    """Refuse a model file that another algorithm saved than the run's ``algo`` (a file copied from another run),
+    or one without SB3's ``data`` entry (SB3 reads a truncated zip as one without it): :class:`RunFolderError`,
+    one line."""
+    if not data:
+        raise _unloadable(path, algo, ValueError("no SB3 data entry: truncated or not an SB3 model file"))
     found = file_algo(data)
     if found != algo:
         raise RunFolderError(f"{path}: a model of algo={found}, but the run's algo is {algo} (a model file of "
@@ -169,7 +172,7 @@ def load_model(path: Path, env: VecEnv | None = None, algo: str = "ppo") -> Base
             data, _, _ = load_from_zip_file(path, device="cpu", load_data=True)
     except LOAD_ERRORS as err:
         raise _unloadable(path, algo, err) from None
-    check_algo(path, data or {}, algo)
+    check_algo(path, data, algo)
     try:
         with _legacy_modules():
             return MODEL_CLASSES[algo].load(path, env=env, device="cpu")

@@ -14,6 +14,7 @@ import pandas as pd
 from envs.env_config import EnvConfig
 from envs.listeners import ParametricSession
 from envs.music_env import MusicRecEnv
+from envs.observation import Observation
 from envs.simulated_logs import feedback_frame
 from envs.world import World
 from music_rl.evaluation.evaluate import make_eval_env
@@ -54,7 +55,7 @@ def log_reference(world: World, env_cfg: EnvConfig, n_sessions: int, behaviour: 
     n_listeners = world.listeners().n
     # the logging policy reads the candidates alone: an observation that draws at reset (the listener's log)
     # would move the answers' random stream
-    logging_env = dataclasses.replace(env_cfg, observation="candidates")
+    logging_env = dataclasses.replace(env_cfg, observation=Observation.candidates)
     policy = behaviour_probabilities(behaviour, epsilon)
     rng = np.random.default_rng([seed, 1])
     per_listener: list[list[tuple[int, list[_Step]]]] = [[] for _ in range(n_listeners)]

@@ -8,6 +8,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from envs.listeners import (
     ListenerConfig,
@@ -24,7 +25,6 @@ from envs.listeners import (
 from envs.listeners.response import ResponseParams, answer_probabilities, exp_array, exp_scalar, moments, reward_of
 from music_rl.core.errors import ConfigError
 from music_rl.data.catalog import Normaliser, synthetic_catalog
-from tests.conftest import run_cli
 
 N_TRACKS = 1500
 

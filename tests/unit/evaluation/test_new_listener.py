@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, run_cli
 from gymnasium import spaces
 
 from envs.listener_log import AnswerLog, Estimator, random_answers, track_features
@@ -23,7 +24,6 @@ from music_rl.evaluation.baselines import random_policy
 from music_rl.evaluation.evaluate import rollout
 from music_rl.evaluation.new_listener import NewListenerConfig, evaluate_new_listener
 from music_rl.learners.policies import HISTORY_ENCODERS, CandidateScorerPolicy
-from tests.conftest import ROOT, run_cli
 
 LISTENER = EnvConfig(observation="listener", reward_source="simulator", log_answers=50)
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+from test_policies import D, F, K, permute_candidates
 
 from envs.music_env import EnvConfig, MusicRecEnv
 from envs.world import synthetic_world
@@ -14,7 +15,6 @@ from music_rl.learners.models import load_model, load_policy, save_model_atomic
 from music_rl.learners.q_learning import CandidateQNetwork, DQNConfig, QRDQNConfig, build_q_model
 from music_rl.learners.recurrent import RecurrentPPOConfig, build_recurrent_model
 from music_rl.learners.vec_env import session_vec_env
-from tests.unit.learners.test_policies import D, F, K, permute_candidates
 
 N = 400
 
