@@ -80,14 +80,14 @@ def test_resume_keeps_the_saved_config_where_a_default_changed_since(finished, t
     run = Path(shutil.copytree(finished, tmp_path / "run"))
     saved = run / ".hydra" / "config.yaml"
     # as if the run had started under an older default of a key that may not change on resume
-    saved.write_text(saved.read_text().replace("ope_log_steps: 10000", "ope_log_steps: 700"))
+    saved.write_text(saved.read_text().replace("    n_episodes: 50\n    width:", "    n_episodes: 3\n    width:"))
     proc = train(run, "resume=true", "ppo.total_timesteps=2048")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "ope_log_steps: 700" in saved.read_text() and "total_timesteps: 2048" in saved.read_text()
-    assert len((run / "exploration.csv").read_text().splitlines()) == 701  # the saved value ran
+    assert "n_episodes: 3\n" in saved.read_text() and "total_timesteps: 2048" in saved.read_text()
+    assert json.loads((run / "metrics.json").read_text())["planner_episodes"] == 3  # the saved value ran
     # a key set on the command line still has to match
-    one_line(train(run, "resume=true", "ppo.total_timesteps=2048", "eval.ope_log_steps=900"),
-             "resume=true with another config", "eval.ope_log_steps: 700 -> 900")
+    one_line(train(run, "resume=true", "ppo.total_timesteps=2048", "eval.planner.n_episodes=4"),
+             "resume=true with another config", "eval.planner.n_episodes: 3 -> 4")
 
 
 def test_resume_of_a_fine_tuned_run_is_refused(finished, tmp_path):

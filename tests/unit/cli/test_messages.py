@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import random
 import stat
 import tempfile
 import tomllib
@@ -336,10 +337,10 @@ def test_compare_refuses_a_bad_baseline_before_writing_anything(tmp_path, capsys
 # ------------------------------------------------------------------------------------------- vae.pt
 
 @pytest.mark.parametrize("content, why", [
-    (os.urandom(3000), "not a torch file of tensors and plain data"),
+    (random.Random(0).randbytes(3000), "not a torch file of tensors and plain data"),
     (b"", "empty or truncated"),
     (b"PK\x03\x04garbage", "a damaged archive or another kind of file"),
-])
+], ids=["random-bytes", "empty", "zip-garbage"])
 def test_a_garbled_vae_is_named_with_how_to_rebuild_it(tmp_path, content, why):
     (tmp_path / "vae.pt").write_bytes(content)
     with pytest.raises(RunFolderError) as err:
