@@ -21,11 +21,15 @@ $(VENV)/.installed-%: pyproject.toml
 train: $(STAMP)  ## the main job on the embedded synthetic catalog
 	$(VENV)/bin/music-rl train $(ARGS)
 
+# A test file is one unit of work (tests/conftest.py), handed out in the order collected: tests/integration/ (the
+# long files) first, so that no long file starts last (xdist's default reorder puts the files of most tests first).
+XDIST := -n 2 --dist loadgroup --no-loadscope-reorder
+
 test: $(STAMP_SWEEPS)  ## the test suite (with the launcher and sweeper plugins), one worker per core
-	$(PY) -m pytest -n 2 --dist loadgroup $(ARGS)
+	$(PY) -m pytest $(XDIST) $(ARGS)
 
 test-fast: $(STAMP_SWEEPS)  ## the unit tests without the slow ones (whole commands, training runs): under 2 minutes
-	$(PY) -m pytest -m "not slow" -n 2 --dist loadgroup $(ARGS)
+	$(PY) -m pytest -m "not slow" $(XDIST) $(ARGS)
 
 # The design's offline experiment: PPO learns from the propagated reward table, so the decay matters.
 SWEEP_SOURCE ?= env.reward_source=propagated
