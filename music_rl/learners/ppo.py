@@ -88,9 +88,9 @@ class PPOConfig:
     n_epochs: int = 5
     """passes over a rollout per update"""
     learning_rate: float = 1e-3
-    """Adam learning rate (the initial one with ppo.lr_schedule=linear)"""
+    """Adam learning rate (the initial one with lr_schedule=linear)"""
     lr_schedule: LRSchedule = LRSchedule.constant
-    """constant | linear: decays linearly to 0 over ppo.total_timesteps (from a resume's own start on resume)"""
+    """constant | linear: decays linearly to 0 over total_timesteps (from a resume's own start on resume)"""
     gamma: float = 0.9
     """discount factor"""
     gae_lambda: float = 0.95
@@ -108,7 +108,7 @@ class PPOConfig:
     scorer_arch: list[int] = field(default_factory=lambda: [64, 64])
     """hidden widths of the shared candidate scorer"""
     checkpoint_freq: int = 50_000
-    """save checkpoints/ppo_<n>_steps.zip every this many steps (resume=true continues from the newest)"""
+    """save checkpoints/<algo>_<n>_steps.zip every this many steps (resume=true continues from the newest)"""
     progress_bar: bool = True
     """SB3's progress bar while training"""
 

@@ -135,11 +135,11 @@ def train_model(cfg: TrainConfig, run_dir: Path, world: World, logger: Logger, i
                                      cfg.eval.plateau_delta)
     callbacks = CallbackList([FeedbackStatsCallback(), evaluator, checkpoints])
     remaining = group.total_timesteps - model.num_timesteps
-    rollout_steps = cfg.ppo.n_steps * cfg.ppo.n_envs
-    if algo == "ppo" and 0 < remaining < rollout_steps:
-        log.warning("ppo.total_timesteps=%d leaves %d steps, less than one rollout (ppo.n_steps x ppo.n_envs = "
-                    "%d): PPO trains one whole rollout, %d steps", cfg.ppo.total_timesteps, remaining,
-                    rollout_steps, rollout_steps)
+    rollout_steps = group.n_steps * group.n_envs if hasattr(group, "n_steps") else 0  # the on-policy learners
+    if 0 < remaining < rollout_steps:
+        log.warning("%s.total_timesteps=%d leaves %d steps, less than one rollout (%s.n_steps x %s.n_envs = %d): "
+                    "%s trains one whole rollout, %d steps", algo, group.total_timesteps, remaining, algo, algo,
+                    rollout_steps, algo, rollout_steps)
     with info.stage(algo):
         if remaining > 0:
             model.learn(remaining, callback=callbacks, progress_bar=group.progress_bar,

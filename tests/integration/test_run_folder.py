@@ -264,9 +264,12 @@ def test_undefined_metrics_are_null_with_their_reason(tmp_path):
 
 
 def test_a_budget_below_one_rollout_says_so(tmp_path):
-    proc = train(tmp_path / "run", "ppo.total_timesteps=100")
+    """Every on-policy learner (ppo, recurrent_ppo, a2c: one message) says that it trains a whole rollout."""
+    proc = train(tmp_path / "run", "algo=recurrent_ppo", "recurrent_ppo.total_timesteps=100")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "ppo.total_timesteps=100 leaves 100 steps, less than one rollout" in proc.stdout + proc.stderr
+    said = ("recurrent_ppo.total_timesteps=100 leaves 100 steps, less than one rollout (recurrent_ppo.n_steps x "
+            "recurrent_ppo.n_envs = 512): recurrent_ppo trains one whole rollout, 512 steps")
+    assert said in proc.stdout + proc.stderr
 
 
 def test_out_that_is_a_directory_and_a_model_of_another_world_are_one_line(finished, tmp_path, capsys):
