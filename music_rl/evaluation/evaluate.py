@@ -1,8 +1,7 @@
 """Evaluation against ground-truth simulated listeners, with 95% confidence intervals.
 
-Every policy plays the same fresh sessions (same listeners, start tracks and env seeds: common random
-numbers), which training never saw. The env always answers with the simulated listener here, whatever
-reward source the policy was trained on: the propagated table is never used to score.
+Every policy plays the same fresh sessions (common random numbers), which training never saw, answered by the
+simulated listener whatever reward source the policy was trained on (the propagated table never scores).
 
 Metrics per policy, each with ``<name>_ci95`` (the half-width of a 95% interval, clustered by session since
 steps of one session are correlated):
@@ -15,16 +14,13 @@ candidates) and ``mean_distance`` (from the proposed point to the track played, 
 ``normalized_score`` = (learnt − random) / (oracle − random) on ``mean_expected_reward``, the learnt policy being
 ``policies.<algo>`` (``ppo`` unless ``algo`` says otherwise); ``normalized_score_realised`` is the same on
 ``mean_reward``. ``normalized_score_catalog`` = (learnt − random) / (oracle_catalog − random), on
-``mean_expected_reward`` too: one scale for every action formulation, from 0 (a random candidate) to 1 (the
-catalog oracle, ``policies.oracle_catalog``: the unplayed track of highest expected reward in the whole catalog,
-now), which the k candidates' oracle, the planner and a latent action are all read against.
+``mean_expected_reward``: one scale for every action, from 0 (a random candidate) to 1 (``policies.oracle_catalog``:
+the unplayed track of highest expected reward in the whole catalog, now).
 
-The baselines choose among the k candidates in either action space: :func:`rollout` turns their candidate index
-into the env's action (:meth:`envs.music_env.MusicRecEnv.candidate_action`), so every policy plays the same env on
-the same sessions. Both estimate the same quantity (the expected reward per step is the conditional
-mean of the realised one), but the realised reward carries the listener's response noise — with like_weight 10
-and like rates near 10%, a step's reward has a standard deviation of about 3 — so the expected-reward score is the
-headline: its interval is several times narrower for the same sessions.
+The baselines choose among the k candidates in either action space (:func:`rollout` turns a candidate index into
+the env's action), so every policy plays the same env on the same sessions. The expected-reward score is the
+headline: the realised reward estimates the same quantity with the listener's response noise (a step's standard
+deviation about 3 at like_weight 10), so its interval is several times wider.
 """
 
 from __future__ import annotations
