@@ -52,7 +52,7 @@ docs: $(VENV)/.installed-docs  ## the documentation site (mkdocs.yml) into site/
 lint: $(STAMP)  ## ruff (pyproject.toml's [tool.ruff])
 	$(VENV)/bin/ruff check .
 
-typecheck: $(STAMP)  ## mypy (pyproject.toml's [tool.mypy]: strict on the core packages)
+typecheck: $(STAMP)  ## mypy, strict on all the code (pyproject.toml's [tool.mypy])
 	$(VENV)/bin/mypy
 
 clean:

@@ -114,6 +114,7 @@ class MusicRecEnv(gym.Env):
     """
 
     metadata = {"render_modes": []}
+    observation_space: spaces.Box  # (set in __init__: the setup's)
 
     def __init__(self, world: World, cfg: EnvConfig | None = None,
                  listener_ids: Sequence[int] | None = None) -> None:

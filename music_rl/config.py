@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -152,10 +153,11 @@ def policy_group(cfg: TrainConfig) -> str:
     return str(cfg.algo) if hasattr(getattr(cfg, cfg.algo), "policy") else "ppo"
 
 
-def load_config(raw: DictConfig | dict) -> TrainConfig:
+def load_config(raw: DictConfig | dict[str, Any]) -> TrainConfig:
     """A composed ``music-rl train`` config as a checked :class:`TrainConfig`
     (:func:`music_rl.core.schema.to_config`)."""
-    return to_config(raw, TrainConfig)
+    cfg: TrainConfig = to_config(raw, TrainConfig)
+    return cfg
 
 
 def check_inputs(cfg: TrainConfig) -> None:
@@ -180,7 +182,8 @@ def load_run_config(run_dir: Path) -> TrainConfig:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise RunFolderError(f"{config_path}: unreadable YAML ({first[:200]})") from None
     try:
-        return load_config(raw)
+        # a YAML list (a ListConfig) is refused too: to_config's merge raises a ConfigError
+        return load_config(raw)  # type: ignore[arg-type]
     except MusicRLError as err:
         raise RunFolderError(f"{config_path}: {err}{version_note(run_dir)}") from None
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from gymnasium.spaces import Discrete
 
 from music_rl.bench.inputs import run_folder
 from music_rl.bench.report import Target, make_row
@@ -41,8 +42,9 @@ def bench_b(r: Runner) -> list[dict[str, Any]]:
 
 def task_env_step(run: str, steps: int, repeats: int) -> dict[str, Any]:
     """µs per env.step (random actions; resets timed apart) per observation mode and reward source."""
-    from envs.env_config import REWARD_SOURCES
+    from envs.env_config import REWARD_SOURCES, RewardSource
     from envs.music_env import EnvConfig, MusicRecEnv
+    from envs.observation import Observation
     from envs.world import World
     from music_rl.bench.sizes import OBSERVATIONS
 
@@ -50,7 +52,9 @@ def task_env_step(run: str, steps: int, repeats: int) -> dict[str, Any]:
     measurements = []
     for observation in OBSERVATIONS:
         for source in REWARD_SOURCES:
-            env = MusicRecEnv(world, EnvConfig(observation=observation, reward_source=source))
+            env = MusicRecEnv(world, EnvConfig(observation=Observation(observation),
+                                               reward_source=RewardSource(source)))
+            assert isinstance(env.action_space, Discrete)  # env.action=discrete (the default)
             actions = np.random.default_rng(0).integers(env.action_space.n, size=steps).tolist()
             env.reset(seed=0)
             time_steps(env, actions[: steps // 10])  # warm-up: the listener's session table, caches

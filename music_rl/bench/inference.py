@@ -61,7 +61,9 @@ def task_recommend(run: str, requests: int, repeats: int) -> dict[str, Any]:
     import dataclasses
 
     import torch
+    from stable_baselines3.common.policies import ActorCriticPolicy
 
+    from envs.env_config import RewardSource
     from envs.music_env import MusicRecEnv
     from music_rl.learners.policies import candidate_probabilities
     from music_rl.serving.inference import load_run, recommend
@@ -69,7 +71,8 @@ def task_recommend(run: str, requests: int, repeats: int) -> dict[str, Any]:
     torch.set_num_threads(1)  # as music_rl.training.pipeline.run
     loaded = load_run(run)
     policy = loaded.policy
-    env = MusicRecEnv(loaded.world, dataclasses.replace(loaded.cfg.env, reward_source="propagated",
+    assert isinstance(policy, ActorCriticPolicy)  # the run's PPO (candidate_scorer or mlp)
+    env = MusicRecEnv(loaded.world, dataclasses.replace(loaded.cfg.env, reward_source=RewardSource.propagated,
                                                         session_length=SESSION, start_track=None))
     n = env.world.latents.shape[0]
 

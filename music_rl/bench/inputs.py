@@ -38,7 +38,7 @@ def task_prepare_catalog(out: str, n: int, dims: list[int]) -> dict[str, Any]:
     return {}
 
 
-def task_prepare_run(out: str, n: int, ppo: dict[str, int], steps: int) -> dict[str, Any]:
+def task_prepare_run(out: str, n: int, ppo: dict[str, Any], steps: int) -> dict[str, Any]:
     """A run folder (.hydra/config.yaml, world/, ppo.zip): PCA-latent world, a tiny candidate_scorer PPO."""
     import torch
     from omegaconf import OmegaConf

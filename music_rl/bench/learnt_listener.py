@@ -70,7 +70,7 @@ def task_fit(n_tracks: int, population: int, sessions: int, kind: str) -> dict[s
 
     import torch
 
-    from envs.listeners import ListenerConfig
+    from envs.listeners import LearntKind, ListenerConfig
     from envs.listeners.response import ResponseParams
     from music_rl.sim2real.reference import answer_class_probabilities, reference_predictor
     from music_rl.user_model import fit_listener
@@ -78,7 +78,7 @@ def task_fit(n_tracks: int, population: int, sessions: int, kind: str) -> dict[s
     torch.set_num_threads(1)
     world, logged, log, split = _reference(n_tracks, population, sessions)
     cfg = ListenerConfig(population=population)
-    cfg = dataclasses.replace(cfg, learnt=dataclasses.replace(cfg.learnt, kind=kind))
+    cfg = dataclasses.replace(cfg, learnt=dataclasses.replace(cfg.learnt, kind=LearntKind(kind)))
     reference = reference_predictor(answer_class_probabilities(logged.affinity, ResponseParams.of(cfg)), log)
     began = time.process_time()
     _, fidelity = fit_listener(log, world.track_ids(), world.features, world.latents, cfg, 0, reference, split)
@@ -89,14 +89,14 @@ def task_fit(n_tracks: int, population: int, sessions: int, kind: str) -> dict[s
             "gap_closed": (ll["learnt"] - ll["rates"]) / (ll["reference"] - ll["rates"])}
 
 
-def task_ppo_speed(n_tracks: int, rollouts: int, ppo: dict[str, int], repeats: int) -> dict[str, Any]:
+def task_ppo_speed(n_tracks: int, rollouts: int, ppo: dict[str, Any], repeats: int) -> dict[str, Any]:
     """Env steps per CPU second of the same PPO on the parametric world and on a learnt listener fitted on 1,000
     of its sessions (the speed does not depend on how well it fits), ``rollouts`` at a time, alternating."""
     import dataclasses
 
     import torch
 
-    from envs.env_config import EnvConfig
+    from envs.env_config import EnvConfig, RewardSource
     from envs.listeners import ListenerConfig
     from music_rl.learners.ppo import PPOConfig, build_model, make_vec_env
     from music_rl.sim2real.protocol import learnt_world
@@ -108,7 +108,7 @@ def task_ppo_speed(n_tracks: int, rollouts: int, ppo: dict[str, int], repeats: i
     fitted, _ = fit_listener(log, world.track_ids(), world.features, world.latents, cfg, 0, None, split)
     worlds = {"parametric": world, "learnt": learnt_world(world, fitted, cfg, 3)}
     ppo_cfg = dataclasses.replace(PPOConfig(), **ppo)
-    env_cfg = EnvConfig(reward_source="simulator")
+    env_cfg = EnvConfig(reward_source=RewardSource.simulator)
     models = {}
     for name, w in worlds.items():
         venv = make_vec_env(w, env_cfg, [int(i) for i in w.meta["train_listeners"]], ppo_cfg.n_envs,

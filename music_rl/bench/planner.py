@@ -49,7 +49,8 @@ def task_lookahead(n_tracks: int, grid: list[list[int]], listeners: list[int], s
         env = make_eval_env(world_for_listener(base, listener), EnvConfig(), None)
 
         def mean_expected(policy: Any, env: Any = env) -> float:
-            return summarise(rollout(env, policy, sessions, 1000), base.latents)["mean_expected_reward"]
+            mean: float = summarise(rollout(env, policy, sessions, 1000), base.latents)["mean_expected_reward"]
+            return mean
 
         low, high = mean_expected(random_policy(np.random.default_rng(1))), mean_expected(oracle_policy)
         for horizon, samples in grid:

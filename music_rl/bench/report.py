@@ -56,7 +56,8 @@ class Target:
         value = row.get(self.field)
         if value is None:
             return None
-        return value <= self.limit if self.op == "<=" else value >= self.limit
+        met: bool = value <= self.limit if self.op == "<=" else value >= self.limit
+        return met
 
     def __str__(self) -> str:
         what = "peak " if self.field == "peak_rss_mb" else ""

@@ -63,25 +63,26 @@ class NullEnv(gym.Env):
     Observations are constant zeros, rewards zero; an episode is truncated after ``length`` steps.
     """
 
-    def __init__(self, observation_space: gym.Space, action_space: gym.Space, length: int) -> None:
+    def __init__(self, observation_space: gym.spaces.Box, action_space: gym.Space[Any], length: int) -> None:
         super().__init__()
         self.observation_space, self.action_space, self._length = observation_space, action_space, length
         self._obs = np.zeros(observation_space.shape, dtype=np.float32)
         self._t = 0
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start an episode: the zero observation."""
         super().reset(seed=seed)
         self._t = 0
         return self._obs.copy(), {}
 
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Zero reward, the zero observation; truncated after ``length`` steps."""
         self._t += 1
         return self._obs.copy(), 0.0, False, self._t >= self._length, {}
 
 
-def task_throughput(n: int, variants: list[list[Any]], rollouts: int, ppo: dict[str, int],
+def task_throughput(n: int, variants: list[list[Any]], rollouts: int, ppo: dict[str, Any],
                     repeats: int) -> dict[str, Any]:
     """Steps/s of PPO.learn on MusicRec-v0 (each variant) and on the null env, per wall and CPU second.
 
@@ -94,7 +95,7 @@ def task_throughput(n: int, variants: list[list[Any]], rollouts: int, ppo: dict[
 
     from envs.music_env import EnvConfig, MusicRecEnv
     from envs.world import synthetic_world
-    from music_rl.learners.ppo import PPOConfig, build_model, make_vec_env
+    from music_rl.learners.ppo import PolicyName, PPOConfig, build_model, make_vec_env
 
     torch.set_num_threads(1)  # as music_rl.training.pipeline.run
     world = synthetic_world(n, 5, seed=0)
@@ -102,7 +103,7 @@ def task_throughput(n: int, variants: list[list[Any]], rollouts: int, ppo: dict[
     def venv(kind: str, vec_env: str, env_cfg: EnvConfig, n_env: int) -> Any:
         if kind == "null":
             probe = MusicRecEnv(world, env_cfg)
-            spaces = (probe.observation_space, probe.action_space, env_cfg.session_length)
+            spaces = (probe.setup.observation_space, probe.action_space, env_cfg.session_length)
             null = DummyVecEnv([lambda: Monitor(NullEnv(*spaces))] * n_env)
             null.seed(0)
             return null
@@ -112,7 +113,7 @@ def task_throughput(n: int, variants: list[list[Any]], rollouts: int, ppo: dict[
     for observation, n_env, vec_env in variants:
         env_cfg = EnvConfig(observation=observation)
         policy = "mlp" if observation == "seed" else "candidate_scorer"
-        cfg = PPOConfig(policy=policy, progress_bar=False, **ppo)
+        cfg = PPOConfig(policy=PolicyName(policy), progress_bar=False, **ppo)
         chunk = cfg.n_steps * n_env  # one rollout and one update
         models = {kind: build_model(cfg, env_cfg, venv(kind, vec_env, env_cfg, n_env), world, seed=0)
                   for kind in ("real", "null")}
@@ -132,6 +133,7 @@ def task_throughput(n: int, variants: list[list[Any]], rollouts: int, ppo: dict[
                 rates[kind].append(chunk / statistics.median(wall[kind]))
                 rates[f"{kind}_cpu"].append(chunk / statistics.median(cpu[kind]))
         for model in models.values():
+            assert model.env is not None  # build_model was given a VecEnv
             model.env.close()
         measurements.append({"observation": observation, "n_envs": n_env, "vec_env": vec_env, "policy": policy,
                              "steps": chunk * rollouts, **rates})

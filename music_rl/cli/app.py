@@ -141,7 +141,7 @@ def _string_keys(cls: type, prefix: str = "") -> set[str]:
     keys: set[str] = set()
     for name, hint in typing.get_type_hints(cls).items():
         args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             keys |= _string_keys(hint, f"{prefix}{name}.")
         elif str in args and not {int, float, bool} & set(args):
             keys.add(f"{prefix}{name}")

@@ -132,7 +132,7 @@ def cold_start(run: LoadedRun, user_id: str | None, listener_seed: int | None, s
     interactive = listener_seed is None
     user = user_id or (f"cold-{utc_now()}" if interactive else f"sim-{listener_seed}")
     store = run_log(run)
-    if interactive:
+    if listener_seed is None:  # interactive
         probes = probe_feedback(run, terminal_answers(run), user, seed, on_row=lambda row: store.append([row]),
                                 session_id=f"{user}-probe-{utc_now()}")
         logged = len(probes)

@@ -50,7 +50,8 @@ def _handlers() -> Iterator[None]:
     def quiet(args: threading.ExceptHookArgs) -> None:
         line = os_error_line(args.exc_value) if isinstance(args.exc_value, OSError) else None
         if line is None:
-            return threading.__excepthook__(args)
+            threading.__excepthook__(args)
+            return
         logging.getLogger("music-rl").warning("%s stopped: %s", getattr(args.thread, "name", "a thread"), line)
 
     main = threading.current_thread() is threading.main_thread()
@@ -100,9 +101,10 @@ def user_errors_exit(func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
     def wrapper(*args: object, **kwargs: object) -> Any:
         from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
 
         try:
-            sweep_job = HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN"
+            sweep_job = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
             with _handlers(), one_line_errors(sweep_job):
                 return func(*args, **kwargs)
         except Exception as err:
@@ -115,7 +117,8 @@ def run_hydra(main: Callable[[], Any], keys: Callable[[], list[str]]) -> None:
     """Call a ``@hydra.main`` function, Hydra's errors raised (``HYDRA_FULL_ERROR=1``), each turned into one line;
     what the job raised goes on (its wrapper handled its user errors). ``keys()``: the app's keys."""
     if os.environ.get("HYDRA_FULL_ERROR") == "1":  # the user asked for Hydra's report
-        return main()
+        main()
+        return
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 

@@ -42,8 +42,8 @@ _opened: dict[Path, tuple[Any, contextlib.ExitStack]] = {}  # runs the callback 
 
 def task_config(config: DictConfig) -> dict[str, Any]:
     """The job's part of a composed config (without ``hydra``), as plain data."""
-    return OmegaConf.to_container(OmegaConf.masked_copy(config, [k for k in config if k != "hydra"]),
-                                  resolve=True, enum_to_str=True)
+    job = OmegaConf.masked_copy(config, [str(k) for k in config if k != "hydra"])
+    return OmegaConf.to_container(job, resolve=True, enum_to_str=True)  # type: ignore[return-value]  # a dict
 
 
 def open_run(raw: DictConfig, run_dir: Path) -> tuple[Any, contextlib.ExitStack]:
@@ -71,7 +71,8 @@ def open_run(raw: DictConfig, run_dir: Path) -> tuple[Any, contextlib.ExitStack]
     if outer is not None:
         raise ConfigError(f"{shown}: inside the run folder {outer}: a run needs a folder of its own, outside "
                           "other runs")
-    plain = OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)
+    plain: dict[str, Any] = OmegaConf.to_container(  # type: ignore[assignment]  # a dict
+        OmegaConf.structured(cfg), enum_to_str=True)
     try:
         return cfg, claim(run_dir, plain, cfg.resume, cfg.overwrite)
     except OSError as err:
@@ -89,7 +90,7 @@ class RunFolderGuard(Callback):
         with one_line_errors():
             if config.get("resume") and not config.get("overwrite"):
                 continue_saved(config, run_dir / ".hydra" / "config.yaml")
-            raw = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+            raw = OmegaConf.masked_copy(config, [str(k) for k in config if k != "hydra"])
             opened = open_run(raw, run_dir)
         atexit.register(opened[1].close)
         _opened[run_dir.resolve()] = opened
@@ -182,6 +183,7 @@ def _sweep_differences(saved_path: Path, config: DictConfig) -> list[str]:
         return []
     saved = OmegaConf.load(saved_path)
     before, after = _by_key(saved.hydra.overrides.task), _by_key(config.hydra.overrides.task)
+    assert isinstance(saved, DictConfig)  # a mapping: it has a hydra key
     keys = sorted((set(before) | set(after)) - set(SAFE_ON_RESUME))
     differ = [f"{key}: {before.get(key)} -> {after.get(key)}" for key in keys if before.get(key) != after.get(key)]
     # a default changed since the sweep started: its remaining jobs would run another config than its first

@@ -58,7 +58,7 @@ def _type_name(hint: Any) -> str:
     return getattr(hint, "__name__", str(hint))
 
 
-def _default(f: dataclasses.Field) -> Any:
+def _default(f: dataclasses.Field[Any]) -> Any:
     """A field's default value, as the config shows it."""
     if f.default is not dataclasses.MISSING:
         value = f.default
@@ -84,7 +84,7 @@ def key_rows(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
         if f.name == "defaults":
             continue
         hint = hints[f.name]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             rows += key_rows(hint, f"{prefix}{f.name}.")
         else:
             rows.append((f"{prefix}{f.name}", _type_name(hint), str(_default(f)), docs.get(f.name, "")))

@@ -181,7 +181,7 @@ def main(raw: DictConfig) -> None:
         start = best if start is None else start
     elif args.user is not None:
         answers, report = user_answers(run, args.user, args.feedback, args.strict)
-        if report is not None and report.repaired:
+        if report is not None and report.repaired and args.feedback is not None:  # a report: feedback was given
             print(report.line(args.feedback), file=sys.stderr)
         estimate = listener_estimate(run, answers)
         if start is None and len(answers):

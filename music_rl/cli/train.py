@@ -21,6 +21,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from music_rl.cli.app import App
@@ -49,12 +50,12 @@ def main(raw: DictConfig) -> float | None:
         if err.filename is None and os_error_line(err) is not None:
             err.filename = str(run_dir)
         raise
-    score = metrics["normalized_score"]
+    score: float | None = metrics["normalized_score"]
     learnt = metrics["policies"][cfg.algo]
     shown = f"{score:.3f}" if score is not None else f"undefined ({metrics['normalized_score_reason']})"
     log.info("normalized_score %s  (%s mean_reward %.3f ± %.3f, like_rate %.3f)", shown, cfg.algo,
              learnt["mean_reward"], learnt["mean_reward_ci95"] or 0.0, learnt["like_rate"])
-    if HydraConfig.get().mode.name == "RUN":
+    if HydraConfig.get().mode == RunMode.RUN:
         print(f"\nrun folder: {run_dir}\nmetrics:    {run_dir / 'metrics.json'}\n"
               f"TensorBoard: .venv/bin/tensorboard --logdir {run_dir}   (every run: make tensorboard)")
     return score  # for sweepers (Optuna): None fails the trial (a NaN would make its sweeper raise)

@@ -55,7 +55,8 @@ class Fixed(ListenerPolicy):
         self.policy = policy
 
     def __call__(self, obs: np.ndarray, env: MusicRecEnv) -> int:
-        return self.policy(obs, env)
+        action: int = self.policy(obs, env)
+        return action
 
 
 class Learnt(Fixed):

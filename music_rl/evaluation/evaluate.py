@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from envs.env_config import RewardSource
 from envs.music_env import EnvConfig, MusicRecEnv
 from envs.world import World
 from music_rl.core.errors import require
@@ -147,9 +148,8 @@ def train_listeners(world: World, protocol: str) -> list[int] | None:
 
 def make_eval_env(world: World, env_cfg: EnvConfig, listener_ids: Sequence[int] | None) -> MusicRecEnv:
     """An env that scores with the simulated listener (ground truth), in the run's observation mode."""
-    return MusicRecEnv(
-        world, dataclasses.replace(env_cfg, reward_source="simulator"), listener_ids=listener_ids
-    )
+    return MusicRecEnv(world, dataclasses.replace(env_cfg, reward_source=RewardSource.simulator),
+                       listener_ids=listener_ids)
 
 
 def rollout(env: MusicRecEnv, policy: Policy, n_episodes: int, seed: int) -> list[Episode]:
@@ -270,7 +270,7 @@ def summarise(episodes: Sequence[Episode], latents: np.ndarray) -> dict[str, Any
     def put(name: str, mean_and_ci: tuple[float, float | None]) -> None:
         out[name], out[f"{name}_ci95"] = mean_and_ci
 
-    per_step = {
+    per_step: dict[str, list[Any]] = {  # arrays (the latent-only ones optional in an Episode)
         "mean_reward": [e.rewards for e in episodes],
         "mean_expected_reward": [e.expected for e in episodes],
         "mean_oracle_expected_reward": [e.oracle_expected for e in episodes],

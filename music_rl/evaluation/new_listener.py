@@ -104,6 +104,11 @@ def probe_row(reward_cfg: RewardConfig) -> str:
     return f"probe{reward_cfg.probes_per_cluster * reward_cfg.n_clusters}"
 
 
+def _constant(policy: ListenerPolicy) -> Factory:
+    """A factory that gives ``policy`` itself."""
+    return lambda: policy
+
+
 def method_factories(world: World, cfg: NewListenerConfig, reward_cfg: RewardConfig, scale: float,
                      learnt: Mapping[str, ListenerPolicy], seed: int) -> dict[str, Factory]:
     """A fresh policy per listener and budget for every method: ``learnt`` (already built; a learnt policy keeps
@@ -111,7 +116,7 @@ def method_factories(world: World, cfg: NewListenerConfig, reward_cfg: RewardCon
     nearest, oracle and the static-taste reference."""
     phi = track_features(world.latents, world.features)
     rng = np.random.default_rng(seed)
-    factories: dict[str, Factory] = {name: (lambda p=policy: p) for name, policy in learnt.items()}
+    factories: dict[str, Factory] = {name: _constant(policy) for name, policy in learnt.items()}
     factories.update({
         "linucb": lambda: LinUCB(phi, reward_cfg, scale, cfg.linucb_alpha, cfg.linucb_ridge),
         "affinity": lambda: SessionAffinity(world.features),

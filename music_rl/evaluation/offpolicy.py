@@ -208,21 +208,22 @@ def replay(world: World, env_cfg: EnvConfig, log: pd.DataFrame, policy: ActorCri
     index = pd.Index(world.track_ids())
     recorder = _Recorder(policy, target_policies())
     ordered = log.sort_values(["user_id", "session_id", "position"], kind="stable")
+    row: Any  # a log row: pandas types its fields as any scalar
     for session, (_, steps) in enumerate(ordered.groupby(["user_id", "session_id"], sort=False)):
         first = steps.iloc[0]
-        start = index.get_indexer([first["from_track_id"]])[0]
+        start = index.get_indexer(pd.Index([first["from_track_id"]]))[0]
         if start < 0:
             raise FeedbackError(f"{source}: session {first['session_id']!r}: its first step's from_track_id "
                                 f"{first['from_track_id']!r} (its start track) is not in the catalog: it cannot be "
                                 "replayed")
         obs, _ = env.reset(seed=session, options={"start_track": int(start)})
         for position, row in enumerate(steps.itertuples(index=False)):
-            shown = index.get_indexer(row.candidates.split())
+            shown = index.get_indexer(pd.Index(row.candidates.split()))
             if list(shown) != env.current_candidates.tolist():
                 raise FeedbackError(f"{source}: session {row.session_id!r} position {row.position}: the logged "
                                     f"candidates are not the run's (k={env.cfg.k}, no_repeat={env.cfg.no_repeat}): a "
                                     "log of another world or config")
-            action = int(np.flatnonzero(shown == index.get_indexer([row.track_id])[0])[0])
+            action = int(np.flatnonzero(shown == index.get_indexer(pd.Index([row.track_id]))[0])[0])
             recorder.decide(env, obs, session, position, action, float(row.action_prob), None)
             obs, step_reward, truncated, info = env.replay(action, row.percentage_listened, row.liked)
             recorder.answer(row.percentage_listened, row.liked, info["reward"])
@@ -298,8 +299,9 @@ def replay_played(world: World, env_cfg: EnvConfig, log: pd.DataFrame, policy: A
     arrays: dict[str, list[Any]] = {k: [] for k in ("session", "position", "reward", "context", "obs")}
     probs: dict[str, list[np.ndarray]] = {name: [] for name in targets}
     ordered = log.sort_values(["user_id", "session_id", "position"], kind="stable")
+    row: Any  # a log row: pandas types its fields as any scalar
     for session, (_, steps) in enumerate(ordered.groupby(["user_id", "session_id"], sort=False)):
-        tracks = index.get_indexer(steps["track_id"].astype(str))
+        tracks = index.get_indexer(pd.Index(steps["track_id"].astype(str)))
         obs, _ = env.reset(seed=session, options={"start_track": int(tracks[0])})
         for position, (track, row) in enumerate(zip(tracks[1:], steps.iloc[1:].itertuples(index=False),
                                                     strict=True)):

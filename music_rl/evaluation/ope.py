@@ -117,11 +117,12 @@ class BanditLog:
     @property
     def k(self) -> int:
         """Number of candidates shown at each step."""
-        return self.context.shape[1]
+        return int(self.context.shape[1])
 
     def weights(self, target: np.ndarray) -> np.ndarray:
         """Importance weights w_i = pi(a_i | x_i) / p_i of a validated target."""
-        return target[np.arange(self.n), self.action] / self.propensity
+        w: np.ndarray = target[np.arange(self.n), self.action] / self.propensity  # fancy indexing's stubs: Any
+        return w
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ class RidgeThenBoost:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Predicted reward of each row."""
-        pred = self.ridge.predict(x)
+        pred: np.ndarray = self.ridge.predict(x)  # scikit-learn is untyped
         return pred if self.boost is None else pred + self.boost.predict(x)
 
 
@@ -292,7 +293,8 @@ def check_target(log: BanditLog, target: np.ndarray) -> np.ndarray:
     pi = np.asarray(target, dtype=np.float64)
     if pi.shape != (log.n, log.k):
         raise ValueError(f"target must have shape ({log.n}, {log.k}), got {pi.shape}")
-    _check_all(np.isfinite(pi).all(axis=1) & (pi >= 0).all(axis=1), "target must hold probabilities >= 0", pi)
+    _check_all(np.asarray(np.isfinite(pi).all(axis=1) & (pi >= 0).all(axis=1)),
+               "target must hold probabilities >= 0", pi)
     _check_all(np.abs(pi.sum(axis=1) - 1.0) <= ROW_SUM_TOL, "target rows must sum to 1", pi.sum(axis=1))
     return pi
 

@@ -177,7 +177,7 @@ def build_offpolicy_model(algo: str, cfg: OffPolicyConfig, venv: VecEnv, seed: i
         assert isinstance(cfg, SACConfig)
         model = SAC("MlpPolicy", venv, ent_coef=cfg.ent_coef, **common)
     else:
-        assert isinstance(cfg, TD3Config)
+        assert isinstance(cfg, TD3Config) and isinstance(venv.action_space, spaces.Box)
         d = int(np.prod(venv.action_space.shape))
         noise = NormalActionNoise(np.zeros(d), np.full(d, cfg.action_noise))
         model = TD3("MlpPolicy", venv, action_noise=noise, policy_delay=cfg.policy_delay,
@@ -236,5 +236,6 @@ def restart_replay(model: BaseAlgorithm, group: Any, timesteps: int) -> None:
     starts empty (a model file holds none), and it collects ``min(<group>.learning_starts, timesteps // 2)``
     transitions before its updates resume (``group``: the model's :class:`OffPolicyConfig`). Nothing for PPO."""
     if isinstance(model, OffPolicyAlgorithm):
+        assert model.replay_buffer is not None  # built with the model
         model.replay_buffer.reset()
         model.learning_starts = model.num_timesteps + min(group.learning_starts, timesteps // 2)

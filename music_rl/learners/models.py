@@ -200,12 +200,14 @@ def load_policy(path: Path, algo: str = "ppo") -> BasePolicy:
         with _legacy_modules():
             data, params, _ = load_from_zip_file(path, device="cpu")
         check_algo(path, data, algo)
+        assert data is not None  # check_algo refuses a file without it
         cls = data["policy_class"]
         kwargs = dict(data["policy_kwargs"], optimizer_class=_NoOptimizer)
         if issubclass(cls, ActorCriticPolicy):
             kwargs["ortho_init"] = False
-        policy = cls(data["observation_space"], data["action_space"], data["lr_schedule"], **kwargs)
-        policy.load_state_dict(params["policy"])
+        policy: BasePolicy = cls(data["observation_space"], data["action_space"], data["lr_schedule"], **kwargs)
+        # SB3 types the params as a TensorDict; each entry is a module's state dict (SB3 ignores it alike)
+        policy.load_state_dict(params["policy"])  # type: ignore[arg-type]
     except LOAD_ERRORS as err:
         raise _unloadable(path, algo, err) from None
     policy.set_training_mode(False)

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -123,7 +123,8 @@ class CandidateScorerExtractor(nn.Module):
             parts.append(obs.hist.flatten(1).unsqueeze(1).expand(-1, self.layout.k, -1))
         if self.context:
             parts.append(ctx.unsqueeze(1).expand(-1, self.layout.k, -1))
-        return self.scorer(torch.cat(parts, dim=-1))
+        scores: torch.Tensor = self.scorer(torch.cat(parts, dim=-1))  # a Module's call: Any
+        return scores
 
     def _listener_parts(self, obs: ObservationViews) -> list[torch.Tensor]:
         """The listener observation's per-candidate inputs: r̂ and evidence (the candidate's, the current
@@ -150,7 +151,8 @@ class CandidateScorerExtractor(nn.Module):
 
     def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
         """The critic's latent over the whole observation."""
-        return self.critic(features)
+        latent: torch.Tensor = self.critic(features)  # a Module's call: Any
+        return latent
 
 
 def scorer_kwargs(env_cfg: EnvConfig, latent_dim: int, n_features: int, scorer_arch: Sequence[int],
@@ -164,7 +166,7 @@ def scorer_kwargs(env_cfg: EnvConfig, latent_dim: int, n_features: int, scorer_a
             "n_features": n_features if env_cfg.candidate_features else 0, "scorer_arch": list(scorer_arch)}
 
 
-def scorer_layout(observation_space: spaces.Space, action_space: spaces.Space, latent_dim: int, k: int,
+def scorer_layout(observation_space: spaces.Space[Any], action_space: spaces.Space[Any], latent_dim: int, k: int,
                   history: int, n_features: int, listener: bool) -> ObservationLayout:
     """The observation layout a candidate scorer reads (:class:`CandidateScorerPolicy`'s parameters), checked
     against the spaces it is built for (ValueError: not Discrete(k), or another observation width)."""
@@ -192,8 +194,8 @@ class CandidateScorerPolicy(ActorCriticPolicy):
 
     def __init__(
         self,
-        observation_space: spaces.Space,
-        action_space: spaces.Space,
+        observation_space: spaces.Space[Any],
+        action_space: spaces.Space[Any],
         lr_schedule: Any,
         *,
         latent_dim: int,
@@ -213,13 +215,17 @@ class CandidateScorerPolicy(ActorCriticPolicy):
 
     def _build_mlp_extractor(self) -> None:
         critic_arch = self.net_arch["vf"] if isinstance(self.net_arch, dict) else list(self.net_arch or [])
-        self.mlp_extractor = CandidateScorerExtractor(
+        # SB3 annotates mlp_extractor as its MlpExtractor, but documents replacing it here by any module with
+        # latent_dim_pi, latent_dim_vf, forward_actor and forward_critic, which the scorer is
+        self.mlp_extractor = CandidateScorerExtractor(  # type: ignore[assignment]
             self.layout, self.scorer_arch, critic_arch, self.activation_fn, self.history_encoder)
 
     def _build(self, lr_schedule: Any) -> None:
         super()._build(lr_schedule)
         scores_as_logits(self)
-        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+        # SB3 types optimizer_class as type[Optimizer], whose constructor takes no lr (SB3 ignores it alike)
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1),  # type: ignore[call-arg]
+                                              **self.optimizer_kwargs)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
@@ -241,7 +247,8 @@ def scores_as_logits(policy: ActorCriticPolicy) -> None:
     SB3 initialises its own action head."""
     policy.action_net = nn.Identity()
     if policy.ortho_init:
-        head = policy.mlp_extractor.score_head
+        # the scorer built by _build_mlp_extractor, though SB3 annotates mlp_extractor as its MlpExtractor
+        head = cast(CandidateScorerExtractor, policy.mlp_extractor).score_head
         nn.init.orthogonal_(head.weight, gain=0.01)
         nn.init.zeros_(head.bias)
 
@@ -265,7 +272,8 @@ def candidate_distributions(policy: ActorCriticPolicy, observations: np.ndarray,
 
 def candidate_distribution(policy: ActorCriticPolicy, obs: np.ndarray) -> np.ndarray:
     """Candidate probabilities (k,) of one observation (the actor only)."""
-    return candidate_distributions(policy, np.asarray(obs).reshape(1, -1))[0]
+    probs: np.ndarray = candidate_distributions(policy, np.asarray(obs).reshape(1, -1))[0]  # indexing's stubs: Any
+    return probs
 
 
 def candidate_probabilities(policy: ActorCriticPolicy, obs: np.ndarray) -> tuple[np.ndarray, float]:

@@ -66,7 +66,8 @@ class SessionVecEnv(VecEnv):
 
     def step_async(self, actions: np.ndarray) -> None:
         """Store the actions of the next :meth:`step_wait` (one per session: an index, or a latent point)."""
-        self._actions = np.asarray(actions).reshape(self.num_envs, *self.action_space.shape).tolist()
+        shape = self.action_space.shape or ()  # never None: a Discrete's is (), a Box's its own
+        self._actions = np.asarray(actions).reshape(self.num_envs, *shape).tolist()
 
     def step_wait(self) -> VecEnvStepReturn:
         """Step every session; a finished one is reset at once (its last observation in the info)."""

@@ -34,10 +34,11 @@ def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, flo
 def iqm(scores: np.ndarray, axis: int | None = None) -> np.ndarray | float:
     """The interquartile mean: the mean of the middle 50% of the scores (a 25% trimmed mean; rliable's
     ``aggregate_iqm``): of 4 to 7 scores the lowest and the highest are left out, of 1 to 3 none."""
-    return stats.trim_mean(np.asarray(scores, dtype=np.float64), proportiontocut=0.25, axis=axis)
+    mean: np.ndarray | float = stats.trim_mean(np.asarray(scores, dtype=np.float64), proportiontocut=0.25, axis=axis)
+    return mean
 
 
-def _percentile_interval(samples: tuple[np.ndarray, ...], statistic: Callable[..., np.ndarray], reps: int,
+def _percentile_interval(samples: tuple[np.ndarray, ...], statistic: Callable[..., np.ndarray | float], reps: int,
                          confidence: float, seed: int, paired: bool = False) -> tuple[float, float]:
     """The percentile bootstrap interval of ``statistic`` (vectorised: it takes ``axis``) over ``samples``: each
     resample draws, from each sample (or, ``paired``, from all at once), as many observations as it has, with
@@ -60,7 +61,7 @@ def iqm_interval(scores: np.ndarray, reps: int = REPS, confidence: float = 0.95,
     s = np.asarray(scores, dtype=np.float64)
     s = s[:, None] if s.ndim == 1 else s
 
-    def pooled_iqm(*tasks: np.ndarray, axis: int) -> np.ndarray:
+    def pooled_iqm(*tasks: np.ndarray, axis: int) -> np.ndarray | float:
         return iqm(np.concatenate(tasks, axis=axis), axis=axis)
 
     return (float(iqm(s)), *_percentile_interval(tuple(s.T), pooled_iqm, reps, confidence, seed))
@@ -75,9 +76,10 @@ def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
     return float(_share_better(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)))
 
 
-def _share_better(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+def _share_better(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray | float:
     """Along ``axis``, the share of pairs in which x beats y (ties 1/2)."""
-    return np.mean((x > y) + 0.5 * (x == y), axis=axis)
+    share: np.ndarray | float = np.mean((x > y) + 0.5 * (x == y), axis=axis)
+    return share
 
 
 def improvement_interval(x: np.ndarray, y: np.ndarray, reps: int = REPS, confidence: float = 0.95,

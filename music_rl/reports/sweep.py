@@ -200,16 +200,16 @@ def against_baseline(jobs: pd.DataFrame, baseline: Mapping[str, str]) -> pd.Data
     keyed = jobs.assign(_replicate=replicate_ids(jobs))
     is_base = np.logical_and.reduce([keyed[k].astype(str) == str(v) for k, v in baseline.items()])
     if not is_base.any():
-        values = "; ".join(f"{k}: {', '.join(sorted(keyed[k].astype(str).unique()))}" for k in baseline)
+        seen = "; ".join(f"{k}: {', '.join(sorted(keyed[k].astype(str).unique()))}" for k in baseline)
         raise RunFolderError(f"baseline: no job has {', '.join(f'{k}={v}' for k, v in baseline.items())} "
-                             f"(the sweep's values: {values})")
+                             f"(the sweep's values: {seen})")
     others = [c for c in config if c not in baseline]
     rows = []
     for values, group in keyed[~is_base].groupby(config, dropna=False, sort=False):
         values = values if isinstance(values, tuple) else (values,)
         match = dict(zip(config, values, strict=True))
-        base = keyed[is_base & np.logical_and.reduce([keyed[k].astype(str) == str(match[k]) for k in others]
-                                                      or [np.ones(len(keyed), dtype=bool)])]
+        in_group: list[pd.Series[bool] | np.ndarray] = [keyed[k].astype(str) == str(match[k]) for k in others]
+        base = keyed[is_base & np.logical_and.reduce(in_group or [np.ones(len(keyed), dtype=bool)])]
         both = group.merge(base, on="_replicate", suffixes=("", "_base"))
         diff = (both[SCORES[0]] - both[f"{SCORES[0]}_base"]).dropna().to_numpy(dtype=float)
         ratio = (both["ppo_seconds"] / both["ppo_seconds_base"]).dropna().to_numpy(dtype=float)

@@ -26,6 +26,7 @@ import pandas as pd
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import Logger
 
+from envs.env_config import RewardSource
 from envs.music_env import MusicRecEnv
 from envs.rewards import RewardConfig, propagate, reward, select_probes
 from envs.world import World
@@ -64,7 +65,7 @@ def repropagate(world: World, cfg: RewardConfig, feedback: pd.DataFrame) -> np.n
     """The reward table propagated from ``feedback`` over the world's clusters (:func:`envs.rewards.propagate`)."""
     if feedback.empty:
         raise FeedbackError("no feedback rows to learn from")
-    rows = pd.Index(world.track_ids()).get_indexer(feedback["track_id"].astype(str))
+    rows = pd.Index(world.track_ids()).get_indexer(pd.Index(feedback["track_id"].astype(str)))
     if (rows < 0).any():
         bad = feedback["track_id"].astype(str)[rows < 0].iloc[0]
         raise FeedbackError(f"track_id {bad!r}: not in the run's catalog")
@@ -81,7 +82,7 @@ def continue_training(model: BaseAlgorithm, world: World, cfg: TrainConfig, feed
     Returns the world with the new reward table; nothing is written to the run folder.
     """
     world = dataclasses.replace(world, reward_table=repropagate(world, cfg.reward, feedback))
-    env_cfg = dataclasses.replace(cfg.env, reward_source="propagated")
+    env_cfg = dataclasses.replace(cfg.env, reward_source=RewardSource.propagated)
     group = getattr(cfg, cfg.algo)
     venv = make_vec_env(world, env_cfg, None, model.n_envs, group.vec_env, seed)
     model.set_env(venv)
@@ -182,6 +183,7 @@ def _session_rows(episode: Episode, world: World, user: str, session: str, versi
     """The feedback rows of one simulated session, replayable: the track each step was chosen from, the
     candidates shown and the logging policy's probability of the chosen one."""
     ids = world.track_ids()
+    assert episode.sources is not None and episode.candidates is not None  # rollout records both
     return pd.DataFrame({
         "user_id": user, "session_id": session, "position": np.arange(1, len(episode.tracks) + 1),
         "track_id": [ids[t] for t in episode.tracks], "percentage_listened": episode.pct,
@@ -244,7 +246,7 @@ def simulate_online(run: LoadedRun, listener_seed: int, rounds: int, finetune_ev
     target = continue_training(model, target, run.cfg, feedback, timesteps, seed=seed)  # cold start
     online, taken = exploring(policy_actor(model.policy), exploration, np.random.default_rng([seed, 1]))
     frozen = policy_actor(run.policy)
-    env = MusicRecEnv(target, dataclasses.replace(run.cfg.env, reward_source="simulator"))
+    env = MusicRecEnv(target, dataclasses.replace(run.cfg.env, reward_source=RewardSource.simulator))
     tunes, rows = 1, []
     for r in range(1, rounds + 1):
         session_seed = seed * 1_000_003 + r * sessions

@@ -34,6 +34,7 @@ from sb3_contrib.qrdqn.policies import QRDQNPolicy
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.dqn.policies import DQNPolicy
 
+from envs.env_config import RewardSource
 from envs.listener_log import AnswerLog, Estimator, ListenerEstimate
 from envs.music_env import MusicRecEnv
 from envs.world import World
@@ -159,7 +160,7 @@ def find_track(world: World, track_id: str | None = None, query: str | None = No
     if len(hits) == 1:
         return int(hits[0])
     pool = hits if len(hits) else np.arange(len(labels))
-    close = _closest(q, [lower.iat[i] for i in pool], [f"{labels[i]} [{ids[i]}]" for i in pool])
+    close = _closest(q, [str(lower.iat[int(i)]) for i in pool], [f"{labels[i]} [{ids[i]}]" for i in pool])
     what = f"matches {len(hits)} tracks (give track_id=...)" if len(hits) else "matches no track"
     raise UnknownTrackError(f"query={query!r}: {what}; closest: " + "; ".join(close))
 
@@ -176,7 +177,7 @@ def check_length(run: LoadedRun, length: int) -> None:
 def session_env(run: LoadedRun, length: int) -> MusicRecEnv:
     """The run's env, on the propagated reward table, for a session of ``length`` recommendations."""
     check_length(run, length)
-    return MusicRecEnv(run.world, dataclasses.replace(run.cfg.env, reward_source="propagated",
+    return MusicRecEnv(run.world, dataclasses.replace(run.cfg.env, reward_source=RewardSource.propagated,
                                                       session_length=length, start_track=None))
 
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
@@ -27,6 +27,15 @@ from stable_baselines3.common.callbacks import BaseCallback
 from music_rl.learners.models import CHECKPOINT_RE, checkpoint_path, save_model_atomic
 
 log = logging.getLogger(__name__)
+
+
+class CurvePoint(TypedDict):
+    """One evaluation of a learning curve (:attr:`PeriodicEvalCallback.curve`)."""
+
+    timesteps: int
+    train_s: float
+    normalized_score: float | None
+    smoothed: NotRequired[float | None]
 
 
 
@@ -94,7 +103,7 @@ class PeriodicEvalCallback(BaseCallback):
         self.evaluate, self.eval_freq = evaluate, eval_freq
         self.plateau_patience, self.plateau_delta = plateau_patience, plateau_delta
         self._next = eval_freq
-        self.curve: list[dict[str, float]] = []
+        self.curve: list[CurvePoint] = []
         self.stopped_at: int | None = None
         self._start = 0.0
         self.eval_seconds = self.eval_cpu_seconds = 0.0
@@ -136,20 +145,20 @@ class PeriodicEvalCallback(BaseCallback):
         score = results.get("normalized_score")
         self.curve.append({"timesteps": timesteps, "train_s": round(train_s, 3), "normalized_score": score})
         self.curve[-1]["smoothed"] = smoothed([p["normalized_score"] for p in self.curve])[-1]
-        if self.plateau_patience and not last and self._plateaued():
+        if self.plateau_patience and not last and self._plateaued(self.plateau_patience):
             self.stopped_at = timesteps
             log.info("eval.stop_on_plateau: the smoothed normalized_score rose less than %g over %d evaluations: "
                      "training stops at %d steps", self.plateau_delta, self.plateau_patience, timesteps)
             self.logger.record("eval/stopped_on_plateau", timesteps)
             self.logger.dump(timesteps)
 
-    def _plateaued(self) -> bool:
+    def _plateaued(self, plateau_patience: int) -> bool:
         """No new best smoothed score (by ``plateau_delta``) in the last ``plateau_patience`` evaluations."""
         values = [p["smoothed"] for p in self.curve if p["smoothed"] is not None]
-        if len(values) <= self.plateau_patience:
+        if len(values) <= plateau_patience:
             return False
-        before = max(values[: -self.plateau_patience])
-        return max(values[-self.plateau_patience:]) < before + self.plateau_delta
+        before = max(values[: -plateau_patience])
+        return max(values[-plateau_patience:]) < before + self.plateau_delta
 
 
 def smoothed(scores: list[float | None], window: int = 3) -> list[float | None]:
@@ -161,7 +170,7 @@ def smoothed(scores: list[float | None], window: int = 3) -> list[float | None]:
     return out
 
 
-def time_to_quality(curve: list[dict[str, float]], fraction: float = 0.95) -> dict[str, float] | None:
+def time_to_quality(curve: list[CurvePoint], fraction: float = 0.95) -> dict[str, float] | None:
     """When a learning curve (:attr:`PeriodicEvalCallback.curve`) first reached ``fraction`` of its final
     smoothed score: ``timesteps`` and ``train_s`` of that evaluation, with the ``final`` smoothed score. None
     when the curve is empty or its final smoothed score is not above 0 (no quality to reach a share of)."""

@@ -15,6 +15,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.figure  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from stable_baselines3.common.logger import Figure, Logger, TensorBoardOutputFormat, configure  # noqa: E402
@@ -32,7 +33,7 @@ def open_logger(folder: Path) -> Logger:
 def log_values(logger: Logger, values: Mapping[str, Any], step: int) -> None:
     """Record ``values`` (numbers, text, matplotlib figures) under their tags and write them at ``step``."""
     for tag, value in values.items():
-        logger.record(tag, Figure(value, close=True) if isinstance(value, plt.Figure) else value)
+        logger.record(tag, Figure(value, close=True) if isinstance(value, matplotlib.figure.Figure) else value)
     logger.dump(step)
 
 
@@ -46,10 +47,10 @@ def log_hparams(logger: Logger, hparams: Mapping[str, Any], metrics: Mapping[str
     tag without the group (``hparams/normalized_score`` is shown as ``normalized_score``).
     """
     clean = {k: (v if isinstance(v, int | float | str | bool) else str(v)) for k, v in hparams.items()}
-    experiment, start, end = torch_hparams(clean, dict(metrics))
+    experiment, start, end = torch_hparams(clean, dict(metrics))  # type: ignore[no-untyped-call]  # torch: no hints
     writer = next(out.writer.file_writer for out in logger.output_formats if isinstance(out, TensorBoardOutputFormat))
     for summary in (_mark_differing(experiment, differ), start, end):
-        writer.add_summary(summary)
+        writer.add_summary(summary)  # type: ignore[attr-defined]  # torch types SummaryWriter.file_writer as None
     log_values(logger, metrics, step)
 
 
@@ -69,7 +70,7 @@ def _mark_differing(experiment: Summary, differ: Collection[str]) -> Summary:
     return experiment
 
 
-def latent_figure(latents: np.ndarray, labels: np.ndarray | None, title: str) -> plt.Figure:
+def latent_figure(latents: np.ndarray, labels: np.ndarray | None, title: str) -> matplotlib.figure.Figure:
     """Scatter of the first two latent dimensions, coloured by genre (or cluster)."""
     fig, ax = plt.subplots(figsize=(6, 5))
     n = len(latents)
@@ -93,7 +94,7 @@ def latent_figure(latents: np.ndarray, labels: np.ndarray | None, title: str) ->
 
 def policies_figure(policies: Mapping[str, Mapping[str, float]],
                     keys: tuple[str, ...] = ("mean_reward", "like_rate", "skip_rate"),
-                    learnt: str = "ppo") -> plt.Figure:
+                    learnt: str = "ppo") -> matplotlib.figure.Figure:
     """One panel per figure in ``keys``: a horizontal bar per policy (its name on the left, so names never overlap)
     with its 95% interval, the learnt policy (``policies.<algo>``) in colour."""
     names = list(policies)
@@ -115,7 +116,7 @@ def policies_figure(policies: Mapping[str, Mapping[str, float]],
     return fig
 
 
-def budget_figure(new_listener: Mapping[str, Any]) -> plt.Figure:
+def budget_figure(new_listener: Mapping[str, Any]) -> matplotlib.figure.Figure:
     """``metrics.json["new_listener"]``: normalized score against the listener's answers, one line per method with
     its 95% bootstrap interval; the probe round (a string budget) as a separate point at the right."""
     budgets = list(new_listener["budgets"])
@@ -126,7 +127,7 @@ def budget_figure(new_listener: Mapping[str, Any]) -> plt.Figure:
         lo = np.array([np.nan if c is None else c[0] for c in entry["ci95"]], dtype=float)
         hi = np.array([np.nan if c is None else c[1] for c in entry["ci95"]], dtype=float)
         numeric = np.array([not isinstance(b, str) for b in budgets])
-        style = {"color": f"C{i}", "lw": 2.5 if name == "ppo" else 1.2}
+        style: dict[str, Any] = {"color": f"C{i}", "lw": 2.5 if name == "ppo" else 1.2}
         ax.plot(xs[numeric], ys[numeric], marker="o", label=name, **style)
         ax.errorbar(xs, ys, yerr=[ys - lo, hi - ys], fmt="none", capsize=3, **style)
         ax.plot(xs[~numeric], ys[~numeric], marker="s", ls="none", color=f"C{i}")
@@ -140,7 +141,7 @@ def budget_figure(new_listener: Mapping[str, Any]) -> plt.Figure:
     return fig
 
 
-def sim2real_figure(sim2real: Mapping[str, Any]) -> plt.Figure:
+def sim2real_figure(sim2real: Mapping[str, Any]) -> matplotlib.figure.Figure:
     """``metrics.json["sim2real"]``: left, each policy's normalized score in the learnt simulator against its score
     with the reference listeners (the diagonal: a faithful simulator), at ``log_sessions``; right, Kendall's tau,
     the transfer ratio and the share of the log-likelihood gap closed against the log size, with intervals."""

@@ -65,7 +65,8 @@ class ShareTable:
     def mean(self) -> np.ndarray:
         """E[pct | percentage class], (N_PCT,): the mean of the piecewise-linear inverse CDF :meth:`draw` uses."""
         q = self.quantiles
-        return 0.5 * (q[:, 1:] + q[:, :-1]).mean(axis=1)
+        mean: np.ndarray = 0.5 * (q[:, 1:] + q[:, :-1]).mean(axis=1)  # mean(axis=)'s stubs: Any
+        return mean
 
     def below(self, threshold: float) -> np.ndarray:
         """P(pct < threshold | percentage class), (N_PCT,), under :meth:`draw`."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from music_rl.user_model.answers import SKIP_BELOW
 from music_rl.user_model.sessions import LogSessions
@@ -108,15 +109,19 @@ def taste_features(users: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """The taste features (:data:`TASTE_FEATURES`) of tracks of assignments ``weights`` (A, N_BASIS) for listeners
     of summaries ``users`` (A, user_width) or one listener's (user_width,): per group of the basis, the profile
     read at the track, (A, N_TASTE)."""
+    features: np.ndarray  # matmul's and einsum's stubs: Any
     if users.ndim == 1:
-        return weights @ taste_readout(users)
-    return np.einsum("ak,akt,kg->agt", weights, taste_profile(users), _GROUPS).reshape(len(weights), N_TASTE)
+        features = weights @ taste_readout(users)
+    else:
+        features = np.einsum("ak,akt,kg->agt", weights, taste_profile(users), _GROUPS).reshape(len(weights), N_TASTE)
+    return features
 
 
 def taste_readout(user: np.ndarray) -> np.ndarray:
     """One listener's taste features as a linear map of a track's assignment: (N_BASIS, N_TASTE), so that a
     track's are ``weights[track] @ readout`` (a simulated step's path)."""
-    return np.einsum("kt,kg->kgt", taste_profile(user), _GROUPS).reshape(N_BASIS, N_TASTE)
+    readout: np.ndarray = np.einsum("kt,kg->kgt", taste_profile(user), _GROUPS).reshape(N_BASIS, N_TASTE)
+    return readout
 
 
 class SessionState:
@@ -198,7 +203,7 @@ def replay_features(sessions: LogSessions, latents: np.ndarray) -> np.ndarray:
     return out
 
 
-def answer_inputs(pct: np.ndarray, liked: np.ndarray) -> np.ndarray:
+def answer_inputs(pct: npt.ArrayLike, liked: npt.ArrayLike) -> np.ndarray:
     """The answer part of the GRU's input, (A, N_ANSWER): share heard, liked, skip."""
     pct = np.asarray(pct, dtype=np.float64)
     return np.stack([pct, np.asarray(liked, dtype=np.float64), (pct < SKIP_BELOW).astype(np.float64)], axis=1)

@@ -20,6 +20,7 @@ The models: ``learnt`` (:func:`learnt_predictor`), ``rates`` (the fitting sessio
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,8 @@ _PREVIOUS_WEIGHTS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.45)  # below 1/2: the pr
 def class_rates(sessions: LogSessions) -> np.ndarray:
     """The answer-class rates of ``sessions`` (+0.5 per class), (N_CLASSES,)."""
     counts = np.bincount(answer_class(sessions.pct, sessions.liked), minlength=N_CLASSES) + 0.5
-    return counts / counts.sum()
+    rates: np.ndarray = counts / counts.sum()  # sum()'s stubs: Any
+    return rates
 
 
 def rates_predictor(rates: np.ndarray) -> Predictor:
@@ -80,7 +82,7 @@ def learnt_predictor(model: LearntListener) -> Predictor:
     their other sessions among ``sessions`` (as in fitting)."""
     net = model.net()
     e_pct = np.repeat(model.shares.mean(), 2)
-    last: list = [None, None]  # the sessions last predicted and their listener summaries
+    last: list[Any] = [None, None]  # the sessions last predicted and their listener summaries
 
     def predict(sessions: LogSessions, s: int, given: int) -> np.ndarray:
         if last[0] is not sessions:

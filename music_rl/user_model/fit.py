@@ -105,7 +105,7 @@ def fit_net(fit: Steps, stop: Steps, n_track: int, n_user: int, cfg: LearntConfi
         for i in range(0, n_fit, cfg.batch_size):
             loss, _ = _loss(net, fit.batch(perm[i:i + cfg.batch_size]))
             optimiser.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch declares Tensor.backward without annotations
             optimiser.step()
         net.eval()
         with torch.no_grad():

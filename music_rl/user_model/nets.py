@@ -43,7 +43,8 @@ class AnswerNet(nn.Module):
             states, _ = self.gru(answers)
             before = torch.cat([states.new_zeros(states.shape[0], 1, self.memory), states[:, :-1]], dim=1)
             inputs = torch.cat([inputs, before], dim=2)
-        return self.head(inputs)
+        out: torch.Tensor = self.head(inputs)  # a Module's call: Any
+        return out
 
 
 class NumpyNet:
@@ -71,7 +72,8 @@ class NumpyNet:
 
     def rest(self, user: np.ndarray, memory: np.ndarray) -> np.ndarray:
         """The first layer's part from the listener summary and the GRU state (constant within a step), (H,)."""
-        return np.concatenate([user, memory]) @ self.w_rest
+        rest: np.ndarray = np.concatenate([user, memory]) @ self.w_rest  # matmul's stubs: Any
+        return rest
 
     def logits(self, tracks: np.ndarray, context: np.ndarray, rest: np.ndarray) -> np.ndarray:
         """Answer-class and end logits of each track, (k, 2 * N_CLASSES), given its session and taste features
@@ -80,7 +82,8 @@ class NumpyNet:
         np.maximum(a, 0.0, out=a)
         a = a @ self.w2 + self.b2
         np.maximum(a, 0.0, out=a)
-        return a @ self.w3 + self.b3
+        logits: np.ndarray = a @ self.w3 + self.b3  # matmul's stubs: Any
+        return logits
 
     def step(self, memory: np.ndarray, track: int, answer: np.ndarray) -> np.ndarray:
         """The GRU state after the answer ``answer`` (N_ANSWER,) to ``track`` (torch's GRU cell: gates r, z, n)."""
@@ -90,10 +93,12 @@ class NumpyNet:
         r = 1.0 / (1.0 + np.exp(-(gi[:m] + gh[:m])))
         z = 1.0 / (1.0 + np.exp(-(gi[m:2 * m] + gh[m:2 * m])))
         n = np.tanh(gi[2 * m:] + r * gh[2 * m:])
-        return (1.0 - z) * n + z * memory
+        state: np.ndarray = (1.0 - z) * n + z * memory  # matmul's stubs (gi, gh): Any
+        return state
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax of (k, K) logits."""
     e = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    probs: np.ndarray = e / e.sum(axis=-1, keepdims=True)  # sum(axis=)'s stubs: Any
+    return probs

@@ -70,7 +70,7 @@ class LogSessions:
 def sessions_of(log: pd.DataFrame, track_ids: Sequence[str]) -> LogSessions:
     """A feedback frame joined to the catalog (every track among ``track_ids``) as :class:`LogSessions`: sessions
     ordered by listener and session id, answers by position."""
-    rows = pd.Index([str(t) for t in track_ids]).get_indexer(log["track_id"].astype(str))
+    rows = pd.Index([str(t) for t in track_ids]).get_indexer(pd.Index(log["track_id"].astype(str)))
     users = log["user_id"].astype(str)
     keys = users + "\x1f" + log["session_id"].astype(str)
     frame = pd.DataFrame({"user": users, "key": keys, "position": log["position"].to_numpy(), "row": rows,
@@ -125,7 +125,7 @@ def split_log(sessions: LogSessions, holdout: float, rng: np.random.Generator) -
     units = sessions.n_users if by_listener else sessions.n_sessions
     n_out = max(1, int(round(holdout * units)))
     perm = rng.permutation(units)
-    parts = perm[:n_out], perm[n_out:2 * n_out], perm[2 * n_out:]
+    parts: tuple[np.ndarray, ...] = perm[:n_out], perm[n_out:2 * n_out], perm[2 * n_out:]
     if by_listener:
         parts = tuple(np.flatnonzero(np.isin(sessions.users, part)) for part in parts)
     measure, stop, fit = (np.sort(part) for part in parts)

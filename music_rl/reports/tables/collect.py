@@ -200,8 +200,8 @@ def collect(name: str, sources: list[Path], columns: list[Column]) -> Table:
         raise ConfigError("sources: give the run folders, sweep folders, compare.csv or bench.json files: "
                           "sources=[outputs/runs/<date>/<time>,...]")
     src = Source()
-    for path in sources:
-        src.add(read_source(path))
+    for source in sources:
+        src.add(read_source(source))
     if not src.rows:
         raise RunFolderError(f"sources: {', '.join(map(str, sources))}: no row found (an empty bench.json?)")
     for column in columns:

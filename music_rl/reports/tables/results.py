@@ -140,8 +140,10 @@ def load_table(path: Path) -> Table:
     """A results file, checked (:class:`ResultsError` naming the file and what is wrong)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as err:
+    except OSError as err:
         raise ResultsError(f"{path}: unreadable ({err.strerror or err})") from None
+    except UnicodeDecodeError as err:  # no strerror
+        raise ResultsError(f"{path}: unreadable ({err})") from None
     except json.JSONDecodeError as err:
         raise ResultsError(f"{path}: not JSON (line {err.lineno}: {err.msg})") from None
     if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
@@ -182,9 +184,9 @@ def resolve(doc: Any, path: str) -> list[str | int] | None:
     for cut in range(len(parts) - 1, 0, -1):
         head = ".".join(parts[:cut])
         if head in doc:
-            rest = resolve(doc[head], ".".join(parts[cut:]))
-            if rest is not None:
-                return [head, *rest]
+            tail = resolve(doc[head], ".".join(parts[cut:]))
+            if tail is not None:
+                return [head, *tail]
     return None
 
 
@@ -201,6 +203,7 @@ def lookup(doc: Any, path: str) -> Any:
 def excerpt(doc: dict[str, Any], paths: list[str]) -> dict[str, Any]:
     """The part of ``doc`` that holds the values at ``paths`` (same nesting; non-finite numbers as null)."""
     out: dict[str, Any] = {}
+    value: Any  # a dict, a list or a leaf along the key path
     for path in paths:
         keys = resolve(doc, path)
         if keys is None:
