@@ -54,7 +54,7 @@ def main(raw: DictConfig) -> None:
     from music_rl.core.errors import ConfigError, RunFolderError, not_a
     from music_rl.reports.report import metrics_table, ope_table
     from music_rl.runs.run_folder import check_output, hold
-    from music_rl.training.pipeline import estimate_run_log, reevaluate
+    from music_rl.training.scoring import estimate_run_log, reevaluate
 
     args: EvaluateConfig = app.typed(raw)
     run_dir = Path(args.run_dir)

@@ -16,6 +16,7 @@ from typing import Any
 from music_rl.core.atomic import write_json_atomic
 
 FORMAT_VERSION = 1
+CODE_DIR = Path(__file__).resolve().parents[2]  # the project's checkout: its git commit is the run's code
 PACKAGES = (
     "music-rl",
     "torch",
@@ -70,7 +71,7 @@ def versions() -> dict[str, str]:
 class RunInfo:
     """Collects the facts of a run and the wall time of each stage; ``write`` saves them atomically."""
 
-    def __init__(self, seed: int, input_path: str | None, code_dir: Path) -> None:
+    def __init__(self, seed: int, input_path: str | None, code_dir: Path = CODE_DIR) -> None:
         self.data: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "seed": seed,
