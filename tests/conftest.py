@@ -1,5 +1,6 @@
 """Shared fixtures and helpers: the tiny budget (``+experiment=tiny``), one tiny trained run per test session,
-commands run in this process as the console runs them, torch on one thread."""
+commands run in this process as the console runs them, the train config composed as Hydra composes it, torch on
+one thread."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import DictConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 # a model learning without a logger of its own (SB3's default) logs nowhere but makes a folder: one for all tests,
@@ -58,6 +60,31 @@ def run_cli(command: str, *args: str) -> int:
     finally:
         sys.argv = argv
     return 0
+
+
+def run_here(capsys: pytest.CaptureFixture[str], command: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """:func:`run_cli` as a finished process (its exit status, stdout and stderr): for what a command refuses
+    before any work, where a fresh process (about 4 s of imports) is not what the test checks."""
+    capsys.readouterr()
+    status = run_cli(command, *args)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess([command, *args], status, out, err)
+
+
+def train_here(capsys: pytest.CaptureFixture[str], run_dir: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
+    """:func:`train` in this process (:func:`run_here`): for what ``music-rl train`` refuses before it trains."""
+    return run_here(capsys, "train", *TINY, *overrides, f"hydra.run.dir={run_dir}")
+
+
+def compose(*overrides: str) -> DictConfig:
+    """``conf/train.yaml`` with ``overrides``, composed by Hydra as ``music-rl train`` composes it (no job run)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    import music_rl.cli.train  # noqa: F401  (registers train_schema, which conf/train.yaml selects)
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+        return hydra_compose(config_name="train", overrides=list(overrides))
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import ROOT, command, error_line, train
+from conftest import ROOT, command, error_line, run_here, train, train_here
 
 ALGOS = ("dqn", "qrdqn", "recurrent_ppo", "a2c")
 
@@ -66,8 +66,8 @@ def test_a_fine_tuned_recurrent_ppo_is_the_next_version(runs, tmp_path):
     assert (folder / "recurrent_ppo-v2.zip").is_file()
 
 
-def test_bad_input_is_one_line(runs, tmp_path):
-    line = error_line(train(tmp_path / "latent", "algo=dqn", "env.action=latent"))
+def test_bad_input_is_one_line(runs, tmp_path, capsys):
+    line = error_line(train_here(capsys, tmp_path / "latent", "algo=dqn", "env.action=latent"))
     assert line.startswith("error: algo='dqn': DQN and QR-DQN score the k candidates: they need env.action=discrete")
     assert not (tmp_path / "latent" / "metrics.json").exists()
     foreign = tmp_path / "foreign"
@@ -75,7 +75,8 @@ def test_bad_input_is_one_line(runs, tmp_path):
     shutil.copy(runs / "dqn" / "dqn.zip", foreign / "a2c.zip")
     for args in (("evaluate", f"run_dir={foreign}"), ("recommend", f"run_dir={foreign}", "track_id=syn00000000"),
                  ("finetune", f"run_dir={foreign}", f"feedback={foreign / 'feedback.csv'}", "timesteps=64")):
-        assert error_line(run(*args)) == (f"error: {foreign / 'a2c.zip'}: a model of algo=dqn, but the run's algo "
-                                          "is a2c (a model file of another run?)")
-    assert error_line(run("recommend", f"run_dir={runs / 'dqn'}", "track_id=syn00000000", "sample=true")
+        assert error_line(run_here(capsys, *args)) == (
+            f"error: {foreign / 'a2c.zip'}: a model of algo=dqn, but the run's algo is a2c "
+            "(a model file of another run?)")
+    assert error_line(run_here(capsys, "recommend", f"run_dir={runs / 'dqn'}", "track_id=syn00000000", "sample=true")
                       ).startswith("error: sample=true:")

@@ -26,7 +26,7 @@ from music_rl.config import load_run_config
 from music_rl.data.feedback_store import FeedbackStore
 from music_rl.learners.models import latest_checkpoint, model_versions
 from music_rl.serving.inference import load_run
-from music_rl.training.pipeline import reevaluate
+from music_rl.training.scoring import reevaluate
 
 pytestmark = pytest.mark.slow  # trains (a tiny budget, still seconds per test)
 

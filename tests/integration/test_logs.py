@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import error_line, run_cli, train
+from conftest import error_line, run_cli, train, train_here
 from mssd import mssd_files
 
 pytestmark = pytest.mark.slow  # trains (a tiny budget, still seconds per test)
@@ -47,24 +47,25 @@ def test_an_mssd_log_trains_the_main_job(mssd_run):
     assert info["rows_joined"] == info["rows_read"] - 5 == info["rows_train"] + info["rows_holdout"]
 
 
-def test_unknown_tracks_are_fatal_only_when_strict_and_a_log_that_joins_nothing_is_one_line(tmp_path):
+def test_unknown_tracks_are_fatal_only_when_strict_and_a_log_that_joins_nothing_is_one_line(tmp_path, capsys):
     tracks, log = mssd_files(tmp_path, unknown=3)
-    line = error_line(train(tmp_path / "strict", "data=csv", f"data.path={tracks}", f"feedback.path={log}",
-                            "feedback.strict=true", *SMALL))
+    line = error_line(train_here(capsys, tmp_path / "strict", "data=csv", f"data.path={tracks}",
+                                 f"feedback.path={log}", "feedback.strict=true", *SMALL))
     assert "3 rows whose track is not in the catalog (e.g. 't_unknown0000')" in line and "strict" in line
     (tmp_path / "other").mkdir()
     other, _ = mssd_files(tmp_path / "other", seed=7)  # the same log, another catalog
-    line = error_line(train(tmp_path / "none", "data=csv", f"data.path={other}", f"feedback.path={log}", *SMALL))
+    line = error_line(train_here(capsys, tmp_path / "none", "data=csv", f"data.path={other}", f"feedback.path={log}",
+                                 *SMALL))
     assert "joins no row of the catalog" in line
 
 
-def test_a_log_missing_a_column_or_a_folder_is_one_line(tmp_path):
+def test_a_log_missing_a_column_or_a_folder_is_one_line(tmp_path, capsys):
     tracks, log = mssd_files(tmp_path)
     pd.read_csv(log).drop(columns="skip_2").to_csv(tmp_path / "cut.csv", index=False)
-    line = error_line(train(tmp_path / "a", "data=csv", f"data.path={tracks}", "feedback=mssd",
-                            f"feedback.path={tmp_path / 'cut.csv'}", *SMALL))
+    line = error_line(train_here(capsys, tmp_path / "a", "data=csv", f"data.path={tracks}", "feedback=mssd",
+                                 f"feedback.path={tmp_path / 'cut.csv'}", *SMALL))
     assert "missing MSSD column(s) skip_2" in line
-    line = error_line(train(tmp_path / "b", f"feedback.path={tmp_path}", *SMALL))
+    line = error_line(train_here(capsys, tmp_path / "b", f"feedback.path={tmp_path}", *SMALL))
     assert "feedback.path" in line and "a directory" in line and not (tmp_path / "b").exists()
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, train_here
 from conftest import train as train_tiny
 
 pytestmark = pytest.mark.slow  # trains (a tiny budget, still seconds per test)
@@ -166,9 +166,9 @@ def test_another_seed_gives_other_results(run_dir, tmp_path):
         ("reward.decay=cubic", "reward.decay: Invalid value 'cubic', expected one of [linear, exponential"),
     ],
 )
-def test_cli_bad_config_is_one_line_and_exit_2_before_any_work(tmp_path, override, message):
+def test_cli_bad_config_is_one_line_and_exit_2_before_any_work(tmp_path, capsys, override, message):
     out = tmp_path / "bad"
-    proc = train(out, override, check=False)
+    proc = train_here(capsys, out, override)
     assert proc.returncode == 2
     err_lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(err_lines) == 1 and message in err_lines[0] and err_lines[0].startswith("error:")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, TINY, command, last_line, run_cli, train, train_command
+from conftest import ROOT, TINY, command, last_line, run_cli, train, train_command, train_here
 
 from music_rl.core.atomic import write_json_atomic
 from music_rl.data.feedback_store import FeedbackStore
@@ -221,9 +221,9 @@ def test_compare_skips_broken_and_unfinished_jobs(finished, tmp_path, capsys):
     ("vae.lr=1e10", ["vae.lr=10000000000.0: must be in (0, 1]"]),
     ("eval.protocol=population listeners.held_out_fraction=0", ["eval.protocol=population holds out no listener"]),
 ])
-def test_bad_values_and_inputs_fail_before_any_run_folder(tmp_path, override, fragments):
+def test_bad_values_and_inputs_fail_before_any_run_folder(tmp_path, capsys, override, fragments):
     run = tmp_path / "run"
-    one_line(train(run, *override.split()), *fragments)
+    one_line(train_here(capsys, run, *override.split()), *fragments)
     assert not run.exists()
 
 

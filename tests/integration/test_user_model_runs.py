@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import error_line, train
+from conftest import error_line, train, train_here
 from mssd import mssd_files
 
 from music_rl.core.errors import RunFolderError
@@ -61,21 +61,21 @@ def test_a_model_saved_for_another_catalog_is_refused(mssd_run: Path, tmp_path: 
     assert (copy / "listener" / "model.pt").read_bytes() == model
 
 
-def test_the_inputs_a_learnt_listener_refuses(tmp_path: Path) -> None:
+def test_the_inputs_a_learnt_listener_refuses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     tracks, log = mssd_files(tmp_path, n_sessions=9)
     base = ("data=csv", f"data.path={tracks}", "listeners.model=learnt", *SMALL)
-    line = error_line(train(tmp_path / "a", *base))
+    line = error_line(train_here(capsys, tmp_path / "a", *base))
     assert line.startswith("error: listeners.fit_log=None: listeners.model=learnt is fitted on a session log")
-    line = error_line(train(tmp_path / "b", "data=csv", f"data.path={tracks}", f"listeners.fit_log={log}"))
+    line = error_line(train_here(capsys, tmp_path / "b", "data=csv", f"data.path={tracks}", f"listeners.fit_log={log}"))
     assert "is read by listeners.model=learnt only" in line
-    line = error_line(train(tmp_path / "c", *base, f"listeners.fit_log={tmp_path / 'missing.csv'}"))
+    line = error_line(train_here(capsys, tmp_path / "c", *base, f"listeners.fit_log={tmp_path / 'missing.csv'}"))
     assert "listeners.fit_log=" in line and "no such file" in line
-    line = error_line(train(tmp_path / "d", *base, f"listeners.fit_log={log}"))
+    line = error_line(train_here(capsys, tmp_path / "d", *base, f"listeners.fit_log={log}"))
     assert line == f"error: {log}: 9 session(s): a listener is fitted on at least 10 (some fit it, some stop the " \
                    "fitting early, some measure its fidelity)"
     assert not (tmp_path / "d" / "vae.pt").exists() and not (tmp_path / "d" / "listener").exists()
     (tmp_path / "other").mkdir()
     other, _ = mssd_files(tmp_path / "other", seed=7)
-    line = error_line(train(tmp_path / "e", "data=csv", f"data.path={other}", "listeners.model=learnt",
-                            f"listeners.fit_log={log}", *SMALL))
+    line = error_line(train_here(capsys, tmp_path / "e", "data=csv", f"data.path={other}", "listeners.model=learnt",
+                                 f"listeners.fit_log={log}", *SMALL))
     assert "joins no row of the catalog" in line

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import compose
 from omegaconf import OmegaConf
 
 import music_rl.cli.train  # noqa: F401  (registers train_schema in Hydra's ConfigStore)
@@ -16,13 +17,6 @@ from vae.config import VAEConfig
 
 CONF = Path(__file__).resolve().parents[3] / "conf"
 
-
-def compose(*overrides: str):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        return hydra_compose(config_name="train", overrides=list(overrides))
 
 
 def test_the_default_config_is_the_dataclasses():

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, run_cli, train
+from conftest import ROOT, compose, run_cli, train, train_here
 from omegaconf import OmegaConf
 
 import music_rl.cli.train  # noqa: F401  (registers train_schema in Hydra's ConfigStore)
@@ -231,13 +231,6 @@ def test_a_torn_last_line_of_the_run_feedback_store_is_skipped_not_fatal(tmp_pat
 
 # ------------------------------------------------------------------------------------------- configs
 
-def compose(*overrides: str):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        return hydra_compose(config_name="train", overrides=list(overrides))
-
 
 @pytest.mark.parametrize("override, fragments", [
     ("reward.like_weight=-1", ["reward.like_weight=-1.0"]),
@@ -249,9 +242,9 @@ def test_a_bad_config_value_is_one_line_and_exit_2(entry, override, fragments):
     one_error_line(*entry(lambda: load_config(compose(override))), *fragments)
 
 
-def test_cli_bad_config_values_name_the_key_before_any_work(tmp_path):
+def test_cli_bad_config_values_name_the_key_before_any_work(tmp_path, capsys):
     out = tmp_path / "run"
-    proc = train_cli(out, "vae.latent_dim=0")
+    proc = train_here(capsys, out, "vae.latent_dim=0")
     assert cli_error(proc, "vae.latent_dim=0: must be an integer >= 1") == proc.stderr.strip()
     assert not (out / "vae.pt").exists() and not (out / "world").exists()
 
@@ -264,22 +257,22 @@ def test_cli_bad_config_values_name_the_key_before_any_work(tmp_path):
     ("reward.decay=cubic", ["reward.decay: Invalid value 'cubic', expected one of [linear, exponential"]),
     ("+vae.latent_dim=3", ["Could not append to config. An item is already at 'vae.latent_dim'"]),
 ])
-def test_cli_hydra_errors_are_one_line_and_exit_2(tmp_path, override, fragments):
-    proc = train_cli(tmp_path / "run", override)
+def test_cli_hydra_errors_are_one_line_and_exit_2(tmp_path, capsys, override, fragments):
+    proc = train_here(capsys, tmp_path / "run", override)
     assert cli_error(proc, *fragments) == proc.stderr.strip()  # nothing else printed
     assert not (tmp_path / "run").exists()
 
 
-def test_cli_csv_catalog_smaller_than_n_clusters_fails_before_the_vae(tmp_path):
+def test_cli_csv_catalog_smaller_than_n_clusters_fails_before_the_vae(tmp_path, capsys):
     out = tmp_path / "run"
-    proc = train_cli(out, "data=csv", f"data.path={BAD / 'good.csv'}", "env.session_length=2",
-                     "env.n_neighbours=4", "reward.n_clusters=20")
+    proc = train_here(capsys, out, "data=csv", f"data.path={BAD / 'good.csv'}", "env.session_length=2",
+                      "env.n_neighbours=4", "reward.n_clusters=20")
     cli_error(proc, "reward.n_clusters=20: must be <= the catalog size (8 tracks)")
     assert not (out / "vae.pt").exists() and not temporaries(out)
 
 
-def test_cli_bad_catalog_file_is_one_line(tmp_path):
-    proc = train_cli(tmp_path / "run", "data=csv", f"data.path={BAD / 'misspelt_column.csv'}")
+def test_cli_bad_catalog_file_is_one_line(tmp_path, capsys):
+    proc = train_here(capsys, tmp_path / "run", "data=csv", f"data.path={BAD / 'misspelt_column.csv'}")
     cli_error(proc, "misspelt_column.csv", "missing required column 'tempo' (did you mean 'temp'?")
 
 

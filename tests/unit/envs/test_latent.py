@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_cli, train
+from conftest import run_cli, train, train_here
 
 from envs.candidates import CandidateIndex, build_neighbour_table
 from envs.music_env import EnvConfig, MusicRecEnv
@@ -104,8 +104,8 @@ def test_baselines_play_the_same_sessions_in_either_action_space(world):
 
 
 @pytest.mark.slow
-def test_an_offpolicy_algo_with_a_discrete_action_is_one_error_line(tmp_path):
-    proc = train(tmp_path / "run", "algo=sac")  # env.action=discrete, the default
+def test_an_offpolicy_algo_with_a_discrete_action_is_one_error_line(tmp_path, capsys):
+    proc = train_here(capsys, tmp_path / "run", "algo=sac")  # env.action=discrete, the default
     assert proc.returncode == 2, proc.stderr[-3000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert errors == [proc.stderr.strip().splitlines()[-1]] and "Traceback" not in proc.stderr, proc.stderr[-2000:]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import compose
 
 import music_rl.cli.train  # noqa: F401  (registers train_schema in Hydra's ConfigStore)
 from music_rl.config import load_config
@@ -16,13 +17,6 @@ from music_rl.learners.algos import Algo
 CONF = Path(__file__).resolve().parents[3] / "conf"
 SWEEP = yaml.safe_load((CONF / "experiment" / "algorithm_comparison.yaml").read_text())["hydra"]["sweeper"]["params"]
 
-
-def compose(*overrides: str):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        return hydra_compose(config_name="train", overrides=list(overrides))
 
 
 def pair(*overrides: str) -> tuple[str, str] | None:

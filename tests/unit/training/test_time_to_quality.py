@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import train
+from conftest import compose, train
 from stable_baselines3 import PPO
-from test_config import compose
 
 from music_rl.config import load_config
 from music_rl.learners.ppo import LinearDecay
