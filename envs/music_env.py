@@ -301,15 +301,15 @@ class MusicRecEnv(gym.Env):
         self._answers.append((track, pct, liked))
         if self._hist is not None:  # a ring buffer, copied out most recent first
             p = self._ring_pos = (self._ring_pos + 1) % len(self._ring)
-            row = self._ring_rows[p]
-            row.z[:] = self._latents[track]
-            if row.x is not None:
-                row.x[:] = self._features[track]
-            if row.filled is None:
-                row.answer[:] = scaled
+            z, x, answer, filled = self._ring_rows[p]
+            z[:] = self._latents[track]
+            if x is not None:
+                x[:] = self._features[track]
+            if filled is None:  # element by element: a slice assignment costs more on this hot path
+                answer[0] = scaled
             else:
-                row.answer[:] = (pct, liked)
-                row.filled[:] = 1.0
+                answer[0], answer[1] = pct, liked
+                filled[0] = 1.0
             self._ring.take(self._ring_orders[p], axis=0, out=self._hist, mode="wrap")
         info: dict[str, Any] = {"track": track, "track_id": self._track_ids[track], "percentage_listened": pct,
                                 "liked": liked, "reward": raw, "candidates": self.current_candidates,
