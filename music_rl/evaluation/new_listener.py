@@ -16,7 +16,8 @@ the listener's true expected reward, pooled over the held-out listeners' steps; 
 2.5% and 97.5% percentiles of the same score over a bootstrap of the listeners (``new_listener.n_bootstrap``
 resamples, the same resamples for every method). ``comparisons["a - b"]``: the paired difference of two
 methods' scores with its bootstrap interval over listeners (the issue's "beats": low > 0; "at least": low >
--0.05).
+-0.05), for ``ppo`` against every method but the references (random, oracle, taste) and for the pairs of
+:data:`COMPARED`.
 """
 
 from __future__ import annotations
@@ -44,9 +45,11 @@ from music_rl.evaluation.adaptive import (
 )
 from music_rl.evaluation.baselines import nearest_policy, oracle_policy, random_policy
 from music_rl.evaluation.evaluate import make_eval_env, rollout
+from music_rl.evaluation.segments import SegmentThompson, fit_segments
 from music_rl.learners.policies import HISTORY_ENCODERS, HistoryEncoder
 
-COMPARED = (("ppo", "affinity"), ("ppo", "linucb"), ("ppo", "greedy"), ("linucb", "random"))
+REFERENCES = ("random", "oracle", "taste")  # the scale's ends and the ceiling of taste: scores, not rivals
+COMPARED = (("linucb", "random"), ("segment_ts", "linucb"))  # besides ppo against every other method
 
 
 @dataclass
@@ -69,7 +72,11 @@ class NewListenerConfig:
     linucb_alpha: float = 0.1
     """LinUCB's exploration bonus weight (rewards in the env's scaled units)"""
     linucb_ridge: float = 1.0
-    """LinUCB's prior precision (ridge penalty)"""
+    """LinUCB's prior precision (ridge penalty); also segment_ts's around its segment's centre"""
+    segments: int = 8
+    """segment_ts: k-means segments of the training listeners' tastes (semi-personalised Thompson sampling)"""
+    segment_answers: int = 400
+    """segment_ts: answers to random choices of each training listener that its taste is fitted on"""
     n_bootstrap: int = 1000
     """bootstrap resamples of the listeners for ci95"""
     history_encoder: HistoryEncoder = HistoryEncoder.pooled
@@ -86,6 +93,8 @@ class NewListenerConfig:
              "must be null (all held-out listeners) or an integer >= 2 (a bootstrap needs two)"),
             ("linucb_alpha", 0 <= self.linucb_alpha < float("inf"), "must be a number >= 0"),
             ("linucb_ridge", 0 < self.linucb_ridge < float("inf"), "must be a number > 0"),
+            ("segments", self.segments >= 1, "must be an integer >= 1"),
+            ("segment_answers", self.segment_answers >= 1, "must be an integer >= 1"),
             ("n_bootstrap", self.n_bootstrap >= 10, "must be an integer >= 10"),
             ("history_encoder", self.history_encoder in HISTORY_ENCODERS,
              f"must be one of {', '.join(HISTORY_ENCODERS)}"),
@@ -109,16 +118,22 @@ def _constant(policy: ListenerPolicy) -> Factory:
     return lambda: policy
 
 
-def method_factories(world: World, cfg: NewListenerConfig, reward_cfg: RewardConfig, scale: float,
+def method_factories(world: World, cfg: NewListenerConfig, reward_cfg: RewardConfig, env_cfg: EnvConfig,
                      learnt: Mapping[str, ListenerPolicy], seed: int) -> dict[str, Factory]:
     """A fresh policy per listener and budget for every method: ``learnt`` (already built; a learnt policy keeps
-    nothing between listeners), LinUCB, the session-affinity heuristic, greedy on r̂ and on r_fit, random,
-    nearest, oracle and the static-taste reference."""
+    nothing between listeners), LinUCB, Thompson sampling over the training listeners' segments, the
+    session-affinity heuristic, greedy on r̂ and on r_fit, random, nearest, oracle and the static-taste
+    reference."""
     phi = track_features(world.latents, world.features)
     rng = np.random.default_rng(seed)
+    scale = EnvSetup.of(world, env_cfg).reward_scale
+    segments = fit_segments(world, [int(i) for i in world.meta["train_listeners"]], reward_cfg, scale,
+                            cfg.segment_answers, cfg.segments, cfg.linucb_ridge, env_cfg.k, env_cfg.session_length,
+                            seed)
     factories: dict[str, Factory] = {name: _constant(policy) for name, policy in learnt.items()}
     factories.update({
         "linucb": lambda: LinUCB(phi, reward_cfg, scale, cfg.linucb_alpha, cfg.linucb_ridge),
+        "segment_ts": lambda: SegmentThompson(phi, segments, reward_cfg, scale, cfg.linucb_ridge, rng),
         "affinity": lambda: SessionAffinity(world.features),
         "greedy": GreedyEstimate,
         "greedy_fit": lambda: GreedyEstimate("r_fit"),
@@ -166,7 +181,7 @@ def evaluate_new_listener(world: World, env_cfg: EnvConfig, reward_cfg: RewardCo
     env_cfg = dataclasses.replace(env_cfg, start_track=None)
     estimator = Estimator(world.latents, world.features, world.clusters, world.centroids, reward_cfg)
     listener_obs = env_cfg.observation == "listener"
-    factories = method_factories(world, cfg, reward_cfg, EnvSetup.of(world, env_cfg).reward_scale, learnt, seed)
+    factories = method_factories(world, cfg, reward_cfg, env_cfg, learnt, seed)
     rows: list[int | str] = [*cfg.budgets, *([probe_row(reward_cfg)] if cfg.probe_round else [])]
     # sums[m][r, l] and steps[m][r, l]: the expected reward summed over the steps of method m, row r, listener l
     sums = {m: np.zeros((len(rows), len(listeners))) for m in factories}
@@ -226,7 +241,8 @@ def scores(rows: list[int | str], listeners: list[int], sums: Mapping[str, np.nd
                           "online": online[name],
                           "seconds": round(float(seconds[name]), 3)}
     comparisons = {}
-    for a, b in COMPARED:
+    rivals = [("ppo", name) for name in by_method if name != "ppo" and name not in REFERENCES]
+    for a, b in [*rivals, *COMPARED]:
         if a in by_method and b in by_method:
             difference, ci = summary(by_method[a] - by_method[b])
             comparisons[f"{a} - {b}"] = {"difference": difference, "ci95": ci}

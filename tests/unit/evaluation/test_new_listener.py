@@ -117,8 +117,9 @@ def test_protocol_json_schema_and_no_nan(world):
     out = evaluate_new_listener(world, LISTENER, RewardConfig(n_clusters=8), cfg, {}, seed=1)
     text = json.dumps(out, allow_nan=False)  # strict JSON
     assert out["budgets"] == [0, 20, "probe32"] and out["n_listeners"] == 3  # 4 probes x 8 clusters
-    assert set(out["policies"]) == {"linucb", "affinity", "greedy", "greedy_fit", "random", "nearest", "oracle",
-                                    "taste"}
+    assert set(out["policies"]) == {"linucb", "segment_ts", "affinity", "greedy", "greedy_fit", "random", "nearest",
+                                    "oracle", "taste"}
+    assert set(out["comparisons"]) == {"linucb - random", "segment_ts - linucb"}  # no ppo here
     for name, entry in out["policies"].items():
         assert len(entry["normalized_score"]) == len(entry["ci95"]) == 3, name
         for value, (lo, hi) in zip(entry["normalized_score"], entry["ci95"], strict=True):
