@@ -98,10 +98,10 @@ def read_log_table(src: Path, empty_hint: str, nrows: int | None = None) -> pd.D
     file, a folder, a FIFO or a device (named as such: never opened), another suffix, a compressed file, lines
     ending in CR only, an empty one (``empty_hint`` says what is expected), a column name written twice. Only LF
     ends a CSV record: a CR elsewhere than before it stays in its field (:func:`_without_line_end_cr`)."""
-    _check_suffix(src)
     kind = path_kind(src)
     if kind != "a regular file":
         raise FeedbackError(f"{src}: {'no such file' if kind == 'missing' else f'{kind}, not a log'}")
+    _check_suffix(src)
     with open(src, "rb") as fh:
         head = fh.read(4096)
     if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"PK\x03\x04")) and src.suffix.lower() == ".csv":

@@ -41,7 +41,7 @@ from stable_baselines3.sac.policies import SACPolicy
 from stable_baselines3.td3.policies import TD3Policy
 
 from music_rl.core.atomic import atomic_path
-from music_rl.core.errors import RunFolderError
+from music_rl.core.errors import RunFolderError, not_a
 from vae.encoder import LatentEncoder
 
 MODEL_CLASSES: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC, "td3": TD3, "dqn": DQN, "qrdqn": QRDQN,
@@ -166,7 +166,7 @@ def load_model(path: Path, env: VecEnv | None = None, algo: str = "ppo") -> Base
     ``env`` (another observation or action space).
     """
     if not path.is_file():
-        raise RunFolderError(f"{path}: missing")
+        raise RunFolderError(f"{path}: {'missing' if not path.exists() else not_a(path, 'model file')}")
     try:
         with _legacy_modules():
             data, _, _ = load_from_zip_file(path, device="cpu", load_data=True)

@@ -166,7 +166,8 @@ def resume_differences(run_dir: Path, config: dict[str, Any]) -> list[str]:
 
 def _resume_refusals(run_dir: Path, config: dict[str, Any]) -> list[str]:
     """Why ``run_dir``'s run cannot go on with ``config``, one phrase each (none: it can): another config (the
-    keys that differ), fewer steps than already trained, or a fine-tuned run."""
+    keys that differ), fewer steps than already trained, a fine-tuned run, or a finished run with nothing to
+    continue from (a fresh run would replace it)."""
     refusals = []
     differ = resume_differences(run_dir, config)
     if differ:
@@ -178,6 +179,11 @@ def _resume_refusals(run_dir: Path, config: dict[str, Any]) -> list[str]:
     if trained is not None and asked < trained:
         refusals.append(f"with {algo}.total_timesteps={asked}, below the {trained} steps already trained: ask for "
                         "more steps, or start a new run")
+    if (run_dir / "metrics.json").exists() and (trained is None or not (run_dir / "world").is_dir()):
+        missing = " and ".join(what for what, gone in (("world/", not (run_dir / "world").is_dir()),
+                                                       (f"{algo} checkpoint", trained is None)) if gone)
+        refusals.append(f"on a finished run with no {missing} to continue from: a fresh run would replace it; "
+                        "overwrite=true moves it aside first")
     tuned = [p.name for p in sorted(run_dir.glob(f"{algo}-v*.zip"))]
     if tuned:
         refusals.append(f"on a fine-tuned run ({', '.join(tuned)}): it would retrain {algo}.zip under the fine-tunes "

@@ -49,7 +49,8 @@ def resumable(cfg: TrainConfig, run_dir: Path) -> bool:
     resuming = bool(cfg.resume and (run_dir / "world").is_dir()
                     and latest_checkpoint(run_dir / "checkpoints", cfg.algo))
     if cfg.resume and not resuming:
-        log.warning("resume=true but %s holds no world and %s checkpoint: starting a fresh run", run_dir, cfg.algo)
+        log.warning("resume=true but %s holds no world/ or no %s checkpoint to continue from: starting a fresh run",
+                    run_dir, cfg.algo)
     if not resuming:
         for old in (run_dir / "checkpoints").glob("*_steps.zip"):
             if CHECKPOINT_RE.match(old.name):

@@ -139,12 +139,10 @@ def log_sim2real(logger: Logger, sim2real: dict[str, Any]) -> None:
     log_values(logger, {"sim2real/figure": sim2real_figure(sim2real)}, sim2real["log_sessions"])
 
 
-def reevaluate(run_dir: Path, cfg: TrainConfig) -> dict[str, Any]:
-    """Evaluate a saved run folder again (``music-rl evaluate``).
-
-    Every artifact is checked first: the world, ``vae.pt`` (its latents must be the world's) and ``<algo>.zip``;
-    a missing, corrupt or foreign one is a :class:`RunFolderError` naming it.
-    """
+def load_checked(run_dir: Path, cfg: TrainConfig) -> tuple[World, BaseAlgorithm]:
+    """A saved run's world and ``<algo>.zip``, every artifact checked first: the world, ``vae.pt`` (its latents
+    must be the world's) and the model (its observations must be the world's); a missing, corrupt or foreign one
+    is a :class:`RunFolderError` naming it."""
     world = load_run_world(run_dir)
     encoder = load_encoder(run_dir / "vae.pt")
     latents = encoder.transform(world.features)
@@ -153,17 +151,23 @@ def reevaluate(run_dir: Path, cfg: TrainConfig) -> dict[str, Any]:
                              "(the VAE of another run?)")
     path = model_path(run_dir, 1, cfg.algo)
     model = load_model(path, algo=cfg.algo)
-    env = make_eval_env(world, cfg.env, None)
-    check_fits(path, model, env)
+    check_fits(path, model, make_eval_env(world, cfg.env, None))
+    return world, model
+
+
+def reevaluate(run_dir: Path, cfg: TrainConfig) -> dict[str, Any]:
+    """Evaluate a saved run folder again (``music-rl evaluate``), its artifacts checked first
+    (:func:`load_checked`)."""
+    world, model = load_checked(run_dir, cfg)
     return evaluate_run(cfg, world, model)
 
 
 def estimate_run_log(run_dir: Path, cfg: TrainConfig, log_path: str | Path) -> dict[str, Any]:
-    """The run's policies (``ppo.zip``) estimated off-policy on a log (``music-rl evaluate log=...``); a latent
-    run's or another algo's cannot be (:func:`no_ope_reason`): one line."""
+    """The run's policies (``ppo.zip``) estimated off-policy on a log (``music-rl evaluate log=...``), its
+    artifacts checked first (:func:`load_checked`); a latent run's or another algo's cannot be
+    (:func:`no_ope_reason`): one line."""
     reason = no_ope_reason(cfg)
     if reason:
         raise ConfigError(f"log={log_path}: {reason}")
-    world = load_run_world(run_dir)
-    model = load_model(run_dir / "ppo.zip")
+    world, model = load_checked(run_dir, cfg)
     return estimate_log_file(world, cfg.env, actor_critic(model), log_path, derive_seed(cfg.seed, "ope"))

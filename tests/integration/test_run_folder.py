@@ -90,6 +90,15 @@ def test_resume_keeps_the_saved_config_where_a_default_changed_since(finished, t
              "resume=true with another config", "eval.planner.n_episodes: 3 -> 4")
 
 
+def test_resume_of_a_finished_run_with_nothing_to_continue_from_is_refused(finished, tmp_path, capsys):
+    run = Path(shutil.copytree(finished, tmp_path / "run"))
+    shutil.rmtree(run / "world")
+    before = digest(run)
+    one_line(train_here(capsys, run, "resume=true"), "resume=true on a finished run with no world/ to continue "
+             "from: a fresh run would replace it; overwrite=true moves it aside first")
+    assert digest(run) == before
+
+
 def test_resume_of_a_fine_tuned_run_is_refused(finished, tmp_path):
     run = Path(shutil.copytree(finished, tmp_path / "run"))
     shutil.copy(run / "ppo.zip", run / "ppo-v2.zip")
@@ -280,9 +289,11 @@ def test_out_that_is_a_directory_and_a_model_of_another_world_are_one_line(finis
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = Path(shutil.copytree(finished, tmp_path / "run"))
     shutil.copy(other / "ppo.zip", run / "ppo.zip")
-    assert run_cli("evaluate", f"run_dir={run}", "n_episodes=2") == 2
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "ppo.zip: reads observations" in err and "a model of another run?" in err
+    for args in (("n_episodes=2",), (f"log={finished / 'exploration.csv'}",)):  # scoring and estimating check it
+        assert run_cli("evaluate", f"run_dir={run}", *args) == 2
+        err = capsys.readouterr().err.strip()
+        assert "Traceback" not in err
+        assert "ppo.zip: reads observations" in err.splitlines()[-1] and "a model of another run?" in err
 
 
 def test_metrics_and_run_info_are_strict_json(finished):

@@ -90,8 +90,12 @@ def test_unknown_tracks_missing_columns_and_empty_files(tmp_path: Path) -> None:
         read_feedback(_csv(tmp_path, HEADER + "\n", "header.csv"))
     with pytest.raises(FeedbackError, match=r"nowhere\.csv: no such file"):
         read_feedback(tmp_path / "nowhere.csv")
+    (tmp_path / "log.json").write_text("{}")
     with pytest.raises(FeedbackError, match=r"log\.json: suffix '\.json' not supported"):
         read_feedback(tmp_path / "log.json")
+    (tmp_path / "logs").mkdir()
+    with pytest.raises(FeedbackError, match=r"logs: a directory, not a log"):
+        read_feedback(tmp_path / "logs")
 
 
 def test_writing_refuses_invalid_frames_and_leaves_nothing(world, tmp_path: Path) -> None:
