@@ -181,9 +181,10 @@ def load_run_config(run_dir: Path) -> TrainConfig:
     except (yaml.YAMLError, OSError, UnicodeDecodeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise RunFolderError(f"{config_path}: unreadable YAML ({first[:200]})") from None
+    if not isinstance(raw, DictConfig):
+        raise RunFolderError(f"{config_path}: a YAML list, not a run's config keys{version_note(run_dir)}")
     try:
-        # a YAML list (a ListConfig) is refused too: to_config's merge raises a ConfigError
-        return load_config(raw)  # type: ignore[arg-type]
+        return load_config(raw)
     except MusicRLError as err:
         raise RunFolderError(f"{config_path}: {err}{version_note(run_dir)}") from None
 

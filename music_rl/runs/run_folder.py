@@ -130,6 +130,11 @@ def latest_steps(run_dir: Path, algo: str = "ppo") -> int | None:
     return int(newest.name.split("_")[1]) if newest is not None else None
 
 
+def can_continue(run_dir: Path, algo: str = "ppo") -> bool:
+    """Whether ``resume=true`` can continue the run in ``run_dir``: it holds a world and a checkpoint of ``algo``."""
+    return (run_dir / "world").is_dir() and latest_steps(run_dir, algo) is not None
+
+
 def move_aside(run_dir: Path) -> Path:
     """Rename ``run_dir`` to a sibling ``<name>.replaced-<UTC time>`` (deleting nothing); the new path."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
@@ -179,11 +184,9 @@ def _resume_refusals(run_dir: Path, config: dict[str, Any]) -> list[str]:
     if trained is not None and asked < trained:
         refusals.append(f"with {algo}.total_timesteps={asked}, below the {trained} steps already trained: ask for "
                         "more steps, or start a new run")
-    if (run_dir / "metrics.json").exists() and (trained is None or not (run_dir / "world").is_dir()):
-        missing = " and ".join(what for what, gone in (("world/", not (run_dir / "world").is_dir()),
-                                                       (f"{algo} checkpoint", trained is None)) if gone)
-        refusals.append(f"on a finished run with no {missing} to continue from: a fresh run would replace it; "
-                        "overwrite=true moves it aside first")
+    if (run_dir / "metrics.json").exists() and not can_continue(run_dir, algo):
+        refusals.append(f"on a finished run with no world/ or no {algo} checkpoint to continue from: a fresh run "
+                        "would replace it; overwrite=true moves it aside first")
     tuned = [p.name for p in sorted(run_dir.glob(f"{algo}-v*.zip"))]
     if tuned:
         refusals.append(f"on a fine-tuned run ({', '.join(tuned)}): it would retrain {algo}.zip under the fine-tunes "

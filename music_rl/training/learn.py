@@ -30,6 +30,7 @@ from music_rl.learners.models import CHECKPOINT_RE, latest_checkpoint, load_mode
 from music_rl.learners.ppo import build_model, make_vec_env
 from music_rl.learners.q_learning import build_q_model
 from music_rl.learners.recurrent import build_recurrent_model
+from music_rl.runs.run_folder import can_continue
 from music_rl.runs.run_info import RunInfo
 from music_rl.runs.seeding import derive_seed
 from music_rl.training.callbacks import (
@@ -46,8 +47,7 @@ def resumable(cfg: TrainConfig, run_dir: Path) -> bool:
     """Whether the run continues the one in ``run_dir`` (``resume=true`` and the folder holds a world and a
     checkpoint of ``cfg.algo``). A fresh run deletes the folder's old checkpoints: they must never be resumed on
     a new world."""
-    resuming = bool(cfg.resume and (run_dir / "world").is_dir()
-                    and latest_checkpoint(run_dir / "checkpoints", cfg.algo))
+    resuming = bool(cfg.resume) and can_continue(run_dir, cfg.algo)
     if cfg.resume and not resuming:
         log.warning("resume=true but %s holds no world/ or no %s checkpoint to continue from: starting a fresh run",
                     run_dir, cfg.algo)

@@ -94,8 +94,8 @@ def test_resume_of_a_finished_run_with_nothing_to_continue_from_is_refused(finis
     run = Path(shutil.copytree(finished, tmp_path / "run"))
     shutil.rmtree(run / "world")
     before = digest(run)
-    one_line(train_here(capsys, run, "resume=true"), "resume=true on a finished run with no world/ to continue "
-             "from: a fresh run would replace it; overwrite=true moves it aside first")
+    one_line(train_here(capsys, run, "resume=true"), "resume=true on a finished run with no world/ or no ppo "
+             "checkpoint to continue from: a fresh run would replace it; overwrite=true moves it aside first")
     assert digest(run) == before
 
 

@@ -336,13 +336,15 @@ def foreign_vae(run: Path) -> None:
      ["world/neighbours.npy: not a readable .npy array"]),
     (lambda run: (run / ".hydra" / "config.yaml").write_text("vae: [unclosed\n"),
      [".hydra/config.yaml: unreadable YAML"]),
+    (lambda run: (run / ".hydra" / "config.yaml").write_text("- vae\n- ppo\n"),
+     [".hydra/config.yaml: a YAML list, not a run's config keys"]),
     (other_version_config, [".hydra/config.yaml: vae.dropout: Key 'dropout' not in 'VAEConfig'",
                             "the run was made by music-rl 0.0.1 (this is "]),
     (other_version_meta, ["world/meta.json: format_version=0, this code reads format_version=1"]),
     (other_version_vae, ["vae.pt: not a valid VAE checkpoint of this project (VAE checkpoint format_version=99: "
                          "this version reads only 1)"]),
 ], ids=["missing-latents", "missing-ppo", "missing-vae", "missing-config", "missing-world", "vae-text",
-        "vae-pickled-code", "vae-of-another-run", "truncated-ppo", "truncated-npy", "config-bad-yaml",
+        "vae-pickled-code", "vae-of-another-run", "truncated-ppo", "truncated-npy", "config-bad-yaml", "config-a-list",
         "config-other-version", "world-other-version", "vae-other-version"])
 def test_a_broken_run_folder_is_one_line_and_exit_2(finished_run, tmp_path, capsys, damage, fragments):
     run = tmp_path / "run"
