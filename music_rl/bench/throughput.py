@@ -103,7 +103,7 @@ def task_throughput(n: int, variants: list[list[Any]], rollouts: int, ppo: dict[
     def venv(kind: str, vec_env: str, env_cfg: EnvConfig, n_env: int) -> Any:
         if kind == "null":
             probe = MusicRecEnv(world, env_cfg)
-            spaces = (probe.setup.observation_space, probe.action_space, env_cfg.session_length)
+            spaces = (probe.observation_space, probe.action_space, env_cfg.session_length)
             null = DummyVecEnv([lambda: Monitor(NullEnv(*spaces))] * n_env)
             null.seed(0)
             return null
