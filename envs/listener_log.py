@@ -9,29 +9,38 @@ session).
 :class:`ListenerEstimate` (made by an :class:`Estimator`) is what a policy may read of a log
 (:data:`ESTIMATES`): the propagated reward r̂ of every track (:func:`envs.rewards.propagate`, the K-Means
 propagation of the design: one value per cluster, so it hardly tells the k nearest candidates apart), the
-evidence it rests on (the answers in the track's cluster, scaled to [0, 1) as ``n / (n + EVIDENCE_HALF)``), and
+evidence it rests on (the answers in the track's cluster, scaled to [0, 1) as ``n / (n + EVIDENCE_HALF)``),
 ``r_fit``, the answers propagated through the tracks' features instead: a ridge regression (penalty
-:data:`RIDGE`) of the rewards on ``phi = [z, x, 1]`` (:func:`track_features`), evaluated at every track. An empty
-log (B = 0) has neither: every track gets 0, evidence 0.
+:data:`RIDGE`) of the rewards on ``phi = [z, x, 1]`` (:func:`track_features`), evaluated at every track, and
+``pop``, the listener's posterior under the population prior (:mod:`envs.population_prior`: a nonlinear Bayesian
+regression of the answers whose prior the training listeners taught), read at any track as ``pop`` (the expected
+answer ``pct + 0.5 liked``) and ``pop_sd`` (its standard deviation). An empty log (B = 0) has no r̂ or r_fit
+(every track 0, evidence 0); its ``pop`` is the prior: the population's average taste and spread.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import islice
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from envs.candidates import CandidateIndex
 from envs.listeners import Population
+from envs.population_prior import PopulationPrior, Posterior
 from envs.rewards import RewardConfig, decay_factors, propagate, reward, select_probes
 from envs.simulated_logs import random_walk
 from music_rl.core.errors import FeedbackError
 
+if TYPE_CHECKING:
+    from envs.world import World
+
 EVIDENCE_HALF = 4.0  # answers in a cluster at which the evidence is 1/2
 RIDGE = 1.0  # the ridge penalty of r_fit
-ESTIMATES: tuple[str, ...] = ("r_hat", "evidence", "r_fit")  # per track, in the listener observation's order
+TABLE_ESTIMATES: tuple[str, ...] = ("r_hat", "evidence", "r_fit")  # per track, fixed for a session
+ESTIMATES: tuple[str, ...] = (*TABLE_ESTIMATES, "pop", "pop_sd")  # the listener observation's rows, in order
 
 
 def track_features(latents: np.ndarray, features: np.ndarray) -> np.ndarray:
@@ -111,43 +120,56 @@ def probe_answers(population: Population, listener: int, latents: np.ndarray, cl
 @dataclass(frozen=True)
 class ListenerEstimate:
     """What a listener's log says about every track (module docstring): ``r_hat`` and ``r_fit`` (N,) float32 in
-    raw reward units, ``evidence`` (N,) float32 in [0, 1); ``n_answers`` the log's length."""
+    raw reward units, ``evidence`` (N,) float32 in [0, 1); ``n_answers`` the log's length; ``pop`` the posterior
+    under the population prior (a session updates a :meth:`Posterior.copy` of it)."""
 
     r_hat: np.ndarray
     evidence: np.ndarray
     n_answers: int
     r_fit: np.ndarray
+    pop: Posterior
 
     def rows(self) -> tuple[np.ndarray, ...]:
-        """The per-track arrays in :data:`ESTIMATES` order."""
-        return tuple(getattr(self, name) for name in ESTIMATES)
+        """The per-track arrays in :data:`TABLE_ESTIMATES` order."""
+        return tuple(getattr(self, name) for name in TABLE_ESTIMATES)
 
 
 class Estimator:
     """Turns a listener's log into a :class:`ListenerEstimate` over one world's clusters; keeps what does not
-    depend on the log (the decay factors), so an estimate costs O(N) array operations once.
+    depend on the log (the decay factors, the prior's basis), so an estimate costs O(N) array operations once.
 
     Args:
         latents: (N, d); features: (N, F); clusters: (N,) labels; centroids: (C, d) (a world's).
         cfg: the reward definition and the propagation's decay and prior.
+        prior: the population prior (``World.population_prior``).
     """
 
     def __init__(self, latents: np.ndarray, features: np.ndarray, clusters: np.ndarray, centroids: np.ndarray,
-                 cfg: RewardConfig) -> None:
+                 cfg: RewardConfig, prior: PopulationPrior) -> None:
         self.latents, self.clusters, self.centroids, self.cfg = latents, np.asarray(clusters), centroids, cfg
         self._factors = decay_factors(latents, clusters, centroids, cfg)
         self.phi = track_features(latents, features)
+        self.prior = prior
+        self.basis = prior.basis(latents, features)
+
+    @classmethod
+    def of(cls, world: World, cfg: RewardConfig, k: int, session_length: int) -> Estimator:
+        """The estimator of a world, with its population prior (fitted on logs of random choices among ``k``
+        candidates in sessions of ``session_length``, unless the world already has one)."""
+        return cls(world.latents, world.features, world.clusters, world.centroids, cfg,
+                   world.population_prior(k, session_length))
 
     def __call__(self, log: AnswerLog) -> ListenerEstimate:
         """Propagate ``log``'s rewards over the clusters (:func:`envs.rewards.propagate`)."""
         n = self.latents.shape[0]
+        pop = self.prior.posterior(self.basis[log.tracks], self.prior.answers(log.pct, log.liked))
         if not len(log):
             zeros = np.zeros(n, np.float32)
-            return ListenerEstimate(zeros, zeros, 0, zeros)
+            return ListenerEstimate(zeros, zeros, 0, zeros, pop)
         rewards = log.rewards(self.cfg)
         r_hat = propagate(self.latents, self.clusters, self.centroids, log.tracks, rewards, self.cfg, self._factors)
         counts = np.bincount(self.clusters[log.tracks], minlength=len(self.centroids)).astype(np.float64)
         evidence = (counts / (counts + EVIDENCE_HALF))[self.clusters].astype(np.float32)
         x = self.phi[log.tracks]
         theta = np.linalg.solve(RIDGE * np.eye(x.shape[1]) + x.T @ x, x.T @ rewards)
-        return ListenerEstimate(r_hat, evidence, len(log), (self.phi @ theta).astype(np.float32))
+        return ListenerEstimate(r_hat, evidence, len(log), (self.phi @ theta).astype(np.float32), pop)

@@ -165,7 +165,7 @@ class MusicRecEnv(gym.Env):
         self._answers: list[tuple[int, float, int]] = []
         self.estimate: ListenerEstimate | None = None  # the session listener's (listener observation)
         self._log_estimates = None if self._estimate_view is None else LogEstimates(
-            Estimator(world.latents, world.features, world.clusters, world.centroids, setup.reward), self._n,
+            Estimator.of(world, setup.reward, cfg.k, cfg.session_length), self._n,
             cfg.log_answers, self.reward_scale, self.observation_space)
 
     def set_listener_estimate(self, estimate: ListenerEstimate | None) -> None:
@@ -299,6 +299,8 @@ class MusicRecEnv(gym.Env):
             played[order[-window - 1]] = False
         self._steps += 1
         self._answers.append((track, pct, liked))
+        if self._log_estimates is not None:
+            self._log_estimates.answer(track, pct, liked)
         if self._hist is not None:  # a ring buffer, copied out most recent first
             p = self._ring_pos = (self._ring_pos + 1) % len(self._ring)
             z, x, answer, filled = self._ring_rows[p]

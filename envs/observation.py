@@ -10,13 +10,16 @@ inference, which stack observations) can read it; its parts lie at fixed offsets
 - ``history``: the candidates layout, then ``hist`` (H, d + 1): ``env.history`` rows of ``[z_played, scaled
   reward]``, most recent first, zero padded;
 - ``listener`` (the ``new_listener`` setting, :mod:`envs.listener_log`): the candidates layout, then
-  ``estimate`` (3, 1 + k): what the listener's own log says about the current track and each candidate, rows
-  ``r_hat`` (times the reward scale), ``evidence`` (in [0, 1): the answers in the track's cluster) and ``r_fit``
-  (the answers' ridge fit on the tracks' features, times the reward scale, clipped to the reward's range), in
-  :data:`envs.listener_log.ESTIMATES` order; then ``hist`` (H, d + F + 3): rows of ``[z_played, x_played, pct,
+  ``estimate`` (5, 1 + k): what the listener's own log says about the current track and each candidate, rows
+  ``r_hat`` (times the reward scale), ``evidence`` (in [0, 1): the answers in the track's cluster), ``r_fit``
+  (the answers' ridge fit on the tracks' features, times the reward scale, clipped to the reward's range),
+  ``pop`` (the expected answer ``pct + 0.5 liked`` under the population prior, in [0, 1.5]) and ``pop_sd`` (its
+  standard deviation, clipped to [0, 1]), in :data:`envs.listener_log.ESTIMATES` order (``pop`` and ``pop_sd``
+  take the session's answers too, after every step); then ``hist`` (H, d + F + 3): rows of ``[z_played, x_played, pct,
   liked, 1]`` (the in-session answers, most recent first, zero padded: the last 1 marks a row as filled).
 
-Every value is in [0, 1] but the reward-valued ones (the history's reward column, ``r_hat`` and ``r_fit``):
+Every value is in [0, 1] but the reward-valued ones (the history's reward column, ``r_hat`` and ``r_fit``) and
+``pop``:
 :meth:`ObservationLayout.space`. :meth:`ObservationLayout.views` cuts a buffer (numpy: the env writes through
 the views; torch: :mod:`music_rl.learners.policies` reads them) into its parts; :meth:`ObservationLayout.rows`
 cuts a history row.
@@ -43,7 +46,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 from gymnasium import spaces
 
-from envs.listener_log import ESTIMATES, Estimator, ListenerEstimate, random_answers
+from envs.listener_log import ESTIMATES, TABLE_ESTIMATES, Estimator, ListenerEstimate, random_answers
+from envs.population_prior import Posterior
 
 if TYPE_CHECKING:
     from envs.candidates import CandidateIndex
@@ -61,6 +65,7 @@ class Observation(StrEnum):
 
 OBSERVATIONS: tuple[str, ...] = tuple(Observation)
 ANSWER_WIDTH = 3  # a listener history row's pct, liked and filled flag
+POP_HIGH = 1.5  # the observed pop is clipped to [0, POP_HIGH]: the answer pct + 0.5 liked lies in [0, 1.5]
 
 
 class ObservationViews(NamedTuple):
@@ -71,7 +76,7 @@ class ObservationViews(NamedTuple):
     x: Any  # (..., F) the current track's features
     x_cands: Any  # (..., k, F) the candidates' features
     hist: Any  # (..., H, row width) the history rows (:meth:`ObservationLayout.rows`), most recent first
-    estimate: Any = None  # listener: (..., 3, 1 + k) r_hat, evidence, r_fit of the current track, the candidates
+    estimate: Any = None  # listener: (..., 5, 1 + k) ESTIMATES of the current track, the candidates
 
 
 class RowViews(NamedTuple):
@@ -148,7 +153,8 @@ class ObservationLayout:
 
     def space(self, reward_low: float, reward_high: float) -> spaces.Box:
         """The observation space: [0, 1] but the reward-valued parts (the history's reward column, ``r_hat`` and
-        ``r_fit``), in ``[min(0, reward_low), max(1, reward_high)]`` (scaled rewards)."""
+        ``r_fit``), in ``[min(0, reward_low), max(1, reward_high)]`` (scaled rewards), and ``pop``, in
+        ``[0, POP_HIGH]``."""
         low = np.zeros(self.width, dtype=np.float32)
         high = np.ones(self.width, dtype=np.float32)
         for bounds, value in ((low, min(0.0, reward_low)), (high, max(1.0, reward_high))):
@@ -157,20 +163,26 @@ class ObservationLayout:
                 views.estimate[[ESTIMATES.index("r_hat"), ESTIMATES.index("r_fit")]] = value
             elif views.hist is not None:
                 self.rows(views.hist).answer[:] = value
+        views = self.views(high)
+        if views.estimate is not None:
+            views.estimate[ESTIMATES.index("pop")] = POP_HIGH
         return spaces.Box(low, high, dtype=np.float32)
 
 
 class LogEstimates:
     """The ``listener`` observation's ``estimate`` part: what the session listener's log says about every track,
     from a log fixed by evaluation and serving (:attr:`fixed`) or drawn at each session's start (training: ``B``
-    answers to uniformly random choices, ``B`` log-uniform in ``0 .. log_answers``)."""
+    answers to uniformly random choices, ``B`` log-uniform in ``0 .. log_answers``); ``pop`` and ``pop_sd`` also
+    take the session's answers (:meth:`answer`)."""
 
     def __init__(self, estimator: Estimator, n_tracks: int, log_answers: int, reward_scale: float,
                  space: spaces.Box) -> None:
         self.fixed: ListenerEstimate | None = None
         self._estimator, self._log_answers, self._scale = estimator, log_answers, reward_scale
         self._clip = float(space.low.min()), float(space.high.max())  # a linear fit extrapolates: r_fit clipped
-        self._table = np.zeros((len(ESTIMATES), n_tracks), dtype=np.float32)  # ESTIMATES per track
+        self._table = np.zeros((len(TABLE_ESTIMATES), n_tracks), dtype=np.float32)  # TABLE_ESTIMATES per track
+        self._basis, self._prior = estimator.basis, estimator.prior
+        self._posterior: Posterior = estimator.prior.posterior(self._basis[:0], np.zeros(0))
 
     def start(self, population: Population, listener: int, index: CandidateIndex, session_length: int, k: int,
               rng: np.random.Generator) -> ListenerEstimate:
@@ -185,8 +197,17 @@ class LogEstimates:
         self._table[0] = r_hat * self._scale
         self._table[1] = evidence
         np.clip(r_fit * self._scale, *self._clip, out=self._table[2])
+        self._posterior = estimate.pop.copy()
         return estimate
 
+    def answer(self, track: int, pct: float, liked: int) -> None:
+        """The session's listener answered ``track``: ``pop`` takes it."""
+        self._posterior.update(self._basis[track], pct + self._prior.like_weight * liked)
+
     def observe(self, tracks: np.ndarray, out: np.ndarray) -> None:
-        """Write the estimates of ``tracks`` (the current track, then the candidates) into ``out`` (3, 1 + k)."""
-        self._table.take(tracks, axis=1, out=out, mode="wrap")
+        """Write the estimates of ``tracks`` (the current track, then the candidates) into ``out`` (5, 1 + k)."""
+        n_table = len(TABLE_ESTIMATES)
+        self._table.take(tracks, axis=1, out=out[:n_table], mode="wrap")
+        mean, sd = self._posterior.at(self._basis[tracks])
+        np.clip(mean, 0.0, POP_HIGH, out=out[n_table])
+        np.clip(sd, 0.0, 1.0, out=out[n_table + 1])

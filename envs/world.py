@@ -19,8 +19,10 @@ import numpy as np
 import pandas as pd
 
 from envs.candidates import CandidateIndex, build_neighbour_table
+from envs.listener_log import random_answers
 from envs.listeners import FittedListener, ListenerConfig, ListenerModel, Population, make_population
 from envs.music_env import EnvConfig
+from envs.population_prior import PRIOR_ANSWERS, PopulationPrior, fit_population_prior
 from envs.rewards import RewardConfig, fit_clusters, propagate, reward, select_probes
 from envs.simulated_logs import probe_log
 from music_rl.core.atomic import atomic_path, write_json_atomic
@@ -35,7 +37,8 @@ META_KEYS = ("format_version", "like_weight", "early_skip_penalty", "early_skip_
              "listeners_seed", "served_listener", "train_listeners", "heldout_listeners", "latent_source")
 
 # Independent random streams of one world seed.
-_STREAM_LISTENER_SEED, _STREAM_SPLIT, _STREAM_PROBES, _STREAM_FEEDBACK = 1, 2, 3, 4
+_STREAM_LISTENER_SEED, _STREAM_SPLIT, _STREAM_PROBES, _STREAM_FEEDBACK, _STREAM_PRIOR = 1, 2, 3, 4, 5
+PRIOR_FILE = "population_prior.npz"  # in world/, when the run's listener observation fitted one
 
 
 @dataclass(eq=False)
@@ -63,6 +66,7 @@ class World:
     meta: dict[str, Any]
     _population: Population | None = field(default=None, init=False, repr=False)
     _fitted: FittedListener | None = field(default=None, init=False, repr=False)
+    _prior: PopulationPrior | None = field(default=None, init=False, repr=False)
     _track_ids: list[str] | None = field(default=None, init=False, repr=False)
     _indexes: dict[tuple[int, int], CandidateIndex] = field(default_factory=dict, init=False, repr=False)
 
@@ -93,10 +97,24 @@ class World:
         ``world/``, read by :mod:`music_rl.user_model`); the population is drawn again from it."""
         self._fitted, self._population = fitted, None
 
+    def population_prior(self, k: int, session_length: int) -> PopulationPrior:
+        """The population prior of :mod:`envs.population_prior`, fitted once (then cached, and saved with the
+        world) on :data:`envs.population_prior.PRIOR_ANSWERS` answers of every training listener to random
+        choices among ``k`` candidates in sessions of ``session_length``."""
+        if self._prior is None:
+            population, seed = self.listeners(), int(self.meta["listeners_seed"])
+            index = self.candidate_index(k, self.neighbours.shape[1])
+            logs = [random_answers(population, int(i), index, PRIOR_ANSWERS, session_length,
+                                   np.random.default_rng([seed, _STREAM_PRIOR, int(i)]), k)
+                    for i in self.meta["train_listeners"]]
+            self._prior = fit_population_prior(self.latents, self.features,
+                                               [(log.tracks, log.pct, log.liked) for log in logs], seed)
+        return self._prior
+
     def with_reward_table(self, table: np.ndarray) -> World:
-        """This world with another reward table (a fine-tuned version's), its fitted listener kept."""
+        """This world with another reward table (a fine-tuned version's), its fitted listener and prior kept."""
         world = dataclasses.replace(self, reward_table=table)
-        world._fitted = self._fitted
+        world._fitted, world._prior = self._fitted, self._prior
         return world
 
     def track_ids(self) -> list[str]:
@@ -113,7 +131,8 @@ class World:
         return self._indexes[key]
 
     def save(self, world_dir: str | Path) -> None:
-        """Write tracks.csv, one .npy per array and meta.json into ``world_dir``, each atomically."""
+        """Write tracks.csv, one .npy per array, the population prior when fitted and meta.json into
+        ``world_dir``, each atomically."""
         out = Path(world_dir)
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / "tracks.csv") as tmp:
@@ -121,6 +140,9 @@ class World:
         for name in ARRAYS:
             with atomic_path(out / f"{name}.npy") as tmp, open(tmp, "wb") as fh:
                 np.save(fh, getattr(self, name))
+        if self._prior is not None:
+            with atomic_path(out / PRIOR_FILE) as tmp:
+                self._prior.save(tmp)
         write_json_atomic(out / "meta.json", self.meta)
 
     @classmethod
@@ -139,9 +161,19 @@ class World:
         arrays = {name: _read_array(src / f"{name}.npy") for name in ARRAYS}
         meta = _read_meta(src / "meta.json")
         try:
-            return cls(tracks=tracks, meta=meta, **arrays)
+            world = cls(tracks=tracks, meta=meta, **arrays)
         except _WorldMismatch as err:
             raise RunFolderError(f"{src / err.file}: {err.what}") from None
+        if (src / PRIOR_FILE).is_file():
+            try:
+                world._prior = PopulationPrior.load(src / PRIOR_FILE)
+            except (OSError, ValueError, KeyError) as err:
+                raise RunFolderError(f"{src / PRIOR_FILE}: not a readable population prior ({err})") from None
+            width = world.latents.shape[1] + world.features.shape[1]
+            if world._prior.centre.shape != (width,):
+                raise RunFolderError(f"{src / PRIOR_FILE}: a prior of {world._prior.centre.shape} track columns, "
+                                     f"the world has {width}")
+        return world
 
 
 class _WorldMismatch(ValueError):

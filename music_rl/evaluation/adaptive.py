@@ -15,6 +15,11 @@ evaluation sessions) and its propagated estimate; then it is called as an ``musi
 - :class:`GreedyEstimate`: the candidate of highest r̂ (the listener's propagated log; ``greedy``) or of highest
   r_fit (its ridge fit on the features, LinUCB's mean on the log without the session's answers; ``greedy_fit``);
   with no answers both are flat and it plays the nearest candidate.
+- :class:`PopulationPosterior`: the listener's posterior under the population prior
+  (:mod:`envs.population_prior`: a nonlinear regression of the answers whose prior the training listeners taught),
+  updated after every answer of the session; ``greedy_pop`` plays the candidate of highest posterior mean (what
+  the estimate alone identifies), ``pop_ts`` the candidate of highest value under weights drawn from the
+  posterior at every step (Thompson sampling: the nonlinear bandit on the same estimate).
 - :class:`StaticTaste`: the candidate of highest expected reward in the listener's fresh-session state: it knows
   the listener's taste (what any number of answers could at best identify), not the session's boredom, repeats
   and drift (what the myopic oracle also knows). A reference, not a method: the ceiling of taste.
@@ -28,6 +33,7 @@ import numpy as np
 
 from envs.listener_log import AnswerLog, ListenerEstimate
 from envs.music_env import MusicRecEnv
+from envs.population_prior import Posterior
 from envs.rewards import RewardConfig, reward
 from music_rl.learners.policies import Policy
 
@@ -165,3 +171,34 @@ class GreedyEstimate(ListenerPolicy):
         if self._r_hat is None:
             raise RuntimeError("GreedyEstimate called before start()")
         return int(np.argmax(self._r_hat[env.current_candidates]))
+
+
+class PopulationPosterior(ListenerPolicy):
+    """Greedy on the population-prior posterior's mean (``rng`` None) or Thompson sampling from it.
+
+    Args:
+        basis: (N, p) the prior's basis of every track (:attr:`envs.listener_log.Estimator.basis`).
+        like_weight: the weight of a like in the fitted answer (the prior's).
+        rng: draws for Thompson sampling; None: the posterior mean (greedy).
+    """
+
+    online = True
+
+    def __init__(self, basis: np.ndarray, like_weight: float, rng: np.random.Generator | None = None) -> None:
+        self.basis, self.like_weight, self.rng = basis, like_weight, rng
+        self._posterior: Posterior | None = None
+        self._seen = 0
+
+    def start(self, log: AnswerLog, estimate: ListenerEstimate) -> None:
+        """The log's posterior (a copy: the session updates it)."""
+        self._posterior, self._seen = estimate.pop.copy(), 0
+
+    def __call__(self, obs: np.ndarray, env: MusicRecEnv) -> int:
+        if self._posterior is None:
+            raise RuntimeError("PopulationPosterior called before start()")
+        answers = env.answers
+        for track, pct, liked in answers[self._seen:]:
+            self._posterior.update(self.basis[track], pct + self.like_weight * liked)
+        self._seen = len(answers)
+        weights = self._posterior.mean if self.rng is None else self._posterior.draw(self.rng)
+        return int(np.argmax(self.basis[env.current_candidates] @ weights))

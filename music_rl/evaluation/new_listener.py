@@ -40,6 +40,7 @@ from music_rl.evaluation.adaptive import (
     GreedyEstimate,
     LinUCB,
     ListenerPolicy,
+    PopulationPosterior,
     SessionAffinity,
     StaticTaste,
 )
@@ -49,7 +50,9 @@ from music_rl.evaluation.segments import SegmentThompson, fit_segments
 from music_rl.learners.policies import HISTORY_ENCODERS, HistoryEncoder
 
 REFERENCES = ("random", "oracle", "taste")  # the scale's ends and the ceiling of taste: scores, not rivals
-COMPARED = (("linucb", "random"), ("segment_ts", "linucb"))  # besides ppo against every other method
+COMPARED = (("linucb", "random"), ("segment_ts", "linucb"), ("greedy_pop", "linucb_tuned"),
+            ("pop_ts", "greedy_pop"))  # besides ppo against every other method
+ESTIMATE_BASELINE = "greedy_pop"  # what the estimate alone identifies (new_listener.decomposition)
 
 
 @dataclass
@@ -71,6 +74,9 @@ class NewListenerConfig:
     """before each evaluation session, a method that reads the log also gets its earlier sessions' answers"""
     linucb_alpha: float = 0.1
     """LinUCB's exploration bonus weight (rewards in the env's scaled units)"""
+    linucb_tuned_alpha: float = 0.03
+    """linucb_tuned's bonus weight: the best of 0, 0.03, 0.1, 0.3, 1 and 3 on the tuning seed 0
+    (docs/results/new-listener.md)"""
     linucb_ridge: float = 1.0
     """LinUCB's prior precision (ridge penalty); also segment_ts's around its segment's centre"""
     segments: int = 8
@@ -92,6 +98,7 @@ class NewListenerConfig:
             ("max_listeners", self.max_listeners is None or self.max_listeners >= 2,
              "must be null (all held-out listeners) or an integer >= 2 (a bootstrap needs two)"),
             ("linucb_alpha", 0 <= self.linucb_alpha < float("inf"), "must be a number >= 0"),
+            ("linucb_tuned_alpha", 0 <= self.linucb_tuned_alpha < float("inf"), "must be a number >= 0"),
             ("linucb_ridge", 0 < self.linucb_ridge < float("inf"), "must be a number > 0"),
             ("segments", self.segments >= 1, "must be an integer >= 1"),
             ("segment_answers", self.segment_answers >= 1, "must be an integer >= 1"),
@@ -119,9 +126,10 @@ def _constant(policy: ListenerPolicy) -> Factory:
 
 
 def method_factories(world: World, cfg: NewListenerConfig, reward_cfg: RewardConfig, env_cfg: EnvConfig,
-                     learnt: Mapping[str, ListenerPolicy], seed: int) -> dict[str, Factory]:
+                     learnt: Mapping[str, ListenerPolicy], seed: int, estimator: Estimator) -> dict[str, Factory]:
     """A fresh policy per listener and budget for every method: ``learnt`` (already built; a learnt policy keeps
-    nothing between listeners), LinUCB, Thompson sampling over the training listeners' segments, the
+    nothing between listeners), LinUCB (its default and its tuned bonus), Thompson sampling over the training
+    listeners' segments, greedy on and Thompson sampling from the population-prior posterior, the
     session-affinity heuristic, greedy on r̂ and on r_fit, random, nearest, oracle and the static-taste
     reference."""
     phi = track_features(world.latents, world.features)
@@ -133,6 +141,9 @@ def method_factories(world: World, cfg: NewListenerConfig, reward_cfg: RewardCon
     factories: dict[str, Factory] = {name: _constant(policy) for name, policy in learnt.items()}
     factories.update({
         "linucb": lambda: LinUCB(phi, reward_cfg, scale, cfg.linucb_alpha, cfg.linucb_ridge),
+        "linucb_tuned": lambda: LinUCB(phi, reward_cfg, scale, cfg.linucb_tuned_alpha, cfg.linucb_ridge),
+        "greedy_pop": lambda: PopulationPosterior(estimator.basis, estimator.prior.like_weight),
+        "pop_ts": lambda: PopulationPosterior(estimator.basis, estimator.prior.like_weight, rng),
         "segment_ts": lambda: SegmentThompson(phi, segments, reward_cfg, scale, cfg.linucb_ridge, rng),
         "affinity": lambda: SessionAffinity(world.features),
         "greedy": GreedyEstimate,
@@ -179,9 +190,9 @@ def evaluate_new_listener(world: World, env_cfg: EnvConfig, reward_cfg: RewardCo
         raise ConfigError(f"new_listener: {len(listeners)} held-out listener(s); the bootstrap needs two or more "
                           "(raise listeners.population or listeners.held_out_fraction)")
     env_cfg = dataclasses.replace(env_cfg, start_track=None)
-    estimator = Estimator(world.latents, world.features, world.clusters, world.centroids, reward_cfg)
+    estimator = Estimator.of(world, reward_cfg, env_cfg.k, env_cfg.session_length)
     listener_obs = env_cfg.observation == "listener"
-    factories = method_factories(world, cfg, reward_cfg, env_cfg, learnt, seed)
+    factories = method_factories(world, cfg, reward_cfg, env_cfg, learnt, seed, estimator)
     rows: list[int | str] = [*cfg.budgets, *([probe_row(reward_cfg)] if cfg.probe_round else [])]
     # sums[m][r, l] and steps[m][r, l]: the expected reward summed over the steps of method m, row r, listener l
     sums = {m: np.zeros((len(rows), len(listeners))) for m in factories}
@@ -248,8 +259,33 @@ def scores(rows: list[int | str], listeners: list[int], sums: Mapping[str, np.nd
             comparisons[f"{a} - {b}"] = {"difference": difference, "ci95": ci}
     out: dict[str, Any] = {"budgets": rows, "n_listeners": n, "n_sessions": cfg.n_sessions, "online": cfg.online,
                            "policies": policies, "comparisons": comparisons}
+    if ESTIMATE_BASELINE in by_method and "taste" in by_method:
+        out["decomposition"] = decomposition(by_method, summary)
     if any(v is None for p in policies.values() for v in p["normalized_score"]):
         out["normalized_score_reason"] = "null where the oracle and random score the same (no scale)"
+    return out
+
+
+def decomposition(by_method: Mapping[str, np.ndarray],
+                  summary: Callable[[np.ndarray], tuple[list[float | None], list[list[float] | None]]]
+                  ) -> dict[str, Any]:
+    """Where the score comes from, per budget (``metrics.json["new_listener"]["decomposition"]``): what the
+    estimate identifies (``identified``: greedy on the population-prior posterior, and ``identified_share`` of
+    ``taste``, the ceiling any number of answers could reach), what the policy adds on top (``policy_adds``: ppo
+    minus that greedy) and what is left below the ceiling (``left``: taste minus ppo, or minus the greedy without
+    a ppo), each a score with its bootstrap ci95."""
+    identified, taste = by_method[ESTIMATE_BASELINE], by_method["taste"]
+    point, ci = summary(identified)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = [_number(v) for v in (identified[0] / taste[0])]
+    out: dict[str, Any] = {"estimate": ESTIMATE_BASELINE, "identified": {"score": point, "ci95": ci},
+                           "identified_share": share}
+    best = by_method.get("ppo", identified)
+    if "ppo" in by_method:
+        adds, adds_ci = summary(by_method["ppo"] - identified)
+        out["policy_adds"] = {"difference": adds, "ci95": adds_ci}
+    left, left_ci = summary(taste - best)
+    out["left"] = {"difference": left, "ci95": left_ci}
     return out
 
 

@@ -217,7 +217,7 @@ def listener_estimate(run: LoadedRun, answers: AnswerLog) -> ListenerEstimate:
                           "serving a listener from their answers needs a run with env.observation=listener "
                           "(+experiment=new_listener)")
     world = run.world
-    return Estimator(world.latents, world.features, world.clusters, world.centroids, run.cfg.reward)(answers)
+    return Estimator.of(world, run.cfg.reward, run.cfg.env.k, run.cfg.env.session_length)(answers)
 
 
 def recommend(run: LoadedRun, start: int, length: int, sample: bool = False,

@@ -107,8 +107,9 @@ def check_catalog_size(cfg: TrainConfig, n_tracks: int) -> None:
 
 
 def build_run_world(cfg: TrainConfig, run_dir: Path, logger: Logger, info: RunInfo) -> World:
-    """The whole world of a fresh run, saved under ``world/`` with ``feedback.csv`` (the log the rewards were
-    learnt from) and, for a user's log, ``feedback_holdout.csv`` (its held-out sessions)."""
+    """The whole world of a fresh run, saved under ``world/`` (with the population prior of the listener
+    observation and the new-listener protocol) with ``feedback.csv`` (the log the rewards were learnt from) and,
+    for a user's log, ``feedback_holdout.csv`` (its held-out sessions)."""
     catalog, normaliser, features = load_features(cfg, info)
     user_log, holdout, report = read_user_log(cfg, catalog, info)
     track_ids = catalog.tracks["track_id"].astype(str).tolist()
@@ -127,6 +128,10 @@ def build_run_world(cfg: TrainConfig, run_dir: Path, logger: Logger, info: RunIn
                                       seed=derive_seed(cfg.seed, "world"), listener_seed=listener_seed(cfg),
                                       log=user_log, log_has_likes=report.has_likes if report else True,
                                       fitted=fitted)
+    if cfg.env.observation == "listener" or cfg.new_listener.enabled:
+        with info.stage("population_prior"):  # saved with the world: serving need not fit it again
+            world.population_prior(cfg.env.k, cfg.env.session_length)
+    with info.stage("world"):
         world.save(run_dir / "world")
         write_feedback(feedback, run_dir / "feedback.csv")
         if holdout is not None and len(holdout):

@@ -301,6 +301,9 @@ def test_layout_names_every_value_of_the_observation(world: World, observation: 
                 layout.rows(views.hist).answer[...] = value
             else:
                 views.estimate[[0, 2]] = value
+    if observation == "listener":  # pop, the expected answer pct + 0.5 liked: in [0, 1.5]
+        assert np.all(layout.views(high).estimate[3] == 1.5)
+        layout.views(high).estimate[3] = 1.0
     assert not low.any() and np.all(high == 1)  # every other value in [0, 1]
     assert env.observation_space.contains(obs)
 

@@ -43,7 +43,7 @@ def mean_expected(env: MusicRecEnv, policy, log: AnswerLog, estimator: Estimator
 
 def test_linucb_and_greedy_learn_from_many_answers(world):
     env = MusicRecEnv(world, EnvConfig(reward_source="simulator"), listener_ids=[3])
-    estimator = Estimator(world.latents, world.features, world.clusters, world.centroids, RewardConfig(n_clusters=8))
+    estimator = Estimator.of(world, RewardConfig(n_clusters=8), 4, 20)
     log = random_answers(world.listeners(), 3, world.candidate_index(4, 32), 2000, 20, np.random.default_rng(0))
     assert len(log) == 2000
     linucb = LinUCB(track_features(world.latents, world.features), RewardConfig(), env.reward_scale, 0.1, 1.0)
@@ -55,13 +55,19 @@ def test_linucb_and_greedy_learn_from_many_answers(world):
 
 def test_b0_behaviour_is_defined(world):
     """No answers: r̂ flat at 0 with no evidence, greedy and session affinity play the nearest candidate."""
-    estimator = Estimator(world.latents, world.features, world.clusters, world.centroids, RewardConfig())
+    estimator = Estimator.of(world, RewardConfig(), 4, 20)
     estimate = estimator(AnswerLog.empty())
     assert not estimate.r_hat.any() and not estimate.evidence.any() and estimate.n_answers == 0
     env = MusicRecEnv(world, LISTENER, listener_ids=[0])
     env.set_listener_estimate(estimate)
     obs, _ = env.reset(seed=0)
-    assert not env.setup.views(obs).estimate.any()
+    rows = env.setup.views(obs).estimate
+    assert not rows[:3].any()  # r_hat, evidence, r_fit: nothing
+    prior_mean, prior_sd = estimate.pop.at(Estimator.of(world, RewardConfig(), 4, 20).basis[[env.track,
+                                                                                           *env.current_candidates]])
+    np.testing.assert_allclose(rows[3], np.clip(prior_mean, 0, 1.5), rtol=1e-5)  # pop: the population's prior
+    np.testing.assert_allclose(rows[4], np.clip(prior_sd, 0, 1), rtol=1e-5)
+    assert rows[4].min() > 0
     greedy = GreedyEstimate()
     greedy.start(AnswerLog.empty(), estimate)
     assert greedy(obs, env) == 0
@@ -117,9 +123,17 @@ def test_protocol_json_schema_and_no_nan(world):
     out = evaluate_new_listener(world, LISTENER, RewardConfig(n_clusters=8), cfg, {}, seed=1)
     text = json.dumps(out, allow_nan=False)  # strict JSON
     assert out["budgets"] == [0, 20, "probe32"] and out["n_listeners"] == 3  # 4 probes x 8 clusters
-    assert set(out["policies"]) == {"linucb", "segment_ts", "affinity", "greedy", "greedy_fit", "random", "nearest",
-                                    "oracle", "taste"}
-    assert set(out["comparisons"]) == {"linucb - random", "segment_ts - linucb"}  # no ppo here
+    assert set(out["policies"]) == {"linucb", "linucb_tuned", "segment_ts", "greedy_pop", "pop_ts", "affinity",
+                                    "greedy", "greedy_fit", "random", "nearest", "oracle", "taste"}
+    assert set(out["comparisons"]) == {"linucb - random", "segment_ts - linucb", "greedy_pop - linucb_tuned",
+                                       "pop_ts - greedy_pop"}  # no ppo here
+    parts = out["decomposition"]  # without ppo: what the estimate identifies and what is left to the ceiling
+    assert parts["estimate"] == "greedy_pop" and "policy_adds" not in parts
+    assert parts["identified"]["score"] == out["policies"]["greedy_pop"]["normalized_score"]
+    for r in range(3):
+        taste, found = out["policies"]["taste"]["normalized_score"][r], parts["identified"]["score"][r]
+        assert parts["left"]["difference"][r] == pytest.approx(taste - found)
+        assert parts["identified_share"][r] == pytest.approx(found / taste)
     for name, entry in out["policies"].items():
         assert len(entry["normalized_score"]) == len(entry["ci95"]) == 3, name
         for value, (lo, hi) in zip(entry["normalized_score"], entry["ci95"], strict=True):
@@ -155,6 +169,13 @@ def test_run_writes_new_listener_metrics(listener_run):
     assert metrics["new_listener"]["budgets"] == [0, 20, "probe32"]  # tiny: 8 clusters
     assert len(metrics["new_listener"]["policies"]["ppo"]["normalized_score"]) == 3
     assert metrics["new_listener"]["policies"]["ppo"]["online"]
+    parts, policies = metrics["new_listener"]["decomposition"], metrics["new_listener"]["policies"]
+    for r in range(3):  # identified + what the policy adds + what is left = the ceiling of taste
+        total = (parts["identified"]["score"][r] + parts["policy_adds"]["difference"][r]
+                 + parts["left"]["difference"][r])
+        assert total == pytest.approx(policies["taste"]["normalized_score"][r])
+    assert "ppo - greedy_pop" in metrics["new_listener"]["comparisons"]
+    assert (listener_run / "world" / "population_prior.npz").is_file()
 
 
 def test_recommend_serves_a_user_from_their_answers(listener_run, tmp_path, capsys):

@@ -52,7 +52,7 @@ def test_the_posterior_finds_the_segment_that_made_the_answers(world):
 def test_it_serves_a_new_listener_better_than_chance(world, segments):
     listener = int(world.meta["heldout_listeners"][0])
     env = MusicRecEnv(world, EnvConfig(reward_source="simulator"), listener_ids=[listener])
-    estimator = Estimator(world.latents, world.features, world.clusters, world.centroids, REWARD)
+    estimator = Estimator.of(world, REWARD, 4, 20)
     log = random_answers(world.listeners(), listener, world.candidate_index(4, 32), 80, 20,
                          np.random.default_rng(1))
     phi = track_features(world.latents, world.features)
