@@ -85,7 +85,8 @@ class PopulationPrior:
             solved = np.linalg.solve(innovation, np.column_stack([answers - basis_rows @ self.mean, gain.T]))
             mean, cov = self.mean + gain @ solved[:, 0], self.cov - gain @ solved[:, 1:]
         else:  # the precision form: a (p, p) inverse
-            cov = np.asarray(np.linalg.inv(np.linalg.inv(self.cov) + basis_rows.T @ basis_rows / self.noise), np.float64)
+            precision = np.linalg.inv(self.cov) + basis_rows.T @ basis_rows / self.noise
+            cov = np.asarray(np.linalg.inv(precision), np.float64)
             mean = cov @ (np.linalg.solve(self.cov, self.mean) + basis_rows.T @ answers / self.noise)
         return Posterior(mean, (cov + cov.T) / 2.0, self.noise)
 
