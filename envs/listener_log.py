@@ -141,27 +141,34 @@ class Estimator:
     Args:
         latents: (N, d); features: (N, F); clusters: (N,) labels; centroids: (C, d) (a world's).
         cfg: the reward definition and the propagation's decay and prior.
-        prior: the population prior (``World.population_prior``).
+        prior: the population prior (``World.population_prior``); basis: its basis of every track (None: computed
+            here).
     """
 
     def __init__(self, latents: np.ndarray, features: np.ndarray, clusters: np.ndarray, centroids: np.ndarray,
-                 cfg: RewardConfig, prior: PopulationPrior) -> None:
+                 cfg: RewardConfig, prior: PopulationPrior, basis: np.ndarray | None = None) -> None:
         self.latents, self.clusters, self.centroids, self.cfg = latents, np.asarray(clusters), centroids, cfg
         self._factors = decay_factors(latents, clusters, centroids, cfg)
         self.phi = track_features(latents, features)
         self.prior = prior
-        self.basis = prior.basis(latents, features)
+        self.basis = prior.basis(latents, features).astype(np.float32) if basis is None else basis
 
     @classmethod
     def of(cls, world: World, cfg: RewardConfig, k: int, session_length: int) -> Estimator:
         """The estimator of a world, with its population prior (fitted on logs of random choices among ``k``
         candidates in sessions of ``session_length``, unless the world already has one)."""
         return cls(world.latents, world.features, world.clusters, world.centroids, cfg,
-                   world.population_prior(k, session_length))
+                   *world.population_basis(k, session_length))
 
     def __call__(self, log: AnswerLog) -> ListenerEstimate:
-        """Propagate ``log``'s rewards over the clusters (:func:`envs.rewards.propagate`)."""
+        """Propagate ``log``'s rewards over the clusters (:func:`envs.rewards.propagate`); :class:`FeedbackError`
+        for an answer that is not a share in [0, 1] with a like of 0 or 1 (NaN included)."""
         n = self.latents.shape[0]
+        bad = ~((log.pct >= 0.0) & (log.pct <= 1.0) & ((log.liked == 0) | (log.liked == 1)))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise FeedbackError(f"answers: {int(bad.sum())} not a share in [0, 1] with liked 0 or 1, e.g. answer "
+                                f"{i + 1} (percentage_listened={log.pct[i]}, liked={log.liked[i]})")
         pop = self.prior.posterior(self.basis[log.tracks], self.prior.answers(log.pct, log.liked))
         if not len(log):
             zeros = np.zeros(n, np.float32)

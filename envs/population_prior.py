@@ -74,7 +74,7 @@ class PopulationPrior:
         """The answer ``pct + like_weight * liked`` of each row."""
         return np.asarray(pct, np.float64) + self.like_weight * np.asarray(liked, np.float64)
 
-    def posterior(self, basis_rows: Array, answers: Array) -> Posterior:
+    def posterior(self, basis_rows: np.ndarray, answers: np.ndarray) -> Posterior:
         """The posterior over a listener's weights given their answers (``basis_rows`` (n, p), ``answers`` (n,));
         n = 0: the prior."""
         if not len(answers):
@@ -116,14 +116,14 @@ class Posterior:
         """An independent copy (a session updates its own)."""
         return Posterior(self.mean.copy(), self.cov.copy(), self.noise)
 
-    def update(self, b: Array, answer: float) -> None:
+    def update(self, b: np.ndarray, answer: float) -> None:
         """One more answer ``answer`` at a track of basis row ``b`` (p,): the rank-one Gaussian update."""
         cb = self.cov @ b
         denominator = self.noise + float(b @ cb)
         self.mean += cb * ((answer - float(b @ self.mean)) / denominator)
         self.cov -= np.outer(cb, cb) / denominator
 
-    def at(self, basis_rows: Array) -> tuple[Array, Array]:
+    def at(self, basis_rows: np.ndarray) -> tuple[Array, Array]:
         """The expected answer and its standard deviation (the estimate's, not the answer noise) at tracks of
         basis rows (n, p)."""
         mean = basis_rows @ self.mean

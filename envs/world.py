@@ -67,6 +67,7 @@ class World:
     _population: Population | None = field(default=None, init=False, repr=False)
     _fitted: FittedListener | None = field(default=None, init=False, repr=False)
     _prior: PopulationPrior | None = field(default=None, init=False, repr=False)
+    _prior_basis: np.ndarray | None = field(default=None, init=False, repr=False)
     _track_ids: list[str] | None = field(default=None, init=False, repr=False)
     _indexes: dict[tuple[int, int], CandidateIndex] = field(default_factory=dict, init=False, repr=False)
 
@@ -111,10 +112,18 @@ class World:
                                                [(log.tracks, log.pct, log.liked) for log in logs], seed)
         return self._prior
 
+    def population_basis(self, k: int, session_length: int) -> tuple[PopulationPrior, np.ndarray]:
+        """The population prior (:meth:`population_prior`) and its basis of every track, (N, p) float32, computed
+        once and shared by the world's envs."""
+        prior = self.population_prior(k, session_length)
+        if self._prior_basis is None:
+            self._prior_basis = prior.basis(self.latents, self.features).astype(np.float32)
+        return prior, self._prior_basis
+
     def with_reward_table(self, table: np.ndarray) -> World:
         """This world with another reward table (a fine-tuned version's), its fitted listener and prior kept."""
         world = dataclasses.replace(self, reward_table=table)
-        world._fitted, world._prior = self._fitted, self._prior
+        world._fitted, world._prior, world._prior_basis = self._fitted, self._prior, self._prior_basis
         return world
 
     def track_ids(self) -> list[str]:

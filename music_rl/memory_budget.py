@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from envs.population_prior import ANCHORS
 from music_rl.core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -72,6 +73,9 @@ def estimate(cfg: TrainConfig) -> list[Term]:
         if cfg.eval.protocol == "population" or cfg.new_listener.enabled:  # a table per listener met
             terms.append(Term(f"listeners.population={lis.population}, data.n_tracks={n}",
                               (lis.population - 1) * n * table))
+        if env.observation == "listener" or cfg.new_listener.enabled:  # the population prior's float32 basis
+            columns = 2 * (cfg.vae.latent_dim + N_FEATURES) + ANCHORS + 1  # [s, s**2, anchors, 1]
+            terms.append(Term(f"env.observation={env.observation}, data.n_tracks={n}", n * 4 * columns))
     terms.append(Term(f"listeners.population={lis.population}, listeners.n_taste_centres={lis.n_taste_centres}",
                       lis.population * (8 * lis.n_taste_centres * (5 * N_FEATURES + 1) + 100)))
     vae = cfg.vae

@@ -128,10 +128,9 @@ def build_run_world(cfg: TrainConfig, run_dir: Path, logger: Logger, info: RunIn
                                       seed=derive_seed(cfg.seed, "world"), listener_seed=listener_seed(cfg),
                                       log=user_log, log_has_likes=report.has_likes if report else True,
                                       fitted=fitted)
-    if cfg.env.observation == "listener" or cfg.new_listener.enabled:
-        with info.stage("population_prior"):  # saved with the world: serving need not fit it again
-            world.population_prior(cfg.env.k, cfg.env.session_length)
-    with info.stage("world"):
+        if cfg.env.observation == "listener" or cfg.new_listener.enabled:
+            with info.stage("population_prior"):  # a part of the world's time; saved with it for serving
+                world.population_prior(cfg.env.k, cfg.env.session_length)
         world.save(run_dir / "world")
         write_feedback(feedback, run_dir / "feedback.csv")
         if holdout is not None and len(holdout):

@@ -19,6 +19,7 @@ from envs.listener_log import AnswerLog, Estimator, random_answers, track_featur
 from envs.music_env import EnvConfig, MusicRecEnv
 from envs.rewards import RewardConfig
 from envs.world import synthetic_world
+from music_rl.core.errors import FeedbackError
 from music_rl.evaluation.adaptive import Fixed, GreedyEstimate, LinUCB, SessionAffinity
 from music_rl.evaluation.baselines import random_policy
 from music_rl.evaluation.evaluate import rollout
@@ -207,3 +208,25 @@ def test_table_key_paths_index_lists():
     path = "metrics.new_listener.policies.ppo.normalized_score.2"
     assert lookup(doc, path) == 0.3 and lookup(excerpt(doc, [path]), path) == 0.3
     assert lookup(doc, "metrics.new_listener.policies.ppo.normalized_score.3") is None
+
+
+@pytest.mark.parametrize("pct", ["nan", "1.7", "-0.2", "inf"])
+def test_recommend_refuses_answers_that_are_not_shares(listener_run, tmp_path, capsys, pct):
+    """A user's log whose answer is NaN or out of [0, 1]: one line naming the column, exit 2, nothing served."""
+    ids = (listener_run / "world" / "tracks.csv").read_text().splitlines()[1:3]  # two tracks of the catalog
+    log = tmp_path / "answers.csv"
+    log.write_text("user_id,session_id,position,track_id,percentage_listened,liked\n"
+                   f"u,s,0,{ids[0].split(',')[0]},0.5,0\nu,s,1,{ids[1].split(',')[0]},{pct},1\n")
+    code = run_cli("recommend", f"run_dir={listener_run}", "user=u", f"feedback={log}", "length=2")
+    out, err = capsys.readouterr()
+    assert code == 2 and not out, out
+    err = err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "percentage_listened" in err, err
+
+
+def test_an_estimate_refuses_answers_that_are_not_shares(world):
+    """The estimator itself (any caller, not only a checked file): NaN or out-of-range answers are refused."""
+    estimator = Estimator.of(world, RewardConfig(n_clusters=8), 4, 20)
+    for pct, liked in ((float("nan"), 0), (1.5, 0), (0.5, 2)):
+        with pytest.raises(FeedbackError, match="answers"):
+            estimator(AnswerLog.of([1, 2], [0.4, pct], [0, liked]))
