@@ -48,8 +48,8 @@ class EnvConfig:
 
     observation: Observation = Observation.candidates
     """seed: z_current | candidates: + the k candidates' latents (and features) | history: + recent
-    [z, reward] rows | listener: + the listener's r_hat, its evidence and r_fit per track, and recent [z, x, pct, liked]
-    rows (docs/results/new-listener.md)"""
+    [z, reward] rows | listener: + the listener's r_hat, its evidence, r_fit, and pop and pop_sd (the posterior under
+    the population prior) per track, and recent [z, x, pct, liked] rows (docs/results/new-listener.md)"""
     reward_source: RewardSource = RewardSource.propagated
     """propagated: the world's reward table r_hat, learnt from a feedback log (offline: the design's flow) |
     simulator: the simulated listener answers (online)"""

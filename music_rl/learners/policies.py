@@ -11,7 +11,7 @@ has to learn the same function k times, once per slot, and in practice learns on
 rank.) The critic is an ordinary MLP over the whole observation.
 
 With ``env.observation=listener`` (``listener=True``) each candidate's input adds what the listener's log says
-about it and about the current track (r̂, evidence, r_fit: :data:`envs.listener_log.ESTIMATES`), and an
+about it and about the current track (r̂, evidence, r_fit, pop, pop_sd: :data:`envs.listener_log.ESTIMATES`), and an
 encoding of the session's history rows ``[z, x, pct, liked, filled]`` (``history_encoder``): ``pooled``, one
 shared MLP per row, averaged over the filled rows (a set encoding, the same for every candidate); ``pairwise``,
 one shared MLP per (candidate, row) pair of ``[z_cand - z_row, x_cand - x_row, pct, liked]``, averaged over the
