@@ -26,6 +26,7 @@ candidates recovered 0.56 of the taste's edge after 80 answers fitted on pct alo
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,11 +99,28 @@ class PopulationPrior:
 
     @classmethod
     def load(cls, path: str | Path) -> PopulationPrior:
-        """Read a prior written by :meth:`save`."""
-        with np.load(path) as data:
-            noise, like_weight, width = (float(v) for v in data["scalars"])
-            return cls(data["centre"], data["spread"], data["anchors"], data["mean"], data["cov"], noise, like_weight,
-                       width)
+        """Read a prior written by :meth:`save`; :class:`ValueError` (one line) for a file that is not one: not an
+        ``.npz`` of its arrays, shapes that do not fit together, or a value that is not finite."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {name: np.asarray(data[name], np.float64)
+                          for name in ("centre", "spread", "anchors", "mean", "cov", "scalars")}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            raise ValueError("not an .npz of the prior's arrays (centre, spread, anchors, mean, cov, scalars)"
+                             ) from None
+        q = arrays["centre"].shape[0] if arrays["centre"].ndim == 1 else -1
+        a = arrays["anchors"].shape[0] if arrays["anchors"].ndim == 2 else -1
+        p = 2 * q + a + 1
+        shapes = {"centre": (q,), "spread": (q,), "anchors": (a, q), "mean": (p,), "cov": (p, p), "scalars": (3,)}
+        for name, shape in shapes.items():
+            if arrays[name].shape != shape or min(shape, default=0) < 0:
+                raise ValueError(f"{name} has shape {arrays[name].shape}, {shape} expected")
+            if not np.isfinite(arrays[name]).all():
+                raise ValueError(f"{name} holds a value that is not finite")
+        noise, like_weight, width = (float(v) for v in arrays.pop("scalars"))
+        if noise <= 0 or width <= 0 or (arrays["spread"] <= 0).any():
+            raise ValueError("the noise, the width and every spread must be > 0")
+        return cls(**arrays, noise=noise, like_weight=like_weight, width=width)
 
 
 class Posterior:

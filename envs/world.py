@@ -176,8 +176,9 @@ class World:
         if (src / PRIOR_FILE).is_file():
             try:
                 world._prior = PopulationPrior.load(src / PRIOR_FILE)
-            except (OSError, ValueError, KeyError) as err:
-                raise RunFolderError(f"{src / PRIOR_FILE}: not a readable population prior ({err})") from None
+            except ValueError as err:
+                raise RunFolderError(f"{src / PRIOR_FILE}: not a readable population prior ({err}); delete it to "
+                                     "fit the prior again") from None
             width = world.latents.shape[1] + world.features.shape[1]
             if world._prior.centre.shape != (width,):
                 raise RunFolderError(f"{src / PRIOR_FILE}: a prior of {world._prior.centre.shape} track columns, "

@@ -121,16 +121,18 @@ def budget_figure(new_listener: Mapping[str, Any]) -> matplotlib.figure.Figure:
     its 95% bootstrap interval; the probe round (a string budget) as a separate point at the right."""
     budgets = list(new_listener["budgets"])
     fig, ax = plt.subplots(figsize=(8.5, 4.5))
+    palette = matplotlib.colormaps["tab20"]  # 20 distinct colours: one per method
     for i, (name, entry) in enumerate(sorted(new_listener["policies"].items())):
         xs = np.arange(len(budgets), dtype=float) + (i - 3) * 0.04  # a small dodge keeps the intervals apart
         ys = np.array([np.nan if v is None else v for v in entry["normalized_score"]], dtype=float)
         lo = np.array([np.nan if c is None else c[0] for c in entry["ci95"]], dtype=float)
         hi = np.array([np.nan if c is None else c[1] for c in entry["ci95"]], dtype=float)
         numeric = np.array([not isinstance(b, str) for b in budgets])
-        style: dict[str, Any] = {"color": f"C{i}", "lw": 2.5 if name == "ppo" else 1.2}
+        colour = palette(i % palette.N)
+        style: dict[str, Any] = {"color": colour, "lw": 2.5 if name == "ppo" else 1.2}
         ax.plot(xs[numeric], ys[numeric], marker="o", label=name, **style)
         ax.errorbar(xs, ys, yerr=[ys - lo, hi - ys], fmt="none", capsize=3, **style)
-        ax.plot(xs[~numeric], ys[~numeric], marker="s", ls="none", color=f"C{i}")
+        ax.plot(xs[~numeric], ys[~numeric], marker="s", ls="none", color=colour)
     ax.set_xticks(np.arange(len(budgets)), [str(b) for b in budgets])
     ax.set_xlabel("the listener's answers before evaluation (B; probeN: the probe round, N answers)")
     ax.set_ylabel("normalized score (0 random, 1 oracle)")

@@ -71,10 +71,19 @@ def test_the_prior_is_saved_with_the_world_and_read_back(world, prior, tmp_path)
     again = loaded.population_prior(K, SESSION)  # read, not fitted again
     np.testing.assert_array_equal(again.cov, prior.cov)
     assert again.noise == prior.noise and again.like_weight == prior.like_weight
-    (tmp_path / "world" / PRIOR_FILE).write_bytes(b"not a prior")
-    with pytest.raises(RunFolderError, match=PRIOR_FILE) as err:
-        World.load(tmp_path / "world")
-    assert "\n" not in str(err.value)
+    saved = (tmp_path / "world" / PRIOR_FILE).read_bytes()
+    arrays = dict(np.load(tmp_path / "world" / PRIOR_FILE))
+    broken = {"anchors": arrays["anchors"][:-1]}, {"cov": np.where(np.eye(len(arrays["mean"])), np.nan, arrays["cov"])}
+    for bad, why in ((b"not a prior", "not an .npz"), (saved[:500], "not an .npz"), (b"", "not an .npz"),
+                     (broken[0], "shape"), (broken[1], "not finite")):
+        if isinstance(bad, dict):
+            np.savez(tmp_path / "world" / "prior.npz", **(arrays | bad))
+            (tmp_path / "world" / "prior.npz").replace(tmp_path / "world" / PRIOR_FILE)
+        else:
+            (tmp_path / "world" / PRIOR_FILE).write_bytes(bad)
+        with pytest.raises(RunFolderError, match=PRIOR_FILE) as err:
+            World.load(tmp_path / "world")
+        assert "\n" not in str(err.value) and why in str(err.value), err.value
 
 
 def test_thompson_draws_centre_on_the_posterior(world, prior):
