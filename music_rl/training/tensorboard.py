@@ -128,7 +128,7 @@ def budget_figure(new_listener: Mapping[str, Any]) -> matplotlib.figure.Figure:
         lo = np.array([np.nan if c is None else c[0] for c in entry["ci95"]], dtype=float)
         hi = np.array([np.nan if c is None else c[1] for c in entry["ci95"]], dtype=float)
         numeric = np.array([not isinstance(b, str) for b in budgets])
-        colour = palette(i % palette.N)
+        colour = "k" if name == "ppo" else palette(i % palette.N)  # the learnt policy in black, over the rest
         style: dict[str, Any] = {"color": colour, "lw": 2.5 if name == "ppo" else 1.2}
         ax.plot(xs[numeric], ys[numeric], marker="o", label=name, **style)
         ax.errorbar(xs, ys, yerr=[ys - lo, hi - ys], fmt="none", capsize=3, **style)
