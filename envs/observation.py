@@ -176,10 +176,10 @@ class LogEstimates:
     take the session's answers (:meth:`answer`)."""
 
     def __init__(self, estimator: Estimator, n_tracks: int, log_answers: int, reward_scale: float,
-                 space: spaces.Box) -> None:
+                 fit_bounds: tuple[float, float]) -> None:
         self.fixed: ListenerEstimate | None = None
         self._estimator, self._log_answers, self._scale = estimator, log_answers, reward_scale
-        self._clip = float(space.low.min()), float(space.high.max())  # a linear fit extrapolates: r_fit clipped
+        self._clip = fit_bounds  # a linear fit extrapolates: r_fit clipped to its bounds in the observation space
         self._table = np.zeros((len(TABLE_ESTIMATES), n_tracks), dtype=np.float32)  # TABLE_ESTIMATES per track
         self._basis, self._prior = estimator.basis, estimator.prior
         self._posterior: Posterior = estimator.prior.posterior(self._basis[:0], np.zeros(0))

@@ -116,3 +116,21 @@ def test_the_listener_observation_follows_the_session(world):
     rows = env.setup.views(obs).estimate
     np.testing.assert_allclose(rows[3], np.clip(mean, 0, 1.5), atol=1e-4)
     np.testing.assert_allclose(rows[4], np.clip(sd, 0, 1), atol=1e-4)
+
+
+def test_extreme_estimates_stay_in_the_observation_space(world):
+    """r_fit extrapolates and pop is clipped: whatever a log says, the observation lies in the declared space."""
+    import dataclasses
+
+    from envs.music_env import EnvConfig, MusicRecEnv
+
+    env = MusicRecEnv(world, EnvConfig(observation="listener", reward_source="simulator"))
+    estimator = Estimator.of(world, RewardConfig(n_clusters=8), 4, 20)
+    base = estimator(_log(world, 0, 50))
+    for value in (100.0, -100.0):
+        pop = base.pop.copy()
+        pop.mean[:] = value
+        extreme = dataclasses.replace(base, r_fit=np.full_like(base.r_fit, value), pop=pop)  # r_hat: an average
+        env.set_listener_estimate(extreme)
+        obs, _ = env.reset(seed=0)
+        assert env.observation_space.contains(obs), value
