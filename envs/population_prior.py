@@ -29,6 +29,7 @@ from __future__ import annotations
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -86,10 +87,16 @@ class PopulationPrior:
             solved = np.linalg.solve(innovation, np.column_stack([answers - basis_rows @ self.mean, gain.T]))
             mean, cov = self.mean + gain @ solved[:, 0], self.cov - gain @ solved[:, 1:]
         else:  # the precision form: a (p, p) inverse
-            precision = np.linalg.inv(self.cov) + basis_rows.T @ basis_rows / self.noise
-            cov = np.asarray(np.linalg.inv(precision), np.float64)
-            mean = cov @ (np.linalg.solve(self.cov, self.mean) + basis_rows.T @ answers / self.noise)
+            prior_precision, prior_shift = self._precision
+            cov = np.asarray(np.linalg.inv(prior_precision + basis_rows.T @ basis_rows / self.noise), np.float64)
+            mean = cov @ (prior_shift + basis_rows.T @ answers / self.noise)
         return Posterior(mean, (cov + cov.T) / 2.0, self.noise)
+
+    @cached_property
+    def _precision(self) -> tuple[Array, Array]:
+        """The prior's precision ``S0^-1`` and ``S0^-1 m0``, computed once."""
+        precision = np.asarray(np.linalg.inv(self.cov), np.float64)
+        return precision, precision @ self.mean
 
     def save(self, path: str | Path) -> None:
         """Write the prior as one ``.npz`` (the caller writes it atomically)."""
