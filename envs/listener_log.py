@@ -158,7 +158,7 @@ class Estimator:
         """The estimator of a world, with its population prior (fitted on logs of random choices among ``k``
         candidates in sessions of ``session_length``, unless the world already has one)."""
         return cls(world.latents, world.features, world.clusters, world.centroids, cfg,
-                   *world.population_basis(k, session_length))
+                   *world.population_prior(k, session_length))
 
     def __call__(self, log: AnswerLog) -> ListenerEstimate:
         """Propagate ``log``'s rewards over the clusters (:func:`envs.rewards.propagate`); :class:`FeedbackError`

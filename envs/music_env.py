@@ -45,7 +45,7 @@ from gymnasium import spaces
 
 from envs.env_config import ENV_FIELDS, check_listeners, check_start_track
 from envs.env_config import EnvConfig as EnvConfig  # re-exported: importers take the env's config from here
-from envs.listener_log import ESTIMATES, Estimator, ListenerEstimate
+from envs.listener_log import Estimator, ListenerEstimate
 from envs.observation import LogEstimates, ObservationLayout, ObservationViews
 from envs.rewards import RewardConfig, reward
 from music_rl.core.errors import ConfigError
@@ -164,13 +164,9 @@ class MusicRecEnv(gym.Env):
         self._cand_expected: np.ndarray | None = None
         self._answers: list[tuple[int, float, int]] = []
         self.estimate: ListenerEstimate | None = None  # the session listener's (listener observation)
-        self._log_estimates = None
-        if self._estimate_view is not None:
-            fit_row = ESTIMATES.index("r_fit")
-            low, high = (float(setup.views(bound).estimate[fit_row, 0])
-                         for bound in (self.observation_space.low, self.observation_space.high))
-            self._log_estimates = LogEstimates(Estimator.of(world, setup.reward, cfg.k, cfg.session_length), self._n,
-                                               cfg.log_answers, self.reward_scale, (low, high))
+        self._log_estimates = None if self._estimate_view is None else LogEstimates(
+            Estimator.of(world, setup.reward, cfg.k, cfg.session_length), self._n, cfg.log_answers,
+            self.reward_scale, setup.layout.estimate_bounds(self.observation_space, "r_fit"))
 
     def set_listener_estimate(self, estimate: ListenerEstimate | None) -> None:
         """``listener`` observation: the estimate the next sessions observe (evaluation and serving fix the

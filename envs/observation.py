@@ -168,6 +168,11 @@ class ObservationLayout:
             views.estimate[ESTIMATES.index("pop")] = POP_HIGH
         return spaces.Box(low, high, dtype=np.float32)
 
+    def estimate_bounds(self, space: spaces.Box, row: str) -> tuple[float, float]:
+        """The bounds of the ``estimate`` row ``row`` (one of :data:`ESTIMATES`) in ``space`` (:meth:`space`)."""
+        low, high = (float(self.views(bound).estimate[ESTIMATES.index(row), 0]) for bound in (space.low, space.high))
+        return low, high
+
 
 class LogEstimates:
     """The ``listener`` observation's ``estimate`` part: what the session listener's log says about every track,

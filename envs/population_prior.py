@@ -31,9 +31,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
+
+from music_rl.core.errors import RunFolderError
+
+if TYPE_CHECKING:
+    from envs.candidates import CandidateIndex
+    from envs.listeners import Population
 
 PRIOR_ANSWERS = 2000  # answers to random choices each training listener gives to fit the prior
 LIKE_WEIGHT = 0.5  # the weight of a like in the fitted answer pct + LIKE_WEIGHT * liked
@@ -41,6 +48,7 @@ ANCHORS = 48  # k-means anchors of the basis's bumps
 WIDTH = 4.0  # their width, in catalog standard deviations of [z, x]
 FIT_RIDGE = 1e-2  # the ridge of each training listener's own fit
 JITTER = 1e-6  # added to the prior covariance's diagonal
+STREAM = 5  # the world seed's random stream of the prior's logs (envs.world's are 1 to 4)
 
 Array = NDArray[np.float64]
 
@@ -97,6 +105,19 @@ class PopulationPrior:
         """The prior's precision ``S0^-1`` and ``S0^-1 m0``, computed once."""
         precision = np.asarray(np.linalg.inv(self.cov), np.float64)
         return precision, precision @ self.mean
+
+    @classmethod
+    def read(cls, path: Path, width: int) -> PopulationPrior:
+        """:meth:`load` for a world of ``width`` track columns (``[z, x]``); :class:`RunFolderError` naming the file
+        for one that is not such a prior."""
+        try:
+            prior = cls.load(path)
+        except ValueError as err:
+            raise RunFolderError(f"{path}: not a readable population prior ({err}); delete it to fit the prior "
+                                 "again") from None
+        if prior.centre.shape != (width,):
+            raise RunFolderError(f"{path}: a prior of {prior.centre.shape} track columns, the world has {width}")
+        return prior
 
     def save(self, path: str | Path) -> None:
         """Write the prior as one ``.npz`` (the caller writes it atomically)."""
@@ -166,6 +187,18 @@ def _basis(s_raw: Array, centre: Array, spread: Array, anchors: Array, width: fl
     d2 = (s * s).sum(axis=1)[:, None] - 2.0 * s @ anchors.T + (anchors * anchors).sum(axis=1)[None, :]
     bumps = np.exp(-np.maximum(d2, 0.0) / (2.0 * width**2))
     return np.hstack([s, s * s, bumps, np.ones((len(s), 1))])
+
+
+def fit_on_answers(population: Population, listeners: Sequence[int], index: CandidateIndex, session_length: int,
+                   latents: np.ndarray, features: np.ndarray, seed: int) -> PopulationPrior:
+    """The prior of :func:`fit_population_prior` on :data:`PRIOR_ANSWERS` answers of each of ``listeners`` (a
+    world's training listeners) to random choices among ``index``'s candidates in sessions of ``session_length``,
+    each drawn from its own stream of ``seed``."""
+    from envs.listener_log import random_answers  # here: envs.listener_log reads this module's classes
+
+    logs = [random_answers(population, int(i), index, PRIOR_ANSWERS, session_length,
+                           np.random.default_rng([seed, STREAM, int(i)]), index.k) for i in listeners]
+    return fit_population_prior(latents, features, [(log.tracks, log.pct, log.liked) for log in logs], seed)
 
 
 def fit_population_prior(latents: np.ndarray, features: np.ndarray,

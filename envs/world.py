@@ -19,10 +19,9 @@ import numpy as np
 import pandas as pd
 
 from envs.candidates import CandidateIndex, build_neighbour_table
-from envs.listener_log import random_answers
 from envs.listeners import FittedListener, ListenerConfig, ListenerModel, Population, make_population
 from envs.music_env import EnvConfig
-from envs.population_prior import PRIOR_ANSWERS, PopulationPrior, fit_population_prior
+from envs.population_prior import PopulationPrior, fit_on_answers
 from envs.rewards import RewardConfig, fit_clusters, propagate, reward, select_probes
 from envs.simulated_logs import probe_log
 from music_rl.core.atomic import atomic_path, write_json_atomic
@@ -37,7 +36,7 @@ META_KEYS = ("format_version", "like_weight", "early_skip_penalty", "early_skip_
              "listeners_seed", "served_listener", "train_listeners", "heldout_listeners", "latent_source")
 
 # Independent random streams of one world seed.
-_STREAM_LISTENER_SEED, _STREAM_SPLIT, _STREAM_PROBES, _STREAM_FEEDBACK, _STREAM_PRIOR = 1, 2, 3, 4, 5
+_STREAM_LISTENER_SEED, _STREAM_SPLIT, _STREAM_PROBES, _STREAM_FEEDBACK = 1, 2, 3, 4  # the prior's: 5
 PRIOR_FILE = "population_prior.npz"  # in world/, when the run's listener observation fitted one
 
 
@@ -98,27 +97,17 @@ class World:
         ``world/``, read by :mod:`music_rl.user_model`); the population is drawn again from it."""
         self._fitted, self._population = fitted, None
 
-    def population_prior(self, k: int, session_length: int) -> PopulationPrior:
-        """The population prior of :mod:`envs.population_prior`, fitted once (then cached, and saved with the
-        world) on :data:`envs.population_prior.PRIOR_ANSWERS` answers of every training listener to random
-        choices among ``k`` candidates in sessions of ``session_length``."""
+    def population_prior(self, k: int, session_length: int) -> tuple[PopulationPrior, np.ndarray]:
+        """The population prior of :mod:`envs.population_prior` and its basis of every track ((N, p) float32), fitted
+        once on the training listeners' answers to random choices among ``k`` candidates in sessions of
+        ``session_length``, then cached (shared by the world's envs, saved with the world)."""
         if self._prior is None:
-            population, seed = self.listeners(), int(self.meta["listeners_seed"])
-            index = self.candidate_index(k, self.neighbours.shape[1])
-            logs = [random_answers(population, int(i), index, PRIOR_ANSWERS, session_length,
-                                   np.random.default_rng([seed, _STREAM_PRIOR, int(i)]), k)
-                    for i in self.meta["train_listeners"]]
-            self._prior = fit_population_prior(self.latents, self.features,
-                                               [(log.tracks, log.pct, log.liked) for log in logs], seed)
-        return self._prior
-
-    def population_basis(self, k: int, session_length: int) -> tuple[PopulationPrior, np.ndarray]:
-        """The population prior (:meth:`population_prior`) and its basis of every track, (N, p) float32, computed
-        once and shared by the world's envs."""
-        prior = self.population_prior(k, session_length)
+            self._prior = fit_on_answers(self.listeners(), self.meta["train_listeners"],
+                                         self.candidate_index(k, self.neighbours.shape[1]), session_length,
+                                         self.latents, self.features, int(self.meta["listeners_seed"]))
         if self._prior_basis is None:
-            self._prior_basis = prior.basis(self.latents, self.features).astype(np.float32)
-        return prior, self._prior_basis
+            self._prior_basis = self._prior.basis(self.latents, self.features).astype(np.float32)
+        return self._prior, self._prior_basis
 
     def with_reward_table(self, table: np.ndarray) -> World:
         """This world with another reward table (a fine-tuned version's), its fitted listener and prior kept."""
@@ -174,15 +163,7 @@ class World:
         except _WorldMismatch as err:
             raise RunFolderError(f"{src / err.file}: {err.what}") from None
         if (src / PRIOR_FILE).is_file():
-            try:
-                world._prior = PopulationPrior.load(src / PRIOR_FILE)
-            except ValueError as err:
-                raise RunFolderError(f"{src / PRIOR_FILE}: not a readable population prior ({err}); delete it to "
-                                     "fit the prior again") from None
-            width = world.latents.shape[1] + world.features.shape[1]
-            if world._prior.centre.shape != (width,):
-                raise RunFolderError(f"{src / PRIOR_FILE}: a prior of {world._prior.centre.shape} track columns, "
-                                     f"the world has {width}")
+            world._prior = PopulationPrior.read(src / PRIOR_FILE, world.latents.shape[1] + world.features.shape[1])
         return world
 
 

@@ -22,7 +22,7 @@ def world() -> World:
 
 @pytest.fixture(scope="module")
 def prior(world: World) -> PopulationPrior:
-    return world.population_prior(K, SESSION)
+    return world.population_prior(K, SESSION)[0]
 
 
 def _log(world: World, listener: int, n: int, seed: int = 0) -> AnswerLog:
@@ -68,7 +68,7 @@ def test_answers_teach_the_listener_taste(world, prior):
 def test_the_prior_is_saved_with_the_world_and_read_back(world, prior, tmp_path):
     world.save(tmp_path / "world")
     loaded = World.load(tmp_path / "world")
-    again = loaded.population_prior(K, SESSION)  # read, not fitted again
+    again, _ = loaded.population_prior(K, SESSION)  # read, not fitted again
     np.testing.assert_array_equal(again.cov, prior.cov)
     assert again.noise == prior.noise and again.like_weight == prior.like_weight
     saved = (tmp_path / "world" / PRIOR_FILE).read_bytes()
