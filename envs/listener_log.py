@@ -141,17 +141,16 @@ class Estimator:
     Args:
         latents: (N, d); features: (N, F); clusters: (N,) labels; centroids: (C, d) (a world's).
         cfg: the reward definition and the propagation's decay and prior.
-        prior: the population prior (``World.population_prior``); basis: its basis of every track (None: computed
-            here).
+        prior, basis: the population prior and its basis of every track (``World.population_prior``).
     """
 
     def __init__(self, latents: np.ndarray, features: np.ndarray, clusters: np.ndarray, centroids: np.ndarray,
-                 cfg: RewardConfig, prior: PopulationPrior, basis: np.ndarray | None = None) -> None:
+                 cfg: RewardConfig, prior: PopulationPrior, basis: np.ndarray) -> None:
         self.latents, self.clusters, self.centroids, self.cfg = latents, np.asarray(clusters), centroids, cfg
         self._factors = decay_factors(latents, clusters, centroids, cfg)
         self.phi = track_features(latents, features)
         self.prior = prior
-        self.basis = prior.basis(latents, features).astype(np.float32) if basis is None else basis
+        self.basis = basis
 
     @classmethod
     def of(cls, world: World, cfg: RewardConfig, k: int, session_length: int) -> Estimator:

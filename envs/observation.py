@@ -186,7 +186,7 @@ class LogEstimates:
         self._estimator, self._log_answers, self._scale = estimator, log_answers, reward_scale
         self._clip = fit_bounds  # a linear fit extrapolates: r_fit clipped to its bounds in the observation space
         self._table = np.zeros((len(TABLE_ESTIMATES), n_tracks), dtype=np.float32)  # TABLE_ESTIMATES per track
-        self._basis, self._prior = estimator.basis, estimator.prior
+        self._basis = estimator.basis
         self._posterior: Posterior = estimator.prior.posterior(self._basis[:0], np.zeros(0))
 
     def start(self, population: Population, listener: int, index: CandidateIndex, session_length: int, k: int,
@@ -207,7 +207,7 @@ class LogEstimates:
 
     def answer(self, track: int, pct: float, liked: int) -> None:
         """The session's listener answered ``track``: ``pop`` takes it."""
-        self._posterior.update(self._basis[track], pct + self._prior.like_weight * liked)
+        self._posterior.take(self._basis[track], pct, liked)
 
     def observe(self, tracks: np.ndarray, out: np.ndarray) -> None:
         """Write the estimates of ``tracks`` (the current track, then the candidates) into ``out`` (5, 1 + k)."""

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -82,13 +82,13 @@ class PopulationPrior:
 
     def answers(self, pct: np.ndarray, liked: np.ndarray) -> Array:
         """The answer ``pct + like_weight * liked`` of each row."""
-        return np.asarray(pct, np.float64) + self.like_weight * np.asarray(liked, np.float64)
+        return np.asarray(answer(np.asarray(pct, np.float64), np.asarray(liked, np.float64), self.like_weight))
 
     def posterior(self, basis_rows: np.ndarray, answers: np.ndarray) -> Posterior:
         """The posterior over a listener's weights given their answers (``basis_rows`` (n, p), ``answers`` (n,));
         n = 0: the prior."""
         if not len(answers):
-            return Posterior(self.mean.copy(), self.cov.copy(), self.noise)
+            return Posterior(self.mean.copy(), self.cov.copy(), self.noise, self.like_weight)
         if len(answers) <= len(self.mean):  # the covariance form: an (n, n) solve, no inverse of the prior
             gain = self.cov @ basis_rows.T
             innovation = basis_rows @ gain + self.noise * np.eye(len(answers))
@@ -98,7 +98,7 @@ class PopulationPrior:
             prior_precision, prior_shift = self._precision
             cov = np.asarray(np.linalg.inv(prior_precision + basis_rows.T @ basis_rows / self.noise), np.float64)
             mean = cov @ (prior_shift + basis_rows.T @ answers / self.noise)
-        return Posterior(mean, (cov + cov.T) / 2.0, self.noise)
+        return Posterior(mean, (cov + cov.T) / 2.0, self.noise, self.like_weight)
 
     @cached_property
     def _precision(self) -> tuple[Array, Array]:
@@ -153,14 +153,19 @@ class PopulationPrior:
 
 class Posterior:
     """A listener's Gaussian posterior over the basis weights: ``mean`` (p,), ``cov`` (p, p); ``noise`` the answer
-    variance. Mutable: :meth:`update` adds one answer."""
+    variance; ``like_weight`` the prior's weight of a like in the answer. Mutable: :meth:`take` (or :meth:`update`)
+    adds one answer."""
 
-    def __init__(self, mean: Array, cov: Array, noise: float) -> None:
-        self.mean, self.cov, self.noise = mean, cov, noise
+    def __init__(self, mean: Array, cov: Array, noise: float, like_weight: float) -> None:
+        self.mean, self.cov, self.noise, self.like_weight = mean, cov, noise, like_weight
 
     def copy(self) -> Posterior:
         """An independent copy (a session updates its own)."""
-        return Posterior(self.mean.copy(), self.cov.copy(), self.noise)
+        return Posterior(self.mean.copy(), self.cov.copy(), self.noise, self.like_weight)
+
+    def take(self, b: np.ndarray, pct: float, liked: int) -> None:
+        """The listener answered ``(pct, liked)`` at a track of basis row ``b``: :meth:`update` with its answer."""
+        self.update(b, answer(pct, liked, self.like_weight))
 
     def update(self, b: np.ndarray, answer: float) -> None:
         """One more answer ``answer`` at a track of basis row ``b`` (p,): the rank-one Gaussian update."""
@@ -180,6 +185,11 @@ class Posterior:
         """Weights drawn from the posterior (Thompson sampling)."""
         lower = np.linalg.cholesky(self.cov + JITTER * np.eye(len(self.mean)))
         return self.mean + lower @ rng.standard_normal(len(self.mean))
+
+
+def answer(pct: Any, liked: Any, like_weight: float) -> Any:
+    """The answer the prior models: ``pct + like_weight * liked`` (numbers or arrays alike)."""
+    return pct + like_weight * liked
 
 
 def _basis(s_raw: Array, centre: Array, spread: Array, anchors: Array, width: float) -> Array:
@@ -223,7 +233,7 @@ def fit_population_prior(latents: np.ndarray, features: np.ndarray,
     p = basis.shape[1]
     weights, residuals = [], []
     for tracks, pct, liked in logs:
-        x, y = basis[tracks], np.asarray(pct, np.float64) + LIKE_WEIGHT * np.asarray(liked, np.float64)
+        x, y = basis[tracks], answer(np.asarray(pct, np.float64), np.asarray(liked, np.float64), LIKE_WEIGHT)
         w = np.linalg.solve(x.T @ x + FIT_RIDGE * np.eye(p), x.T @ y)
         weights.append(w)
         residuals.append(y - x @ w)

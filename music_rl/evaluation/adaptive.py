@@ -178,14 +178,13 @@ class PopulationPosterior(ListenerPolicy):
 
     Args:
         basis: (N, p) the prior's basis of every track (:attr:`envs.listener_log.Estimator.basis`).
-        like_weight: the weight of a like in the fitted answer (the prior's).
         rng: draws for Thompson sampling; None: the posterior mean (greedy).
     """
 
     online = True
 
-    def __init__(self, basis: np.ndarray, like_weight: float, rng: np.random.Generator | None = None) -> None:
-        self.basis, self.like_weight, self.rng = basis, like_weight, rng
+    def __init__(self, basis: np.ndarray, rng: np.random.Generator | None = None) -> None:
+        self.basis, self.rng = basis, rng
         self._posterior: Posterior | None = None
         self._seen = 0
 
@@ -198,7 +197,7 @@ class PopulationPosterior(ListenerPolicy):
             raise RuntimeError("PopulationPosterior called before start()")
         answers = env.answers
         for track, pct, liked in answers[self._seen:]:
-            self._posterior.update(self.basis[track], pct + self.like_weight * liked)
+            self._posterior.take(self.basis[track], pct, liked)
         self._seen = len(answers)
         weights = self._posterior.mean if self.rng is None else self._posterior.draw(self.rng)
         return int(np.argmax(self.basis[env.current_candidates] @ weights))

@@ -142,8 +142,8 @@ def method_factories(world: World, cfg: NewListenerConfig, reward_cfg: RewardCon
     factories.update({
         "linucb": lambda: LinUCB(phi, reward_cfg, scale, cfg.linucb_alpha, cfg.linucb_ridge),
         "linucb_tuned": lambda: LinUCB(phi, reward_cfg, scale, cfg.linucb_tuned_alpha, cfg.linucb_ridge),
-        "greedy_pop": lambda: PopulationPosterior(estimator.basis, estimator.prior.like_weight),
-        "pop_ts": lambda: PopulationPosterior(estimator.basis, estimator.prior.like_weight, rng),
+        "greedy_pop": lambda: PopulationPosterior(estimator.basis),
+        "pop_ts": lambda: PopulationPosterior(estimator.basis, rng),
         "segment_ts": lambda: SegmentThompson(phi, segments, reward_cfg, scale, cfg.linucb_ridge, rng),
         "affinity": lambda: SessionAffinity(world.features),
         "greedy": GreedyEstimate,
