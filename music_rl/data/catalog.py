@@ -30,6 +30,7 @@ class DataSource(StrEnum):
 
     synthetic = "synthetic"
     csv = "csv"
+    parquet = "parquet"
 
 
 class Normalisation(StrEnum):
@@ -44,12 +45,13 @@ class DataConfig:
     """Where the catalog comes from and how it is read (config group ``data``)."""
 
     source: DataSource = DataSource.synthetic
-    """synthetic: the embedded catalog (12 genre-like groups) | csv: a Spotify-features CSV at data.path"""
+    """synthetic: the embedded catalog (12 genre-like groups) | csv: a Spotify-features CSV at data.path |
+    parquet: the same columns in a Parquet file at data.path"""
     path: str | None = None
-    """the CSV file (data.source=csv): TidyTuesday 30000 songs, Kaggle exports, MSSD tf_mini.csv, or any file
-    mapped with data.columns"""
+    """the CSV or Parquet file (data.source=csv or parquet): TidyTuesday 30000 songs, Kaggle exports, MSSD
+    tf_mini.csv, or any file mapped with data.columns"""
     n_tracks: int = 20000
-    """size of the synthetic catalog (unused by CSV catalogs)"""
+    """size of the synthetic catalog (unused by CSV and Parquet catalogs)"""
     columns: dict[str, str] = field(default_factory=dict)
     """our name -> file column: track_id, name, artist, genre or a feature, one entry each given with a +:
     +data.columns.tempo=BPM (schema custom)"""
@@ -63,14 +65,19 @@ class DataConfig:
     """seed of the synthetic catalog, apart from the run seed so the data stays put across runs"""
 
     def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the first bad ``data.*`` key (the keys of a CSV file only with one)."""
-        csv = self.source == DataSource.csv
-        only_csv = "applies to data=csv only (the synthetic catalog has no file): add data=csv data.path=<file>"
+        """Raise :class:`ConfigError` naming the first bad ``data.*`` key (the keys of a file only with one:
+        data.path and data.columns with data=csv or data=parquet, data.delimiter with data=csv)."""
+        csv, file = self.source == DataSource.csv, self.source != DataSource.synthetic
+        kind = "a CSV" if csv else "a Parquet"
+        no_file = "(the synthetic catalog has no file): add data=csv data.path=<file>"
+        only_csv = (f"applies to data=csv only {no_file}" if not file
+                    else "applies to data=csv only (a Parquet file has no delimiter): leave it null")
         require([
-            ("data.path", self.path, bool(self.path) if csv else not self.path,
-             "a CSV path is required when data.source=csv" if csv
-             else "is set but data.source=synthetic: add data=csv to read it"),
-            ("data.columns", dict(self.columns), csv or not self.columns, only_csv),
+            ("data.path", self.path, bool(self.path) if file else not self.path,
+             f"{kind} path is required when data.source={self.source}" if file
+             else "is set but data.source=synthetic: add data=csv (or data=parquet) to read it"),
+            ("data.columns", dict(self.columns), file or not self.columns,
+             f"applies to data=csv and data=parquet only {no_file}"),
             ("data.delimiter", self.delimiter, csv or self.delimiter is None, only_csv),
             ("data.delimiter", self.delimiter, self.delimiter is None or len(self.delimiter) == 1,
              "must be null (sniffed) or one character, e.g. ';' or a tab"),
@@ -326,4 +333,8 @@ def load_catalog(cfg: DataConfig, seed: int, min_tracks: int) -> Catalog:
         from music_rl.data.catalog_csv import load_csv  # here: it imports this module's Catalog and DataConfig
 
         return load_csv(cfg, min_tracks)
-    raise ConfigError(f"data.source={cfg.source!r}: must be one of synthetic, csv")
+    if cfg.source == "parquet":
+        from music_rl.data.catalog_parquet import load_parquet  # read in batches: same columns, same repairs
+
+        return load_parquet(cfg, min_tracks)
+    raise ConfigError(f"data.source={cfg.source!r}: must be one of synthetic, csv, parquet")
