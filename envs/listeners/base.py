@@ -9,9 +9,10 @@ tracks are catalog rows. Randomness only from the ``np.random.Generator`` a call
 
 Who uses what: :class:`envs.music_env.MusicRecEnv` (``n``, :meth:`Population.session`, :meth:`Session.respond`,
 ``left``, :meth:`Session.expected_reward`), :func:`envs.world.build_world` (:meth:`Population.split`), the
-myopic oracle and the planner (:meth:`Session.expected_reward`, :meth:`Session.fork`), the propagation check and
-the new-listener ``taste`` reference (:meth:`Population.expected_reward_all`), the feedback generators,
-fine-tuning and serving (:meth:`Population.session`, :meth:`Session.respond`, directly or through the env).
+myopic oracle and the planner (:meth:`Session.expected_reward`, :meth:`Session.fork`), the catalog oracle
+(:meth:`Session.best_track`), the propagation check and the new-listener ``taste`` reference
+(:meth:`Population.expected_reward_all`), the feedback generators, fine-tuning and serving
+(:meth:`Population.session`, :meth:`Session.respond`, directly or through the env).
 Anything else a model offers (the parametric listener's affinities, taste centres, session tables,
 ``affinity_now``, ``n_played``, ``skips``) is its own and no caller outside its tests reads it.
 """
@@ -56,6 +57,21 @@ class Session(ABC):
         """Exact expected reward of each track in the CURRENT state, (k,) float64:
         ``E[pct] + like_weight * P(liked) - early_skip_penalty * P(pct < early_skip_threshold)`` (the reward's
         definition, :mod:`envs.rewards`). The state does not move."""
+
+    def best_track(self, n_tracks: int, excluded: np.ndarray, like_weight: float, early_skip_penalty: float = 0.0,
+                   early_skip_threshold: float = 0.1) -> int:
+        """The track of the whole catalog (rows ``0 .. n_tracks-1``) not in ``excluded`` of the highest expected
+        reward in the CURRENT state (:meth:`expected_reward`), ties to the lower row: the catalog oracle's choice.
+        The state does not move.
+
+        This default scores every track (one :meth:`expected_reward` call over the catalog, its cost linear in
+        ``n_tracks``); a model may find the same track faster (the parametric listener:
+        :meth:`envs.listeners.parametric.ParametricSession.best_track`). With every track excluded: row 0.
+        """
+        values = self.expected_reward(np.arange(n_tracks), like_weight, early_skip_penalty, early_skip_threshold)
+        excluded = np.asarray(excluded, dtype=np.int64).ravel()
+        values[excluded[(excluded >= 0) & (excluded < n_tracks)]] = -np.inf
+        return int(np.argmax(values))
 
     @abstractmethod
     def fork(self, rng: np.random.Generator) -> Session:

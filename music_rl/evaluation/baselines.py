@@ -7,10 +7,13 @@ action itself (a point: :func:`music_rl.learners.algos.model_policy`). Baselines
 what they need from the unwrapped :class:`envs.music_env.MusicRecEnv`: the candidates, the propagated
 reward table (what the logs alone know) or the listener's true expected rewards (what only the oracles know).
 The catalog oracle chooses any unplayed track (a :class:`music_rl.learners.policies.CatalogTrack`), which
-:func:`music_rl.evaluation.evaluate.rollout` plays whatever the action space. Its cost grows with the catalog (one
-vectorised expected reward per track and step: about 0.5 s a step at 10M tracks); ``eval.oracle_catalog_tracks``
-bounds it to a fixed random subset of the catalog (:func:`oracle_catalog_subset`, drawn once per evaluation) and
-the current candidates (:func:`oracle_subset_policy`), so that it never scores below the candidates' oracle.
+:func:`music_rl.evaluation.evaluate.rollout` plays whatever the action space. The listener finds that track
+(:meth:`envs.listeners.Session.best_track`): the parametric listener through its taste index, a few thousand tracks
+read a step (milliseconds at 10M tracks, after a one-off sort of the catalog per listener); another listener model
+scores every track (one vectorised expected reward per track and step: about 0.5 s a step at 10M tracks for the
+parametric listener's arithmetic). ``eval.oracle_catalog_tracks`` bounds the search to a fixed random subset of
+the catalog (:func:`oracle_catalog_subset`, drawn once per evaluation) and the current candidates
+(:func:`oracle_subset_policy`), so that it never scores below the candidates' oracle.
 """
 
 from __future__ import annotations
@@ -47,9 +50,14 @@ def oracle_policy(obs: np.ndarray, env: MusicRecEnv) -> int:
 
 def oracle_catalog_policy(obs: np.ndarray, env: MusicRecEnv) -> CatalogTrack:
     """The unplayed track of the whole catalog with the highest true expected reward in the listener's current
-    state (the catalog oracle: myopic, but free of the k candidates); ties go to the lower row. One vectorised
-    call over the catalog per step (:meth:`envs.listeners.Session.expected_reward`)."""
-    return best_unplayed(env, np.arange(env.setup.n_tracks))
+    state (the catalog oracle: myopic, but free of the k candidates); ties go to the lower row. The listener finds
+    it (:meth:`envs.listeners.Session.best_track`): the parametric listener reads a few thousand tracks of its
+    taste index (milliseconds a step at 10M tracks), any other scores the whole catalog; the same track as
+    :func:`best_unplayed` over every row."""
+    definition = env.reward_definition
+    excluded = np.asarray(env.excluded_tracks(), dtype=np.int64)
+    return CatalogTrack(env.session.best_track(env.setup.n_tracks, excluded, definition.like_weight,
+                                               definition.early_skip_penalty, definition.early_skip_threshold))
 
 
 def oracle_subset_policy(subset: np.ndarray) -> Policy:

@@ -1,14 +1,20 @@
-"""The catalog oracle: the parametric listener's whole-catalog path, the track it plays, how rollout plays it in
-either action space, normalized_score_catalog, and the oracle over a bounded subset (eval.oracle_catalog_tracks)."""
+"""The catalog oracle: the parametric listener's whole-catalog path, the track it plays (the listener's search, the
+full scan's track: along rollouts, a whole evaluation and a trained run's), how rollout plays it in either action
+space, normalized_score_catalog, and the oracle over a bounded subset (eval.oracle_catalog_tracks)."""
 
 import numpy as np
 import pytest
 
+import envs.listeners.parametric as parametric
+import music_rl.evaluation.baselines as baselines
+from envs.listeners import ParametricSession
 from envs.music_env import EnvConfig, MusicRecEnv
 from envs.world import synthetic_world
+from music_rl.config import load_run_config
 from music_rl.core.errors import ConfigError
 from music_rl.evaluation.baselines import (
     baseline_policies,
+    best_unplayed,
     merged,
     oracle_catalog_policy,
     oracle_catalog_subset,
@@ -139,3 +145,59 @@ def test_merged_inserts_the_rows_a_subset_lacks_in_order():
     rows = np.array([2, 5, 9])
     np.testing.assert_array_equal(merged(rows, np.array([9, 0, 5, 11, 6])), [0, 2, 5, 6, 9, 11])
     np.testing.assert_array_equal(merged(rows, np.array([5, 2])), rows)
+
+
+def full_scan_policy(obs, env):
+    """The catalog oracle as it was: every track scored, the best unplayed one (ties to the lower row)."""
+    return best_unplayed(env, np.arange(env.setup.n_tracks))
+
+
+@pytest.fixture
+def searched(monkeypatch):
+    """The listener's search whatever share of the catalog it reads (at the defaults a small catalog often goes to
+    the full scan), recording whether each call decided (True) or handed over to the full scan."""
+    monkeypatch.setattr(parametric, "_WALK_UNTIL", 2.0)
+    decided = []
+    search = ParametricSession._search
+
+    def recording(self, *args):
+        found = search(self, *args)
+        decided.append(found is not None)
+        return found
+
+    monkeypatch.setattr(ParametricSession, "_search", recording)
+    return decided
+
+
+@pytest.mark.parametrize("reward", [dict(like_weight=10), dict(like_weight=100, early_skip_penalty=0.5),
+                                    dict(like_weight=0, early_skip_penalty=2.0, early_skip_threshold=0.5)])
+def test_the_catalog_oracle_plays_the_full_scans_tracks(reward, searched, monkeypatch):
+    """Along rollouts and through a whole evaluation (the baselines on fresh sessions, either protocol): the listener's
+    search plays the full scan's tracks, every metric the same to the bit."""
+    world = synthetic_world(3000, latent_dim=3, seed=1, n_clusters=4, population=4, **reward)
+    env = MusicRecEnv(world, EnvConfig(no_repeat=5))
+    fast, full = rollout(env, oracle_catalog_policy, 4, seed=3), rollout(env, full_scan_policy, 4, seed=3)
+    for a, b in zip(fast, full, strict=True):
+        np.testing.assert_array_equal(a.tracks, b.tracks)
+        np.testing.assert_array_equal(a.expected, b.expected)
+        np.testing.assert_array_equal(a.rewards, b.rewards)
+    assert searched and all(searched)
+    for protocol in ("personal", "population"):
+        fast = evaluate_policies(world, EnvConfig(), baseline_policies(0), protocol, 6, seed=5, learnt="oracle")
+        monkeypatch.setattr(baselines, "oracle_catalog_policy", full_scan_policy)
+        full = evaluate_policies(world, EnvConfig(), baseline_policies(0), protocol, 6, seed=5, learnt="oracle")
+        monkeypatch.setattr(baselines, "oracle_catalog_policy", oracle_catalog_policy)
+        assert fast == full
+
+
+@pytest.mark.slow
+def test_a_trained_runs_metrics_are_the_full_scans(pristine, searched, monkeypatch):
+    """A tiny trained run evaluated again (music-rl evaluate): the same metrics.json whether its catalog oracle
+    searches (its 1500 tracks, searched here whatever share it reads) or scans the whole catalog."""
+    from music_rl.training.scoring import reevaluate
+
+    cfg = load_run_config(pristine)
+    fast = reevaluate(pristine, cfg)
+    assert searched and all(searched)
+    monkeypatch.setattr(baselines, "oracle_catalog_policy", full_scan_policy)
+    assert reevaluate(pristine, cfg) == fast
