@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
+from music_rl.core.arrays import NpyBuilder
 from music_rl.core.errors import ConfigError
 
 _QUERY_CHUNK = 65536  # rows per kd-tree query: caps the (chunk, K + 1) float64/int64 buffers at ~35 MB
@@ -22,38 +23,64 @@ _POINT_QUERY = 32  # neighbours of a point asked first by nearest_unplayed (abou
 # default session excludes), multiplied by 8 while all of them are played
 
 
-def build_neighbour_table(Z: np.ndarray, n_neighbours: int) -> np.ndarray:
+def neighbour_tree(Z: np.ndarray) -> cKDTree:
+    """The kd-tree of the neighbour table over the latents (N, d), N >= 2 (a float64 copy: 8 d + 8 bytes a track)."""
+    Z = np.asarray(Z)
+    if Z.ndim != 2 or Z.shape[0] < 2:
+        raise ValueError(f"Z must have shape (N, d) with N >= 2, got {Z.shape}")
+    return cKDTree(np.asarray(Z, dtype=np.float64), leafsize=32, balanced_tree=False, compact_nodes=False)
+
+
+def query_shards(tree: cKDTree, shard_rows: int) -> list[np.ndarray]:
+    """The rows of the catalog in the tree's leaf order, cut into shards of at most ``shard_rows``: each shard is
+    spatially compact, which queries about 3x faster than row order. The same tree gives the same shards."""
+    order = np.asarray(tree.indices)
+    return [order[start:start + shard_rows] for start in range(0, len(order), shard_rows)]
+
+
+def query_rows(tree: cKDTree, rows: np.ndarray, n_neighbours: int, workers: int = -1) -> np.ndarray:
+    """The ``n_neighbours`` nearest other tracks of each of ``rows`` (clipped to N - 1), nearest first, ties by
+    index: int32 (len(rows), K), on ``workers`` threads (-1: every core). One row's answer does not depend on the
+    other rows asked with it, so any cut of the catalog into shards, on any machine, gives the same table."""
+    k = min(int(n_neighbours), tree.n - 1)
+    out = np.empty((len(rows), k), dtype=np.int32)
+    for start in range(0, len(rows), _QUERY_CHUNK):
+        part = rows[start:start + _QUERY_CHUNK]
+        dist, idx = tree.query(tree.data[part], k=k + 1, workers=workers)
+        out[start:start + len(part)] = _drop_self_and_order_ties(dist, idx, part)
+    return out
+
+
+def build_neighbour_table(Z: np.ndarray, n_neighbours: int, shard_rows: int = 1_000_000) -> np.ndarray:
     """Return the ``n_neighbours`` nearest other tracks of every track, nearest first.
 
     Euclidean distance in latent space, computed with a kd-tree (``scipy.spatial.cKDTree``, all cores),
-    queried in chunks to cap memory. A track is never its own neighbour, even when other tracks share
-    its latent exactly (self is removed by index, not by dropping the first column). Equal distances
+    queried shard by shard (:func:`fill_neighbour_table`). A track is never its own neighbour, even when other
+    tracks share its latent exactly (self is removed by index, not by dropping the first column). Equal distances
     within a row are ordered by track index. ``n_neighbours`` is clipped to ``N - 1``.
 
     Args:
         Z: latents, shape (N, d), N >= 2.
         n_neighbours: K, the number of neighbours kept per track (>= 1).
+        shard_rows: rows per shard (``world.chunk_rows``); the table does not depend on it.
 
     Returns:
         int32 array of shape (N, min(K, N - 1)); row i lists the neighbours of track i.
     """
-    Z = np.asarray(Z)
-    if Z.ndim != 2 or Z.shape[0] < 2:
-        raise ValueError(f"Z must have shape (N, d) with N >= 2, got {Z.shape}")
     if n_neighbours < 1:
         raise ValueError(f"n_neighbours must be >= 1, got {n_neighbours}")
-    n = Z.shape[0]
-    k = min(int(n_neighbours), n - 1)
-    data = np.ascontiguousarray(Z, dtype=np.float64)
-    tree = cKDTree(data, leafsize=32, balanced_tree=False, compact_nodes=False)
-    # Query in the tree's leaf order: each chunk is spatially compact, which is ~3x faster than row order.
-    order = tree.indices
-    table = np.empty((n, k), dtype=np.int32)
-    for start in range(0, n, _QUERY_CHUNK):
-        rows = order[start : start + _QUERY_CHUNK]
-        dist, idx = tree.query(data[rows], k=k + 1, workers=-1)
-        table[rows] = _drop_self_and_order_ties(dist, idx, rows)
+    tree = neighbour_tree(Z)
+    table = np.empty((tree.n, min(int(n_neighbours), tree.n - 1)), dtype=np.int32)
+    fill_neighbour_table(tree, table, shard_rows)
     return table
+
+
+def fill_neighbour_table(tree: cKDTree, out: np.ndarray | NpyBuilder, shard_rows: int) -> None:
+    """Write the table of :func:`build_neighbour_table` (``out.shape[1]`` neighbours a track) into ``out``: an
+    (N, K) int32 array, or an ``.npy`` file built in parts (:class:`music_rl.core.arrays.NpyBuilder`), whose
+    memory then follows ``shard_rows``."""
+    for rows in query_shards(tree, shard_rows):
+        out[rows] = query_rows(tree, rows, out.shape[1])
 
 
 def _drop_self_and_order_ties(dist: np.ndarray, idx: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -94,7 +121,7 @@ class CandidateIndex:
             raise ConfigError(f"env.k={k}: must be between 1 and the number of tracks - 1 ({n - 1})")
         self.k = int(k)
         self.n_tracks = n
-        self._Z = np.ascontiguousarray(Z, dtype=np.float64)
+        self._Z = Z  # float32 (a memory map of a large world): rows converted to float64 where read
         self._table = np.ascontiguousarray(table, dtype=np.int32)  # no copy of a contiguous table
         self._tree: cKDTree | None = None  # over every track, for nearest_unplayed (built on first use)
 
@@ -131,7 +158,7 @@ class CandidateIndex:
                 f"only {pool.size} unplayed tracks left, {self.k} candidates needed "
                 f"(keep session_length + k <= {self.n_tracks})"
             )
-        diff = self._Z[pool] - self._Z[current]
+        diff = np.asarray(self._Z[pool], dtype=np.float64) - np.asarray(self._Z[current], dtype=np.float64)
         dist = np.einsum("ij,ij->i", diff, diff)
         kth = np.partition(dist, self.k - 1)[self.k - 1]
         near = np.flatnonzero(dist <= kth)
@@ -154,7 +181,7 @@ class CandidateIndex:
             ValueError: every track is played.
         """
         if self._tree is None:
-            self._tree = cKDTree(self._Z, leafsize=32, balanced_tree=False, compact_nodes=False)
+            self._tree = neighbour_tree(self._Z)
         point = np.asarray(point, dtype=np.float64)
         n, width = self.n_tracks, _POINT_QUERY
         while width < n:
@@ -169,7 +196,7 @@ class CandidateIndex:
         pool = np.flatnonzero(~played)
         if not pool.size:
             raise ValueError("every track is played: no track left to recommend")
-        diff = self._Z[pool] - point
+        diff = np.asarray(self._Z[pool], dtype=np.float64) - point
         dist = np.sqrt(np.einsum("ij,ij->i", diff, diff))
         best = int(np.argmin(dist))  # the first minimum: the lowest index among equals
         return int(pool[best]), float(dist[best])

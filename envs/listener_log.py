@@ -20,6 +20,7 @@ answer ``pct + 0.5 liked``) and ``pop_sd`` (its standard deviation). An empty lo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import TYPE_CHECKING
@@ -32,6 +33,7 @@ from envs.listeners import Population
 from envs.population_prior import PopulationPrior, Posterior
 from envs.rewards import RewardConfig, decay_factors, propagate, reward, select_probes
 from envs.simulated_logs import random_walk
+from envs.track_table import TrackIds
 from music_rl.core.errors import FeedbackError
 
 if TYPE_CHECKING:
@@ -73,11 +75,12 @@ class AnswerLog:
         return log
 
     @classmethod
-    def from_feedback(cls, df: pd.DataFrame, track_ids: list[str], user_id: str) -> AnswerLog:
+    def from_feedback(cls, df: pd.DataFrame, track_ids: Sequence[str], user_id: str) -> AnswerLog:
         """The rows of ``user_id`` in a feedback frame (:func:`music_rl.data.feedback.read_feedback`), in file order;
         empty when the user has none. :class:`FeedbackError` for a track id the catalog lacks."""
         rows = df[df["user_id"].astype(str) == str(user_id)]
-        index = pd.Index(track_ids).get_indexer(pd.Index(rows["track_id"].astype(str)))
+        known = track_ids.to_index() if isinstance(track_ids, TrackIds) else pd.Index(track_ids)
+        index = known.get_indexer(pd.Index(rows["track_id"].astype(str)))
         if (index < 0).any():
             bad = rows["track_id"].astype(str).to_numpy()[index < 0][0]
             raise FeedbackError(f"feedback of user_id={user_id!r}: track_id {bad!r} is not in the catalog")

@@ -134,35 +134,54 @@ def reward(pct: np.ndarray | float, liked: np.ndarray | float, cfg: RewardConfig
     return float(r) if r.ndim == 0 else r
 
 
-def fit_clusters(Z: np.ndarray, n_clusters: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def fit_clusters(Z: np.ndarray, n_clusters: int, seed: int,
+                 sample_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """K-Means on the latents (Lloyd, k-means++ init, one init), deterministic for a given seed.
 
     Args:
-        Z: latents (N, d).
+        Z: latents (N, d), an array or a memory map.
         n_clusters: C, config key ``reward.n_clusters``, 1 <= C <= N.
-        seed: random state of the initialisation.
+        seed: random state of the initialisation (and of the sample).
+        sample_rows: fit on a seeded sample of this many rows when the catalog is larger, then label every row
+            with the nearest centroid, a chunk at a time (``world.sample_rows``); None: fit on every row.
 
     Returns:
         ``labels`` int32 (N,) in [0, C) and ``centroids`` float32 (C, d). A cluster may end up empty when
         the catalog has fewer distinct latents than C.
     """
-    Z = np.asarray(Z, dtype=np.float32)
     n = Z.shape[0]
     if not 1 <= n_clusters <= n:
         raise ConfigError(f"reward.n_clusters={n_clusters}: must be between 1 and the number of tracks ({n})")
     from sklearn.cluster import KMeans  # here, not at module level: sklearn costs ~0.6 s on every command
 
+    sample = None if sample_rows is None or n <= sample_rows else \
+        np.sort(np.random.default_rng([seed, _SAMPLE_STREAM]).choice(n, size=sample_rows, replace=False))
     # one OpenMP/BLAS thread: K-Means' reductions otherwise change in the last bits with the thread count
     # (a joblib worker, pytest or a plain run may each have another), and the clusters must not
     with threadpool_limits(limits=1):
-        km = KMeans(n_clusters=n_clusters, n_init=1, algorithm="lloyd", random_state=seed).fit(Z)
-    return km.labels_.astype(np.int32), km.cluster_centers_.astype(np.float32)
+        fitted = np.asarray(Z if sample is None else Z[sample], dtype=np.float32)
+        km = KMeans(n_clusters=n_clusters, n_init=1, algorithm="lloyd", random_state=seed).fit(fitted)
+        if sample is None:
+            return km.labels_.astype(np.int32), km.cluster_centers_.astype(np.float32)
+        labels = np.empty(n, dtype=np.int32)
+        for start in range(0, n, _LABEL_CHUNK):
+            labels[start:start + _LABEL_CHUNK] = km.predict(np.asarray(Z[start:start + _LABEL_CHUNK], dtype=np.float32))
+    return labels, km.cluster_centers_.astype(np.float32)
+
+
+_SAMPLE_STREAM = 7  # the sample's random stream of the K-Means seed
+QUALITY_SAMPLE = 1_000_000  # tracks propagation_quality compares at most
+_LABEL_CHUNK = 1_000_000  # rows labelled at a time when K-Means was fitted on a sample
 
 
 def _centroid_distances(Z: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """Euclidean distance (float64) of every track to its own cluster's centroid."""
-    diff = np.asarray(Z, dtype=np.float64) - np.asarray(centroids, dtype=np.float64)[labels]
-    distances: np.ndarray = np.sqrt(np.einsum("ij,ij->i", diff, diff))  # einsum's stubs return Any
+    centroids = np.asarray(centroids, dtype=np.float64)
+    distances = np.empty(len(labels))
+    for start in range(0, len(labels), _LABEL_CHUNK):  # a chunk at a time: (N, d) float64 would not fit at 100M
+        part = slice(start, start + _LABEL_CHUNK)
+        diff = np.asarray(Z[part], dtype=np.float64) - centroids[labels[part]]
+        distances[part] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
     return distances
 
 
@@ -285,22 +304,29 @@ def decay_factors(Z: np.ndarray, labels: np.ndarray, centroids: np.ndarray, cfg:
     dist = _centroid_distances(Z, labels, centroids)
     max_dist = np.zeros(n_clusters)
     np.maximum.at(max_dist, labels, dist)
-    scale = max_dist[labels]
-    u = np.divide(dist, scale, out=np.zeros(n), where=scale > 0)
-    return DECAYS[cfg.decay](u, cfg.decay_scale)
+    for start in range(0, n, _LABEL_CHUNK):  # in place, a chunk at a time: dist becomes the factors
+        part = slice(start, start + _LABEL_CHUNK)
+        scale = max_dist[labels[part]]
+        u = np.divide(dist[part], scale, out=np.zeros(len(scale)), where=scale > 0)
+        dist[part] = DECAYS[cfg.decay](u, cfg.decay_scale)
+    return dist
 
 
 def propagation_quality(r_hat: np.ndarray, truth: np.ndarray) -> dict[str, float | str | None]:
-    """How well a reward table matches the true expected rewards.
+    """How well a reward table matches the true expected rewards (over every track; over a seeded sample of
+    :data:`QUALITY_SAMPLE` of a larger catalog).
 
     Returns:
         ``pearson`` and ``spearman`` correlations and ``rmse``; the correlations are None, with ``reason``,
         when either input is constant.
     """
+    if np.shape(r_hat) != np.shape(truth) or np.ndim(r_hat) != 1 or np.size(r_hat) == 0:
+        raise ValueError(f"r_hat and truth must be equal 1-D arrays, got {np.shape(r_hat)}, {np.shape(truth)}")
+    if len(r_hat) > QUALITY_SAMPLE:  # a larger catalog: a seeded sample of its tracks (ranks of 100M cost GBs)
+        rows = np.sort(np.random.default_rng(0).choice(len(r_hat), size=QUALITY_SAMPLE, replace=False))
+        r_hat, truth = np.asarray(r_hat)[rows], np.asarray(truth)[rows]
     r_hat = np.asarray(r_hat, dtype=np.float64)
     truth = np.asarray(truth, dtype=np.float64)
-    if r_hat.shape != truth.shape or r_hat.ndim != 1 or r_hat.size == 0:
-        raise ValueError(f"r_hat and truth must be equal 1-D arrays, got {r_hat.shape}, {truth.shape}")
     rmse = float(np.sqrt(np.mean((r_hat - truth) ** 2)))
     if r_hat.size < 2 or np.ptp(r_hat) == 0 or np.ptp(truth) == 0:
         return {"pearson": None, "spearman": None, "rmse": rmse,

@@ -10,7 +10,6 @@ not stored but rebuilt, deterministically, from the features and ``meta``.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,16 +23,15 @@ from envs.music_env import EnvConfig
 from envs.population_prior import PopulationPrior, fit_on_answers
 from envs.rewards import RewardConfig, fit_clusters, propagate, reward, select_probes
 from envs.simulated_logs import probe_log
+from envs.track_table import TrackIds, read_tracks, write_tracks
+from envs.world_checks import FORMAT_VERSION, WorldMismatch, mismatch, read_array, read_meta
 from music_rl.core.atomic import atomic_path, write_json_atomic
 from music_rl.core.errors import ConfigError, RunFolderError
-from music_rl.data.catalog import FEATURES, Normaliser, synthetic_catalog
+from music_rl.data.catalog import Normaliser, synthetic_catalog
 
-FORMAT_VERSION = 1
 _DTYPES = {"features": np.float32, "latents": np.float32, "neighbours": np.int32, "clusters": np.int32,
            "centroids": np.float32, "reward_table": np.float32}
 ARRAYS = tuple(_DTYPES)
-META_KEYS = ("format_version", "like_weight", "early_skip_penalty", "early_skip_threshold", "listener_config",
-             "listeners_seed", "served_listener", "train_listeners", "heldout_listeners", "latent_source")
 
 # Independent random streams of one world seed.
 _STREAM_LISTENER_SEED, _STREAM_SPLIT, _STREAM_PROBES, _STREAM_FEEDBACK = 1, 2, 3, 4  # the prior's: 5
@@ -67,17 +65,19 @@ class World:
     _fitted: FittedListener | None = field(default=None, init=False, repr=False)
     _prior: PopulationPrior | None = field(default=None, init=False, repr=False)
     _prior_basis: np.ndarray | None = field(default=None, init=False, repr=False)
-    _track_ids: list[str] | None = field(default=None, init=False, repr=False)
+    _track_ids: TrackIds | None = field(default=None, init=False, repr=False)
     _indexes: dict[tuple[int, int], CandidateIndex] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         for name in ARRAYS:
-            setattr(self, name, np.asarray(getattr(self, name)))
-        problem = _mismatch(self)
+            setattr(self, name, np.asanyarray(getattr(self, name)))  # a memory map stays one
+        problem = mismatch(self)
         if problem is not None:
-            raise _WorldMismatch(*problem)
-        for name in ARRAYS:
-            setattr(self, name, np.ascontiguousarray(getattr(self, name), dtype=_DTYPES[name]))
+            raise WorldMismatch(*problem)
+        for name in ARRAYS:  # a memory map of the right type stays one (its pages read when used)
+            array = getattr(self, name)
+            if not (isinstance(array, np.memmap) and array.dtype == _DTYPES[name] and array.flags.c_contiguous):
+                setattr(self, name, np.ascontiguousarray(array, dtype=_DTYPES[name]))
 
     def listeners(self) -> Population:
         """The simulated listener population (``listeners.model``), rebuilt from features and ``meta``
@@ -115,10 +115,10 @@ class World:
         world._fitted, world._prior, world._prior_basis = self._fitted, self._prior, self._prior_basis
         return world
 
-    def track_ids(self) -> list[str]:
-        """Track ids as a list of str, row i = track i (cached: an O(1) lookup per env step)."""
+    def track_ids(self) -> TrackIds:
+        """Track ids, row i = track i (cached; about a microsecond a lookup, 20 bytes a track)."""
         if self._track_ids is None:
-            self._track_ids = self.tracks["track_id"].astype(str).tolist()
+            self._track_ids = TrackIds(self.tracks["track_id"])
         return self._track_ids
 
     def candidate_index(self, k: int, n_neighbours: int) -> CandidateIndex:
@@ -133,11 +133,13 @@ class World:
         ``world_dir``, each atomically."""
         out = Path(world_dir)
         out.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out / "tracks.csv") as tmp:
-            self.tracks.to_csv(tmp, index=False)
+        write_tracks(self.tracks, out / "tracks.csv")
         for name in ARRAYS:
+            array = getattr(self, name)
+            if isinstance(array, np.memmap) and Path(str(array.filename)).resolve() == (out / f"{name}.npy").resolve():
+                continue  # built in place, out of core (music_rl.training.world_arrays)
             with atomic_path(out / f"{name}.npy") as tmp, open(tmp, "wb") as fh:
-                np.save(fh, getattr(self, name))
+                np.save(fh, array)
         if self._prior is not None:
             with atomic_path(out / PRIOR_FILE) as tmp:
                 self._prior.save(tmp)
@@ -155,100 +157,16 @@ class World:
         if not src.is_dir():
             raise RunFolderError(f"{src}: no world folder here (a run's world/ holds tracks.csv, "
                                  f"{', '.join(f'{a}.npy' for a in ARRAYS)}, meta.json)")
-        tracks = _read_tracks(src / "tracks.csv")
-        arrays = {name: _read_array(src / f"{name}.npy") for name in ARRAYS}
-        meta = _read_meta(src / "meta.json")
+        tracks = read_tracks(src / "tracks.csv")
+        arrays = {name: read_array(src / f"{name}.npy") for name in ARRAYS}
+        meta = read_meta(src / "meta.json")
         try:
             world = cls(tracks=tracks, meta=meta, **arrays)
-        except _WorldMismatch as err:
+        except WorldMismatch as err:
             raise RunFolderError(f"{src / err.file}: {err.what}") from None
         if (src / PRIOR_FILE).is_file():
             world._prior = PopulationPrior.read(src / PRIOR_FILE, world.latents.shape[1] + world.features.shape[1])
         return world
-
-
-class _WorldMismatch(ValueError):
-    """A world's parts do not line up: ``file`` (as saved) and ``what`` differs."""
-
-    def __init__(self, file: str, what: str) -> None:
-        super().__init__(f"{file}: {what}")
-        self.file, self.what = file, what
-
-def _mismatch(world: World) -> tuple[str, str] | None:
-    """The first file whose content does not line up with tracks.csv and the other arrays, and how."""
-    tracks = world.tracks
-    if len(tracks.columns) == 0 or tracks.columns[0] != "track_id":
-        first = tracks.columns[0] if len(tracks.columns) else None
-        return "tracks.csv", f"first column is {first!r}, not 'track_id'"
-    n = len(tracks)
-    if n < 2:
-        return "tracks.csv", f"{n} tracks, at least 2 needed"
-    if not tracks["track_id"].is_unique:
-        dup = tracks["track_id"][tracks["track_id"].duplicated()].iloc[0]
-        return "tracks.csv", f"track_id {dup!r} appears more than once"
-    d = world.latents.shape[1] if world.latents.ndim == 2 else -1
-    c = world.centroids.shape[0] if world.centroids.ndim == 2 else -1
-    expected = {
-        "features": ((n, len(FEATURES)), "f"), "latents": ((n, d), "f"), "neighbours": ((n, None), "i"),
-        "clusters": ((n,), "i"), "centroids": ((c, d), "f"), "reward_table": ((n,), "f"),
-    }
-    for name, (shape, kind) in expected.items():
-        arr = getattr(world, name)
-        want = tuple("K" if s is None else s for s in shape)
-        if arr.ndim != len(shape) or any(s not in (None, a) for a, s in zip(arr.shape, shape, strict=True)):
-            return f"{name}.npy", f"shape {arr.shape}, expected {want} (tracks.csv has {n} rows)"
-        if arr.dtype.kind not in {"f": "f", "i": "iu"}[kind]:
-            return f"{name}.npy", f"dtype {arr.dtype}, expected {'integers' if kind == 'i' else 'floats'}"
-    if d < 1 or c < 1 or world.neighbours.shape[1] < 1:
-        return "latents.npy", (f"latent width {d}, {c} centroids, {world.neighbours.shape[1]} neighbours: "
-                               "all must be >= 1")
-    if world.neighbours.min() < 0 or world.neighbours.max() >= n:
-        return "neighbours.npy", f"track indices outside 0..{n - 1}"
-    if world.clusters.min() < 0 or world.clusters.max() >= c:
-        return "clusters.npy", f"cluster labels outside 0..{c - 1} ({c} centroids)"
-    for name in ("features", "latents", "reward_table"):
-        if not np.isfinite(getattr(world, name)).all():
-            return f"{name}.npy", "holds NaN or infinite values"
-    return None
-
-
-def _read_tracks(path: Path) -> pd.DataFrame:
-    """tracks.csv with track_id as str and every 'NA' kept as a string."""
-    if not path.is_file():
-        raise RunFolderError(f"{path}: missing")
-    try:
-        return pd.read_csv(path, dtype={"track_id": str}, keep_default_na=False)
-    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise RunFolderError(f"{path}: unreadable CSV ({str(err).splitlines()[0]})") from None
-
-
-def _read_array(path: Path) -> np.ndarray:
-    """One .npy array, without pickles."""
-    if not path.is_file():
-        raise RunFolderError(f"{path}: missing")
-    try:
-        array: np.ndarray = np.load(path, allow_pickle=False)  # a .npy file: an array (np.load's stubs: Any)
-        return array
-    except (OSError, ValueError, EOFError) as err:
-        raise RunFolderError(f"{path}: not a readable .npy array ({str(err).splitlines()[0]})") from None
-
-
-def _read_meta(path: Path) -> dict[str, Any]:
-    """meta.json, checked for its format version and keys."""
-    if not path.is_file():
-        raise RunFolderError(f"{path}: missing")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise RunFolderError(f"{path}: unreadable JSON ({err})") from None
-    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
-        version = meta.get("format_version") if isinstance(meta, dict) else None
-        raise RunFolderError(f"{path}: format_version={version!r}, this code reads "
-                             f"format_version={FORMAT_VERSION}")
-    missing = [key for key in META_KEYS if key not in meta]
-    if missing:
-        raise RunFolderError(f"{path}: missing keys {', '.join(missing)}")
-    return meta
 
 
 def _sample_population(features: np.ndarray, listener_config: dict[str, Any], seed: int,
@@ -267,7 +185,8 @@ def _derived_seed(seed: int, stream: int) -> int:
 def build_world(tracks: pd.DataFrame, features: np.ndarray, latents: np.ndarray, reward_cfg: RewardConfig,
                 listener_cfg: ListenerConfig, env_cfg: EnvConfig, seed: int, listener_seed: int | None = None,
                 latent_source: str = "vae", log: pd.DataFrame | None = None,
-                log_has_likes: bool = True, fitted: FittedListener | None = None) -> tuple[World, pd.DataFrame]:
+                log_has_likes: bool = True, fitted: FittedListener | None = None, neighbours: np.ndarray | None = None,
+                sample_rows: int | None = None) -> tuple[World, pd.DataFrame]:
     """Latents → neighbour table, clusters, listeners, feedback, propagated rewards.
 
     Without ``log``, the served listener (the ``personal`` protocol's listener: the first training listener)
@@ -288,6 +207,10 @@ def build_world(tracks: pd.DataFrame, features: np.ndarray, latents: np.ndarray,
         log_has_likes: False for a log without likes (MSSD): its rewards are the percentage listened, and the
             env's reward scale is 1 rather than 1 / (1 + like_weight).
         fitted: ``listeners.model=learnt``: the fitted listener model (:mod:`music_rl.user_model`).
+        neighbours: the neighbour table when the caller built it (``world.index``, ``world.build``:
+            :mod:`music_rl.training.world_arrays`); None: the exact table, built here.
+        sample_rows: K-Means is fitted on a seeded sample of this many rows of a larger catalog
+            (``world.sample_rows``); None: on every row.
 
     Returns:
         The world and the feedback log its reward table was learnt from.
@@ -299,22 +222,22 @@ def build_world(tracks: pd.DataFrame, features: np.ndarray, latents: np.ndarray,
     if listener_seed is None:
         listener_seed = (listener_cfg.seed if listener_cfg.seed is not None
                          else _derived_seed(seed, _STREAM_LISTENER_SEED))
-    latents = np.asarray(latents, dtype=np.float32)
-    neighbours = build_neighbour_table(latents, env_cfg.n_neighbours)
-    clusters, centroids = fit_clusters(latents, reward_cfg.n_clusters, seed)
+    if neighbours is None:
+        neighbours = build_neighbour_table(latents, env_cfg.n_neighbours)
+    clusters, centroids = fit_clusters(latents, reward_cfg.n_clusters, seed, sample_rows)
 
     listener_config = dataclasses.asdict(listener_cfg)
     population = _sample_population(features, listener_config, int(listener_seed), fitted)
     train_ids, heldout_ids = population.split(listener_cfg.held_out_fraction,
                                               np.random.default_rng([int(listener_seed), _STREAM_SPLIT]))
     served = int(train_ids[0])
-    track_ids = tracks["track_id"].astype(str).to_numpy()
+    track_ids = TrackIds(tracks["track_id"])
     source = "probes" if log is None else "log"
     if log is None:
         probes = select_probes(latents, clusters, centroids, reward_cfg.probes_per_cluster,
                                reward_cfg.probe_selection, np.random.default_rng([seed, _STREAM_PROBES]))
         log = probe_log(population, [served], probes, track_ids, np.random.default_rng([seed, _STREAM_FEEDBACK]))
-    rows = pd.Index(track_ids).get_indexer(pd.Index(log["track_id"].astype(str)))
+    rows = track_ids.to_index().get_indexer(pd.Index(log["track_id"].astype(str)))
     if (rows < 0).any():
         raise ValueError("log rows must be joined to the catalog first (music_rl.data.log_import.read_log)")
     observed = np.asarray(reward(log["percentage_listened"].to_numpy(), log["liked"].to_numpy(), reward_cfg),

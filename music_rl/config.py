@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from envs.listeners import ListenerConfig
 from envs.music_env import EnvConfig
 from envs.rewards import RewardConfig
+from envs.world_config import WorldConfig
 from music_rl.core.errors import ConfigError, MusicRLError, RunFolderError, not_a, require
 from music_rl.core.schema import check_seed, to_config
 from music_rl.data.catalog import DataConfig
@@ -53,6 +54,7 @@ class TrainConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     listeners: ListenerConfig = field(default_factory=ListenerConfig)
+    world: WorldConfig = field(default_factory=WorldConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     sac: SACConfig = field(default_factory=SACConfig)
     td3: TD3Config = field(default_factory=TD3Config)
@@ -77,6 +79,7 @@ class TrainConfig:
             raise ConfigError(str(err)) from None
         self.reward.validate()
         self.listeners.validate()
+        self.world.validate()
         self.env.validate(self.data.n_tracks if self.data.source == "synthetic" else None)
         self.ppo.validate()
         self.sac.validate()
@@ -162,7 +165,7 @@ def load_config(raw: DictConfig | dict[str, Any]) -> TrainConfig:
 
 def check_inputs(cfg: TrainConfig) -> None:
     """The input files of a run exist and are files (checked before any run folder is created)."""
-    given = {"data.path": cfg.data.path if cfg.data.source == "csv" else None, "feedback.path": cfg.feedback.path,
+    given = {"data.path": cfg.data.path if cfg.data.source != "synthetic" else None, "feedback.path": cfg.feedback.path,
              "listeners.fit_log": cfg.listeners.fit_log}
     for key, value in given.items():
         if value and not Path(value).exists():

@@ -3,15 +3,18 @@ work and before a run folder is created, so a size nobody can run is one line an
 allocation traceback.
 
 The estimate is a sum of terms, each named by the config keys that drive it (:func:`estimate`). The catalog's
-term follows the measured cost of the real build (``/usr/bin/time -v``'s peak RSS of ``music-rl train
-+experiment=tiny eval.ope_log_steps=0``, 2026-12 on this project's CPU container): 863,676 KiB at
-``data.n_tracks=200000`` and 1,620,312 KiB at 1,000,000, i.e. 968 bytes per track above a fixed 690 MB (the
-interpreter, torch, SB3 and the world's other parts). Those 968 bytes hold the default neighbour table (32
-int32 columns: 128 bytes) and one listener's session table (2 taste centres + 3: 40 bytes); both are counted
-apart, with the run's own widths and number of listeners. So a 10M-track catalog with the default keys needs
-about 10.8 GB and runs on a 16 GB machine. The other terms are the arrays the code allocates (SB3's rollout
-and replay buffers, the networks with Adam's state, the evaluation's records), at their element sizes. A CSV
-catalog's size is known only once read: its tracks are not counted here.
+term follows the measured cost of the real build, out of core (``/usr/bin/time -v``'s peak RSS, 2026-12-07 on this
+project's CPU container): 1,167,188 KiB for ``music-rl train +experiment=tiny eval.ope_log_steps=0
+data.n_tracks=1000000`` and 4,343,952 KiB for ``music-rl train data.n_tracks=10000000 vae.epochs=1
+ppo.total_timesteps=2048``, i.e. 358 bytes per track above a fixed 778 MB (the interpreter, torch, SB3 and the
+world's other parts). Those 358 bytes hold one listener's session table (2 taste centres + 3: 40 bytes), counted
+apart with the run's own number of centres and listeners; the rest is mostly pages of the world's memory-mapped
+files (features, latents, the staged neighbour table) while a stage reads them, the kd-tree's float64 latents and
+the track table. Below a million tracks the estimate runs high (by 29% at 200,000: the catalog is drawn a million
+tracks at a time). So a 10M-track catalog with the default keys needs about 4.4 GB, and 100M about 37 GB, which
+this 24 GB machine refuses. The other terms are the arrays the code allocates (a kd-tree query's buffers, SB3's
+rollout and replay buffers, the networks with Adam's state, the evaluation's records), at their element sizes. A
+file catalog's size is known only once read: its tracks are not counted here.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from music_rl.core.errors import ConfigError
 if TYPE_CHECKING:
     from music_rl.config import TrainConfig
 
-FIXED_BYTES = 690_000_000  # the measured peak RSS's intercept (module docstring)
-TRACK_BYTES = 968 - 4 * 32 - 8 * (2 + 3)  # per track, measured, less the default neighbour and session tables
+FIXED_BYTES = 778_000_000  # the measured peak RSS's intercept (module docstring)
+QUERY_ROWS = 65536  # rows of one kd-tree query (envs/candidates.py) and of one staged write (music_rl/core/arrays.py)
+TRACK_BYTES = 358 - 8 * (2 + 3)  # per track, measured, less the default session table
 N_FEATURES = 11
 ADAM_BYTES_PER_PARAM = 16  # float32 weight, gradient and Adam's two moments
 EPISODE_STEP_BYTES = 160  # an evaluation step's record: ~10 float64/int64 fields, the k candidates apart
@@ -68,14 +72,16 @@ def estimate(cfg: TrainConfig) -> list[Term]:
     terms = [Term("", FIXED_BYTES)]
     if cfg.data.source == "synthetic":
         n, table = cfg.data.n_tracks, 8 * (lis.n_taste_centres + 3)  # a listener's session table: (N, C + 3) float64
-        terms.append(Term(f"data.n_tracks={n}, env.n_neighbours={env.n_neighbours}",
-                          n * (TRACK_BYTES + 4 * env.n_neighbours + table)))
+        terms.append(Term(f"data.n_tracks={n}", n * (TRACK_BYTES + table)))
         if cfg.eval.protocol == "population" or cfg.new_listener.enabled:  # a table per listener met
             terms.append(Term(f"listeners.population={lis.population}, data.n_tracks={n}",
                               (lis.population - 1) * n * table))
         if env.observation == "listener" or cfg.new_listener.enabled:  # the population prior's float32 basis
             columns = 2 * (cfg.vae.latent_dim + N_FEATURES) + ANCHORS + 1  # [s, s**2, anchors, 1]
             terms.append(Term(f"env.observation={env.observation}, data.n_tracks={n}", n * 4 * columns))
+    k = min(env.n_neighbours, max(cfg.data.n_tracks - 1, 1)) if cfg.data.source == "synthetic" else env.n_neighbours
+    terms.append(Term(f"env.n_neighbours={env.n_neighbours}",  # a kd-tree query's distances, indices and table rows
+                      QUERY_ROWS * ((k + 1) * 16 + 2 * 4 * k)))
     terms.append(Term(f"listeners.population={lis.population}, listeners.n_taste_centres={lis.n_taste_centres}",
                       lis.population * (8 * lis.n_taste_centres * (5 * N_FEATURES + 1) + 100)))
     vae = cfg.vae

@@ -237,6 +237,8 @@ def _as_features(X: np.ndarray, in_dim: int | None = None, allow_empty: bool = F
     if len(arr) == 0 and not allow_empty:
         raise ValueError("X has 0 rows: at least 1 is needed")
     arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if not arr.flags.writeable:  # a read-only memory map (a world's features): torch wants a writable buffer
+        arr = arr.copy()
     if len(arr):
         bad = ~np.isfinite(arr) | (arr < 0.0) | (arr > 1.0)
         if bad.any():

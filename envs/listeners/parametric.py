@@ -70,6 +70,7 @@ from music_rl.core.errors import ConfigError
 
 SKIP_BELOW = 0.5  # a response with pct below this is a skip; patience counts consecutive skips
 _BOREDOM_DIMS = 3  # principal components of x / s in which boredom similarity is measured
+_CHUNK = 1_000_000  # tracks a catalog-wide computation holds at a time (a catalog up to this size: one block)
 _UNIFORM_BLOCK = 256  # uniforms a session draws from its generator at a time
 _VECTOR_FROM = 64  # expected_reward of more tracks than this takes the array path (numpy's overhead pays off)
 _BLOCK = 64  # tracks per block of a listener's taste index (ParametricPopulation.taste_index)
@@ -81,11 +82,22 @@ _ROUNDING = 1e-10  # best_track's bound on reward_of's rounding at one affinity,
 
 def taste_scale(X: np.ndarray, scaling: str) -> np.ndarray:
     """The units ``s`` (n_features,) taste distances are measured in (``listeners.taste_scaling``)."""
-    std: np.ndarray = np.asarray(X, dtype=np.float64).std(axis=0)
+    X = np.asarray(X)
+    if len(X) <= _CHUNK:
+        std: np.ndarray = np.asarray(X, dtype=np.float64).std(axis=0)
+    else:  # a chunk at a time (two passes): a float64 copy of a large catalog would not fit
+        mean = sum(np.asarray(X[part], dtype=np.float64).sum(axis=0) for part in _chunks(len(X))) / len(X)
+        var = sum(np.square(np.asarray(X[part], dtype=np.float64) - mean).sum(axis=0) for part in _chunks(len(X)))
+        std = np.sqrt(var / len(X))
     if scaling == "pooled":
         std = np.full_like(std, np.sqrt(np.mean(std**2)))
     scale: np.ndarray = np.maximum(std, 1e-6)
     return scale
+
+
+def _chunks(n: int) -> list[slice]:
+    """The row blocks of a catalog of ``n`` tracks, :data:`_CHUNK` at a time."""
+    return [slice(start, min(start + _CHUNK, n)) for start in range(0, n, _CHUNK)]
 
 
 class ParametricPopulation(Population):
@@ -106,12 +118,12 @@ class ParametricPopulation(Population):
     def __init__(self, X: np.ndarray, cfg: ListenerConfig, centres: np.ndarray, weights: np.ndarray,
                  mixture: np.ndarray) -> None:
         self.cfg = cfg
-        X = np.asarray(X, dtype=np.float64)
+        X = np.asarray(X)  # as given (a world's float32 memory map): rows are read in float64 where used (_xs)
         self.scale = taste_scale(X, cfg.taste_scaling)
         self.centres, self.weights, self.mixture = centres, weights, mixture
         self.n = int(centres.shape[0])
         self.n_tracks = int(X.shape[0])
-        self._Xs = X / self.scale
+        self._X = X
         self._tables: dict[int, np.ndarray] = {}
         self._indexes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._proj: np.ndarray | None = None
@@ -129,7 +141,7 @@ class ParametricPopulation(Population):
             n: population size; None: ``cfg.population``.
         """
         cfg.validate()
-        X = np.asarray(X, dtype=np.float64)
+        X = np.asarray(X)
         if X.ndim != 2 or X.shape[0] < 1:
             raise ValueError(f"X must have shape (N, n_features) with N >= 1, got {X.shape}")
         n = cfg.population if n is None else int(n)
@@ -139,7 +151,7 @@ class ParametricPopulation(Population):
         scale = taste_scale(X, cfg.taste_scaling)
         anchors = rng.integers(X.shape[0], size=(n, c))
         noise = cfg.centre_noise * scale * rng.standard_normal((n, c, n_feat))
-        centres = np.clip(X[anchors] + noise, 0.0, 1.0)
+        centres = np.clip(np.asarray(X[anchors], dtype=np.float64) + noise, 0.0, 1.0)
         weights = rng.dirichlet(np.full(n_feat, cfg.weight_concentration), size=(n, c))
         mixture = rng.dirichlet(np.full(c, cfg.mixture_concentration), size=n)
         return cls(X, cfg, centres, weights, mixture)
@@ -161,7 +173,7 @@ class ParametricPopulation(Population):
             tracks: track indices (n,).
         """
         ids = np.array([self._check(i) for i in np.asarray(listeners).ravel().tolist()], dtype=np.int64)
-        n_feat = self._Xs.shape[1]
+        n_feat = self._X.shape[1]
         centres, weights = self.centres[ids].reshape(-1, n_feat), self.weights[ids].reshape(-1, n_feat)
         block = self._affinity_block(np.asarray(tracks, dtype=np.int64).ravel(), centres, weights)
         block = block.reshape(block.shape[0], ids.size, -1)  # (n, L, C)
@@ -170,7 +182,7 @@ class ParametricPopulation(Population):
 
     def _affinity_block(self, tracks: np.ndarray, centres: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """``exp(-d^2 / (2 taste_width^2))`` of tracks (n,) to centres (M, 11), weights (M, 11): (n, M)."""
-        xs = self._Xs[tracks]
+        xs = self._xs(tracks)
         ms = centres / self.scale
         d2 = (xs * xs) @ weights.T - 2.0 * xs @ (weights * ms).T + np.einsum("mj,mj->m", weights, ms * ms)
         np.maximum(d2, 0.0, out=d2)
@@ -197,8 +209,13 @@ class ParametricPopulation(Population):
         """
         i = self._check(listener)
         if i not in self._tables:
-            a_c = self._affinity_block(np.arange(self._Xs.shape[0]), self.centres[i], self.weights[i])
-            self._tables[i] = np.hstack([a_c, self.boredom_coords()])
+            c = self.cfg.n_taste_centres
+            table = np.empty((self.n_tracks, c + _BOREDOM_DIMS))
+            for part in _chunks(self.n_tracks):  # a catalog of at most _CHUNK tracks: one block
+                table[part, :c] = self._affinity_block(np.arange(part.start, part.stop), self.centres[i],
+                                                       self.weights[i])
+            table[:, c:] = self.boredom_coords()
+            self._tables[i] = table
         return self._tables[i]
 
     def taste_index(self, listener: int) -> tuple[np.ndarray, np.ndarray]:
@@ -230,12 +247,29 @@ class ParametricPopulation(Population):
     def boredom_coords(self) -> np.ndarray:
         """``p(x)``: the first three principal components of ``x / s`` per track, (N, 3) float64 (cached)."""
         if self._proj is None:
-            centred = self._Xs - self._Xs.mean(axis=0)
-            _, _, vt = np.linalg.svd(centred, full_matrices=False)
-            self._proj = np.zeros((centred.shape[0], _BOREDOM_DIMS))
+            n = self.n_tracks
+            if n <= _CHUNK:
+                xs = self._xs(np.arange(n))
+                centred = xs - xs.mean(axis=0)
+                _, _, vt = np.linalg.svd(centred, full_matrices=False)
+            else:  # the principal axes from the covariance, a chunk at a time (the same axes, up to their signs,
+                # which leave the boredom distances unchanged)
+                mean = sum(self._xs(np.arange(p.start, p.stop)).sum(axis=0) for p in _chunks(n)) / n
+                cov = sum((lambda c: c.T @ c)(self._xs(np.arange(p.start, p.stop)) - mean) for p in _chunks(n))
+                values, vectors = np.linalg.eigh(cov)
+                vt = vectors[:, np.argsort(values)[::-1]].T
+            self._proj = np.zeros((n, _BOREDOM_DIMS))
             dims = min(_BOREDOM_DIMS, vt.shape[0])
-            self._proj[:, :dims] = centred @ vt[:dims].T
+            for part in _chunks(n):
+                rows = np.arange(part.start, part.stop)
+                centred = self._xs(rows) - (xs.mean(axis=0) if n <= _CHUNK else mean)
+                self._proj[part, :dims] = centred @ vt[:dims].T
         return self._proj
+
+    def _xs(self, tracks: np.ndarray) -> np.ndarray:
+        """``x / s`` of some tracks, float64 (n, 11)."""
+        xs: np.ndarray = np.asarray(self._X[tracks], dtype=np.float64) / self.scale
+        return xs
 
     def _check(self, listener: int) -> int:
         """``listener`` as an int; ValueError when it is not an id of this population."""

@@ -57,11 +57,13 @@ def open_run(raw: DictConfig, run_dir: Path) -> tuple[Any, contextlib.ExitStack]
         return _opened.pop(run_dir.resolve())
     from music_rl.cli.train import app
     from music_rl.config import check_inputs
+    from music_rl.disk_budget import check_disk
     from music_rl.memory_budget import check_memory
 
     cfg = app.typed(raw)
     check_memory(cfg)
     check_inputs(cfg)
+    check_disk(cfg, run_dir)
     shown = f"hydra.run.dir={str(run_dir)!r}"
     if not str(run_dir).strip() or run_dir.resolve() == Path.cwd().resolve():
         raise ConfigError(f"{shown}: a run needs a folder of its own, not the current one")

@@ -8,6 +8,7 @@ Spotify's API: dB, BPM, key 0..11, mode 0/1, the rest in [0, 1]); row i of both 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -139,6 +140,9 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return y
 
 
+SYNTHETIC_CHUNK = 1_000_000  # rows drawn from one random stream: chunk 0 is the catalog of every N <= this
+
+
 def synthetic_catalog(n_tracks: int = 20000, seed: int = 0) -> Catalog:
     """A seeded synthetic catalog with Spotify-like raw features and genre structure.
 
@@ -147,7 +151,8 @@ def synthetic_catalog(n_tracks: int = 20000, seed: int = 0) -> Catalog:
     down, and a "mood" factor moves valence and danceability together, so energy-loudness correlate
     strongly and acousticness-energy negatively, as in Spotify's data. Loudness (dB) follows energy;
     tempo (BPM) is genre-specific; key follows Spotify's key frequencies; mode is genre-specific.
-    Vectorised: a million tracks take about a second.
+    Vectorised: a million tracks take about a second. The whole catalog in memory: :func:`synthetic_chunks`
+    gives it in parts.
 
     Args:
         n_tracks: number of tracks N (>= 1).
@@ -157,9 +162,30 @@ def synthetic_catalog(n_tracks: int = 20000, seed: int = 0) -> Catalog:
         A :class:`Catalog` with schema ``"synthetic"``; ``tracks`` has track_id (``"syn00000042"``),
         name, artist (``"Artist 17"``, each artist belongs to one genre) and genre.
     """
+    parts = list(synthetic_chunks(n_tracks, seed))
+    if len(parts) == 1:
+        return parts[0]
+    return Catalog(tracks=pd.concat([p.tracks for p in parts], ignore_index=True),
+                   raw=np.concatenate([p.raw for p in parts]), schema="synthetic", problems=[])
+
+
+def synthetic_chunks(n_tracks: int, seed: int) -> Iterator[Catalog]:
+    """The synthetic catalog of :func:`synthetic_catalog` in parts of :data:`SYNTHETIC_CHUNK` rows, in order.
+
+    Part 0 is drawn from ``np.random.default_rng(seed)``, part i > 0 from its own stream ``[seed, i]``: a catalog
+    of at most :data:`SYNTHETIC_CHUNK` tracks is one part, and a larger one is the same whatever reads it in
+    what chunks. The tracks' name, artist and genre are categorical (a few bytes a track).
+    """
     if n_tracks < 1:
         raise ConfigError(f"data.n_tracks={n_tracks}: must be an integer >= 1")
-    rng = np.random.default_rng(seed)
+    per_genre = max(1, n_tracks // (10 * len(_GENRES)))
+    for index, start in enumerate(range(0, n_tracks, SYNTHETIC_CHUNK)):
+        rng = np.random.default_rng(seed if index == 0 else [seed, index])
+        yield _synthetic_part(rng, start, min(SYNTHETIC_CHUNK, n_tracks - start), per_genre)
+
+
+def _synthetic_part(rng: np.random.Generator, start: int, n_tracks: int, per_genre: int) -> Catalog:
+    """Tracks ``start .. start + n_tracks`` of a synthetic catalog, drawn from ``rng``."""
     names = list(_GENRES)
     table = np.array([_GENRES[g] for g in names])
     weights = table[:, 0] / table[:, 0].sum()
@@ -187,15 +213,15 @@ def synthetic_catalog(n_tracks: int = 20000, seed: int = 0) -> Catalog:
     raw = np.column_stack([danceability, energy, key, loudness, mode, speechiness, acousticness,
                            instrumentalness, liveness, valence, tempo])
 
-    per_genre = max(1, n_tracks // (10 * len(names)))
     artist = genre * per_genre + rng.integers(per_genre, size=n_tracks)
     words = rng.integers(len(_ADJECTIVES), size=(2, n_tracks))
-    ids = np.arange(n_tracks)
+    titles = np.array([f"{a} {b}" for a in _ADJECTIVES for b in _NOUNS])
+    artists = np.arange(len(names) * per_genre)  # every artist of the catalog: the same categories in every part
     tracks = pd.DataFrame({
-        "track_id": pd.Series(ids).map("syn{:08d}".format),
-        "name": pd.Series(_ADJECTIVES[words[0]]) + " " + pd.Series(_NOUNS[words[1]]),
-        "artist": "Artist " + pd.Series(artist).astype(str),
-        "genre": pd.Series(np.array(names)[genre]),
+        "track_id": pd.Series(np.arange(start, start + n_tracks)).map("syn{:08d}".format),
+        "name": pd.Categorical.from_codes(words[0] * len(_NOUNS) + words[1], pd.Index(titles)),
+        "artist": pd.Categorical.from_codes(artist, pd.Index(np.char.add("Artist ", artists.astype(str)))),
+        "genre": pd.Categorical.from_codes(genre, pd.Index(names)),
     })
     return Catalog(tracks=tracks, raw=raw, schema="synthetic", problems=[])
 
@@ -299,7 +325,8 @@ def check_variety(rows: np.ndarray, n_clusters: int, what: str) -> None:
 
 
 def load_catalog(cfg: DataConfig, seed: int, min_tracks: int) -> Catalog:
-    """The catalog described by ``cfg``: synthetic (seeded) or a CSV file, validated and repaired.
+    """The catalog described by ``cfg``: synthetic (seeded), a CSV file or a Parquet file
+    (:func:`music_rl.data.catalog_parquet.load_parquet`: the same rules, read in batches), validated and repaired.
 
     CSV files: the delimiter is ``cfg.delimiter``, else the one Excel's first line ``sep=<character>`` names
     (the line skipped, one problem line), else sniffed from the header (, ; tab |); a header that lacks required

@@ -205,7 +205,7 @@ def replay(world: World, env_cfg: EnvConfig, log: pd.DataFrame, policy: ActorCri
             world or config), or a session without its start track.
     """
     env = make_eval_env(world, env_cfg, None)
-    index = pd.Index(world.track_ids())
+    index = world.track_ids().to_index()
     recorder = _Recorder(policy, target_policies())
     ordered = log.sort_values(["user_id", "session_id", "position"], kind="stable")
     row: Any  # a log row: pandas types its fields as any scalar
@@ -294,7 +294,7 @@ def replay_played(world: World, env_cfg: EnvConfig, log: pd.DataFrame, policy: A
     there are the alternatives, and the logged track is candidate 0 of the :class:`BanditLog` (which the
     targets never choose: they choose among the run's candidates). Only DM reads it."""
     env = make_eval_env(world, env_cfg, None)
-    index = pd.Index(world.track_ids())
+    index = world.track_ids().to_index()
     targets = target_policies()
     arrays: dict[str, list[Any]] = {k: [] for k in ("session", "position", "reward", "context", "obs")}
     probs: dict[str, list[np.ndarray]] = {name: [] for name in targets}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -82,18 +83,21 @@ class RunInfo:
             "platform": platform.platform(),
             "wall_time_s": {},
             "cpu_time_s": {},
+            "peak_rss_mb": {},  # the process's peak resident memory when each stage ended (so far: a running max)
         }
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         """Time a stage of the pipeline into ``wall_time_s[name]``, and the process's CPU time in it into
-        ``cpu_time_s[name]`` (what other processes' load does not change: one torch thread per job)."""
+        ``cpu_time_s[name]`` (what other processes' load does not change: one torch thread per job); the process's
+        peak resident memory so far into ``peak_rss_mb[name]``."""
         start, start_cpu = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
             self.data["wall_time_s"][name] = round(time.perf_counter() - start, 3)
             self.data["cpu_time_s"][name] = round(time.process_time() - start_cpu, 3)
+            self.data["peak_rss_mb"][name] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
     def write(self, path: Path) -> None:
         """Save as strict JSON (atomic)."""

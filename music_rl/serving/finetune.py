@@ -65,7 +65,7 @@ def repropagate(world: World, cfg: RewardConfig, feedback: pd.DataFrame) -> np.n
     """The reward table propagated from ``feedback`` over the world's clusters (:func:`envs.rewards.propagate`)."""
     if feedback.empty:
         raise FeedbackError("no feedback rows to learn from")
-    rows = pd.Index(world.track_ids()).get_indexer(pd.Index(feedback["track_id"].astype(str)))
+    rows = world.track_ids().to_index().get_indexer(pd.Index(feedback["track_id"].astype(str)))
     if (rows < 0).any():
         bad = feedback["track_id"].astype(str)[rows < 0].iloc[0]
         raise FeedbackError(f"track_id {bad!r}: not in the run's catalog")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -112,7 +112,7 @@ def track_label(tracks: pd.DataFrame, i: int) -> str:
     return str(row["track_id"])
 
 
-def _closest(word: str, pool: list[str], shown: list[str]) -> list[str]:
+def _closest(word: str, pool: Sequence[str], shown: Sequence[str]) -> list[str]:
     """The ``shown`` entries of the N_CLOSEST ``pool`` entries most similar to ``word`` (difflib ratio)."""
     matcher = difflib.SequenceMatcher(b=word, autojunk=False)
     best: list[tuple[float, int]] = []  # min-heap of (ratio, -index): the worst kept match on top
@@ -139,9 +139,9 @@ def find_track(world: World, track_id: str | None = None, query: str | None = No
     tracks = world.tracks
     ids = world.track_ids()
     if track_id is not None:
-        hits = np.flatnonzero(tracks["track_id"].astype(str).to_numpy() == str(track_id))
-        if len(hits):
-            return int(hits[0])
+        row = ids.find(str(track_id))
+        if row >= 0:
+            return row
         raise UnknownTrackError(f"track_id={track_id!r}: not in the catalog ({len(ids)} tracks); closest: "
                                 + ", ".join(_closest(str(track_id), ids, ids)))
     if query is None:

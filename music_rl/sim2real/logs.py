@@ -6,6 +6,7 @@ predictor reads: :mod:`music_rl.sim2real.reference`)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,7 +83,7 @@ def log_reference(world: World, env_cfg: EnvConfig, n_sessions: int, behaviour: 
     return _assemble(per_listener, world.track_ids())
 
 
-def _assemble(per_listener: list[list[tuple[int, list[_Step]]]], track_ids: list[str]) -> ReferenceLog:
+def _assemble(per_listener: list[list[tuple[int, list[_Step]]]], track_ids: Sequence[str]) -> ReferenceLog:
     """The log, listener after listener, each listener's sessions in their order."""
     rows, affinity, listeners, ranks = [], [], [], []
     for listener, sessions in enumerate(per_listener):

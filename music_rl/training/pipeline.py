@@ -54,7 +54,7 @@ def _run(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
     remove_stale_temporaries(run_dir)
-    info = RunInfo(cfg.seed, cfg.data.path if cfg.data.source == "csv" else None)
+    info = RunInfo(cfg.seed, cfg.data.path if cfg.data.source != "synthetic" else None)
     logger = open_logger(run_dir / "tb")
     try:
         log_values(logger, {"config": "```yaml\n" + OmegaConf.to_yaml(OmegaConf.structured(cfg)) + "\n```"}, 0)

@@ -31,6 +31,7 @@ import numpy as np
 
 from envs.candidates import neighbour_tree, query_rows, query_shards
 from envs.world_config import RayConfig
+from music_rl.core.arrays import NpyBuilder
 from music_rl.core.errors import ConfigError
 
 if TYPE_CHECKING:  # torch is imported by the encoding only: the neighbour table's actors do without it
@@ -169,12 +170,13 @@ class _TreeShards:
         return hashlib.sha256(np.ascontiguousarray(self.tree.indices, dtype=np.int64).tobytes()).hexdigest()
 
     def query(self, shard: int, n_neighbours: int) -> tuple[np.ndarray, np.ndarray]:
-        """Shard ``shard``'s rows and their neighbours (int32 (rows, K))."""
+        """Shard ``shard``'s rows and their neighbours (int32 (rows, K)), on the one CPU Ray gave this actor (every
+        core would oversubscribe a node that runs an actor per CPU)."""
         rows = self.shards[shard]
-        return rows, query_rows(self.tree, rows, n_neighbours)
+        return rows, query_rows(self.tree, rows, n_neighbours, workers=1)
 
 
-def ray_neighbour_table(latents: np.ndarray, n_neighbours: int, out: np.ndarray, shard_rows: int) -> None:
+def ray_neighbour_table(latents: np.ndarray, n_neighbours: int, out: np.ndarray | NpyBuilder, shard_rows: int) -> None:
     """:func:`envs.candidates.build_neighbour_table` on Ray (inside :func:`ray_session`), written into ``out``.
 
     The latents (N, d) are put in the object store once; one actor per CPU Ray offers (at most one per shard)
@@ -248,14 +250,15 @@ def _one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _check_encode(encoder: LatentEncoder, features: np.ndarray, out: np.ndarray) -> None:
+def _check_encode(encoder: LatentEncoder, features: np.ndarray, out: np.ndarray | NpyBuilder) -> None:
     d = encoder.cfg.latent_dim
     if features.ndim != 2 or out.shape != (features.shape[0], d) or out.dtype != np.float32:
         raise ValueError(f"out must be float32 of shape {(features.shape[0], d)} for features {features.shape}, "
                          f"got {out.dtype} {out.shape}")
 
 
-def encode_in_shards(encoder: LatentEncoder, features: np.ndarray, out: np.ndarray, shard_rows: int) -> None:
+def encode_in_shards(encoder: LatentEncoder, features: np.ndarray, out: np.ndarray | NpyBuilder,
+                     shard_rows: int) -> None:
     """``out[a:b] = encoder.transform(features[a:b])`` for the shards [a, b) of ``shard_rows`` rows, on one torch
     thread: what :func:`ray_encode` computes, here."""
     _check_encode(encoder, features, out)
@@ -273,7 +276,7 @@ def _encode_shard(checkpoint: dict[str, Any], features: np.ndarray) -> np.ndarra
         return encoder.transform(features)
 
 
-def ray_encode(encoder: LatentEncoder, features: np.ndarray, out: np.ndarray, shard_rows: int) -> None:
+def ray_encode(encoder: LatentEncoder, features: np.ndarray, out: np.ndarray | NpyBuilder, shard_rows: int) -> None:
     """:func:`encode_in_shards` on Ray (inside :func:`ray_session`): each shard [a, b) encoded by a Ray task from
     the encoder's checkpoint (put in the object store once), written into ``out[a:b]``; a shard's features are put
     when its task is handed out, at most two tasks per CPU in flight. The same bytes as :func:`encode_in_shards`."""

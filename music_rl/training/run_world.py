@@ -16,16 +16,24 @@ from stable_baselines3.common.logger import Logger
 
 from envs.listeners import ListenerModel
 from envs.rewards import propagation_quality
+from envs.track_table import TrackIds
 from envs.world import World, build_world
 from music_rl.config import TrainConfig
 from music_rl.core.atomic import atomic_path
-from music_rl.core.errors import ConfigError
-from music_rl.data.catalog import Catalog, Normaliser, check_variety, load_catalog
+from music_rl.core.errors import CatalogError, ConfigError
+from music_rl.data.catalog import Normaliser, check_variety, load_catalog
 from music_rl.data.feedback import write_feedback
 from music_rl.data.log_import import LogReport, read_log, split_sessions
 from music_rl.runs.run_info import RunInfo
 from music_rl.runs.seeding import derive_seed
 from music_rl.training.tensorboard import latent_figure, log_values
+from music_rl.training.world_arrays import (
+    encode_latents,
+    neighbour_table,
+    stored_features,
+    synthetic_features,
+    training_rows,
+)
 from vae.encoder import LatentEncoder
 
 log = logging.getLogger(__name__)
@@ -36,33 +44,42 @@ def listener_seed(cfg: TrainConfig) -> int:
     return cfg.listeners.seed if cfg.listeners.seed is not None else derive_seed(cfg.seed, "listeners")
 
 
-def load_features(cfg: TrainConfig, info: RunInfo) -> tuple[Catalog, Normaliser, np.ndarray]:
-    """The catalog and its normalised features (checked for variety)."""
+def load_features(cfg: TrainConfig, info: RunInfo, world_dir: Path) -> tuple[pd.DataFrame, Normaliser, np.ndarray]:
+    """The catalog's tracks, its normaliser and its normalised features (checked for variety), the features written
+    to ``world_dir/features.npy`` and returned as a memory map: a synthetic catalog part by part, a file's whole."""
     with info.stage("catalog"):
-        catalog = load_catalog(cfg.data, seed=cfg.data.seed, min_tracks=cfg.env.k + 1)
-        check_catalog_size(cfg, len(catalog.tracks))
-        normaliser = Normaliser(cfg.data.normalisation).fit(catalog.raw)
-        features = normaliser.transform(catalog.raw)
+        path = world_dir / "features.npy"
+        if cfg.data.source == "synthetic":
+            if cfg.data.n_tracks < cfg.env.k + 1:
+                raise CatalogError(f"data.n_tracks={cfg.data.n_tracks}: at least {cfg.env.k + 1} tracks needed "
+                                   "(env.k + 1)")
+            tracks, normaliser, features = synthetic_features(cfg.data, path)
+            schema, problems = "synthetic", []
+        else:
+            catalog = load_catalog(cfg.data, seed=cfg.data.seed, min_tracks=cfg.env.k + 1)
+            normaliser = Normaliser(cfg.data.normalisation).fit(catalog.raw)
+            features = stored_features(normaliser.transform(catalog.raw), path, cfg.world.chunk_rows)
+            tracks, schema, problems = catalog.tracks, catalog.schema, catalog.problems
+        check_catalog_size(cfg, len(tracks))
         check_variety(features, cfg.reward.n_clusters, f"{catalog_name(cfg)} (normalised features)")
-        info.data["catalog"] = {"schema": catalog.schema, "n_tracks": len(catalog.tracks),
-                                "problems": catalog.problems}
-        log.info("catalog: %d tracks (schema %s)", len(catalog.tracks), catalog.schema)
-    return catalog, normaliser, features
+        info.data["catalog"] = {"schema": schema, "n_tracks": len(tracks), "problems": problems}
+        log.info("catalog: %d tracks (schema %s)", len(tracks), schema)
+    return tracks, normaliser, features
 
 
 def catalog_name(cfg: TrainConfig) -> str:
     """The catalog, as messages name it."""
-    return str(cfg.data.path) if cfg.data.source == "csv" else "the synthetic catalog"
+    return str(cfg.data.path) if cfg.data.source != "synthetic" else "the synthetic catalog"
 
 
-def read_user_log(cfg: TrainConfig, catalog: Catalog,
+def read_user_log(cfg: TrainConfig, tracks: pd.DataFrame,
                   info: RunInfo) -> tuple[pd.DataFrame | None, pd.DataFrame | None, LogReport | None]:
     """A user's log (``feedback.path``) joined to the catalog and split by session into the part training
     learns from and the part held out for off-policy evaluation; (None, None, None) without one."""
     if not cfg.feedback.path:
         return None, None, None
     with info.stage("feedback"):
-        joined, report = read_log(cfg.feedback, catalog.tracks["track_id"].astype(str).tolist())
+        joined, report = read_log(cfg.feedback, TrackIds(tracks["track_id"]))
         train, holdout = split_sessions(joined, cfg.feedback.holdout,
                                         np.random.default_rng(derive_seed(cfg.seed, "holdout")))
         log.info("%s; %d sessions (%d rows) kept for training, %d held out for off-policy evaluation",
@@ -73,15 +90,18 @@ def read_user_log(cfg: TrainConfig, catalog: Catalog,
     return train, holdout, report
 
 
-def fit_latents(cfg: TrainConfig, run_dir: Path, logger: Logger, info: RunInfo, catalog: Catalog,
+def fit_latents(cfg: TrainConfig, run_dir: Path, logger: Logger, info: RunInfo, tracks: pd.DataFrame,
                 normaliser: Normaliser, features: np.ndarray) -> np.ndarray:
-    """The fitted VAE's latents of the catalog; saves ``vae.pt`` (with the normaliser)."""
+    """The fitted VAE's latents of the catalog (the VAE fitted on ``world.sample_rows`` rows at most, every track
+    encoded shard by shard into ``world/latents.npy``); saves ``vae.pt`` (with the normaliser)."""
     with info.stage("vae"):
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
             log_values(logger, {f"vae/{key}": value for key, value in metrics.items()}, epoch)
 
-        encoder = LatentEncoder(cfg.vae, seed=derive_seed(cfg.seed, "vae")).fit(features, on_epoch=on_epoch)
-        latents = encoder.transform(features)
+        sample = training_rows(len(features), cfg.world.sample_rows, derive_seed(cfg.seed, "vae-sample"))
+        encoder = LatentEncoder(cfg.vae, seed=derive_seed(cfg.seed, "vae"))
+        encoder.fit(np.asarray(features) if sample is None else features[sample], on_epoch=on_epoch)
+        latents = encode_latents(cfg.world, encoder, features, run_dir / "world" / "latents.npy")
         check_variety(latents, cfg.reward.n_clusters,
                       f"{catalog_name(cfg)} (VAE latents, vae.latent_dim={cfg.vae.latent_dim})")
         ckpt = encoder.checkpoint()
@@ -90,10 +110,11 @@ def fit_latents(cfg: TrainConfig, run_dir: Path, logger: Logger, info: RunInfo, 
         torch.save(ckpt, buffer)
         with atomic_path(run_dir / "vae.pt") as tmp:
             tmp.write_bytes(buffer.getvalue())
-        labels = catalog.tracks["genre"].to_numpy() if "genre" in catalog.tracks else None
+        labels = tracks["genre"].to_numpy() if "genre" in tracks else None
         log_values(logger, {"vae/latent_map": latent_figure(latents, labels, "VAE latents (z0, z1) by genre")},
                    encoder.epochs_run)
-        log.info("VAE: %d epochs, latent_dim %d", encoder.epochs_run, cfg.vae.latent_dim)
+        log.info("VAE: %d epochs on %d tracks, latent_dim %d", encoder.epochs_run,
+                 len(features) if sample is None else len(sample), cfg.vae.latent_dim)
     return latents
 
 
@@ -110,24 +131,29 @@ def build_run_world(cfg: TrainConfig, run_dir: Path, logger: Logger, info: RunIn
     """The whole world of a fresh run, saved under ``world/`` (with the population prior of the listener
     observation and the new-listener protocol) with ``feedback.csv`` (the log the rewards were learnt from) and,
     for a user's log, ``feedback_holdout.csv`` (its held-out sessions)."""
-    catalog, normaliser, features = load_features(cfg, info)
-    user_log, holdout, report = read_user_log(cfg, catalog, info)
-    track_ids = catalog.tracks["track_id"].astype(str).tolist()
+    world_dir = run_dir / "world"
+    world_dir.mkdir(parents=True, exist_ok=True)
+    tracks, normaliser, features = load_features(cfg, info, world_dir)
+    user_log, holdout, report = read_user_log(cfg, tracks, info)
+    track_ids = TrackIds(tracks["track_id"])
     fit_log = None
     if cfg.listeners.model == ListenerModel.learnt:  # torch's user model is imported for a learnt listener only
         from music_rl.user_model import fit_run_listener, read_listener_log
         fit_log = read_listener_log(cfg.listeners, track_ids)  # checked before any write
-    latents = fit_latents(cfg, run_dir, logger, info, catalog, normaliser, features)
+    latents = fit_latents(cfg, run_dir, logger, info, tracks, normaliser, features)
     fitted = None
     if fit_log is not None:
         with info.stage("listener"):
             fitted = fit_run_listener(cfg.listeners, run_dir, fit_log, track_ids, features, latents,
                                       derive_seed(cfg.seed, "listener-fit"))
     with info.stage("world"):
-        world, feedback = build_world(catalog.tracks, features, latents, cfg.reward, cfg.listeners, cfg.env,
+        with info.stage("neighbours"):  # a part of the world's time
+            neighbours = neighbour_table(cfg.world, latents, cfg.env.n_neighbours, world_dir / "neighbours.npy",
+                                         derive_seed(cfg.seed, "neighbour-index"))
+        world, feedback = build_world(tracks, features, latents, cfg.reward, cfg.listeners, cfg.env,
                                       seed=derive_seed(cfg.seed, "world"), listener_seed=listener_seed(cfg),
                                       log=user_log, log_has_likes=report.has_likes if report else True,
-                                      fitted=fitted)
+                                      fitted=fitted, neighbours=neighbours, sample_rows=cfg.world.sample_rows)
         if cfg.env.observation == "listener" or cfg.new_listener.enabled:
             with info.stage("population_prior"):  # a part of the world's time; saved with it for serving
                 world.population_prior(cfg.env.k, cfg.env.session_length)

@@ -79,7 +79,7 @@ def latent_figure(latents: np.ndarray, labels: np.ndarray | None, title: str) ->
     if labels is None:
         ax.scatter(xy[:, 0], xy[:, 1], s=3, alpha=0.5)
     else:
-        names = np.asarray(labels).astype(str)[idx]
+        names = np.asarray(labels)[idx].astype(str)  # the sample's labels only (a catalog's may be 100M)
         for name in np.unique(names):
             sel = names == name
             ax.scatter(xy[sel, 0], xy[sel, 1], s=3, alpha=0.6, label=name)

@@ -105,7 +105,7 @@ def test_bad_values_name_key_value_and_what_is_allowed(override, message):
         ("env.reward_source=oracle", "expected one of [simulator, propagated]"),
         ("ppo.policy=transformer", "expected one of [candidate_scorer, mlp]"),
         ("eval.protocol=team", "expected one of [personal, population]"),
-        ("data.source=s3", "expected one of [synthetic, csv]"),
+        ("data.source=s3", "expected one of [synthetic, csv, parquet]"),
         ("ppo.vec_env=batched", "expected one of [vectorized, dummy, subproc]"),
         ("env.action=continuous", "expected one of [discrete, latent]"),
         ("algo=ddpg", "expected one of [ppo, sac, td3, dqn, qrdqn, recurrent_ppo, a2c]"),

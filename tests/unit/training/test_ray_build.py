@@ -1,6 +1,7 @@
 """world.build=ray: the neighbour table and the encoding on a Ray cluster (a head on the loopback, 2 CPUs) are the
 local ones byte for byte; a session leaves the cluster running; a local Ray is started for its block and stopped
-after; an address with no cluster there, or Ray not installed, is one ConfigError line, within seconds."""
+after (a whole `music-rl train world.build=ray`: its world is the local build's, byte for byte); an address with no
+cluster there, or Ray not installed, is one ConfigError line, within seconds."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, train_command
 
 from envs.candidates import build_neighbour_table
 from envs.world_config import RayConfig
@@ -117,15 +118,22 @@ def test_the_encoding_on_ray_is_the_local_one_byte_for_byte(head):
         encoder.transform(features[9000:]).tobytes()
 
 
-def test_a_local_ray_is_started_for_the_block_and_stopped_after(loopback):
-    import ray
-
-    with ray_session(RayConfig(num_cpus=1)):
-        assert ray.cluster_resources()["CPU"] == 1
-        sockets = list(loopback.glob("ray/session_*/sockets/raylet"))
-        assert sockets
-    assert not ray.is_initialized()
-    assert not any(path.exists() for path in sockets), "Ray still running"
+def test_a_run_built_on_a_local_ray_has_the_local_world_byte_for_byte(loopback, tmp_path):
+    # the whole command in its own process (a local Ray started for the build, stopped after: no Ray start and stop
+    # in this one); its world against the local build of the same encoder and latents
+    run = tmp_path / "run"
+    proc = subprocess.run(train_command(run, "world.build=ray", "world.ray.num_cpus=2", "world.chunk_rows=1000"),
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, **RAY_ENV,
+                                                                                       "RAY_TMPDIR": str(loopback)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    features = np.load(run / "world" / "features.npy")
+    encoder = LatentEncoder.from_checkpoint(torch.load(run / "vae.pt", weights_only=True))
+    latents = np.empty((len(features), encoder.cfg.latent_dim), dtype=np.float32)
+    encode_in_shards(encoder, features, latents, 1000)
+    assert (run / "world" / "latents.npy").read_bytes()[-latents.nbytes:] == latents.tobytes()
+    table = np.load(run / "world" / "neighbours.npy")
+    assert table.tobytes() == build_neighbour_table(latents, table.shape[1]).tobytes()
+    assert not any(path.exists() for path in loopback.glob("ray/session_*/sockets/raylet")), "Ray still running"
 
 
 UNREACHABLE = [
