@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 # one stamp per set of extras installed: `make train` installs the project and its dev tools, `make test` adds
-# the sweep plugins (Ray, Optuna, submitit: pyproject.toml's extra "sweeps") to the same venv
+# the sweep plugins (Ray, Optuna, submitit: pyproject.toml's extra "sweeps") and the approximate neighbour indexes
+# (faiss-cpu, hnswlib: the extra "ann") to the same venv
 STAMP  := $(VENV)/.installed-dev
-STAMP_SWEEPS := $(VENV)/.installed-dev-sweeps
+STAMP_SWEEPS := $(VENV)/.installed-dev-sweeps-ann
 comma  := ,
 
 .PHONY: venv train test test-fast sweep tensorboard bench docs lint typecheck clean
@@ -25,7 +26,7 @@ train: $(STAMP)  ## the main job on the embedded synthetic catalog
 # long files) first, so that no long file starts last (xdist's default reorder puts the files of most tests first).
 XDIST := -n 2 --dist loadgroup --no-loadscope-reorder
 
-test: $(STAMP_SWEEPS)  ## the test suite (with the launcher and sweeper plugins), one worker per core
+test: $(STAMP_SWEEPS)  ## the test suite (with the launcher and sweeper plugins and the ann indexes), one worker per core
 	$(PY) -m pytest $(XDIST) $(ARGS)
 
 test-fast: $(STAMP_SWEEPS)  ## the unit tests without the slow ones (whole commands, training runs): under 2 minutes

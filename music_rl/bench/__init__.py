@@ -9,7 +9,9 @@ c. the neighbour table build, d. VAE training per epoch, e. reward propagation (
 f. one next-track recommendation from a loaded run folder (:mod:`music_rl.bench.inference`);
 g. the default ``make train``, h. a 1M-track world end to end, i. ``make sweep`` (:mod:`music_rl.bench.end_to_end`);
 j. the planning reference's score and cost per lookahead (:mod:`music_rl.bench.planner`);
-k. the learnt listener's fit and PPO's speed against it (:mod:`music_rl.bench.learnt_listener`).
+k. the learnt listener's fit and PPO's speed against it (:mod:`music_rl.bench.learnt_listener`);
+l. the neighbour index: exact, faiss and hnswlib tables, time, memory, recall (:mod:`music_rl.bench.index`);
+m. the scale curve: a run end to end at every catalog size, each stage's growth exponent (:mod:`music_rl.bench.scale`).
 
 Every stage runs in a fresh subprocess (:mod:`music_rl.bench.runner`), so its peak resident memory is its own.
 Timings are repeated ``repeats`` times and reported as median and min–max; "load" is the 1-minute load
@@ -25,7 +27,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from music_rl.bench import build, end_to_end, env_step, inference, learnt_listener, planner, throughput
+from music_rl.bench import (
+    build,
+    end_to_end,
+    env_step,
+    index,
+    inference,
+    learnt_listener,
+    planner,
+    scale,
+    throughput,
+)
 from music_rl.bench.runner import Runner, StageFailed
 
 Bench = Callable[[Runner], list[dict[str, Any]]]
@@ -41,6 +53,8 @@ MEASUREMENTS: dict[str, tuple[str, Bench]] = {
     "i": ("make sweep, 18 jobs (≤ 30 min)", end_to_end.bench_i),
     "j": ("planner lookahead: score and cost per session", planner.bench_j),
     "k": ("learnt listener: fit per 10k sessions, PPO speed against it (≥ 0.5 of parametric)", learnt_listener.bench_k),
+    "l": ("neighbour index: exact vs faiss / hnswlib HNSW, time, memory, recall@32 (≥ 0.95)", index.bench_l),
+    "m": ("scale curve: a run end to end at 100k, 1M, 10M tracks, each stage's growth exponent", scale.bench_m),
 }
 OPT_IN = "i"
 

@@ -38,6 +38,7 @@ class Sizes:
     prepared_ppo_steps: int = 2_048  # the tiny PPO of the prepared run folder
     train: tuple[str, ...] = ()  # (g) overrides: none, the default job
     world_tracks: int = 1_000_000  # (h)
+    scale_tracks: tuple[int, ...] = (100_000, 1_000_000, 10_000_000)  # (m) the scale curve (100M: override it)
     world_train: tuple[str, ...] = (
         "vae.epochs=1",
         "ppo.total_timesteps=2048",
@@ -55,6 +56,7 @@ class Sizes:
     learnt_sessions: tuple[int, ...] = (10_000,)  # (k) log sizes fitted
     learnt_kinds: tuple[str, ...] = ("sequential", "independent")
     learnt_ppo_rollouts: int = 2  # (k) rollouts + updates per timing
+    index_tracks: tuple[int, ...] = (1_000_000, 10_000_000)  # (l) catalog sizes of the exact / faiss / hnsw tables
 
 
 QUICK = Sizes(
@@ -75,6 +77,7 @@ QUICK = Sizes(
     prepared_ppo_steps=128,
     train=(TINY,),
     world_tracks=2_000,
+    scale_tracks=(2_000, 4_000),
     world_train=(TINY,),
     sweep=("vae.latent_dim=2,5", TINY),
     planner_tracks=2_000,
@@ -86,4 +89,5 @@ QUICK = Sizes(
     learnt_sessions=(200,),
     learnt_kinds=("independent",),
     learnt_ppo_rollouts=1,
+    index_tracks=(2_000,),
 )

@@ -12,12 +12,14 @@ written).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
@@ -50,6 +52,9 @@ class BenchConfig:
     null: a temporary folder, removed at the end"""
     timeout: float = 3600.0
     """seconds allowed per stage (i: 4 hours)"""
+    sizes: dict[str, Any] = field(default_factory=dict)
+    """sizes to change (music_rl/bench/sizes.py), e.g. +sizes.recommend_tracks=10000000
+    '+sizes.scale_tracks=[100000,1000000,10000000,100000000]'"""
 
 
 app = App("bench", BenchConfig)
@@ -69,6 +74,18 @@ def chosen(args: BenchConfig) -> list[str]:
     return [m for m in MEASUREMENTS if m in wanted]
 
 
+def with_sizes(sizes: Sizes, changes: dict[str, Any]) -> Sizes:
+    """``sizes`` with the fields of ``changes`` replaced (lists become tuples); :class:`ConfigError` naming an
+    unknown field."""
+    known = {f.name: f for f in dataclasses.fields(Sizes)}
+    unknown = [key for key in changes if key not in known]
+    if unknown:
+        raise ConfigError(f"sizes.{unknown[0]}: not a size of music_rl/bench/sizes.py (one of {', '.join(known)})")
+    values: dict[str, Any] = {key: tuple(value) if isinstance(value, list | tuple) else value
+                              for key, value in changes.items()}
+    return dataclasses.replace(sizes, **values)
+
+
 @hydra.main(version_base="1.3", config_path=app.config_path, config_name=app.name)
 @user_errors_exit
 def main(raw: DictConfig) -> None:
@@ -79,7 +96,7 @@ def main(raw: DictConfig) -> None:
 
     args: BenchConfig = app.typed(raw)
     only = chosen(args)
-    sizes = QUICK if args.quick else Sizes()
+    sizes = with_sizes(QUICK if args.quick else Sizes(), args.sizes)
     command = ["music-rl", "bench", *HydraConfig.get().overrides.task]
     report = new_report(command, args.quick, args.repeats, only, sizes, ROOT)
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="music-rl-bench-"))
