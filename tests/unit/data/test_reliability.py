@@ -252,7 +252,7 @@ def test_cli_bad_config_values_name_the_key_before_any_work(tmp_path, capsys):
 @pytest.mark.parametrize("override, fragments", [
     ("vae.latnt_dim=3", ["vae.latnt_dim: no such config key (did you mean vae.latent_dim?)"]),
     ("vae.latent_dim=[1", ["override 'vae.latent_dim=[1'", "Hydra's override grammar"]),
-    ("data=nosuch", ["no config 'data/nosuch'; available: csv, synthetic"]),
+    ("data=nosuch", ["no config 'data/nosuch'; available: csv, parquet, synthetic"]),
     ("vae.latent_dim=abc", ["vae.latent_dim: Value 'abc'", "could not be converted to Integer"]),
     ("reward.decay=cubic", ["reward.decay: Invalid value 'cubic', expected one of [linear, exponential"]),
     ("+vae.latent_dim=3", ["Could not append to config. An item is already at 'vae.latent_dim'"]),
