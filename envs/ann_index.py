@@ -172,7 +172,7 @@ def _hnsw_query(index: Any, X: np.ndarray, k: int, threads: int) -> tuple[np.nda
         half = X.shape[0] // 2
         (d0, l0), (d1, l1) = _hnsw_query(index, X[:half], k, threads), _hnsw_query(index, X[half:], k, threads)
         return np.concatenate([d0, d1]), np.concatenate([l0, l1])
-    return dist, labels.astype(np.int64)
+    return dist, labels.view(np.int64)  # uint64 labels < N: the same bits, no copy
 
 
 def _query_all(Z: np.ndarray, k: int, chunk_rows: int, query: Any, table: np.ndarray) -> None:
