@@ -56,7 +56,8 @@ MEASUREMENTS: dict[str, tuple[str, Bench]] = {
     "l": ("neighbour index: exact vs faiss / hnswlib HNSW, time, memory, recall@32 (≥ 0.95)", index.bench_l),
     "m": ("scale curve: a run end to end at 100k, 1M, 10M tracks, each stage's growth exponent", scale.bench_m),
 }
-OPT_IN = "i"
+OPT_IN = "i"  # make sweep: with_sweep=true
+LONG = ("l", "m")  # the 10M-track index builds and the scale curve (tens of minutes): only=[l] / only=[m]
 
 
 def measure(runner: Runner, only: list[str]) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from music_rl.bench import MEASUREMENTS, OPT_IN, measure
+from music_rl.bench import LONG, MEASUREMENTS, OPT_IN, measure
 from music_rl.bench.report import load_average, new_report, summary
 from music_rl.bench.runner import ROOT, Runner
 from music_rl.bench.sizes import QUICK, Sizes
@@ -37,8 +37,9 @@ from music_rl.core.errors import ConfigError
 class BenchConfig:
     """Arguments of ``music-rl bench``."""
 
-    only: list[str] = field(default_factory=lambda: [m for m in MEASUREMENTS if m != OPT_IN])
-    """the measurements to run, e.g. only=[a,b] (a..i; by default all but i, make sweep, which is opt-in)"""
+    only: list[str] = field(default_factory=lambda: [m for m in MEASUREMENTS if m != OPT_IN and m not in LONG])
+    """the measurements to run, e.g. only=[a,b] (a..m; by default all but i, make sweep, and l, m, the 10M-track
+    index builds and scale curve: tens of minutes each, opt-in with only=[l] / only=[m])"""
     with_sweep: bool = False
     """also run (i), make sweep (18 trainings of the default budget)"""
     repeats: int = 3
