@@ -4,7 +4,10 @@ one thread."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
+import logging
 import os
 import subprocess
 import sys
@@ -76,6 +79,30 @@ def train_here(capsys: pytest.CaptureFixture[str], run_dir: Path, *overrides: st
     return run_here(capsys, "train", *TINY, *overrides, f"hydra.run.dir={run_dir}")
 
 
+def run_in_process(command: str, *args: str) -> str:
+    """:func:`run_cli` for a command that must finish (exit 0), its output (stdout, then stderr: as a finished
+    process's ``stdout + stderr``) returned; the log file a run opens is closed after it (no later record of this
+    process lands in the run's train.log)."""
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            status = run_cli(command, *args)
+    finally:
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+            root.removeHandler(handler)
+            handler.close()
+    text = out.getvalue() + err.getvalue()
+    assert status == 0, f"music-rl {command} {' '.join(args)}: exit {status}\n{text[-3000:]}"
+    return text
+
+
+def train_in_process(run_dir: Path, *overrides: str) -> str:
+    """:func:`train` in this process (:func:`run_in_process`): for a run that tests read (a fixture's), where a
+    fresh process (about 4 s of imports, CPU time of its own) is not what the tests check; its output."""
+    return run_in_process("train", *TINY, *overrides, f"hydra.run.dir={run_dir}")
+
+
 def compose(*overrides: str) -> DictConfig:
     """``conf/train.yaml`` with ``overrides``, composed by Hydra as ``music-rl train`` composes it (no job run)."""
     from hydra import compose as hydra_compose
@@ -89,12 +116,11 @@ def compose(*overrides: str) -> DictConfig:
 
 @pytest.fixture(scope="session")
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One tiny trained run per test session (shared by the inference and online tests); treat it as read-only."""
+    """One tiny trained run per test session (shared by the inference and online tests), trained in this process
+    (:func:`train_in_process`); treat it as read-only."""
     out = tmp_path_factory.getbasetemp() / "tiny_inference_run"
     if not (out / "metrics.json").is_file():
-        proc = subprocess.run(command("train", *PRISTINE, f"hydra.run.dir={out}"), cwd=ROOT, capture_output=True,
-                              text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        train_in_process(out, *PRISTINE[len(TINY):])
     return out
 
 

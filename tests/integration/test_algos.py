@@ -3,30 +3,25 @@ oracle in every metrics.json; the bad inputs as one line."""
 
 import json
 import shutil
-import subprocess
 
 import pytest
-from conftest import ROOT, command, error_line, run_here, train, train_here
+from conftest import error_line, run_here, train_here, train_in_process
 
 ALGOS = ("dqn", "qrdqn", "recurrent_ppo", "a2c")
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(command(*args), cwd=ROOT, capture_output=True, text=True, timeout=300)
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """One tiny run of each algo (no off-policy check of the estimators: a PPO's)."""
+    """One tiny run of each algo (no off-policy check of the estimators: a PPO's), trained in this process; the
+    commands below run in this process too (:func:`conftest.run_here`): what is checked is what they answer."""
     base = tmp_path_factory.mktemp("algos")
     for algo in ALGOS:
-        proc = train(base / algo, f"algo={algo}", "eval.ope_log_steps=0")
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        train_in_process(base / algo, f"algo={algo}", "eval.ope_log_steps=0")
     return base
 
 
 @pytest.mark.parametrize("algo", ALGOS)
-def test_each_algo_trains_saves_and_is_scored_on_both_scales(runs, algo):
+def test_each_algo_trains_saves_and_is_scored_on_both_scales(runs, algo, capsys):
     folder = runs / algo
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["algo"] == algo and metrics["action"] == "discrete"
@@ -39,10 +34,10 @@ def test_each_algo_trains_saves_and_is_scored_on_both_scales(runs, algo):
     assert (folder / f"{algo}.zip").is_file()
     assert sorted(p.name for p in (folder / "checkpoints").glob("*.zip")) == [f"{algo}_1024_steps.zip",
                                                                              f"{algo}_512_steps.zip"]
-    evaluated = run("evaluate", f"run_dir={folder}")
+    evaluated = run_here(capsys, "evaluate", f"run_dir={folder}")
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     assert f"normalized_score ({algo}): {metrics['normalized_score']:.3f}" in evaluated.stdout  # the same sessions
-    served = run("recommend", f"run_dir={folder}", "track_id=syn00000000", "length=3", "format=json")
+    served = run_here(capsys, "recommend", f"run_dir={folder}", "track_id=syn00000000", "length=3", "format=json")
     assert served.returncode == 0, served.stderr[-2000:]
     steps = json.loads(served.stdout)["steps"]
     assert len(steps) == 3 and all(0 <= s["pick"] < 4 for s in steps)
@@ -52,16 +47,15 @@ def test_a_resumed_dqn_continues_from_its_checkpoint(runs, tmp_path):
     folder = tmp_path / "resumed"
     shutil.copytree(runs / "dqn", folder)
     (folder / "checkpoints" / "dqn_1024_steps.zip").unlink()
-    proc = train(folder, "algo=dqn", "eval.ope_log_steps=0", "resume=true", "dqn.total_timesteps=1536")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    train_in_process(folder, "algo=dqn", "eval.ope_log_steps=0", "resume=true", "dqn.total_timesteps=1536")
     assert "resuming from dqn_512_steps.zip at 512 timesteps" in (folder / "train.log").read_text()
     assert json.loads((folder / "run_info.json").read_text())["dqn_timesteps"] == 1536
 
 
-def test_a_fine_tuned_recurrent_ppo_is_the_next_version(runs, tmp_path):
+def test_a_fine_tuned_recurrent_ppo_is_the_next_version(runs, tmp_path, capsys):
     folder = tmp_path / "tuned"
     shutil.copytree(runs / "recurrent_ppo", folder)
-    proc = run("finetune", f"run_dir={folder}", f"feedback={folder / 'feedback.csv'}", "timesteps=256")
+    proc = run_here(capsys, "finetune", f"run_dir={folder}", f"feedback={folder / 'feedback.csv'}", "timesteps=256")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (folder / "recurrent_ppo-v2.zip").is_file()
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, TINY, command
+from conftest import ROOT, TINY, command, train_in_process
 from conftest import train as train_tiny
 from stable_baselines3 import PPO
 
@@ -175,8 +175,9 @@ def test_sigkill_during_ppo_then_resume_reaches_the_timesteps_and_evaluates(tmp_
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
+    """A finished tiny run (trained in this process: the fine-tunings below are the processes interrupted)."""
     run = tmp_path_factory.mktemp("interrupt") / "run"
-    train(run)
+    train_in_process(run)
     return run
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import error_line, run_cli, train, train_here
+from conftest import error_line, run_cli, train_here, train_in_process
 from mssd import mssd_files
 
 pytestmark = pytest.mark.slow  # trains (a tiny budget, still seconds per test)
@@ -23,9 +23,8 @@ def mssd_run(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("mssd")
     tracks, log = mssd_files(folder, unknown=5, no_flag=6)  # as a real log: a few rows with no skip flag
     out = folder / "run"
-    proc = train(out, "data=csv", f"data.path={tracks}", f"feedback.path={log}", *SMALL)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (out / "stdout.txt").write_text(proc.stdout + proc.stderr)
+    said = train_in_process(out, "data=csv", f"data.path={tracks}", f"feedback.path={log}", *SMALL)
+    (out / "stdout.txt").write_text(said)
     return out
 
 

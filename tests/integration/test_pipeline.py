@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, train_here
-from conftest import train as train_tiny
+from conftest import ROOT, train_here, train_in_process
 
 pytestmark = pytest.mark.slow  # trains (a tiny budget, still seconds per test)
 
@@ -19,12 +18,10 @@ PERIODIC = ("ppo.total_timesteps=2048", "eval.eval_freq=1024", "eval.n_episodes=
             "ppo.checkpoint_freq=1024")  # two rollouts: a periodic evaluation and a checkpoint in between
 
 
-def train(run_dir: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Train a tiny run with a periodic evaluation into ``run_dir``."""
-    proc = train_tiny(run_dir, *PERIODIC, *overrides)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"train failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return proc
+def train(run_dir: Path, *overrides: str) -> None:
+    """Train a tiny run with a periodic evaluation into ``run_dir``, in this process (:func:`train_in_process`: the
+    reproduce command below is a fresh process, the same bytes expected)."""
+    train_in_process(run_dir, *PERIODIC, *overrides)
 
 
 @pytest.fixture(scope="module")

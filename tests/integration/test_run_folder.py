@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, TINY, command, last_line, run_cli, train, train_command, train_here
+from conftest import ROOT, TINY, command, last_line, run_cli, train_command, train_here, train_in_process
 
 from music_rl.core.atomic import write_json_atomic
 from music_rl.data.feedback_store import FeedbackStore
@@ -53,40 +53,43 @@ def strict_json(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
+    """A finished tiny run, trained in this process; the tests below take copies. Commands that refuse before any
+    work run in this process too (:func:`conftest.train_here`); those whose process is the point (two at once, a
+    sweep, the current folder) run as the console runs them."""
     out = tmp_path_factory.mktemp("finished") / "run"
-    proc = train(out)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    train_in_process(out)
     return out
 
 
 # ------------------------------------------------------------------------------------------- never overwritten
 
-def test_a_second_run_into_a_finished_folder_is_refused_and_changes_nothing(finished, tmp_path):
+def test_a_second_run_into_a_finished_folder_is_refused_and_changes_nothing(finished, tmp_path, capsys):
     run = Path(shutil.copytree(finished, tmp_path / "run"))
     before = digest(run)
-    line = one_line(train(run), f"{run}: holds a finished run (metrics.json", "resume=true", "overwrite=true")
+    line = one_line(train_here(capsys, run), f"{run}: holds a finished run (metrics.json", "resume=true",
+                    "overwrite=true")
     assert "Traceback" not in line and digest(run) == before
 
 
-def test_resume_with_another_config_names_the_keys(finished, tmp_path):
+def test_resume_with_another_config_names_the_keys(finished, tmp_path, capsys):
     run = Path(shutil.copytree(finished, tmp_path / "run"))
     before = digest(run)
-    one_line(train(run, "resume=true", "seed=7", "reward.like_weight=100"), "resume=true with another config",
-             "reward.like_weight: 10.0 -> 100.0", "seed: 0 -> 7", "ppo.total_timesteps")
+    one_line(train_here(capsys, run, "resume=true", "seed=7", "reward.like_weight=100"),
+             "resume=true with another config", "reward.like_weight: 10.0 -> 100.0", "seed: 0 -> 7",
+             "ppo.total_timesteps")
     assert digest(run) == before
 
 
-def test_resume_keeps_the_saved_config_where_a_default_changed_since(finished, tmp_path):
+def test_resume_keeps_the_saved_config_where_a_default_changed_since(finished, tmp_path, capsys):
     run = Path(shutil.copytree(finished, tmp_path / "run"))
     saved = run / ".hydra" / "config.yaml"
     # as if the run had started under an older default of a key that may not change on resume
     saved.write_text(saved.read_text().replace("    n_episodes: 50\n    width:", "    n_episodes: 3\n    width:"))
-    proc = train(run, "resume=true", "ppo.total_timesteps=2048")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    train_in_process(run, "resume=true", "ppo.total_timesteps=2048")
     assert "n_episodes: 3\n" in saved.read_text() and "total_timesteps: 2048" in saved.read_text()
     assert json.loads((run / "metrics.json").read_text())["planner_episodes"] == 3  # the saved value ran
     # a key set on the command line still has to match
-    one_line(train(run, "resume=true", "ppo.total_timesteps=2048", "eval.planner.n_episodes=4"),
+    one_line(train_here(capsys, run, "resume=true", "ppo.total_timesteps=2048", "eval.planner.n_episodes=4"),
              "resume=true with another config", "eval.planner.n_episodes: 3 -> 4")
 
 
@@ -99,19 +102,19 @@ def test_resume_of_a_finished_run_with_nothing_to_continue_from_is_refused(finis
     assert digest(run) == before
 
 
-def test_resume_of_a_fine_tuned_run_is_refused(finished, tmp_path):
+def test_resume_of_a_fine_tuned_run_is_refused(finished, tmp_path, capsys):
     run = Path(shutil.copytree(finished, tmp_path / "run"))
     shutil.copy(run / "ppo.zip", run / "ppo-v2.zip")
     before = digest(run)
-    one_line(train(run, "resume=true", "ppo.total_timesteps=4096"), "resume=true on a fine-tuned run (ppo-v2.zip)")
+    one_line(train_here(capsys, run, "resume=true", "ppo.total_timesteps=4096"),
+             "resume=true on a fine-tuned run (ppo-v2.zip)")
     assert digest(run) == before
 
 
 def test_overwrite_moves_the_old_run_aside_and_deletes_nothing(finished, tmp_path):
     run = Path(shutil.copytree(finished, tmp_path / "run"))
     before = digest(run)
-    proc = train(run, "overwrite=true", "seed=1")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    train_in_process(run, "overwrite=true", "seed=1")
     (aside,) = tmp_path.glob("run.replaced-*")
     assert digest(aside) == before  # the old run, whole, under its new name
     assert strict_json(run / "metrics.json") != strict_json(aside / "metrics.json")  # the new run, seed 1
@@ -247,14 +250,15 @@ def test_every_command_checks_its_seeds(pristine, capsys, command, args):
     assert "must be an integer in 0..4294967295 (a seed)" in capsys.readouterr().err
 
 
-def test_a_degenerate_catalog_is_one_line_and_no_nan_is_written(tmp_path):
+def test_a_degenerate_catalog_is_one_line_and_no_nan_is_written(tmp_path, capsys):
     tracks = pd.read_csv(ROOT / "tests" / "fixtures" / "bad" / "good.csv")
     features = tracks.columns[4:]
     constant = pd.concat([tracks] * 8, ignore_index=True)
     constant["track_id"] = [f"t{i}" for i in range(len(constant))]
     constant[features] = constant[features].iloc[0].to_numpy()
     constant.to_csv(tmp_path / "constant.csv", index=False)
-    one_line(train(tmp_path / "run", "data=csv", f"data.path={tmp_path / 'constant.csv'}", "env.session_length=4"),
+    one_line(train_here(capsys, tmp_path / "run", "data=csv", f"data.path={tmp_path / 'constant.csv'}",
+                        "env.session_length=4"),
              "constant.csv (normalised features): every one of the 64 tracks is the same")
     assert not (tmp_path / "run" / "metrics.json").exists()
 
@@ -272,9 +276,9 @@ def test_undefined_metrics_are_null_with_their_reason(tmp_path):
         write_json_atomic(tmp_path / "bad.json", {"x": float("nan")})
 
 
-def test_a_budget_below_one_rollout_says_so(tmp_path):
+def test_a_budget_below_one_rollout_says_so(tmp_path, capsys):
     """Every on-policy learner (ppo, recurrent_ppo, a2c: one message) says that it trains a whole rollout."""
-    proc = train(tmp_path / "run", "algo=recurrent_ppo", "recurrent_ppo.total_timesteps=100")
+    proc = train_here(capsys, tmp_path / "run", "algo=recurrent_ppo", "recurrent_ppo.total_timesteps=100")
     assert proc.returncode == 0, proc.stderr[-2000:]
     said = ("recurrent_ppo.total_timesteps=100 leaves 100 steps, less than one rollout (recurrent_ppo.n_steps x "
             "recurrent_ppo.n_envs = 512): recurrent_ppo trains one whole rollout, 512 steps")
@@ -285,8 +289,7 @@ def test_out_that_is_a_directory_and_a_model_of_another_world_are_one_line(finis
     assert run_cli("evaluate", f"run_dir={finished}", f"out={tmp_path}") == 2
     assert f"out='{tmp_path}': a directory" in capsys.readouterr().err
     other = tmp_path / "other"
-    proc = train(other, "vae.latent_dim=2")
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    train_in_process(other, "vae.latent_dim=2")
     run = Path(shutil.copytree(finished, tmp_path / "run"))
     shutil.copy(other / "ppo.zip", run / "ppo.zip")
     for args in (("n_episodes=2",), (f"log={finished / 'exploration.csv'}",)):  # scoring and estimating check it

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import error_line, train
+from conftest import error_line, train_here, train_in_process
 
 from music_rl.data.feedback import read_feedback
 
@@ -20,8 +20,7 @@ SIM2REAL = ("sim2real.enabled=true", "eval.protocol=population", "env.reward_sou
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("sim2real") / "run"
-    proc = train(out, *SIM2REAL)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    train_in_process(out, *SIM2REAL)
     return out
 
 
@@ -68,10 +67,11 @@ def test_the_log_has_propensities_and_each_size_its_listener_and_learners(run: P
                                 "must be >= listeners.population=30"),
     ("listeners.population=20", "error: listeners.population=20: sim2real.enabled holds out 4 listener(s)"),
 ])
-def test_settings_the_protocol_cannot_run_are_refused_in_one_line(tmp_path: Path, override: str, named: str) -> None:
+def test_settings_the_protocol_cannot_run_are_refused_in_one_line(tmp_path: Path, override: str, named: str,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     extra = ("listeners.fit_log=x.csv",) if override == "listeners.model=learnt" else ()
     kept = [o for o in SIM2REAL if o.split("=")[0] != override.split("=")[0]]
-    proc = train(tmp_path / "run", *kept, override, *extra)
+    proc = train_here(capsys, tmp_path / "run", *kept, override, *extra)  # refused before any work: in this process
     line = error_line(proc)
     assert line.startswith(named)
     assert not (tmp_path / "run" / "metrics.json").exists()

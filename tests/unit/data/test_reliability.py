@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, compose, run_cli, train, train_here
+from conftest import ROOT, compose, run_cli, train, train_here, train_in_process
 from omegaconf import OmegaConf
 
 import music_rl.cli.train  # noqa: F401  (registers train_schema in Hydra's ConfigStore)
@@ -280,9 +280,9 @@ def test_cli_bad_catalog_file_is_one_line(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
+    """A finished tiny run (trained in this process), damaged in copies by the tests below."""
     out = tmp_path_factory.mktemp("reliability") / "run"
-    proc = train_cli(out)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    train_in_process(out)
     return out
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_cli, train, train_here
+from conftest import run_cli, train_here, train_in_process
 
 from envs.candidates import CandidateIndex, build_neighbour_table
 from envs.music_env import EnvConfig, MusicRecEnv
@@ -115,11 +115,11 @@ def test_an_offpolicy_algo_with_a_discrete_action_is_one_error_line(tmp_path, ca
 
 @pytest.fixture(scope="module", params=["ppo", "sac", "td3"])
 def latent_run(request, tmp_path_factory) -> tuple[str, Path]:
-    """One tiny latent run per algorithm (module-wide; tests that write into it take a copy)."""
+    """One tiny latent run per algorithm (module-wide; tests that write into it take a copy), trained in this
+    process: what is checked is the run it leaves, not the process."""
     algo = request.param
     out = tmp_path_factory.mktemp(f"latent-{algo}") / "run"
-    proc = train(out, "env.action=latent", f"algo={algo}", "env.reward_source=simulator")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    train_in_process(out, "env.action=latent", f"algo={algo}", "env.reward_source=simulator")
     return algo, out
 
 
@@ -217,9 +217,8 @@ def test_an_offpolicy_run_resumes_from_its_checkpoint_with_an_empty_buffer(laten
     algo, pristine = latent_run
     run = Path(shutil.copytree(pristine, tmp_path / "run"))
     (run / "metrics.json").unlink()  # as if it had been stopped after its last checkpoint
-    proc = train(run, "env.action=latent", f"algo={algo}", "env.reward_source=simulator", "resume=true",
-                 f"{algo}.total_timesteps=2048")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"resuming from {algo}_1024_steps.zip" in proc.stdout + proc.stderr
+    said = train_in_process(run, "env.action=latent", f"algo={algo}", "env.reward_source=simulator", "resume=true",
+                            f"{algo}.total_timesteps=2048")
+    assert f"resuming from {algo}_1024_steps.zip" in said
     assert load_model(run / f"{algo}.zip", algo=algo).num_timesteps == 2048
     assert json.loads((run / "metrics.json").read_text())["algo"] == algo

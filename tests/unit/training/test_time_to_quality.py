@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import compose, train
+from conftest import compose, train_in_process
 from stable_baselines3 import PPO
 
 from music_rl.config import load_config
@@ -52,8 +52,7 @@ def test_evaluations_fall_between_rollouts_and_when_training_ends(tmp_path):
     """Rollouts of 2 x 256 steps, an evaluation every 256 steps: at the rollout boundaries 512, 1024, 1536 and
     at the end, 2048 (each scores a policy trained on exactly those steps); no plateau, no stop."""
     run = tmp_path / "run"
-    proc = train(run, "ppo.total_timesteps=2048", "eval.eval_freq=256", "ppo.lr_schedule=linear")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    train_in_process(run, "ppo.total_timesteps=2048", "eval.eval_freq=256", "ppo.lr_schedule=linear")
     info = json.loads((run / "run_info.json").read_text())
     assert [p["timesteps"] for p in info["learning_curve"]] == [512, 1024, 1536, 2048]
     assert all(p["train_s"] > 0 for p in info["learning_curve"]) and "stopped_on_plateau" not in info
@@ -66,9 +65,8 @@ def test_a_plateau_stops_training_and_is_logged(tmp_path):
     2048); the next rollout's steps are dropped, so the saved model and its checkpoint are the 1024-step
     policy; run_info and TensorBoard say where it stopped."""
     run = tmp_path / "run"
-    proc = train(run, "ppo.total_timesteps=2048", "eval.eval_freq=512", "eval.stop_on_plateau=true",
-                 "eval.plateau_patience=1", "eval.plateau_delta=10")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    train_in_process(run, "ppo.total_timesteps=2048", "eval.eval_freq=512", "eval.stop_on_plateau=true",
+                     "eval.plateau_patience=1", "eval.plateau_delta=10")
     info = json.loads((run / "run_info.json").read_text())
     assert info["stopped_on_plateau"] == 1024 and info["ppo_timesteps"] == 1024
     assert [p["timesteps"] for p in info["learning_curve"]] == [512, 1024]
@@ -81,8 +79,7 @@ def test_a_plateau_stops_training_and_is_logged(tmp_path):
 
     # resume=true goes on from the stop to ppo.total_timesteps (the plateau check starts again from its own
     # evaluations); what came before the resume is kept
-    proc = train(run, "ppo.total_timesteps=2048", "eval.eval_freq=512", "resume=true")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    train_in_process(run, "ppo.total_timesteps=2048", "eval.eval_freq=512", "resume=true")
     info = json.loads((run / "run_info.json").read_text())
     assert info["ppo_timesteps"] == 2048 and "stopped_on_plateau" not in info
     assert [p["timesteps"] for p in info["learning_curve"]] == [1536, 2048]
