@@ -12,6 +12,9 @@ the latents, built on first use).
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from scipy.spatial import cKDTree
 
@@ -44,10 +47,17 @@ def query_rows(tree: cKDTree, rows: np.ndarray, n_neighbours: int, workers: int 
     other rows asked with it, so any cut of the catalog into shards, on any machine, gives the same table."""
     k = min(int(n_neighbours), tree.n - 1)
     out = np.empty((len(rows), k), dtype=np.int32)
-    for start in range(0, len(rows), _QUERY_CHUNK):
-        part = rows[start:start + _QUERY_CHUNK]
-        dist, idx = tree.query(tree.data[part], k=k + 1, workers=workers)
-        out[start:start + len(part)] = _drop_self_and_order_ties(dist, idx, part)
+    threads = (os.cpu_count() or 1) if workers == -1 else max(int(workers), 1)
+    # our own threads, each querying a slice on one: a signal (Ctrl-C) between chunks then leaves no query thread
+    # running while the interpreter exits (scipy's workers=-1 threads did, and the exit crashed)
+    with ThreadPoolExecutor(threads) as pool:
+        for start in range(0, len(rows), _QUERY_CHUNK):
+            part = rows[start:start + _QUERY_CHUNK]
+            slices = [s for s in np.array_split(part, threads) if len(s)]
+            answers = list(pool.map(lambda s: tree.query(tree.data[s], k=k + 1, workers=1), slices))
+            dist = np.concatenate([a[0] for a in answers]).reshape(len(part), k + 1)
+            idx = np.concatenate([a[1] for a in answers]).reshape(len(part), k + 1)
+            out[start:start + len(part)] = _drop_self_and_order_ties(dist, idx, part)
     return out
 
 

@@ -10,6 +10,7 @@ not stored but rebuilt, deterministically, from the features and ``meta``.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ ARRAYS = tuple(_DTYPES)
 
 # Independent random streams of one world seed.
 _STREAM_LISTENER_SEED, _STREAM_SPLIT, _STREAM_PROBES, _STREAM_FEEDBACK = 1, 2, 3, 4  # the prior's: 5
+BUILDING_DIR = ".world-building"  # a run folder's arrays being built out of core (music_rl.training.run_world)
 PRIOR_FILE = "population_prior.npz"  # in world/, when the run's listener observation fitted one
 
 
@@ -136,8 +138,13 @@ class World:
         write_tracks(self.tracks, out / "tracks.csv")
         for name in ARRAYS:
             array = getattr(self, name)
-            if isinstance(array, np.memmap) and Path(str(array.filename)).resolve() == (out / f"{name}.npy").resolve():
-                continue  # built in place, out of core (music_rl.training.world_arrays)
+            if isinstance(array, np.memmap) and array.filename is not None:
+                built = Path(str(array.filename))
+                if built.resolve() == (out / f"{name}.npy").resolve():
+                    continue  # saved already
+                if built.parent.name == BUILDING_DIR:  # built out of core (music_rl.training.world_arrays): moved in
+                    os.replace(built, out / f"{name}.npy")  # atomic; the memory map stays valid
+                    continue
             with atomic_path(out / f"{name}.npy") as tmp, open(tmp, "wb") as fh:
                 np.save(fh, array)
         if self._prior is not None:

@@ -55,11 +55,11 @@ class WorldConfig:
     ray: RayConfig = field(default_factory=RayConfig)
     chunk_rows: int = 1_000_000
     """rows per chunk of the out-of-core stages (catalog, encoding, neighbour queries, cluster assignment) and per
-    Ray shard: memory follows it, not the catalog"""
+    Ray shard, >= 1000: their buffers follow it, not the catalog"""
 
     sample_rows: int = 1_000_000
     """rows the VAE and K-Means are fitted on: a seeded sample of a larger catalog (every track is then encoded
-    and labelled, a chunk at a time); a catalog of at most this many tracks is fitted whole"""
+    and labelled, a chunk at a time), >= 1000; a catalog of at most this many tracks is fitted whole"""
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first bad ``world.*`` key."""
@@ -70,6 +70,13 @@ class WorldConfig:
              "must be an integer >= 1000"),
             ("world.ray.num_cpus", self.ray.num_cpus, self.ray.num_cpus is None
              or (isinstance(self.ray.num_cpus, int) and self.ray.num_cpus >= 1), "must be null or an integer >= 1"),
-            ("world.ray.address", self.ray.address, self.ray.address is None or bool(str(self.ray.address).strip()),
-             "must be null (a local Ray) or a cluster's address host:port"),
+            ("world.ray.address", self.ray.address, self.ray.address is None or _is_address(str(self.ray.address)),
+             "must be null (a local Ray), auto (the cluster ray start began here), host:port or ray://host:port"),
         ])
+
+
+def _is_address(address: str) -> bool:
+    """Whether ``address`` reads as a Ray address: ``auto``, ``host:port`` or ``ray://host:port`` (checked before
+    any work; whether a cluster answers there, only when the build joins it)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    return address == "auto" or (bool(host.strip()) and " " not in host and "/" not in host and port.isdigit())

@@ -3,10 +3,10 @@ folder's file system: checked before any work, so a catalog larger than the disk
 never a full disk halfway through a build.
 
 The world's per-track arrays (``world/``: features 11 float32, latents d float32, the neighbour table
-``env.n_neighbours`` int32, clusters and the reward table one int32 and one float32) and its ``tracks.csv`` (the
-catalog's text columns, each quoted) follow the catalog; the rest of a run folder (models, checkpoints, logs,
-TensorBoard) is a fixed allowance. A file catalog's size: a Parquet file's row count from its footer, a CSV file's
-lines counted (a second a gigabyte).
+``env.n_neighbours`` int32, twice while it is built, clusters and the reward table one int32 and one float32) and its
+``tracks.csv`` (the catalog's text columns, each quoted) follow the catalog; the rest of a run folder (models,
+checkpoints, logs, TensorBoard) is a fixed allowance. A file catalog's size: a Parquet file's row count from its
+footer, a CSV file's lines counted (a second a gigabyte).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from music_rl.memory_budget import N_FEATURES, shown
 if TYPE_CHECKING:
     from music_rl.config import TrainConfig
 
-FIXED_BYTES = 200_000_000  # models, checkpoints, logs, TensorBoard, feedback files: a tiny run folder is ~2 MB
+FIXED_BYTES = 50_000_000  # models, checkpoints, logs, TensorBoard, feedback files: a tiny run folder is ~2 MB
+CHECKED_FROM = 100_000_000  # a smaller world is left to the writes, which refuse a full disk in one line each
 SYNTHETIC_TEXT_BYTES = 56  # a synthetic track's row of tracks.csv: "syn00000000","Golden Heart","Artist 1","pop"
 _COUNT_BLOCK = 1 << 24
 
@@ -51,15 +52,19 @@ def catalog_size(cfg: TrainConfig) -> tuple[int, int]:
 
 def world_bytes(cfg: TrainConfig, n_tracks: int, text_bytes: int) -> int:
     """The bytes of a run folder's world for ``n_tracks`` tracks, plus the fixed allowance."""
-    per_track = 4 * (N_FEATURES + cfg.vae.latent_dim + cfg.env.n_neighbours + 2) + text_bytes
+    per_track = 4 * (N_FEATURES + cfg.vae.latent_dim + 2 * cfg.env.n_neighbours + 2) + text_bytes  # the table twice
+    # while it is built: staged in the kd-tree's order, then put in place (music_rl.core.arrays.PermutedNpyBuilder)
     return FIXED_BYTES + n_tracks * per_track
 
 
 def check_disk(cfg: TrainConfig, run_dir: Path) -> None:
-    """Raise :class:`ConfigError` when the run's world would not fit on the free space of ``run_dir``'s file
-    system (the nearest existing folder above it): one line with the need, the room and the keys that drive it."""
+    """Raise :class:`ConfigError` when the run's world (of at least :data:`CHECKED_FROM` bytes) would not fit on the
+    free space of ``run_dir``'s file system (the nearest existing folder above it): one line with the need, the room
+    and the keys that drive it."""
     n_tracks, text = catalog_size(cfg)
     need = world_bytes(cfg, n_tracks, text)
+    if need < CHECKED_FROM:
+        return
     folder = Path(run_dir).resolve()
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent

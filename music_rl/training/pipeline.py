@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import torch
 from omegaconf import OmegaConf
 from threadpoolctl import threadpool_limits
 
+from envs.world import BUILDING_DIR
 from music_rl.config import TrainConfig
 from music_rl.core.atomic import write_json_atomic
 from music_rl.core.errors import RunFolderError
@@ -90,8 +92,13 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
     """
     stale = [p for folder in (run_dir, run_dir / "world", run_dir / "checkpoints") if folder.is_dir()
              for p in folder.iterdir() if TEMPORARY_RE.match(p.name) and p.is_file()]
+    building = run_dir / BUILDING_DIR  # a world's arrays an interrupted build left (music_rl.training.run_world)
+    if building.is_dir():
+        stale += sorted(building.iterdir())
     for path in stale:
         path.unlink(missing_ok=True)
+    if building.is_dir():
+        shutil.rmtree(building, ignore_errors=True)
     if stale:
         log.info("removed %d temporary file(s) left by an interrupted run: %s", len(stale),
                  ", ".join(p.name for p in stale))

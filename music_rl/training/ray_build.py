@@ -108,7 +108,10 @@ def _probe(ray: Any, address: str) -> None:
     if address == "auto":  # the cluster `ray start` last started on this machine
         from ray._private.services import canonicalize_bootstrap_address
 
-        found = canonicalize_bootstrap_address("auto")
+        try:
+            found = canonicalize_bootstrap_address("auto")
+        except ConnectionError:  # Ray's own "no cluster found" (its message names an unrelated file)
+            found = None
         if found is None:
             raise _unreachable(address, "no Ray started on this machine: ray start --head")
         host, port = _host_port(found)

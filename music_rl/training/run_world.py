@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from stable_baselines3.common.logger import Logger
 from envs.listeners import ListenerModel
 from envs.rewards import propagation_quality
 from envs.track_table import TrackIds
-from envs.world import World, build_world
+from envs.world import BUILDING_DIR, World, build_world
 from music_rl.config import TrainConfig
 from music_rl.core.atomic import atomic_path
 from music_rl.core.errors import CatalogError, ConfigError
@@ -46,7 +47,8 @@ def listener_seed(cfg: TrainConfig) -> int:
 
 def load_features(cfg: TrainConfig, info: RunInfo, world_dir: Path) -> tuple[pd.DataFrame, Normaliser, np.ndarray]:
     """The catalog's tracks, its normaliser and its normalised features (checked for variety), the features written
-    to ``world_dir/features.npy`` and returned as a memory map: a synthetic catalog part by part, a file's whole."""
+    to ``world_dir/features.npy`` (the folder the world is built in) and returned as a memory map: a synthetic
+    catalog part by part, a file's whole."""
     with info.stage("catalog"):
         path = world_dir / "features.npy"
         if cfg.data.source == "synthetic":
@@ -91,9 +93,9 @@ def read_user_log(cfg: TrainConfig, tracks: pd.DataFrame,
 
 
 def fit_latents(cfg: TrainConfig, run_dir: Path, logger: Logger, info: RunInfo, tracks: pd.DataFrame,
-                normaliser: Normaliser, features: np.ndarray) -> np.ndarray:
+                normaliser: Normaliser, features: np.ndarray, building: Path) -> np.ndarray:
     """The fitted VAE's latents of the catalog (the VAE fitted on ``world.sample_rows`` rows at most, every track
-    encoded shard by shard into ``world/latents.npy``); saves ``vae.pt`` (with the normaliser)."""
+    encoded shard by shard into ``building/latents.npy``); saves ``vae.pt`` (with the normaliser)."""
     with info.stage("vae"):
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
             log_values(logger, {f"vae/{key}": value for key, value in metrics.items()}, epoch)
@@ -101,7 +103,7 @@ def fit_latents(cfg: TrainConfig, run_dir: Path, logger: Logger, info: RunInfo, 
         sample = training_rows(len(features), cfg.world.sample_rows, derive_seed(cfg.seed, "vae-sample"))
         encoder = LatentEncoder(cfg.vae, seed=derive_seed(cfg.seed, "vae"))
         encoder.fit(np.asarray(features) if sample is None else features[sample], on_epoch=on_epoch)
-        latents = encode_latents(cfg.world, encoder, features, run_dir / "world" / "latents.npy")
+        latents = encode_latents(cfg.world, encoder, features, building / "latents.npy")
         check_variety(latents, cfg.reward.n_clusters,
                       f"{catalog_name(cfg)} (VAE latents, vae.latent_dim={cfg.vae.latent_dim})")
         ckpt = encoder.checkpoint()
@@ -131,16 +133,17 @@ def build_run_world(cfg: TrainConfig, run_dir: Path, logger: Logger, info: RunIn
     """The whole world of a fresh run, saved under ``world/`` (with the population prior of the listener
     observation and the new-listener protocol) with ``feedback.csv`` (the log the rewards were learnt from) and,
     for a user's log, ``feedback_holdout.csv`` (its held-out sessions)."""
-    world_dir = run_dir / "world"
-    world_dir.mkdir(parents=True, exist_ok=True)
-    tracks, normaliser, features = load_features(cfg, info, world_dir)
+    building = run_dir / BUILDING_DIR  # the arrays built out of core, moved into world/ once the world is whole
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir(parents=True)
+    tracks, normaliser, features = load_features(cfg, info, building)
     user_log, holdout, report = read_user_log(cfg, tracks, info)
     track_ids = TrackIds(tracks["track_id"])
     fit_log = None
     if cfg.listeners.model == ListenerModel.learnt:  # torch's user model is imported for a learnt listener only
         from music_rl.user_model import fit_run_listener, read_listener_log
         fit_log = read_listener_log(cfg.listeners, track_ids)  # checked before any write
-    latents = fit_latents(cfg, run_dir, logger, info, tracks, normaliser, features)
+    latents = fit_latents(cfg, run_dir, logger, info, tracks, normaliser, features, building)
     fitted = None
     if fit_log is not None:
         with info.stage("listener"):
@@ -148,7 +151,7 @@ def build_run_world(cfg: TrainConfig, run_dir: Path, logger: Logger, info: RunIn
                                       derive_seed(cfg.seed, "listener-fit"))
     with info.stage("world"):
         with info.stage("neighbours"):  # a part of the world's time
-            neighbours = neighbour_table(cfg.world, latents, cfg.env.n_neighbours, world_dir / "neighbours.npy",
+            neighbours = neighbour_table(cfg.world, latents, cfg.env.n_neighbours, building / "neighbours.npy",
                                          derive_seed(cfg.seed, "neighbour-index"))
         world, feedback = build_world(tracks, features, latents, cfg.reward, cfg.listeners, cfg.env,
                                       seed=derive_seed(cfg.seed, "world"), listener_seed=listener_seed(cfg),
@@ -157,7 +160,8 @@ def build_run_world(cfg: TrainConfig, run_dir: Path, logger: Logger, info: RunIn
         if cfg.env.observation == "listener" or cfg.new_listener.enabled:
             with info.stage("population_prior"):  # a part of the world's time; saved with it for serving
                 world.population_prior(cfg.env.k, cfg.env.session_length)
-        world.save(run_dir / "world")
+        world.save(run_dir / "world")  # the arrays built out of core are moved in, not copied
+        shutil.rmtree(building, ignore_errors=True)
         write_feedback(feedback, run_dir / "feedback.csv")
         if holdout is not None and len(holdout):
             write_feedback(holdout, run_dir / "feedback_holdout.csv")

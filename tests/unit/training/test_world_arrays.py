@@ -13,7 +13,7 @@ import pytest
 from envs.candidates import build_neighbour_table
 from envs.rewards import fit_clusters
 from envs.track_table import TrackIds, read_tracks, write_tracks
-from envs.world_config import WorldConfig
+from envs.world_config import RayConfig, WorldConfig
 from music_rl.config import TrainConfig
 from music_rl.core.arrays import build_npy, map_npy, scan_npy
 from music_rl.core.errors import ConfigError
@@ -123,3 +123,11 @@ def test_rows_arriving_in_another_order_are_put_in_place(tmp_path: Path) -> None
             out[np.array([order[5], order[7]])] = values[:2]
     assert np.array_equal(np.load(tmp_path / "p.npy"), values)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.npy"]  # the staging file removed
+
+
+@pytest.mark.parametrize("address", ["nonsense", "http://127.0.0.1:8265", "127.0.0.1:port", " :1", "h st:1"])
+def test_a_ray_address_of_no_known_form_is_refused_before_any_work(address: str) -> None:
+    with pytest.raises(ConfigError, match="world.ray.address=.*auto .*host:port"):
+        WorldConfig(ray=RayConfig(address=address)).validate()
+    for good in ("auto", "10.0.0.9:6379", "ray://head:10001", "localhost:1"):
+        WorldConfig(ray=RayConfig(address=good)).validate()
