@@ -26,6 +26,7 @@ from envs.rewards import RewardConfig, fit_clusters, propagate, reward, select_p
 from envs.simulated_logs import probe_log
 from envs.track_table import TrackIds, read_tracks, write_tracks
 from envs.world_checks import FORMAT_VERSION, WorldMismatch, mismatch, read_array, read_meta
+from music_rl.core.arrays import map_npy
 from music_rl.core.atomic import atomic_path, write_json_atomic
 from music_rl.core.errors import ConfigError, RunFolderError
 from music_rl.data.catalog import Normaliser, synthetic_catalog
@@ -142,8 +143,9 @@ class World:
                 built = Path(str(array.filename))
                 if built.resolve() == (out / f"{name}.npy").resolve():
                     continue  # saved already
-                if built.parent.name == BUILDING_DIR:  # built out of core (music_rl.training.world_arrays): moved in
-                    os.replace(built, out / f"{name}.npy")  # atomic; the memory map stays valid
+                if built.parent.name == BUILDING_DIR and built.exists():  # built out of core: moved in (once)
+                    os.replace(built, out / f"{name}.npy")  # atomic; the old map stays valid, the new one names it
+                    setattr(self, name, map_npy(out / f"{name}.npy"))
                     continue
             with atomic_path(out / f"{name}.npy") as tmp, open(tmp, "wb") as fh:
                 np.save(fh, array)

@@ -71,7 +71,7 @@ def mismatch(world: World) -> tuple[str, str] | None:
 
 def _parts(array: np.ndarray) -> Iterator[np.ndarray]:
     """An array a chunk at a time: a memory map's read from its file (no page of it stays in this process)."""
-    if isinstance(array, np.memmap) and array.filename is not None:
+    if isinstance(array, np.memmap) and array.filename is not None and Path(array.filename).is_file():
         yield from scan_npy(array.filename, SCATTER_ROWS * 16)
     else:
         yield array
